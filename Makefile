@@ -1,0 +1,42 @@
+# All set-up happens here: `make run` and `make test` work on a fresh machine with Python 3.11 and pip.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEMO   := demo-data
+
+.PHONY: run test test-slow bench lint demo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU build of torch; an open range would pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+$(DEMO)/labels.json: | $(STAMP)
+	$(PY) -m viewer demo-data $(DEMO)
+
+demo: $(DEMO)/labels.json
+
+run: $(STAMP) $(DEMO)/labels.json
+	$(PY) -m viewer $(DEMO)
+
+test: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) -m viewer bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check viewer tests
+	$(VENV)/bin/ruff format --check viewer tests
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf $(VENV) $(DEMO) build dist .pytest_cache
