@@ -3,23 +3,55 @@
 The index, the stack splitter and the volume loader all work from :class:`InstanceHeader`, so a folder can be
 listed and split into stacks without decoding a single pixel. Multi-frame (enhanced) objects carry one
 :class:`FrameGeometry` per frame, taken from the per-frame or shared functional groups.
+
+Reading is tuned for indexing thousands of files: pydicom parses up to the pixel data and stops there (the
+pixel data's own header is then checked by hand, so a truncated file is still recognised), and the values
+needed are taken straight from the raw element bytes when they are plain ASCII or binary numbers; anything
+else goes through pydicom's own conversion. Converting every element the pydicom way costs more than parsing
+the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import stat
+import struct
+from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pydicom
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from viewer.errors import ViewerError
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
+HEADER_FORMAT_VERSION = 2
+"""Bump whenever :func:`read_header` gives a different header or skip reason for the same file: persistent
+caches of headers key on it and re-read everything when it changes."""
+
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+_NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", _DEFLATED})
+_DEFER_SIZE = 4096  # values larger than this stay on disk; every value the index needs is far smaller
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_ITEM_TAG = 0xFFFEE000
+_SEQUENCE_DELIMITER = 0xFFFEE0DD
+_LONG_LENGTH_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT"}
+)
+# The groups a dataset without preamble and file meta can start with.
+_FIRST_GROUPS = frozenset({0x0000, 0x0002, 0x0004, 0x0008})
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI"}
+)
+_BINARY_INTS = {"US": "H", "SS": "h", "UL": "I", "SL": "i"}
+_BINARY_FLOATS = {"FL": "f", "FD": "d"}
 
 
 class SkippedFile(ViewerError):
@@ -83,6 +115,7 @@ class InstanceHeader:
     rescale_slope: float | None = None
     rescale_intercept: float | None = None
     frames: tuple[FrameGeometry, ...] = field(default_factory=tuple)
+    series_date: str = ""  # last, so that positional construction by older code keeps working
 
     @property
     def is_colour(self) -> bool:
@@ -93,7 +126,10 @@ class InstanceHeader:
         return "LOCALIZER" in self.image_type
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # What dataclasses.asdict gives, built directly: asdict deep-copies and costs more than the rest of it.
+        data = {name: getattr(self, name) for name in _HEADER_FIELDS}
+        data["frames"] = [{name: getattr(f, name) for name in _FRAME_FIELDS} for f in self.frames]
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> InstanceHeader:
@@ -101,6 +137,10 @@ class InstanceHeader:
         data["image_type"] = tuple(data.get("image_type") or ())
         data["frames"] = tuple(_frame_from_dict(f) for f in data.get("frames") or ())
         return cls(**data)
+
+
+_HEADER_FIELDS = tuple(f.name for f in fields(InstanceHeader))
+_FRAME_FIELDS = tuple(f.name for f in fields(FrameGeometry))
 
 
 def _frame_from_dict(d: dict[str, Any]) -> FrameGeometry:
@@ -118,16 +158,51 @@ def _frame_from_dict(d: dict[str, Any]) -> FrameGeometry:
     )
 
 
-def _str(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
+_MISSING = object()
+
+
+@cache
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(keyword)
+    return int(tag)
+
+
+@cache
+def _vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+def _is_plain_ascii(value: bytes) -> bool:
+    # ESC starts an ISO 2022 code extension: ASCII bytes that are not ASCII text.
+    return value.isascii() and b"\x1b" not in value
+
+
+def _finite(value: float) -> float | None:
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+def _first(value: Any) -> Any:
+    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+        return value[0] if len(value) else None
+    return value
+
+
+def _as_text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+        return "\\".join(str(v).strip() for v in value)
     return str(value).strip()
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
+def _int_of(value: Any) -> int | None:
+    value = _first(value)
     try:
-        value = ds.get(keyword)
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
@@ -135,26 +210,143 @@ def _int(ds: Dataset, keyword: str) -> int | None:
 
 def _float(value: Any) -> float | None:
     try:
+        value = _first(value)
         if value in (None, ""):
             return None
-        if isinstance(value, pydicom.multival.MultiValue):
-            value = value[0]
-        return float(value)
-    except (TypeError, ValueError, IndexError):
+        return _finite(float(value))
+    except (TypeError, ValueError):
         return None
 
 
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     try:
-        if value is None:
+        if value is None or isinstance(value, str | bytes):
             return None
         out = tuple(float(v) for v in value)
-        return out if len(out) == n else None
+        return out if len(out) == n and all(_finite(v) is not None for v in out) else None
     except (TypeError, ValueError):
         return None
 
 
-def _frame_from_groups(groups: list[Dataset]) -> FrameGeometry:
+class _Values:
+    """The values of one dataset (or sequence item) that a header needs, read cheaply.
+
+    Plain ASCII text and binary numbers are decoded straight from the raw element bytes. Text with other
+    characters (whose meaning depends on Specific Character Set), values pydicom has already converted and
+    elements with an unexpected VR go through pydicom's conversion, so both paths give the same values.
+    """
+
+    __slots__ = ("ds",)
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+
+    def _raw(self, keyword: str) -> Any:
+        """``(vr, bytes, little_endian)``; ``_MISSING`` when absent; ``None`` when pydicom must convert it."""
+        tag = _tag(keyword)
+        elem = self.ds.get_item(tag, keep_deferred=True)
+        if elem is None:
+            return _MISSING
+        if not isinstance(elem, RawDataElement) or elem.value is None:
+            return None
+        return elem.VR or _vr(tag), elem.value, elem.is_little_endian
+
+    def _converted(self, keyword: str) -> Any:
+        return self.ds.get(keyword)
+
+    def text(self, keyword: str) -> str:
+        raw = self._raw(keyword)
+        if raw is _MISSING:
+            return ""
+        if raw is not None:
+            vr, value, _ = raw
+            if vr in _TEXT_VRS and _is_plain_ascii(value):
+                return value.decode("ascii").strip(" \t\r\n\x00")
+        return _as_text(self._converted(keyword))
+
+    def strings(self, keyword: str) -> tuple[str, ...]:
+        raw = self._raw(keyword)
+        if raw is _MISSING:
+            return ()
+        if raw is not None:
+            vr, value, _ = raw
+            if vr in _TEXT_VRS and _is_plain_ascii(value):
+                text = value.decode("ascii").strip(" \t\r\n\x00")
+                return tuple(v.strip() for v in text.split("\\")) if text else ()
+        value = self._converted(keyword)
+        if value in (None, ""):
+            return ()
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split("\\"))
+        if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+            return tuple(str(v).strip() for v in value)
+        return (str(value).strip(),)
+
+    def integer(self, keyword: str) -> int | None:
+        raw = self._raw(keyword)
+        if raw is _MISSING:
+            return None
+        if raw is not None:
+            vr, value, little = raw
+            fmt = _BINARY_INTS.get(vr)
+            if fmt is not None and len(value) >= struct.calcsize(fmt):
+                return int(struct.unpack_from(("<" if little else ">") + fmt, value)[0])
+            if vr == "IS" and value.isascii():
+                first = value.split(b"\\", 1)[0].strip(b" \x00")
+                if not first:
+                    return None
+                try:
+                    return int(first)
+                except ValueError:
+                    pass
+        return _int_of(self._converted(keyword))
+
+    def number(self, keyword: str) -> float | None:
+        """The first value as a float (DS, IS, FL, FD or a binary integer)."""
+        raw = self._raw(keyword)
+        if raw is _MISSING:
+            return None
+        if raw is not None:
+            vr, value, little = raw
+            if vr in ("DS", "IS") and value.isascii():
+                first = value.split(b"\\", 1)[0].strip(b" \x00")
+                if not first:
+                    return None
+                try:
+                    return _finite(float(first))
+                except ValueError:
+                    pass
+            fmt = _BINARY_FLOATS.get(vr) or _BINARY_INTS.get(vr)
+            if fmt is not None and len(value) >= struct.calcsize(fmt):
+                return _finite(float(struct.unpack_from(("<" if little else ">") + fmt, value)[0]))
+        return _float(self._converted(keyword))
+
+    def floats(self, keyword: str, n: int) -> tuple[float, ...] | None:
+        """All ``n`` values as floats, or ``None`` when absent, malformed or of another multiplicity."""
+        raw = self._raw(keyword)
+        if raw is _MISSING:
+            return None
+        if raw is not None:
+            vr, value, little = raw
+            if vr in ("DS", "IS") and value.isascii():
+                try:
+                    out = tuple(float(v) for v in value.strip(b" \x00").split(b"\\"))
+                except ValueError:
+                    out = None
+                if out is not None:
+                    return out if len(out) == n and all(_finite(v) is not None for v in out) else None
+            fmt = _BINARY_FLOATS.get(vr)
+            if fmt is not None and len(value) == n * struct.calcsize(fmt):
+                out = struct.unpack(("<" if little else ">") + fmt * n, value)
+                return out if all(_finite(v) is not None for v in out) else None
+        return _floats(self._converted(keyword), n)
+
+    def first_item(self, keyword: str) -> Dataset | None:
+        seq = self.ds.get(keyword) if keyword in self.ds else None
+        return seq[0] if seq else None
+
+
+def _frame_from_groups(groups: list[Dataset | None]) -> FrameGeometry:
     """Merge per-frame and shared functional groups (per-frame listed first wins)."""
     position = orientation = spacing = None
     thickness: float | None = None
@@ -164,38 +356,41 @@ def _frame_from_groups(groups: list[Dataset]) -> FrameGeometry:
     for group in groups:
         if group is None:
             continue
-        if position is None and "PlanePositionSequence" in group and group.PlanePositionSequence:
-            position = _floats(group.PlanePositionSequence[0].get("ImagePositionPatient"), 3)
-        if orientation is None and "PlaneOrientationSequence" in group and group.PlaneOrientationSequence:
-            orientation = _floats(group.PlaneOrientationSequence[0].get("ImageOrientationPatient"), 6)
-        if "PixelMeasuresSequence" in group and group.PixelMeasuresSequence:
-            pm = group.PixelMeasuresSequence[0]
+        g = _Values(group)
+        if position is None and (item := g.first_item("PlanePositionSequence")) is not None:
+            position = _Values(item).floats("ImagePositionPatient", 3)
+        if orientation is None and (item := g.first_item("PlaneOrientationSequence")) is not None:
+            orientation = _Values(item).floats("ImageOrientationPatient", 6)
+        if (item := g.first_item("PixelMeasuresSequence")) is not None:
+            pm = _Values(item)
             if spacing is None:
-                spacing = _floats(pm.get("PixelSpacing"), 2)
+                spacing = pm.floats("PixelSpacing", 2)
             if thickness is None:
-                thickness = _float(pm.get("SliceThickness"))
-        if "FrameContentSequence" in group and group.FrameContentSequence:
-            fc = group.FrameContentSequence[0]
-            if stack_id is None and fc.get("StackID") not in (None, ""):
-                stack_id = str(fc.StackID)
+                thickness = pm.number("SliceThickness")
+        if (item := g.first_item("FrameContentSequence")) is not None:
+            fc = _Values(item)
+            if stack_id is None:
+                stack_id = fc.text("StackID") or None
             if in_stack is None:
-                in_stack = _int(fc, "InStackPositionNumber")
+                in_stack = fc.integer("InStackPositionNumber")
             if temporal is None:
-                temporal = _int(fc, "TemporalPositionIndex")
+                temporal = fc.integer("TemporalPositionIndex")
     return FrameGeometry(position, orientation, spacing, thickness, stack_id, in_stack, temporal)
 
 
-def _frames(ds: Dataset, n_frames: int) -> tuple[FrameGeometry, ...]:
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+def _frames(v: _Values, n_frames: int) -> tuple[FrameGeometry, ...]:
+    ds = v.ds
+    per_frame = (
+        ds.get("PerFrameFunctionalGroupsSequence") if "PerFrameFunctionalGroupsSequence" in ds else None
+    )
     if per_frame is not None and len(per_frame) == n_frames:
-        shared_group = shared[0] if shared else None
+        shared_group = v.first_item("SharedFunctionalGroupsSequence")
         return tuple(_frame_from_groups([pf, shared_group]) for pf in per_frame)
     top = FrameGeometry(
-        position=_floats(ds.get("ImagePositionPatient"), 3),
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2) or _floats(ds.get("ImagerPixelSpacing"), 2),
-        slice_thickness=_float(ds.get("SliceThickness")),
+        position=v.floats("ImagePositionPatient", 3),
+        orientation=v.floats("ImageOrientationPatient", 6),
+        pixel_spacing=v.floats("PixelSpacing", 2) or v.floats("ImagerPixelSpacing", 2),
+        slice_thickness=v.number("SliceThickness"),
     )
     if n_frames == 1:
         return (top,)
@@ -206,109 +401,231 @@ def _frames(ds: Dataset, n_frames: int) -> tuple[FrameGeometry, ...]:
     )
 
 
-def _check_truncated(ds: Dataset, path: str, size: int) -> None:
-    for tag in PIXEL_DATA_TAGS:
-        if tag in ds:
-            raw = ds.get_item(tag)
-            length = getattr(raw, "length", None)
-            tell = getattr(raw, "value_tell", None)
-            if length is not None and tell is not None and length != 0xFFFFFFFF and tell + length > size:
-                raise SkippedFile("Skipped file", "truncated: the file ends inside its pixel data", path)
-            return
-    raise SkippedFile("Skipped file", "no pixel data (not an image)", path)
+def _transfer_syntax(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    tsyntax = _Values(meta).text("TransferSyntaxUID") if meta is not None else ""
+    if tsyntax:
+        return tsyntax
+    # No file meta: name the syntax the dataset was actually read in, so a loader can decode it.
+    implicit, little = ds.original_encoding
+    if implicit is None:
+        return ""
+    if implicit:
+        return "1.2.840.10008.1.2"
+    return "1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2"
 
 
 def header_from_dataset(ds: Dataset, path: str, size: int, mtime_ns: int) -> InstanceHeader:
-    """Build an :class:`InstanceHeader` from an already parsed dataset (pixel data may be deferred)."""
+    """Build an :class:`InstanceHeader` from a parsed dataset (its pixel data may be deferred or absent)."""
+    v = _Values(ds)
     meta = getattr(ds, "file_meta", None)
-    tsyntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    sop_class = _str(ds, "SOPClassUID") or (_str(meta, "MediaStorageSOPClassUID") if meta is not None else "")
-    sop_uid = _str(ds, "SOPInstanceUID") or (
-        _str(meta, "MediaStorageSOPInstanceUID") if meta is not None else ""
-    )
-    n_frames = _int(ds, "NumberOfFrames") or 1
-    rows, cols = _int(ds, "Rows") or 0, _int(ds, "Columns") or 0
+    m = _Values(meta) if meta is not None else None
+    sop_class = v.text("SOPClassUID") or (m.text("MediaStorageSOPClassUID") if m else "")
+    sop_uid = v.text("SOPInstanceUID") or (m.text("MediaStorageSOPInstanceUID") if m else "")
+    n_frames = v.integer("NumberOfFrames") or 1
+    rows, cols = v.integer("Rows") or 0, v.integer("Columns") or 0
     if rows <= 0 or cols <= 0:
         raise SkippedFile("Skipped file", "image has no rows/columns", path)
-    image_type = ds.get("ImageType") or ()
-    if isinstance(image_type, str):
-        image_type = image_type.split("\\")
     return InstanceHeader(
         path=path,
         size=size,
         mtime_ns=mtime_ns,
         sop_instance_uid=sop_uid,
         sop_class_uid=sop_class,
-        transfer_syntax_uid=tsyntax,
-        patient_name=_str(ds, "PatientName"),
-        patient_id=_str(ds, "PatientID"),
-        patient_birth_date=_str(ds, "PatientBirthDate"),
-        patient_sex=_str(ds, "PatientSex"),
-        study_instance_uid=_str(ds, "StudyInstanceUID"),
-        study_date=_str(ds, "StudyDate"),
-        study_time=_str(ds, "StudyTime"),
-        study_description=_str(ds, "StudyDescription"),
-        accession_number=_str(ds, "AccessionNumber"),
-        series_instance_uid=_str(ds, "SeriesInstanceUID"),
-        series_number=_int(ds, "SeriesNumber"),
-        series_description=_str(ds, "SeriesDescription"),
-        modality=_str(ds, "Modality"),
-        frame_of_reference_uid=_str(ds, "FrameOfReferenceUID"),
-        instance_number=_int(ds, "InstanceNumber"),
-        acquisition_number=_int(ds, "AcquisitionNumber"),
-        echo_number=_float(ds.get("EchoNumbers")),
-        image_type=tuple(str(v).strip().upper() for v in image_type),
+        transfer_syntax_uid=_transfer_syntax(ds),
+        patient_name=v.text("PatientName"),
+        patient_id=v.text("PatientID"),
+        patient_birth_date=v.text("PatientBirthDate"),
+        patient_sex=v.text("PatientSex"),
+        study_instance_uid=v.text("StudyInstanceUID"),
+        study_date=v.text("StudyDate"),
+        study_time=v.text("StudyTime"),
+        study_description=v.text("StudyDescription"),
+        accession_number=v.text("AccessionNumber"),
+        series_instance_uid=v.text("SeriesInstanceUID"),
+        series_number=v.integer("SeriesNumber"),
+        series_description=v.text("SeriesDescription"),
+        modality=v.text("Modality"),
+        frame_of_reference_uid=v.text("FrameOfReferenceUID"),
+        instance_number=v.integer("InstanceNumber"),
+        acquisition_number=v.integer("AcquisitionNumber"),
+        echo_number=v.number("EchoNumbers"),
+        image_type=tuple(s.upper() for s in v.strings("ImageType")),
         rows=rows,
         columns=cols,
         number_of_frames=n_frames,
-        samples_per_pixel=_int(ds, "SamplesPerPixel") or 1,
-        photometric_interpretation=_str(ds, "PhotometricInterpretation").upper(),
-        bits_allocated=_int(ds, "BitsAllocated") or 0,
-        pixel_representation=_int(ds, "PixelRepresentation") or 0,
-        window_center=_float(ds.get("WindowCenter")),
-        window_width=_float(ds.get("WindowWidth")),
-        rescale_slope=_float(ds.get("RescaleSlope")),
-        rescale_intercept=_float(ds.get("RescaleIntercept")),
-        frames=_frames(ds, n_frames),
+        samples_per_pixel=v.integer("SamplesPerPixel") or 1,
+        photometric_interpretation=v.text("PhotometricInterpretation").upper(),
+        bits_allocated=v.integer("BitsAllocated") or 0,
+        pixel_representation=v.integer("PixelRepresentation") or 0,
+        window_center=v.number("WindowCenter"),
+        window_width=v.number("WindowWidth"),
+        rescale_slope=v.number("RescaleSlope"),
+        rescale_intercept=v.number("RescaleIntercept"),
+        frames=_frames(v, n_frames),
+        series_date=v.text("SeriesDate"),
     )
 
 
+def _skip(why: str, path: str) -> SkippedFile:
+    return SkippedFile("Skipped file", why, path)
+
+
+def _starts_like_dataset(head: bytes) -> bool:
+    """Whether a file without the 128-byte preamble and ``DICM`` begins with a plausible first element."""
+    if len(head) < 8:
+        return False
+    for order in "<>":
+        group = struct.unpack_from(order + "H", head)[0]
+        if group not in _FIRST_GROUPS:
+            continue
+        vr = head[4:6]
+        if vr.isalpha() and vr.isupper():  # explicit VR
+            return True
+        if struct.unpack_from(order + "I", head, 4)[0] < 0x10000:  # implicit VR: a short first value
+            return True
+    return False
+
+
+def _last_element_end(ds: Dataset) -> int | None:
+    """File offset where the last parsed element's value ends, when pydicom kept its raw length."""
+    if not len(ds):
+        return None
+    elem = ds.get_item(next(reversed(ds.keys())), keep_deferred=True)
+    if isinstance(elem, RawDataElement) and elem.length != _UNDEFINED_LENGTH:
+        return elem.value_tell + elem.length
+    return None
+
+
+def _check_fragments(fh: BinaryIO, pos: int, size: int, path: str) -> None:
+    """Walk the items of encapsulated (compressed) pixel data by their headers, up to the delimiter."""
+    while True:
+        fh.seek(pos)
+        item = fh.read(8)
+        if len(item) < 8:
+            raise _skip("truncated: the file ends inside its compressed pixel data", path)
+        group, element, length = struct.unpack("<HHI", item)
+        tag = group << 16 | element
+        if tag == _SEQUENCE_DELIMITER:
+            return
+        if tag != _ITEM_TAG or length == _UNDEFINED_LENGTH:
+            raise _skip("unreadable pixel data (malformed compressed fragments)", path)
+        pos += 8 + length
+        if pos > size:
+            raise _skip("truncated: the file ends inside its compressed pixel data", path)
+
+
+def _check_pixel_data(fh: BinaryIO, ds: Dataset, header: InstanceHeader, stop: int, size: int) -> None:
+    """Check the Pixel Data element that parsing stopped at: present, complete, and as long as the image.
+
+    pydicom was told to stop before the pixel data, leaving the file at its tag: its header is read here, and
+    its declared extent (or for compressed data, the extent of each fragment) is compared with the file size.
+    """
+    path = header.path
+    implicit, little = ds.original_encoding
+    order = "<" if little is not False else ">"
+    fh.seek(stop)
+    head = fh.read(12)
+    tag = None
+    if len(head) >= 8:
+        group, element = struct.unpack_from(order + "HH", head)
+        tag = group << 16 | element
+    if tag not in PIXEL_DATA_TAGS:
+        raise _skip("no pixel data although the header describes an image (truncated?)", path)
+    if implicit:
+        length, start = struct.unpack_from(order + "I", head, 4)[0], stop + 8
+    elif not (head[4:6].isalpha() and head[4:6].isupper()):
+        # Some writers encode Pixel Data in implicit VR inside an explicit VR dataset; pydicom reads them.
+        length, start = struct.unpack_from(order + "I", head, 4)[0], stop + 8
+    elif head[4:6] in _LONG_LENGTH_VRS:
+        if len(head) < 12:
+            raise _skip("truncated: the file ends inside its pixel data", path)
+        length, start = struct.unpack_from(order + "I", head, 8)[0], stop + 12
+    else:
+        length, start = struct.unpack_from(order + "H", head, 6)[0], stop + 8
+    if length == _UNDEFINED_LENGTH:
+        _check_fragments(fh, start, size, path)
+        return
+    if start + length > size:
+        raise _skip("truncated: the file ends inside its pixel data", path)
+    if header.transfer_syntax_uid in _NATIVE_SYNTAXES and header.bits_allocated:
+        # YBR_FULL_422 stores two samples per pixel on average (chroma shared by pixel pairs).
+        samples = 2 if header.photometric_interpretation == "YBR_FULL_422" else header.samples_per_pixel
+        n_bits = header.rows * header.columns * header.number_of_frames * samples * header.bits_allocated
+        if length < (n_bits + 7) // 8:
+            raise _skip("pixel data shorter than the image its header describes", path)
+
+
 def read_header(path: str | os.PathLike[str]) -> InstanceHeader:
-    """Read one file's header without decoding pixels.
+    """Read one file's header without decoding (or even reading) its pixels.
+
+    The file is only ever parsed as DICOM: the 128-byte preamble, which may hold anything (CVE-2019-11687),
+    is skipped, never interpreted.
 
     Raises
     ------
     SkippedFile
-        With the reason: not DICOM, truncated, no pixel data or unreadable header.
+        With the reason: not DICOM (or empty), a DICOMDIR, truncated, no pixel data or an unreadable header.
     """
     p = str(path)
     try:
         st = os.stat(p)
+        if not stat.S_ISREG(st.st_mode):
+            raise _skip("not a regular file", p)
+        with open(p, "rb") as fh:
+            return _read_open(fh, p, st.st_size, st.st_mtime_ns)
     except OSError as exc:
-        raise SkippedFile("Skipped file", f"cannot be read ({exc.strerror})", p) from None
+        raise _skip(f"cannot be read ({exc.strerror or exc})", p) from None
+
+
+def _read_open(fh: BinaryIO, p: str, size: int, mtime_ns: int) -> InstanceHeader:
+    if size == 0:
+        raise _skip("empty file", p)
+    head = fh.read(132)
+    if len(head) == 132 and head[128:132] == b"DICM":
+        force = False
+    elif _starts_like_dataset(head):
+        force = True  # a dataset without preamble and file meta (older or non-conformant writers)
+    else:
+        raise _skip("not DICOM", p)
+    fh.seek(0)
     try:
-        # defer_size keeps large values (the pixel data) on disk while recording where they sit, so a
-        # truncated file can be recognised from the header alone. The preamble is only ever parsed as DICOM.
-        ds = pydicom.dcmread(p, defer_size=1024, force=False)
+        ds = pydicom.dcmread(fh, defer_size=_DEFER_SIZE, stop_before_pixels=True, force=force)
+        stop = fh.tell()
     except InvalidDicomError:
-        try:
-            ds = pydicom.dcmread(p, defer_size=1024, force=True)
-        except Exception:
-            raise SkippedFile("Skipped file", "not DICOM", p) from None
-        if "SOPClassUID" not in ds and "PixelData" not in ds:
-            raise SkippedFile("Skipped file", "not DICOM", p) from None
-    except (EOFError, OSError) as exc:
-        raise SkippedFile("Skipped file", f"truncated or unreadable header ({exc})", p) from None
+        raise _skip("not DICOM", p) from None
     except Exception as exc:  # pydicom raises many types for malformed headers
-        raise SkippedFile("Skipped file", f"unreadable header ({type(exc).__name__}: {exc})", p) from None
+        if isinstance(exc, EOFError) or fh.tell() >= size:
+            # The parser ran into the end of the file (the exception type depends on where it was).
+            raise _skip(f"truncated: the file ends inside its header ({type(exc).__name__})", p) from None
+        raise _skip(f"unreadable header ({type(exc).__name__}: {exc})", p) from None
     try:
-        _check_truncated(ds, p, st.st_size)
-        return header_from_dataset(ds, p, st.st_size, st.st_mtime_ns)
+        end = _last_element_end(ds)
+        if end is not None and end > size:
+            raise _skip("truncated: the file ends inside its header", p)
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None and _Values(meta).text("MediaStorageSOPClassUID") == DICOMDIR_SOP_CLASS:
+            raise _skip("a DICOMDIR (the directory of a file-set), not an image", p)
+        if force and "SOPClassUID" not in ds and stop >= size:
+            raise _skip("not DICOM", p)
+        if stop >= size and "Rows" not in ds:
+            raise _skip("no pixel data (not an image)", p)
+        header = header_from_dataset(ds, p, size, mtime_ns)
+        if header.transfer_syntax_uid == _DEFLATED:
+            # The parser read a decompressed copy, so file offsets mean nothing: read the whole dataset.
+            fh.seek(0)
+            full = pydicom.dcmread(fh, defer_size=_DEFER_SIZE, force=force)
+            if not any(tag in full for tag in PIXEL_DATA_TAGS):
+                raise _skip("no pixel data although the header describes an image (truncated?)", p)
+        else:
+            _check_pixel_data(fh, ds, header, stop, size)
+        return header
     except SkippedFile:
         raise
     except Exception as exc:
-        raise SkippedFile("Skipped file", f"unreadable header ({type(exc).__name__}: {exc})", p) from None
+        raise _skip(f"unreadable header ({type(exc).__name__}: {exc})", p) from None
 
 
 def is_dicomdir(path: str | os.PathLike[str]) -> bool:
+    """Whether a path names a DICOMDIR by its file name (the name the standard fixes for it)."""
     return Path(path).name.upper() == "DICOMDIR"

@@ -1,0 +1,278 @@
+"""The persistent header index: what every file seen before held, so a folder opens again at once.
+
+One SQLite database in the user cache dir (``GRU_VIEWER_CACHE_DIR`` overrides it), keyed by absolute path and
+valid while the file's size and modification time (ns) are unchanged. It stores the header as JSON
+(:meth:`InstanceHeader.to_json`) or the reason the file was skipped, so unreadable files are not re-read
+either.
+
+The cache is an optimisation and must never be the reason a scan fails: WAL mode lets two processes scan at
+once, a busy database is skipped rather than waited on for long, and a corrupt or foreign file is deleted and
+rebuilt. Headers hold patient names and IDs, so the folder and the database are private to the user
+(0700/0600).
+Nothing is ever written next to the files scanned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from viewer.dicom.headers import HEADER_FORMAT_VERSION, InstanceHeader
+
+CACHE_DIR_ENV = "GRU_VIEWER_CACHE_DIR"
+DB_NAME = "index.sqlite3"
+SCHEMA_VERSION = 1
+_BUSY_TIMEOUT_S = 5.0
+_IN_BATCH = 500  # bound parameters per query, well under SQLite's limit
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """The folder of the persistent index: ``$GRU_VIEWER_CACHE_DIR``, else the platform's user cache dir."""
+    override = os.environ.get(CACHE_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("gru-viewer", appauthor=False))
+
+
+def default_db_path() -> Path:
+    return cache_dir() / DB_NAME
+
+
+def _format_key() -> str:
+    """Changes whenever cached rows would no longer mean what the current reader would produce."""
+    names = ",".join(f.name for f in fields(InstanceHeader))
+    return f"{SCHEMA_VERSION}/{HEADER_FORMAT_VERSION}/{names}"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedFile:
+    """One cached file: its header, or why it was skipped (exactly one of the two is set)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    header_json: str | None
+    reason: str | None
+
+    def header(self) -> InstanceHeader:
+        if self.header_json is None:
+            raise ValueError(f"{self.path} was skipped: {self.reason}")
+        return InstanceHeader.from_json(self.header_json)
+
+
+class HeaderCache:
+    """A connection to the persistent index. Use as a context manager, from the thread that opened it.
+
+    Every method degrades to "nothing cached" instead of raising when the database cannot be used; ``error``
+    then says why (for logs, never for the user's way).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self.error: str | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._open(allow_reset=True)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def __enter__(self) -> HeaderCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def available(self) -> bool:
+        return self._conn is not None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+
+    def _open(self, allow_reset: bool) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            existed = self.path.exists()
+            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            if not existed and self.path.exists():
+                os.chmod(self.path, 0o600)  # patient names and IDs: readable by the user only
+            try:
+                self._prepare(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        except sqlite3.OperationalError as exc:
+            # Locked or unwritable (read-only media, a full disk): go on without a cache, keep the file.
+            self._disable(f"cache unavailable: {exc}")
+        except sqlite3.DatabaseError as exc:
+            # Not a database or malformed: throw it away and start again, once.
+            if allow_reset and self._delete_files():
+                log.warning("header cache %s was unreadable (%s): rebuilt", self.path, exc)
+                self._open(allow_reset=False)
+            else:
+                self._disable(f"cache unusable: {exc}")
+        except OSError as exc:
+            self._disable(f"cache unavailable: {exc}")
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        if self._format_ok(conn):
+            return
+        # First use, or rows written by another version: (re)create under a write lock, checking again inside
+        # it, since another process may have done it meanwhile.
+        with _transaction(conn):
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            if not self._format_ok(conn):
+                conn.execute("DROP TABLE IF EXISTS files")
+                conn.execute(
+                    "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+                    " mtime_ns INTEGER NOT NULL, header TEXT, reason TEXT) WITHOUT ROWID"
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?)", (_format_key(),)
+                )
+
+    @staticmethod
+    def _format_ok(conn: sqlite3.Connection) -> bool:
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            has_files = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'files'"
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return False
+            raise
+        return row is not None and row[0] == _format_key() and has_files is not None
+
+    def _delete_files(self) -> bool:
+        self.close()
+        try:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            return True
+        except OSError:
+            return False
+
+    def _disable(self, why: str) -> None:
+        self.close()
+        self.error = why
+        log.warning("header cache %s: %s", self.path, why)
+
+    def _fail(self, exc: sqlite3.Error) -> None:
+        """An error in use: drop a damaged database (it is rebuilt on the next open); a busy one is kept."""
+        if isinstance(exc, sqlite3.OperationalError):
+            self._disable(f"cache skipped: {exc}")
+        else:
+            self._delete_files()
+            self._disable(f"cache damaged, removed: {exc}")
+
+    # -- queries ------------------------------------------------------------------------------------------
+
+    def under(self, folder: str) -> dict[str, CachedFile]:
+        """Every cached file below ``folder`` (an absolute path), by path."""
+        if self._conn is None:
+            return {}
+        prefix = folder.rstrip(os.sep) + os.sep
+        upper = prefix[:-1] + chr(ord(os.sep) + 1)
+        try:
+            rows = self._conn.execute(
+                "SELECT path, size, mtime_ns, header, reason FROM files WHERE path >= ? AND path < ?",
+                (prefix, upper),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return {}
+        return {r[0]: CachedFile(*r) for r in rows}
+
+    def lookup(self, paths: Sequence[str]) -> dict[str, CachedFile]:
+        """The cached rows for the given absolute paths (those not cached are absent)."""
+        if self._conn is None:
+            return {}
+        out: dict[str, CachedFile] = {}
+        try:
+            for batch in _batches(paths, _IN_BATCH):
+                marks = ",".join("?" * len(batch))
+                for r in self._conn.execute(
+                    f"SELECT path, size, mtime_ns, header, reason FROM files WHERE path IN ({marks})", batch
+                ):
+                    out[r[0]] = CachedFile(*r)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return {}
+        return out
+
+    def store(self, entries: Iterable[CachedFile]) -> None:
+        """Insert or replace rows, in one transaction."""
+        if self._conn is None:
+            return
+        rows = [(e.path, e.size, e.mtime_ns, e.header_json, e.reason) for e in entries]
+        if not rows:
+            return
+        try:
+            with _transaction(self._conn):
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, header, reason)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+    def forget(self, paths: Iterable[str]) -> None:
+        """Drop rows of files that no longer exist."""
+        if self._conn is None:
+            return
+        gone = [(p,) for p in paths]
+        if not gone:
+            return
+        try:
+            with _transaction(self._conn):
+                self._conn.executemany("DELETE FROM files WHERE path = ?", gone)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+    def count(self) -> int:
+        if self._conn is None:
+            return 0
+        try:
+            return int(self._conn.execute("SELECT COUNT(*) FROM files").fetchone()[0])
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return 0
+
+
+class _transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+
+def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
