@@ -1,0 +1,353 @@
+"""The pixel pipeline steps on numpy, and decoding of pydicom's bundled files with every decoder we choose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom import uid as tsuids
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.pixels import get_decoder
+
+from viewer.dicom.headers import read_header
+from viewer.dicom.pixels import (
+    DECODERS,
+    GDCM_READER,
+    LUT,
+    SourceFile,
+    apply_modality_lut,
+    apply_voi_window,
+    decoder_order,
+    invert,
+    lut_from_item,
+    mask_unused_bits,
+    robust_window,
+    to_display,
+    to_rgb8,
+    window_from_lut,
+)
+from viewer.dicom.stacks import split_series
+from viewer.dicom.volume import load_stack
+from viewer.errors import ViewerError
+
+
+def _path(name: str) -> str:
+    path = get_testdata_file(name)
+    if path is None:
+        pytest.skip(f"{name} is not bundled with this pydicom")
+    return str(path)
+
+
+def _load(name: str):
+    stacks = split_series([read_header(_path(name))])
+    assert len(stacks) == 1
+    return load_stack(stacks[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pipeline steps
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_modality_rescale_gives_float32_values() -> None:
+    stored = np.array([[0, 1024, 4095]], dtype=np.uint16)
+    out = apply_modality_lut(stored, 1.0, -1024.0)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, [[-1024, 0, 3071]])
+    np.testing.assert_allclose(apply_modality_lut(stored, 0.5, 10.0), [[10, 522, 2057.5]])
+    np.testing.assert_array_equal(apply_modality_lut(stored), stored)
+
+
+def test_modality_rescale_writes_into_the_given_slice() -> None:
+    volume = np.zeros((2, 1, 3), dtype=np.float32)
+    stored = np.array([[5, 6, 7]], dtype=np.int16)
+    result = apply_modality_lut(stored, 2.0, 1.0, out=volume[1])
+    assert result is not None and np.shares_memory(result, volume)
+    np.testing.assert_array_equal(volume[1], [[11, 13, 15]])
+    np.testing.assert_array_equal(volume[0], 0)
+
+
+def test_modality_lut_replaces_rescale_and_clamps() -> None:
+    lut = LUT(first_mapped=10, table=np.array([100, 200, 300], dtype=np.float32))
+    stored = np.array([0, 10, 11, 12, 99], dtype=np.uint16)
+    np.testing.assert_array_equal(apply_modality_lut(stored, 5.0, 5.0, lut), [100, 100, 200, 300, 300])
+
+
+def test_lut_from_sequence_item_reads_list_and_ow_data() -> None:
+    item = Dataset()
+    item.LUTDescriptor = [3, 2, 16]
+    item.LUTData = [7, 8, 9]
+    lut = lut_from_item(item)
+    assert (lut.first_mapped, lut.n_entries) == (2, 3)
+    item.LUTData = np.array([7, 8, 9], dtype="<u2").tobytes()
+    np.testing.assert_array_equal(lut_from_item(item).table, [7, 8, 9])
+    assert window_from_lut(lut) == (3.5, 3.0)
+
+
+def test_voi_window_follows_the_dicom_linear_function() -> None:
+    # PS3.3 C.11.2.1.2.1 with c = 40, w = 80: 0 at x <= 0.5 - 39.5 = 0, 1 above 79, linear between.
+    x = np.array([-1000, 0.0, 39.5, 79.0, 80.0, 3000], dtype=np.float32)
+    y = apply_voi_window(x, 40, 80)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, [0, 0, 0.5, 1, 1, 1], atol=1e-6)
+    assert 0 < apply_voi_window(np.array([20.0]), 40, 80)[0] < 0.5
+    np.testing.assert_array_equal(apply_voi_window(np.array([-1.0, 1.0]), 0.5, 1), [0, 1])
+
+
+def test_voi_window_narrower_than_one_uses_linear_exact() -> None:
+    y = apply_voi_window(np.array([0.9, 1.0, 1.1]), 1.0, 0.2)
+    np.testing.assert_allclose(y, [0, 0.5, 1], atol=1e-6)
+    with pytest.raises(ValueError):
+        apply_voi_window(np.zeros(2), 0, 0)
+
+
+def test_invert_and_display_compose() -> None:
+    np.testing.assert_allclose(invert(np.array([0.0, 0.25, 1.0])), [1, 0.75, 0])
+    values = np.array([-1000.0, 40.0, 1000.0])
+    np.testing.assert_allclose(to_display(values, 40, 80), [0, 0.5, 1], atol=0.01)
+    np.testing.assert_allclose(to_display(values, 40, 80, inverted=True), [1, 0.5, 0], atol=0.01)
+
+
+def test_robust_window_ignores_outliers() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(40, 10, 100_000).astype(np.float32)
+    values[:50] = 30000  # metal
+    center, width = robust_window(values)
+    assert 35 < center < 45 and 30 < width < 60
+    assert robust_window(np.full(10, 7.0)) == (7.0, 1.0)
+    assert robust_window(np.array([0.9, 1.1, 1.0] * 100))[1] < 1  # real-valued data keeps a narrow window
+
+
+def test_unused_bits_are_masked_or_sign_extended() -> None:
+    unsigned = np.array([0xF123], dtype=np.uint16)  # overlay garbage above bit 11
+    assert mask_unused_bits(unsigned, 12, 16)[0] == 0x123
+    signed = np.array([0x0FFF], dtype=np.int16)  # 12-bit −1 stored without sign extension
+    assert mask_unused_bits(signed, 12, 16)[0] == -1
+    untouched = np.array([0x7FFF], dtype=np.int16)
+    assert mask_unused_bits(untouched, 16, 16)[0] == 0x7FFF
+
+
+def test_rgb_of_any_depth_becomes_8_bit() -> None:
+    rgb16 = np.array([[[65535, 256, 0]]], dtype=np.uint16)
+    np.testing.assert_array_equal(to_rgb8(rgb16, 16), [[[255, 1, 0]]])
+    rgb8 = np.array([[[1, 2, 3]]], dtype=np.uint8)
+    assert to_rgb8(rgb8, 8) is rgb8
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decoder choice
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_every_compressed_syntax_pydicom_decodes_has_a_choice() -> None:
+    for ts in tsuids.AllTransferSyntaxes:
+        if ts.is_encapsulated and ts in tsuids.PrivateTransferSyntaxes:
+            continue
+        try:
+            get_decoder(ts)
+        except NotImplementedError:
+            continue
+        assert ts in DECODERS, ts.name
+
+
+def test_decoder_order_prefers_gdcm_for_lossless_jpeg_and_rle_plugin_for_rle() -> None:
+    assert decoder_order(tsuids.JPEGLosslessSV1)[0] == "gdcm"
+    # GDCM aborts the process on a corrupt JPEG 2000 codestream, so it is never used for JPEG 2000.
+    for ts in (tsuids.JPEG2000Lossless, tsuids.JPEG2000):
+        assert "gdcm" not in decoder_order(ts) and GDCM_READER not in decoder_order(ts)
+    assert decoder_order(tsuids.RLELossless)[0] == "pylibjpeg"
+    assert decoder_order(tsuids.JPEGBaseline8Bit)[-1] == GDCM_READER
+    assert decoder_order(tsuids.ExplicitVRLittleEndian) == ("",)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pydicom's bundled files
+# ---------------------------------------------------------------------------------------------------------------
+
+MR_LOSSLESS = [
+    "MR_small_RLE.dcm",
+    "MR_small_jp2klossless.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "MR_small_bigendian.dcm",
+    "MR_small_expb.dcm",
+    "MR_small_implicit.dcm",
+    "MR_small_padded.dcm",
+]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", MR_LOSSLESS)
+def test_lossless_variants_equal_the_uncompressed_reference(name: str) -> None:
+    reference = _load("MR_small.dcm")
+    volume = _load(name)
+    assert volume.array.dtype == np.float32 and volume.array.shape == (1, 64, 64)
+    np.testing.assert_array_equal(volume.array, reference.array)
+    np.testing.assert_allclose(volume.affine, reference.affine)
+    assert volume.window == reference.window
+
+
+def test_uncompressed_ct_uses_the_direct_read_and_rescales_to_hu() -> None:
+    volume = _load("CT_small.dcm")
+    ds = pydicom.dcmread(_path("CT_small.dcm"))
+    expected = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    np.testing.assert_array_equal(volume.array[0], expected)
+    assert volume.decoders == ("direct",)
+    assert volume.units == "HU" and volume.modality == "CT"
+
+
+@pytest.mark.parametrize(
+    "name", ["JPEG2000.dcm", "693_J2KI.dcm", "J2K_pixelrep_mismatch.dcm", "JPGExtended.dcm"]
+)
+def test_lossy_and_signed_jpeg_files_decode_like_pydicom(name: str) -> None:
+    volume = _load(name)
+    ds = pydicom.dcmread(_path(name))
+    expected = apply_modality_lut(
+        ds.pixel_array, float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+    )
+    np.testing.assert_array_equal(volume.array[0], expected)
+
+
+def test_12_bit_jpeg_extended_falls_back_to_gdcm_reader() -> None:
+    # pydicom's GDCM plugin refuses 12-bit JPEG Extended and libjpeg rejects this file; GDCM's reader decodes it
+    # to the same pixels as the other encoding of the same image.
+    volume = _load("JPEG-lossy.dcm")
+    assert volume.decoders == (GDCM_READER,)
+    same_image = _load("JPGExtended.dcm")
+    assert np.abs(volume.array - same_image.array).max() <= 1
+
+
+COLOUR = [
+    "SC_rgb_rle.dcm",
+    "SC_rgb_jpeg_gdcm.dcm",  # lossless JPEG
+    "SC_rgb_rle_16bit.dcm",
+    "SC_rgb_rle_32bit.dcm",
+    "SC_rgb_dcmtk_+eb+cr.dcm",
+    "SC_rgb_dcmtk_+eb+cy+n1.dcm",
+    "SC_rgb_dcmtk_+eb+cy+np.dcm",
+    "SC_rgb_dcmtk_+eb+cy+s2.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",
+    "SC_rgb_jpeg_lossy_gdcm.dcm",
+    "SC_rgb_gdcm_KY.dcm",
+    "SC_rgb_jls_lossy_line.dcm",
+]
+
+
+@pytest.mark.parametrize("name", COLOUR)
+def test_colour_variants_become_the_same_rgb_image(name: str) -> None:
+    reference = _load("SC_rgb_rle.dcm").array
+    volume = _load(name)
+    assert volume.is_colour and volume.array.dtype == np.uint8 and volume.array.shape == (1, 100, 100, 3)
+    diff = np.abs(volume.array.astype(int) - reference.astype(int))
+    lossless = "rle" in name or name == "SC_rgb_jpeg_gdcm.dcm"
+    assert diff.max() == 0 if lossless else diff.mean() < 3, name
+    assert volume.units == "" and not volume.invert
+
+
+def test_ybr_422_uncompressed_and_multiframe_ybr_jpeg_are_rgb() -> None:
+    volume = _load("SC_ybr_full_422_uncompressed.dcm")
+    assert volume.array.shape == (1, 100, 100, 3)
+    assert np.abs(volume.array.astype(int) - _load("SC_rgb_rle.dcm").array.astype(int)).mean() < 3
+    cine = _load("examples_ybr_color.dcm")
+    assert cine.is_colour and cine.array.shape == (30, 240, 320, 3)
+    ds = pydicom.dcmread(_path("examples_ybr_color.dcm"))
+    np.testing.assert_array_equal(
+        cine.array[3], pydicom.pixels.pixel_array(ds, index=3, decoding_plugin="pylibjpeg")
+    )
+
+
+def test_palette_colour_is_expanded_to_rgb() -> None:
+    from pydicom.pixels.processing import apply_color_lut
+
+    volume = _load("examples_palette.dcm")
+    ds = pydicom.dcmread(_path("examples_palette.dcm"))
+    expected = apply_color_lut(ds.pixel_array, ds)
+    expected = (expected >> 8).astype(np.uint8) if expected.dtype == np.uint16 else expected
+    assert volume.is_colour
+    np.testing.assert_array_equal(volume.array[0], expected)
+
+
+def test_deflated_dataset_decodes() -> None:
+    volume = _load("image_dfl.dcm")
+    ds = pydicom.dcmread(_path("image_dfl.dcm"))
+    np.testing.assert_array_equal(volume.array[0], ds.pixel_array)
+
+
+def test_rt_dose_frames_become_slices_at_their_grid_offsets() -> None:
+    volume = _load("rtdose.dcm")
+    ds = pydicom.dcmread(_path("rtdose.dcm"))
+    assert volume.array.shape == (15, 10, 10)
+    assert volume.units == ("Gy" if ds.DoseUnits == "GY" else "")  # this file holds RELATIVE dose
+    np.testing.assert_allclose(volume.array, ds.pixel_array * float(ds.DoseGridScaling), rtol=1e-6)
+    offsets = np.asarray(ds.GridFrameOffsetVector, float)
+    assert volume.spacing[0] == pytest.approx(abs(offsets[1] - offsets[0]))
+    np.testing.assert_allclose(volume.positions[:, 2] - volume.positions[0, 2], offsets - offsets[0])
+    for other in ("rtdose_rle.dcm", "rtdose_expb.dcm"):
+        np.testing.assert_array_equal(_load(other).array, volume.array)
+
+
+def test_an_undecodable_file_is_refused_naming_the_series() -> None:
+    with pytest.raises(ViewerError) as err:
+        _load("JPEG2000-embedded-sequence-delimiter.dcm")
+    assert "Could not load series" in str(err.value)
+    assert "cannot decode" in err.value.why
+
+
+CROSS_CHECK = [
+    "MR_small_jp2klossless.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "SC_rgb_jpeg_gdcm.dcm",
+    "693_J2KI.dcm",
+    "J2K_pixelrep_mismatch.dcm",
+    "GDCMJ2K_TextGBR.dcm",
+    "MR_small_RLE.dcm",
+]
+
+
+@pytest.mark.parametrize("name", CROSS_CHECK)
+def test_every_installed_decoder_gives_the_same_pixels(name: str) -> None:
+    path = _path(name)
+    source = SourceFile(path)
+    plugins = list(get_decoder(source.transfer_syntax).available_plugins)
+    results = {p: source.decode(0, [p])[0] for p in plugins if p != "pillow"}
+    if source.transfer_syntax != tsuids.RLELossless:
+        results[GDCM_READER] = source.decode(0, [GDCM_READER])[0]
+    assert len(results) >= 2
+    first = next(iter(results.values()))
+    for plugin, arr in results.items():
+        np.testing.assert_array_equal(arr, first, err_msg=f"{name}: {plugin}")
+
+
+CORRUPT_J2K_SCRIPT = """
+import os, shutil, sys, pydicom, pydicom.data
+from viewer.dicom.headers import read_header
+from viewer.dicom.stacks import split_series
+from viewer.dicom.volume import load_stack
+from viewer.errors import ViewerError
+p = os.path.join(sys.argv[1], "corrupt.dcm")
+shutil.copy(pydicom.data.get_testdata_file("MR_small_jp2klossless.dcm"), p)
+ds = pydicom.dcmread(p)
+data = bytearray(ds.PixelData)
+for i in range(200, len(data) - 10, 7):
+    data[i] ^= 0xFF
+ds.PixelData = bytes(data)
+ds.save_as(p)
+try:
+    load_stack(split_series([read_header(p)])[0])
+except ViewerError:
+    pass
+print("survived")
+"""
+
+
+def test_corrupt_jpeg2000_never_kills_the_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", CORRUPT_J2K_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "survived" in run.stdout

@@ -1,0 +1,470 @@
+"""Benchmark of series loading: our reader against SimpleITK, plain pydicom and a memcpy floor, in one run.
+
+Library code: it returns numbers and prints nothing (:func:`format_load_report` makes the text). The series is
+written with :mod:`viewer.dicom.writer` into a temporary folder. Files are read from the page cache (they were
+just written), which is also the case a viewer meets when a radiologist reopens a series.
+
+Peak memory is the highest resident set size (psutil, sampled every millisecond on a thread) above the level
+before the load, divided by the volume's float32 bytes: a loader that allocates its output once and nothing else
+scores 1.0.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
+
+from viewer.dicom.headers import read_header
+from viewer.dicom.stacks import Stack, split_series
+from viewer.dicom.writer import SeriesMeta, axial_geometry, write_ct_series
+
+GOAL_RATIO_VS_SIMPLEITK = 1.0
+GOAL_PEAK_RATIO = 1.5
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def head_phantom(n_slices: int, matrix: int, seed: int = 0) -> np.ndarray:
+    """A (z, y, x) float32 HU volume shaped like a head: air, a skull ellipse, brain with texture and noise.
+
+    Compressors see realistic structure (not white noise), so decoder timings resemble those of real CT.
+    """
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[-1 : 1 : matrix * 1j, -1 : 1 : matrix * 1j].astype(np.float32)
+    hu = np.empty((n_slices, matrix, matrix), dtype=np.float32)
+    for k in range(n_slices):
+        t = k / max(n_slices - 1, 1)
+        scale = 0.55 + 0.4 * np.sin(np.pi * (0.15 + 0.7 * t))
+        r = (x / (0.8 * scale)) ** 2 + (y / (0.95 * scale)) ** 2
+        brain = 32 + 6 * np.sin(9 * x + 4 * t) * np.cos(7 * y)
+        sl = np.where(r < 1.0, 900.0, -1000.0).astype(np.float32)
+        sl = np.where(r < 0.82, brain, sl)
+        sl += rng.normal(0, 5, sl.shape).astype(np.float32) * (r < 1.0)
+        hu[k] = sl
+    return hu
+
+
+def bench_meta(description: str = "BENCH HEAD") -> SeriesMeta:
+    return SeriesMeta(
+        patient_name="Bench^Load",
+        patient_id="BENCH-LOAD",
+        birth_date="19700101",
+        sex="O",
+        study_uid=generate_uid(),
+        study_date="20240101",
+        study_time="120000",
+        study_description="CT HEAD WO",
+        accession_number="BENCH0002",
+        series_uid=generate_uid(),
+        series_number=2,
+        series_description=description,
+        frame_of_reference_uid=generate_uid(),
+    )
+
+
+def write_bench_series(
+    out_dir: str | os.PathLike[str],
+    n_slices: int = 300,
+    matrix: int = 512,
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    hu: np.ndarray | None = None,
+) -> list[Path]:
+    """Write a head phantom as a CT series (0.5 mm slices, 0.5 mm pixels) and return its files in slice order.
+
+    JPEG Lossless and JPEG-LS, which no pydicom encoder here writes, are transcoded with GDCM.
+    """
+    hu = head_phantom(n_slices, matrix) if hu is None else hu
+    positions, orientation = axial_geometry(n_slices, 0.5, (0.5, 0.5), matrix)
+    via_gdcm = transfer_syntax in (JPEGLosslessSV1, JPEGLSLossless)
+    paths = write_ct_series(
+        hu,
+        Path(out_dir),
+        positions=positions,
+        orientation=orientation,
+        pixel_spacing=(0.5, 0.5),
+        slice_thickness=0.5,
+        meta=bench_meta(),
+        transfer_syntax=ExplicitVRLittleEndian if via_gdcm else transfer_syntax,
+    )
+    if via_gdcm:
+        for p in paths:
+            transcode_with_gdcm(p, p, transfer_syntax)
+    return paths
+
+
+def transcode_with_gdcm(src: Path, dst: Path, transfer_syntax: str) -> None:
+    """Re-encode one file with GDCM (JPEG Lossless SV1, JPEG-LS lossless, JPEG 2000 lossless or RLE)."""
+    import gdcm
+
+    kinds = {
+        JPEGLosslessSV1: gdcm.TransferSyntax.JPEGLosslessProcess14_1,
+        JPEGLSLossless: gdcm.TransferSyntax.JPEGLSLossless,
+        JPEG2000Lossless: gdcm.TransferSyntax.JPEG2000Lossless,
+        RLELossless: gdcm.TransferSyntax.RLELossless,
+    }
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(src))
+    if not reader.Read():
+        raise RuntimeError(f"GDCM cannot read {src}")
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(kinds[transfer_syntax]))
+    change.SetInput(reader.GetImage())
+    if not change.Change():
+        raise RuntimeError(f"GDCM cannot encode {src} as {transfer_syntax}")
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(dst))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    if not writer.Write():
+        raise RuntimeError(f"GDCM cannot write {dst}")
+
+
+def stack_of(paths: list[Path]) -> Stack:
+    return split_series([read_header(p) for p in paths])[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class PeakRSS:
+    """Highest resident set size while the block runs, sampled on a thread (psutil)."""
+
+    def __init__(self, interval_s: float = 0.001) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self.baseline = 0
+        self.peak = 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(self._interval)
+
+    def __enter__(self) -> PeakRSS:
+        self.baseline = self.peak = self._proc.memory_info().rss
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def above_baseline(self) -> int:
+        return self.peak - self.baseline
+
+
+@dataclass(slots=True)
+class Measured:
+    """Timings (s) of repeated runs of one loader and its worst peak memory above the starting RSS."""
+
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    peak_bytes: int = 0
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else float("nan")
+
+    @property
+    def best_s(self) -> float:
+        return min(self.seconds) if self.seconds else float("nan")
+
+
+def _measure(fn: Callable[[], Any], into: Measured) -> Any:
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        out = fn()
+        into.seconds.append(time.perf_counter() - t0)
+    into.peak_bytes = max(into.peak_bytes, mem.above_baseline)
+    return out
+
+
+def load_ours(stack: Stack, workers: int | None = None) -> np.ndarray:
+    from viewer.dicom.volume import load_stack
+
+    return load_stack(stack, reader="pydicom", workers=workers).array
+
+
+def load_simpleitk(files: list[str]) -> np.ndarray:
+    """``ImageSeriesReader`` on our file order, output in its native pixel type (HU, int32 here)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    return sitk.GetArrayFromImage(reader.Execute())
+
+
+def load_simpleitk_float32(files: list[str]) -> np.ndarray:
+    """``ImageSeriesReader`` asked for float32 output, the same output as ours."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    reader.SetOutputPixelType(sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(reader.Execute())
+
+
+def load_plain_pydicom(files: list[str]) -> np.ndarray:
+    """What most scripts do: ``dcmread`` + ``pixel_array`` per file, rescale, then ``np.stack``."""
+    import pydicom
+
+    slices = []
+    for f in files:
+        ds = pydicom.dcmread(f)
+        arr = ds.pixel_array.astype(np.float32)
+        arr *= float(ds.get("RescaleSlope", 1) or 1)
+        arr += float(ds.get("RescaleIntercept", 0) or 0)
+        slices.append(arr)
+    return np.stack(slices)
+
+
+def memcpy_floor(source: np.ndarray) -> np.ndarray:
+    """Copy the volume's bytes into a fresh array: the least any loader must do (page faults included)."""
+    out = np.empty_like(source)
+    np.copyto(out, source)
+    return out
+
+
+@dataclass(slots=True)
+class LoadBenchResult:
+    n_slices: int
+    matrix: int
+    transfer_syntax: str
+    volume_bytes: int
+    repeats: int
+    results: dict[str, Measured]
+    identical: dict[str, bool]
+
+    def ratio(self, name: str, baseline: str = "simpleitk") -> float:
+        return self.results[name].median_s / self.results[baseline].median_s
+
+    def peak_ratio(self, name: str) -> float:
+        return self.results[name].peak_bytes / self.volume_bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n_slices": self.n_slices,
+            "matrix": self.matrix,
+            "transfer_syntax": self.transfer_syntax,
+            "volume_bytes": self.volume_bytes,
+            "repeats": self.repeats,
+            "loaders": {
+                name: {
+                    "median_s": m.median_s,
+                    "best_s": m.best_s,
+                    "runs_s": m.seconds,
+                    "ratio_vs_simpleitk": self.ratio(name),
+                    "peak_bytes": m.peak_bytes,
+                    "peak_ratio": self.peak_ratio(name),
+                    "same_values_as_ours": self.identical.get(name),
+                }
+                for name, m in self.results.items()
+            },
+            "goal": {"ratio_vs_simpleitk": GOAL_RATIO_VS_SIMPLEITK, "peak_ratio": GOAL_PEAK_RATIO},
+            "met": {
+                "ratio": self.ratio("ours") <= GOAL_RATIO_VS_SIMPLEITK,
+                "peak": self.peak_ratio("ours") <= GOAL_PEAK_RATIO,
+            },
+        }
+
+
+def run_load_benchmark(
+    n_slices: int = 300,
+    matrix: int = 512,
+    repeats: int = 3,
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    work_dir: str | os.PathLike[str] | None = None,
+    plain_pydicom: bool = True,
+) -> LoadBenchResult:
+    """Write one series, then load it ``repeats`` times with each loader (order rotated between rounds).
+
+    Loaders: ``ours`` (:func:`viewer.dicom.volume.load_stack`, default threads), ``ours_1_thread``,
+    ``simpleitk`` (native output type),
+    ``simpleitk_float32``, ``pydicom_plain`` and ``memcpy`` (the floor). Before the first round a volume-sized
+    buffer is touched once, so the first loader does not pay for the process's first contact with that memory.
+    """
+    with tempfile.TemporaryDirectory(prefix="gru-bench-load-", dir=work_dir) as tmp:
+        paths = write_bench_series(tmp, n_slices, matrix, transfer_syntax)
+        stack = stack_of(paths)
+        files = [str(p) for p in stack.files]
+        volume_bytes = n_slices * matrix * matrix * 4
+
+        warm = np.ones((n_slices, matrix, matrix), dtype=np.float32)
+        reference = load_ours(stack)
+        loaders: dict[str, Callable[[], np.ndarray]] = {
+            "ours": lambda: load_ours(stack),
+            "ours_1_thread": lambda: load_ours(stack, workers=1),
+            "simpleitk": lambda: load_simpleitk(files),
+            "simpleitk_float32": lambda: load_simpleitk_float32(files),
+            "memcpy": lambda: memcpy_floor(warm),
+        }
+        if plain_pydicom:
+            loaders["pydicom_plain"] = lambda: load_plain_pydicom(files)
+        results = {name: Measured(name) for name in loaders}
+        identical: dict[str, bool] = {}
+        names = list(loaders)
+        for r in range(repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                out = _measure(loaders[name], results[name])
+                if name not in identical and name != "memcpy":
+                    identical[name] = bool(np.array_equal(np.asarray(out, dtype=np.float32), reference))
+                del out
+    return LoadBenchResult(n_slices, matrix, str(transfer_syntax), volume_bytes, repeats, results, identical)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decoders per transfer syntax
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DecoderTiming:
+    transfer_syntax: str
+    decoder: str
+    ms_per_slice: float
+    ms_per_slice_2_threads: float | None
+    equal_to_reference: bool | None
+    error: str = ""
+
+
+def bench_decoders(
+    n_slices: int = 40,
+    matrix: int = 512,
+    syntaxes: tuple[str, ...] = (JPEGLosslessSV1, JPEGLSLossless, JPEG2000Lossless, RLELossless),
+    work_dir: str | os.PathLike[str] | None = None,
+    load_level: bool = True,
+) -> tuple[list[DecoderTiming], dict[str, dict[str, float]]]:
+    """Time every installed decoder on the same compressed slices and check each against the uncompressed pixels.
+
+    Returns per-decoder timings (one thread, and two threads to see whether the decoder releases the GIL) and,
+    with ``load_level``, whole-series load times (s) of our reader and SimpleITK per syntax.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pydicom
+    from pydicom.pixels import get_decoder
+
+    from viewer.dicom.pixels import GDCM_READER
+
+    hu = head_phantom(n_slices, matrix)
+    timings: list[DecoderTiming] = []
+    loads: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="gru-bench-dec-", dir=work_dir) as tmp:
+        ref_paths = write_bench_series(Path(tmp) / "raw", n_slices, matrix, ExplicitVRLittleEndian, hu=hu)
+        reference = [pydicom.dcmread(p).pixel_array for p in ref_paths]
+        for ts in syntaxes:
+            paths = write_bench_series(Path(tmp) / str(ts), n_slices, matrix, ts, hu=hu)
+            datasets = [pydicom.dcmread(p) for p in paths]
+            for d in datasets:
+                _ = d.PixelData
+            plugins = list(get_decoder(ts).available_plugins) + [GDCM_READER]
+            for plugin in plugins:
+                decode = partial(_decode_one, paths, datasets, ts, plugin)
+                try:
+                    t0 = time.perf_counter()
+                    out = [decode(i) for i in range(n_slices)]
+                    one = (time.perf_counter() - t0) / n_slices * 1e3
+                    equal = all(np.array_equal(a, b) for a, b in zip(out, reference, strict=True))
+                    with ThreadPoolExecutor(2) as pool:
+                        t0 = time.perf_counter()
+                        list(pool.map(decode, range(n_slices)))
+                        two = (time.perf_counter() - t0) / n_slices * 1e3
+                    timings.append(DecoderTiming(str(ts), plugin, one, two, equal))
+                except Exception as exc:  # a decoder that cannot handle this syntax is a result too
+                    timings.append(DecoderTiming(str(ts), plugin, float("nan"), None, None, str(exc)[:120]))
+            if load_level:
+                stack = stack_of(paths)
+                files = [str(p) for p in stack.files]
+                t0 = time.perf_counter()
+                load_ours(stack)
+                ours = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                load_simpleitk(files)
+                sitk_s = time.perf_counter() - t0
+                loads[str(ts)] = {"ours_s": ours, "simpleitk_s": sitk_s, "ratio": ours / sitk_s}
+    return timings, loads
+
+
+def _decode_one(paths: list[Path], datasets: list[Any], ts: str, plugin: str, i: int) -> np.ndarray:
+    from pydicom.pixels import pixel_array
+
+    from viewer.dicom.pixels import GDCM_READER, SourceFile
+
+    if plugin == GDCM_READER:
+        return SourceFile(str(paths[i]), ts)._gdcm_reader(0)
+    return pixel_array(datasets[i], decoding_plugin=plugin)
+
+
+def format_load_report(
+    result: LoadBenchResult,
+    decoders: list[DecoderTiming] | None = None,
+    loads: dict[str, dict[str, float]] | None = None,
+) -> str:
+    """Plain-text table of a benchmark run."""
+    from pydicom.uid import UID
+
+    mb = result.volume_bytes / 2**20
+    lines = [
+        f"Load {result.n_slices} × {result.matrix}² CT ({UID(result.transfer_syntax).name}), "
+        f"volume {mb:.0f} MiB float32, median of {result.repeats}",
+        f"{'loader':<20}{'median s':>10}{'best s':>10}{'vs SimpleITK':>14}{'peak/volume':>13}  same values",
+    ]
+    for name, m in result.results.items():
+        same = result.identical.get(name)
+        lines.append(
+            f"{name:<20}{m.median_s:>10.3f}{m.best_s:>10.3f}{result.ratio(name):>14.2f}"
+            f"{result.peak_ratio(name):>13.2f}  {'' if same is None else same}"
+        )
+    lines.append(
+        f"goal: ours ≤ {GOAL_RATIO_VS_SIMPLEITK:.1f}× SimpleITK time, peak ≤ {GOAL_PEAK_RATIO:.1f}× volume bytes"
+    )
+    if decoders:
+        from pydicom.uid import UID
+
+        lines.append("")
+        lines.append(f"{'transfer syntax':<44}{'decoder':<14}{'ms/slice':>9}{'2 threads':>10}  equal")
+        for d in decoders:
+            two = (
+                f"{d.ms_per_slice_2_threads:>10.2f}" if d.ms_per_slice_2_threads is not None else f"{'':>10}"
+            )
+            text = d.error or str(d.equal_to_reference)
+            lines.append(
+                f"{UID(d.transfer_syntax).name[:43]:<44}{d.decoder:<14}{d.ms_per_slice:>9.2f}{two}  {text}"
+            )
+    if loads:
+        lines.append("")
+        for ts, row in loads.items():
+            lines.append(
+                f"{UID(ts).name[:43]:<44} ours {row['ours_s']:.2f} s, SimpleITK {row['simpleitk_s']:.2f} s, "
+                f"ratio {row['ratio']:.2f}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,565 @@
+"""Two readers behind one interface: ours (pydicom + chosen decoders) and SimpleITK's ``ImageSeriesReader``.
+
+Both take a :class:`~viewer.dicom.stacks.Stack` (slices already sorted along the normal by our own code, never
+by ``GetGDCMSeriesFileNames``) and return a :class:`~viewer.dicom.volume.Volume`. A test loads the same phantom
+with both and compares array and geometry, as 3D Slicer's ``DICOMReaders.py::test_AlternateReaders`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+import numpy as np
+
+from viewer.dicom.geometry import GeometryWarning
+from viewer.dicom.headers import InstanceHeader
+from viewer.dicom.pixels import (
+    DecodeError,
+    SourceFile,
+    decoder_choice,
+    decoder_order,
+    robust_window,
+)
+from viewer.dicom.stacks import SliceRef, Stack
+from viewer.dicom.volume import (
+    CancelFn,
+    ProgressFn,
+    SliceFn,
+    Volume,
+    VolumeGeometry,
+    build_geometry,
+)
+from viewer.errors import CancelledError, ViewerError
+
+MAX_WORKERS = 4
+
+
+def default_workers() -> int:
+    """Threads for the direct read of uncompressed data.
+
+    pydicom's header parse holds the GIL and is two thirds of the work; only the file read and the rescale run
+    in parallel. On 2 cores (300 × 512², ``viewer.bench.load``) one thread was faster (median 0.31 s) than two
+    (0.41 s), so threads are used only where cores are left over.
+    """
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else min(MAX_WORKERS, cores // 2)
+
+
+COLOUR_WINDOW = (127.5, 255.0)
+
+
+class VolumeReader(Protocol):
+    """What :func:`viewer.dicom.volume.load_stack` needs from a reader."""
+
+    name: str
+
+    def read(
+        self,
+        stack: Stack,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        on_slice: SliceFn | None = None,
+    ) -> Volume: ...
+
+
+def get_reader(name: str, *, workers: int | None = None) -> VolumeReader:
+    """``"pydicom"`` (ours) or ``"simpleitk"``."""
+    key = name.lower().replace("_", "")
+    if key in ("pydicom", "ours", "auto"):
+        return PydicomReader(workers=workers)
+    if key in ("simpleitk", "sitk"):
+        return SimpleITKReader()
+    raise ValueError(f"unknown reader {name!r}: use 'pydicom' or 'simpleitk'")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What both readers share: naming the stack, metadata, window, units
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def stack_name(stack: Stack) -> str:
+    h = stack.first
+    number = f"series {h.series_number}" if h.series_number is not None else "series"
+    desc = f" “{h.series_description}”" if h.series_description else ""
+    return f"{number}{desc} ({stack.label}, {stack.uid})"
+
+
+def _meta(header: InstanceHeader, source: SourceFile | None) -> dict[str, str]:
+    institution = ""
+    if source is not None:
+        institution = str(source.ds.get("InstitutionName", "") or "").strip()
+    return {
+        "patient_name": header.patient_name,
+        "patient_id": header.patient_id,
+        "patient_birth_date": header.patient_birth_date,
+        "patient_sex": header.patient_sex,
+        "study_date": header.study_date,
+        "study_time": header.study_time,
+        "study_description": header.study_description,
+        "accession_number": header.accession_number,
+        "series_number": "" if header.series_number is None else str(header.series_number),
+        "series_description": header.series_description,
+        "institution": institution,
+    }
+
+
+def _window(
+    source: SourceFile | None, frame: int, header: InstanceHeader, array: np.ndarray, colour: bool
+) -> tuple[float, float]:
+    if colour:
+        return COLOUR_WINDOW
+    voi = source.voi(frame) if source is not None else None
+    if voi is None and header.window_center is not None and header.window_width and header.window_width > 0:
+        voi = (header.window_center, header.window_width)
+    return voi if voi is not None else robust_window(array)
+
+
+def _units(modality: str, source: SourceFile | None, frame: int) -> str:
+    """ "HU" for CT with a rescale (RescaleType empty, HU or US: the CT IOD defines HU), "Gy" for RT Dose."""
+    if source is None:
+        return ""
+    params = source.modality_params(frame)
+    if modality == "CT":
+        return "HU" if params.has_rescale and params.rescale_type in ("", "HU", "US") else ""
+    if modality == "RTDOSE" and params.rescale_type == "GY":
+        return "Gy"
+    return ""
+
+
+def _slice_thickness(refs: list[SliceRef]) -> float | None:
+    for r in refs:
+        if r.geometry.slice_thickness:
+            return float(r.geometry.slice_thickness)
+    return None
+
+
+def _pixel_spacing(refs: list[SliceRef], warnings: list[str]) -> tuple[float, float] | None:
+    spacings = {r.geometry.pixel_spacing for r in refs if r.geometry.pixel_spacing}
+    if not spacings:
+        warnings.append("no pixel spacing in the files: distances are in pixels, not mm")
+        return None
+    if len(spacings) > 1:
+        warnings.append("pixel spacing differs between slices: the first slice's spacing is used")
+    return refs[0].geometry.pixel_spacing or next(iter(spacings))
+
+
+def _derived_positions(stack: Stack, source: SourceFile) -> tuple[list, tuple[float, ...] | None] | None:
+    """Positions of a classic multi-frame file's frames (e.g. RT Dose): IPP + GridFrameOffsetVector × normal.
+
+    PS3.3 C.8.8.3.2: offsets are relative to IPP when the first offset is 0, otherwise they are z values along
+    the normal and IPP's own projection is subtracted.
+    """
+    from viewer.dicom.geometry import normal_from_orientation
+
+    files = stack.files
+    if len(files) != 1 or any(r.geometry.position is not None for r in stack.slices):
+        return None
+    ds = source.ds
+    ipp, iop = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
+    offsets = ds.get("GridFrameOffsetVector")
+    if ipp is None or iop is None or offsets is None or len(offsets) != source.n_frames:
+        return None
+    orientation = tuple(float(v) for v in iop)
+    origin = np.asarray([float(v) for v in ipp])
+    normal = normal_from_orientation(orientation)
+    off = np.asarray([float(v) for v in offsets])
+    if off[0] != 0:
+        off = off - float(origin @ normal)
+    positions = [origin + normal * off[r.frame] for r in stack.slices]
+    return positions, orientation
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Our reader
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _Sources:
+    """Parsed files shared by the slices (frames) that come from them; each is dropped after its last slice."""
+
+    def __init__(self, refs: list[SliceRef]) -> None:
+        self._remaining = Counter(r.header.path for r in refs)
+        self._cache: dict[str, SourceFile | DecodeError] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ref: SliceRef) -> SourceFile:
+        path = ref.header.path
+        with self._lock:
+            lock = self._locks.setdefault(path, threading.Lock())
+        with lock:
+            found = self._cache.get(path)
+            if found is None:
+                try:
+                    found = SourceFile(path, ref.header.transfer_syntax_uid, ref.header)
+                except DecodeError as exc:
+                    found = exc
+                self._cache[path] = found
+        if isinstance(found, DecodeError):
+            raise found
+        return found
+
+    def done(self, ref: SliceRef) -> None:
+        path = ref.header.path
+        with self._lock:
+            self._remaining[path] -= 1
+            if self._remaining[path] <= 0:
+                self._cache.pop(path, None)
+                self._locks.pop(path, None)
+
+
+class PydicomReader:
+    """Our reader: one preallocated array, slices decoded straight into it.
+
+    Uncompressed little-endian frames are read from their known offset into a reused scratch buffer and
+    rescaled into the volume, on threads where cores are spare (:func:`default_workers`). Compressed frames go
+    to the decoder chosen per transfer syntax (:data:`viewer.dicom.pixels.DECODERS`), falling back along its
+    list; the first fallback that works is tried first for the remaining slices.
+    A damaged slice is skipped and reported; the geometry is then recomputed from the slices that loaded.
+    """
+
+    name = "pydicom"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers if workers else default_workers()
+
+    def read(
+        self,
+        stack: Stack,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        on_slice: SliceFn | None = None,
+    ) -> Volume:
+        refs = list(stack.slices)
+        n = len(refs)
+        if n == 0:
+            raise ViewerError("Could not load " + stack_name(stack), "the stack has no images")
+        sources = _Sources(refs)
+        failed: dict[int, str] = {}
+
+        # Plan: parse the first readable file for what the headers do not hold (bits stored, LUTs, frames).
+        ref_source: SourceFile | None = None
+        ref_index = 0
+        for k, r in enumerate(refs):
+            if cancel is not None and cancel():
+                raise CancelledError()
+            try:
+                ref_source = sources.get(r)
+                ref_index = k
+                break
+            except DecodeError as exc:
+                failed[k] = str(exc)
+                sources.done(r)
+        if ref_source is None:
+            raise ViewerError(
+                "Could not load " + stack_name(stack), f"none of its {n} images can be read: {failed[0]}"
+            )
+
+        positions: list = [r.geometry.position for r in refs]
+        orientation = stack.orientation
+        derived = _derived_positions(stack, ref_source) if not failed else None
+        if derived is not None:
+            positions, orientation = derived
+            order = np.argsort(
+                [float(np.asarray(p) @ _normal(orientation)) for p in positions], kind="stable"
+            )
+            refs = [refs[i] for i in order]
+            positions = [positions[i] for i in order]
+
+        colour = ref_source.is_colour
+        rows, cols = ref_source.rows, ref_source.columns
+        shape = (n, rows, cols, 3) if colour else (n, rows, cols)
+        try:
+            array = np.empty(shape, dtype=np.uint8 if colour else np.float32)
+        except MemoryError:
+            raise ViewerError(
+                "Could not load " + stack_name(stack),
+                f"not enough memory for {n} × {rows} × {cols} {'RGB' if colour else 'float32'} voxels",
+            ) from None
+
+        decoders_used: Counter[str] = Counter()
+        order_by_ts: dict[str, tuple[str, ...]] = {}
+        ts_lock = threading.Lock()
+        stop = threading.Event()
+        local = threading.local()
+
+        def plugins_for(ts: str) -> tuple[str, ...]:
+            with ts_lock:
+                if ts not in order_by_ts:
+                    order_by_ts[ts] = decoder_order(ts)
+                return order_by_ts[ts]
+
+        def promote(ts: str, used: str) -> None:
+            # A fallback that worked goes first for the next slices: one failure per stack, not per slice.
+            with ts_lock:
+                current = order_by_ts.get(ts, ())
+                if current and current[0] != used and used in current:
+                    order_by_ts[ts] = (used,) + tuple(p for p in current if p != used)
+
+        def decode(k: int) -> str:
+            if stop.is_set():
+                return ""
+            ref = refs[k]
+            try:
+                source = sources.get(ref)
+                if (source.rows, source.columns) != (rows, cols):
+                    raise DecodeError(
+                        f"image is {source.rows}×{source.columns}, the stack's are {rows}×{cols}"
+                    )
+                plugins = plugins_for(source.transfer_syntax)
+                if colour:
+                    used = source.colour_into(ref.frame, array[k], plugins)
+                else:
+                    scratch = getattr(local, "scratch", None)
+                    if source.direct and (
+                        scratch is None
+                        or scratch.dtype != source.stored_dtype
+                        or scratch.shape != (rows, cols)
+                    ):
+                        scratch = local.scratch = np.empty((rows, cols), dtype=source.stored_dtype)
+                    used = source.grey_into(ref.frame, array[k], plugins, scratch)
+                if used not in ("direct",):
+                    promote(source.transfer_syntax, used)
+                return used
+            finally:
+                sources.done(ref)
+
+        threaded = self.workers > 1 and n > 1 and decoder_choice(ref_source.transfer_syntax).threads
+        executor = ThreadPoolExecutor(self.workers, thread_name_prefix="load") if threaded else None
+        label = stack.label
+        try:
+            futures: list[Future[str]] | None = None
+            if executor is not None:
+                futures = [executor.submit(decode, k) for k in range(n)]
+            for k in range(n):
+                if cancel is not None and cancel():
+                    raise CancelledError()
+                if k not in failed:
+                    try:
+                        used = futures[k].result() if futures is not None else decode(k)
+                        decoders_used[used] += 1
+                        if on_slice is not None:
+                            on_slice(k, array[k])
+                    except DecodeError as exc:
+                        failed[k] = str(exc)
+                if progress is not None:
+                    progress(k + 1, n, f"{label}: slice {k + 1} of {n}")
+        finally:
+            stop.set()
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+
+        keep = [k for k in range(n) if k not in failed]
+        if not keep:
+            first = failed[min(failed)]
+            raise ViewerError(
+                "Could not load " + stack_name(stack), f"none of its {n} images decodes: {first}"
+            )
+        skipped = _skipped(refs, failed)
+        if failed:
+            for new, old in enumerate(keep):
+                if new != old:
+                    array[new] = array[old]
+            array = array[: len(keep)]
+        kept = [refs[k] for k in keep]
+        kept_positions = [positions[k] for k in keep]
+
+        warnings: list[str] = []
+        pixel_spacing = _pixel_spacing(kept, warnings)
+        recheck = bool(failed) or derived is not None
+        geometry = build_geometry(
+            kept_positions, orientation, pixel_spacing, _slice_thickness(kept), check=recheck
+        )
+        geo_warnings = _stack_warnings(stack, geometry, recheck)
+        first_ref = refs[ref_index]
+        invert = ref_source.photometric == "MONOCHROME1"
+        photometrics = {r.header.photometric_interpretation for r in kept}
+        if len(photometrics) > 1:
+            warnings.append("slices differ in photometric interpretation: " + ", ".join(sorted(photometrics)))
+        for path, why in skipped:
+            warnings.append(f"skipped {path}: {why}")
+        h = first_ref.header
+        return Volume(
+            array=array,
+            spacing=geometry.spacing,
+            origin=geometry.origin,
+            orientation=geometry.orientation,
+            positions=geometry.positions,
+            affine=geometry.affine,
+            stack_uid=stack.uid,
+            series_uid=stack.series_uid,
+            study_uid=h.study_instance_uid,
+            sop_uids=[r.header.sop_instance_uid for r in kept],
+            modality=h.modality,
+            units="" if colour else _units(h.modality, ref_source, first_ref.frame),
+            window=_window(ref_source, first_ref.frame, h, array, colour),
+            invert=invert and not colour,
+            is_colour=colour,
+            slice_thickness=_slice_thickness(kept),
+            meta=_meta(h, ref_source),
+            warnings=geo_warnings + warnings,
+            skipped=skipped,
+            sources=[(r.header.path, r.frame) for r in kept],
+            reader=self.name,
+            decoders=tuple(sorted(decoders_used)),
+        )
+
+
+def _normal(orientation: tuple[float, ...] | None) -> np.ndarray:
+    from viewer.dicom.geometry import normal_from_orientation
+
+    return normal_from_orientation(orientation) if orientation is not None else np.array([0.0, 0.0, 1.0])
+
+
+def _skipped(refs: list[SliceRef], failed: dict[int, str]) -> list[tuple[str, str]]:
+    """One entry per damaged file (a multi-frame file lists its failed frames once)."""
+    by_path: dict[str, list[tuple[int, str]]] = {}
+    for k in sorted(failed):
+        by_path.setdefault(refs[k].header.path, []).append((refs[k].frame, failed[k]))
+    frames = {r.header.path: r.header.number_of_frames for r in refs}
+    out = []
+    for path, items in by_path.items():
+        why = items[0][1]
+        if frames[path] > 1:
+            why = f"{len(items)} of its {frames[path]} frames skipped: {why}"
+        out.append((path, why))
+    return out
+
+
+def _stack_warnings(stack: Stack, geometry: VolumeGeometry, rechecked: bool) -> list[str]:
+    """The stack's geometry warnings, or the recomputed ones when slices were dropped or positions derived."""
+    if not rechecked:
+        return [w.message for w in stack.warnings]
+    kept: list[GeometryWarning] = [w for w in stack.warnings if w.kind == "no_geometry"]
+    return [w.message for w in kept + geometry.warnings]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SimpleITK reader
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class SimpleITKReader:
+    """``sitk.ImageSeriesReader`` fed with our file order; geometry taken from SimpleITK's own image.
+
+    It reads whole files, so a stack made of some frames of a multi-frame file is refused. It is the baseline of
+    the load benchmark and the second opinion in the reader-agreement test.
+    """
+
+    name = "simpleitk"
+
+    def read(
+        self,
+        stack: Stack,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        on_slice: SliceFn | None = None,
+    ) -> Volume:
+        import SimpleITK as sitk
+
+        refs = list(stack.slices)
+        files = stack.files
+        multi = any(r.header.number_of_frames > 1 for r in refs)
+        if multi and (
+            len(files) != 1 or [r.frame for r in refs] != list(range(refs[0].header.number_of_frames))
+        ):
+            raise ViewerError(
+                "Could not load " + stack_name(stack) + " with SimpleITK",
+                "SimpleITK reads whole files: this stack is part of a multi-frame file or in another frame order",
+            )
+        if not multi and len(refs) != len(files):
+            raise ViewerError(
+                "Could not load " + stack_name(stack) + " with SimpleITK", "frames and files differ"
+            )
+
+        # One file (a multi-frame object or a single image) goes to ImageFileReader: the series reader would stack
+        # a multi-frame file into a 4D image.
+        reader = sitk.ImageFileReader() if len(files) == 1 else sitk.ImageSeriesReader()
+        if len(files) == 1:
+            reader.SetFileName(files[0])
+        else:
+            reader.SetFileNames(files)
+        total = len(files)
+
+        def on_progress() -> None:
+            if cancel is not None and cancel():
+                reader.Abort()
+            elif progress is not None:
+                done = int(round(reader.GetProgress() * total))
+                progress(done, total, f"{stack.label}: SimpleITK {done} of {total}")
+
+        reader.AddCommand(sitk.sitkProgressEvent, on_progress)
+        try:
+            image = reader.Execute()
+        except RuntimeError as exc:
+            if cancel is not None and cancel():
+                raise CancelledError() from None
+            raise ViewerError(
+                "Could not load " + stack_name(stack) + " with SimpleITK", str(exc).strip().splitlines()[-1]
+            ) from None
+        finally:
+            reader.RemoveAllCommands()
+        if cancel is not None and cancel():
+            raise CancelledError()
+
+        colour = image.GetNumberOfComponentsPerPixel() > 1
+        view = sitk.GetArrayViewFromImage(image)
+        if view.ndim == 2 or (colour and view.ndim == 3):
+            view = view[None]
+        if colour:
+            array = np.array(view[..., :3], dtype=np.uint8)  # a copy: the view dies with the image
+        else:
+            array = np.array(view, dtype=np.float32)
+        del view
+        origin = np.asarray(image.GetOrigin(), float)
+        sx, sy, sz = (float(v) for v in image.GetSpacing())
+        direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
+        del image
+        row, col, slice_dir = direction[:, 0], direction[:, 1], direction[:, 2]
+        n = array.shape[0]
+        positions = origin[None, :] + np.arange(n)[:, None] * (slice_dir * sz)[None, :]
+        orientation = tuple(float(v) for v in (*row, *col))
+        geometry = build_geometry(list(positions), orientation, (sy, sx), _slice_thickness(refs), check=False)
+
+        source: SourceFile | None
+        try:
+            source = SourceFile(files[0], refs[0].header.transfer_syntax_uid, refs[0].header)
+        except DecodeError:
+            source = None
+        for k in range(n):
+            if on_slice is not None:
+                on_slice(k, array[k])
+        if progress is not None:
+            progress(total, total, f"{stack.label}: loaded")
+        h = refs[0].header
+        return Volume(
+            array=array,
+            spacing=geometry.spacing,
+            origin=geometry.origin,
+            orientation=geometry.orientation,
+            positions=geometry.positions,
+            affine=geometry.affine,
+            stack_uid=stack.uid,
+            series_uid=stack.series_uid,
+            study_uid=h.study_instance_uid,
+            sop_uids=[r.header.sop_instance_uid for r in refs],
+            modality=h.modality,
+            units="" if colour else _units(h.modality, source, 0),
+            window=_window(source, 0, h, array, colour),
+            invert=h.photometric_interpretation == "MONOCHROME1" and not colour,
+            is_colour=colour,
+            slice_thickness=_slice_thickness(refs),
+            meta=_meta(h, source),
+            warnings=[w.message for w in stack.warnings],
+            skipped=[],
+            sources=[(r.header.path, r.frame) for r in refs],
+            reader=self.name,
+            decoders=("simpleitk",),
+        )
