@@ -1,0 +1,222 @@
+"""Explanations: gate traces, hidden-state saliency, pixel saliency at the original resolution, sanity check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from viewer.model import explanations as ex
+from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.preprocess import AIR_HU, Preprocessed, Preprocessor
+
+CONFIG = ModelConfig(input_size=32, encoder_channels=(8, 16, 32), hidden_size=16)
+SPACING = (2.5, 0.5, 0.5)  # 2.5 mm → two original slices per 5 mm model slice
+
+
+def _volume() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    vol = np.full((12, 48, 40), -1000.0, dtype=np.float32)
+    vol[:, 8:40, 6:34] = 35.0 + rng.normal(0, 10, (12, 32, 28))
+    vol[:, 6:8, 6:34] = 1200.0
+    vol[5:7, 20:26, 10:16] = 75.0
+    return vol
+
+
+@pytest.fixture(scope="module")
+def model() -> SliceGRUNet:
+    torch.manual_seed(0)
+    return SliceGRUNet(CONFIG).eval()
+
+
+@pytest.fixture(scope="module")
+def inputs() -> Preprocessed:
+    return Preprocessor.from_config(CONFIG)(_volume(), SPACING)
+
+
+def test_gate_traces(model, inputs):
+    expl = ex.gate_traces(model, inputs)
+    assert expl.mapping.n_model == 6
+    for d in ex.DIRECTIONS:
+        for gate in ("z", "r", "h"):
+            assert expl.matrices[f"{gate}_{d}"].shape == (16, 6)
+        for gate in ("z", "r"):
+            values = expl.slice_values[f"{gate}_mean_{d}"]
+            assert values.shape == (6,)
+            assert np.all((values > 0) & (values < 1))
+            np.testing.assert_allclose(values, expl.matrices[f"{gate}_{d}"].mean(0), rtol=1e-6)
+    assert "1 = keep previous state" in expl.labels["z_forward"]
+    assert expl.on_original_slices("z_mean_forward").shape == (12,)
+
+
+def test_hidden_state_saliency_shape_and_scale(model, inputs):
+    expl = ex.hidden_state_saliency(model, inputs)
+    fwd, rev = expl.slice_values["forward"], expl.slice_values["reverse"]
+    assert fwd.shape == rev.shape == (6,)
+    both = np.concatenate([fwd, rev])
+    assert both.min() >= 0 and both.max() == pytest.approx(1.0)
+    assert expl.matrices["grad_forward"].shape == (16, 6)
+
+
+def test_hidden_saliency_total_equals_direct_where_no_later_state(model, inputs):
+    """The last forward state and the first reverse state feed only the head: both derivatives agree there."""
+    total = ex.hidden_state_saliency(model, inputs)
+    direct = ex.hidden_state_saliency(model, inputs, through_recurrence=False)
+    np.testing.assert_allclose(
+        total.slice_values["raw_forward"][-1], direct.slice_values["raw_forward"][-1], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        total.slice_values["raw_reverse"][0], direct.slice_values["raw_reverse"][0], rtol=1e-5
+    )
+    assert not np.allclose(total.slice_values["raw_forward"][0], direct.slice_values["raw_forward"][0])
+
+
+def test_analyse_sequence_matches_separate_calls_and_keeps_eval(model, inputs):
+    bn = model.encoder.stem[1]
+    stats_before = bn.running_mean.clone()
+    result = ex.analyse_sequence(model, inputs)
+    assert not model.training
+    torch.testing.assert_close(bn.running_mean, stats_before)
+    assert not result.output.study_logit.requires_grad
+    with torch.no_grad():
+        plain = model(inputs.tensor)
+    torch.testing.assert_close(result.output.slice_logits, plain.slice_logits, atol=1e-5, rtol=0)
+    separate = ex.hidden_state_saliency(model, inputs)
+    np.testing.assert_allclose(
+        result.hidden_saliency.slice_values["forward"], separate.slice_values["forward"], rtol=1e-5
+    )
+
+
+def test_training_mode_is_refused(inputs):
+    model = SliceGRUNet(CONFIG)
+    with pytest.raises(ValueError, match="eval"):
+        ex.gradient_x_input(model, inputs, slices=[5])
+    assert model.training
+
+
+def test_pixel_saliency_at_original_resolution(model, inputs):
+    expl = ex.gradient_x_input(model, inputs, slices=[5, 9])
+    assert sorted(expl.pixel_maps) == [5, 9]
+    for m in expl.pixel_maps.values():
+        assert m.shape == (48, 40) and m.dtype == np.float32
+        assert np.abs(m).sum() > 0
+        assert np.all(m[:, :2] == 0)  # air, below every window: no gradient
+    shown = expl.display_map(5)
+    assert shown.min() >= 0 and shown.max() == pytest.approx(1.0)
+
+
+def test_pixel_gradient_equals_full_differentiable_path(model, inputs):
+    vol = torch.from_numpy(_volume()).requires_grad_(True)
+    x, _ = inputs.preprocessor.differentiable(vol, SPACING)
+    model(x).study_logit.sum().backward()
+    expl = ex.gradient_x_input(model, inputs, slices=[4, 7])
+    for i in (4, 7):
+        expected = vol.grad[i].numpy() * (_volume()[i] - AIR_HU)
+        np.testing.assert_allclose(expl.pixel_maps[i], expected, atol=1e-7 + 1e-4 * np.abs(expected).max())
+
+
+def test_default_slices_are_the_top_model_slice(model, inputs):
+    with torch.no_grad():
+        top = int(model(inputs.tensor).slice_logits[0].argmax())
+    expl = ex.gradient_x_input(model, inputs)
+    assert sorted(expl.pixel_maps) == list(inputs.mapping.original_slices(top))
+
+
+def test_slice_target(model, inputs):
+    expl = ex.gradient_x_input(model, inputs, slices=[2, 8], target="slice")
+    assert sorted(expl.pixel_maps) == [2, 8]
+    with pytest.raises(ValueError):
+        ex.gradient_x_input(model, inputs, slices=[2], target="voxel")
+
+
+@pytest.mark.parametrize("baseline", [AIR_HU, "blur"])
+def test_integrated_gradients_completeness(model, inputs, baseline):
+    """Attributions add up to the change of the study logit when the slice is replaced by its baseline."""
+    expl = ex.integrated_gradients(model, inputs, slices=[5], steps=48, batch=16, baseline=baseline)
+    vol = _volume()
+    replaced = vol.copy()
+    replaced[5] = ex.baseline_slice(inputs, 5, baseline)
+    prep = inputs.preprocessor
+    with torch.no_grad():
+        after = model(prep(vol, SPACING).tensor).study_logit
+        before = model(prep(replaced, SPACING).tensor).study_logit
+    delta = (after - before).item()
+    assert expl.pixel_maps[5].sum() == pytest.approx(delta, rel=0.1, abs=1e-6)
+
+
+def test_blur_baseline_keeps_the_head():
+    prepared = Preprocessor.from_config(CONFIG)(_volume(), SPACING)
+    blurred = ex.baseline_slice(prepared, 5, "blur", blur_mm=2.0)
+    assert blurred.shape == (48, 40)
+    assert blurred[24, 20] > 0 and blurred[1, 1] < -900
+    np.testing.assert_array_equal(ex.baseline_slice(prepared, 5, -50.0), np.full((48, 40), -50.0))
+    with pytest.raises(ValueError):
+        ex.baseline_slice(prepared, 5, "zeros")
+
+
+def test_smoothgrad_is_seeded_and_differs_from_the_plain_gradient(model, inputs):
+    a = ex.smoothgrad(model, inputs, slices=[5], samples=4, batch=2, seed=1)
+    b = ex.smoothgrad(model, inputs, slices=[5], samples=4, batch=4, seed=1)
+    np.testing.assert_allclose(a.pixel_maps[5], b.pixel_maps[5], rtol=1e-4, atol=1e-12)
+    plain = ex.smoothgrad(model, inputs, slices=[5], samples=1, noise_hu=0.0)
+    assert not np.allclose(a.pixel_maps[5], plain.pixel_maps[5])
+
+
+def test_explainers_share_a_signature(model, inputs):
+    for name, fn in ex.EXPLAINERS.items():
+        opts = {"slices": [5]} if name in ex.PIXEL_METHODS else {}
+        if name == "smoothgrad":
+            opts["samples"] = 2
+        if name == "integrated_gradients":
+            opts["steps"] = 2
+        expl = fn(model, inputs, **opts)
+        assert expl.method == name and expl.as_vector().size > 0
+
+
+def test_randomisation_is_cascading_and_leaves_the_original(model):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rand = ex.randomize_weights_cascading(model, "gru", seed=3)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    changed = {k for k, v in rand.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("slice_head") for k in changed)
+    assert any(k.startswith("gru") for k in changed)
+    assert not any(k.startswith("encoder") for k in changed)
+    assert not rand.training
+    deeper = ex.randomize_weights_cascading(model, len(model.layer_names_top_down()))
+    assert any(
+        not torch.equal(v, before[k]) for k, v in deeper.state_dict().items() if k.startswith("encoder.stem")
+    )
+    with pytest.raises(ValueError):
+        ex.randomize_weights_cascading(model, "decoder")
+
+
+def test_randomisation_changes_the_map(model, inputs):
+    check = ex.randomisation_check(model, inputs, "gradient_x_input", slices=[5])
+    assert list(check) == model.layer_names_top_down()
+    assert all(r < 0.9 for r in check.values())
+    original = ex.gradient_x_input(model, inputs, slices=[5]).display_map(5)
+    rand = ex.randomize_weights_cascading(model, "encoder.stem")
+    assert not np.allclose(ex.gradient_x_input(rand, inputs, slices=[5]).display_map(5), original, atol=0.05)
+
+
+def test_spearman_helper():
+    a = np.arange(10.0)
+    assert ex.spearman_rank_correlation(a, a * 3 + 1) == pytest.approx(1.0)
+    assert ex.spearman_rank_correlation(a + 1, -(a + 1), absolute=False) == pytest.approx(-1.0)
+    assert np.isnan(ex.spearman_rank_correlation(np.ones(5), a[:5]))
+    with pytest.raises(ValueError):
+        ex.spearman_rank_correlation(a, a[:3])
+
+
+def test_pointing_game():
+    expl = ex.Explanation("demo", Preprocessor(size=32).slabs.mapping(3, 5.0))
+    expl.pixel_maps = {0: np.zeros((8, 8)), 1: np.zeros((8, 8)), 2: np.zeros((8, 8))}
+    expl.pixel_maps[0][2, 2] = -5.0
+    expl.pixel_maps[1][5, 5] = 1.0
+    mask = np.zeros((8, 8), bool)
+    mask[2:4, 2:4] = True
+    masks = {0: mask, 1: mask, 2: np.zeros((8, 8), bool)}
+    assert ex.pointing_game(expl, masks, tolerance_px=0) == pytest.approx(0.5)
+    assert ex.pointing_game(expl, masks, tolerance_px=4) == pytest.approx(1.0)
+    assert np.isnan(ex.pointing_game(expl, {2: masks[2]}))

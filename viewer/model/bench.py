@@ -1,0 +1,175 @@
+"""Timings of the model core, as plain dicts (milliseconds unless the key says otherwise).
+
+``make bench`` prints them; nothing here asserts a budget. Each figure is the median of ``repeats`` runs after
+two warm-up runs, on whatever device and thread count torch is set to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from viewer.model.explanations import analyse_sequence, gate_traces, gradient_x_input, hidden_state_saliency
+from viewer.model.gated_gru import GatedGRU
+from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.preprocess import Preprocessor
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def bench_gru(
+    seq_len: int = 300, input_size: int = 128, hidden_size: int = 96, repeats: int = 15, seed: int = 0
+) -> dict[str, float]:
+    """:class:`GatedGRU` against ``nn.GRU`` (same weights) on a ``(1, seq_len, input_size)`` sequence, bidirectional.
+
+    Keys: ``nn_gru_ms``/``gated_gru_ms`` (inference), ``*_fwd_bwd_ms`` (forward and backward), their ratios, and
+    ``max_abs_diff`` between the two outputs.
+    """
+    torch.manual_seed(seed)
+    ref = torch.nn.GRU(input_size, hidden_size, bidirectional=True, batch_first=True).eval()
+    ours = GatedGRU(input_size, hidden_size, bidirectional=True, batch_first=True).eval()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(1, seq_len, input_size)
+
+    def infer(module: torch.nn.Module) -> Callable[[], object]:
+        def run() -> object:
+            with torch.inference_mode():
+                return module(x)
+
+        return run
+
+    def fwd_bwd(module: torch.nn.Module) -> Callable[[], object]:
+        xg = x.clone().requires_grad_(True)
+
+        def run() -> object:
+            module(xg)[0].square().sum().backward()
+            return None
+
+        return run
+
+    with torch.no_grad():
+        diff = float((ref(x)[0] - ours(x).output).abs().max())
+    out = {
+        "nn_gru_ms": _median_ms(infer(ref), repeats),
+        "gated_gru_ms": _median_ms(infer(ours), repeats),
+        "nn_gru_fwd_bwd_ms": _median_ms(fwd_bwd(ref), repeats),
+        "gated_gru_fwd_bwd_ms": _median_ms(fwd_bwd(ours), repeats),
+        "max_abs_diff": diff,
+    }
+    out["ratio"] = out["gated_gru_ms"] / out["nn_gru_ms"]
+    out["fwd_bwd_ratio"] = out["gated_gru_fwd_bwd_ms"] / out["nn_gru_fwd_bwd_ms"]
+    return out
+
+
+def _synthetic_series(slices: int, matrix: int, seed: int) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A crude head-like HU volume (skull ring, brain, one bright blob) for timing only."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:matrix, :matrix].astype(np.float32)
+    r = np.hypot(yy - matrix / 2, xx - matrix / 2) / (matrix / 2)
+    base = np.where(r < 0.8, 35.0, np.where(r < 0.88, 1200.0, -1000.0)).astype(np.float32)
+    vol = np.repeat(base[None], slices, axis=0) + rng.normal(0, 5, (slices, matrix, matrix)).astype(
+        np.float32
+    )
+    vol[slices // 2, matrix // 3 : matrix // 3 + 8, matrix // 2 : matrix // 2 + 8] = 75.0
+    return vol, (5.0, 0.45, 0.45)
+
+
+def bench_forward(
+    slice_counts: tuple[int, ...] = (32, 300),
+    config: ModelConfig | None = None,
+    repeats: int = 5,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Inference time of :class:`SliceGRUNet` on model-ready input (preprocessing excluded).
+
+    Keys ``forward_<n>_ms`` per slice count, plus ``encoder_300_ms``-style splits of encoder and sequence part.
+    """
+    torch.manual_seed(seed)
+    model = SliceGRUNet(config).eval()
+    size = model.config.input_size
+    out: dict[str, float] = {}
+    for n in slice_counts:
+        x = torch.rand(n, model.config.in_channels, size, size)
+        with torch.inference_mode():
+            feats = model.encode(x).unsqueeze(0)
+            out[f"forward_{n}_ms"] = _median_ms(lambda x=x: model(x), repeats)
+            out[f"encoder_{n}_ms"] = _median_ms(lambda x=x: model.encode(x), repeats)
+            out[f"sequence_{n}_ms"] = _median_ms(lambda f=feats: model.forward_features(f), repeats)
+    out["parameters"] = float(sum(p.numel() for p in model.parameters()))
+    return out
+
+
+def bench_explanations(
+    slices: int = 300, matrix: int = 512, config: ModelConfig | None = None, repeats: int = 5, seed: int = 0
+) -> dict[str, float]:
+    """Cost of the explanations against the plain forward, on a synthetic ``slices × matrix²`` series.
+
+    Keys: ``preprocess_ms``; ``forward_ms`` (inference only); ``analyse_ms`` (forward + gates + hidden-state
+    saliency in one pass, :func:`analyse_sequence`); ``sequence_plain_ms`` and ``sequence_explained_ms``: the part
+    after the encoder without and with the gates and the backward pass for hidden-state saliency;
+    ``explain_extra_ratio`` = (sequence_explained − sequence_plain) / forward, the extra cost as a multiple of the
+    forward (measured on the sequence part alone, where it arises, so encoder timing noise does not swamp it);
+    ``pixel_gxi_ms``: gradient × input on one original slice, encoder features given.
+    """
+    torch.manual_seed(seed)
+    model = SliceGRUNet(config).eval()
+    hu, spacing = _synthetic_series(slices, matrix, seed)
+    prep = Preprocessor.from_config(model.config)
+    inputs = prep(hu, spacing)
+    with torch.no_grad():
+        feats = model.encode(inputs.tensor)
+
+    def forward() -> object:
+        with torch.inference_mode():
+            return model(inputs.tensor)
+
+    def sequence_plain() -> object:
+        with torch.inference_mode():
+            return model.forward_features(feats.unsqueeze(0))
+
+    def sequence_explained() -> object:
+        out = model.forward_features(feats.unsqueeze(0))
+        hidden = hidden_state_saliency(model, inputs, output=out)
+        return gate_traces(model, inputs, output=out), hidden
+
+    out = {
+        "preprocess_ms": _median_ms(lambda: prep(hu, spacing), repeats),
+        "forward_ms": _median_ms(forward, repeats),
+        "analyse_ms": _median_ms(lambda: analyse_sequence(model, inputs), repeats),
+        "sequence_plain_ms": _median_ms(sequence_plain, repeats),
+        "sequence_explained_ms": _median_ms(sequence_explained, repeats),
+        "pixel_gxi_ms": _median_ms(
+            lambda: gradient_x_input(model, inputs, slices=[slices // 2], features=feats), repeats
+        ),
+    }
+    out["explain_extra_ratio"] = (out["sequence_explained_ms"] - out["sequence_plain_ms"]) / out["forward_ms"]
+    return out
+
+
+def run_all(quick: bool = False) -> dict[str, dict[str, float]]:
+    """Every benchmark; ``quick`` uses fewer repeats and slices (for a smoke run)."""
+    if quick:
+        return {
+            "gru_h96": bench_gru(seq_len=64, repeats=3),
+            "forward": bench_forward((8, 32), repeats=2),
+            "explanations": bench_explanations(slices=32, matrix=128, repeats=2),
+        }
+    return {
+        "gru_h64": bench_gru(hidden_size=64),
+        "gru_h96": bench_gru(hidden_size=96),
+        "gru_h128": bench_gru(hidden_size=128),
+        "forward": bench_forward(),
+        "explanations": bench_explanations(),
+    }

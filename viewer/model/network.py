@@ -1,0 +1,256 @@
+"""The slice-GRU: a small 2D CNN per slice, a bidirectional :class:`GatedGRU` across slices, per-slice logits and
+a study logit pooled from them.
+
+Pooling is a smooth maximum (log-mean-exp with sharpness ``r``, Pinheiro & Collobert 2015)::
+
+    study = (1/r) · log( (1/T) Σ_t exp(r · s_t) )
+
+It lies between the mean and the max of the slice logits, so the study is positive only when some slices are,
+the slice logits keep their meaning (they are trained with slice labels and the study follows them), and its
+gradient is ``softmax(r · s)``: the study's saliency flows to the slices that carry the finding. The ``1/T`` keeps
+the value from growing with the slice count. It has no weights that could learn to ignore slices, which attention
+pooling can.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from viewer.model.gated_gru import GatedGRU, GateTrace
+from viewer.model.preprocess import DEFAULT_WINDOWS
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the network's shape and its input, stored in the model card.
+
+    Attributes
+    ----------
+    input_size:
+        In-plane side of each model slice (pixels).
+    windows:
+        ``(center, width)`` HU windows, one input channel each.
+    target_spacing_mm:
+        Thin series are averaged into slabs of about this thickness.
+    encoder_channels:
+        Channels of the CNN's stem and of each of its stages (each stage halves the resolution).
+    hidden_size:
+        GRU units per direction.
+    num_layers:
+        Stacked GRU layers.
+    dropout:
+        Dropout on slice features and on the GRU output (training only).
+    lse_sharpness:
+        ``r`` of the log-mean-exp pooling.
+    operating_threshold:
+        Study probability at or above which the study is called positive.
+    """
+
+    input_size: int = 128
+    windows: tuple[tuple[float, float], ...] = DEFAULT_WINDOWS
+    target_spacing_mm: float = 5.0
+    encoder_channels: tuple[int, ...] = (16, 32, 64, 128)
+    hidden_size: int = 96
+    num_layers: int = 1
+    dropout: float = 0.2
+    lse_sharpness: float = 5.0
+    operating_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if len(self.encoder_channels) < 2:
+            raise ValueError("encoder_channels needs a stem and at least one stage")
+        if self.input_size % (2 ** len(self.encoder_channels)) != 0:
+            raise ValueError(
+                f"input_size {self.input_size} must be divisible by 2**{len(self.encoder_channels)} "
+                "(each encoder stage halves it)"
+            )
+        if not 0.0 < self.operating_threshold < 1.0:
+            raise ValueError("operating_threshold is a probability in (0, 1)")
+        if self.lse_sharpness <= 0:
+            raise ValueError("lse_sharpness must be positive")
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.windows)
+
+    @property
+    def feature_size(self) -> int:
+        return self.encoder_channels[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error, missing ones take defaults."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        values = dict(data)
+        if "windows" in values:
+            values["windows"] = tuple((float(c), float(w)) for c, w in values["windows"])
+        if "encoder_channels" in values:
+            values["encoder_channels"] = tuple(int(c) for c in values["encoder_channels"])
+        return cls(**values)
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out)]
+
+
+class EncoderStage(nn.Module):
+    """Downsampling conv-BN-ReLU, then a residual conv-BN block: ``relu(x + bn(conv(x)))``."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.down = nn.Sequential(*_conv_bn(c_in, c_out, 2), nn.ReLU(inplace=True))
+        self.residual = nn.Sequential(*_conv_bn(c_out, c_out, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.down(x)
+        return F.relu(x + self.residual(x))
+
+
+class SliceEncoder(nn.Module):
+    """Windowed slice ``(N, channels, S, S)`` → feature vector ``(N, channels[-1])`` by global average pooling."""
+
+    def __init__(self, in_channels: int, channels: Sequence[int]) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(*_conv_bn(in_channels, channels[0], 2), nn.ReLU(inplace=True))
+        self.stages = nn.ModuleList(
+            EncoderStage(a, b) for a, b in zip(channels[:-1], channels[1:], strict=True)
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for stage in self.stages:
+            nn.init.zeros_(stage.residual[1].weight)  # residual branch starts as identity
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x.mean(dim=(2, 3))
+
+
+@dataclass
+class NetOutput:
+    """What :class:`SliceGRUNet` computes for a batch of series.
+
+    Attributes
+    ----------
+    slice_logits:
+        ``(batch, slices)``.
+    study_logit:
+        ``(batch,)``.
+    hidden:
+        ``(batch, slices, 2 · hidden)``: last GRU layer, forward states then reverse, in the autograd graph.
+    trace:
+        The :class:`GateTrace` of every GRU layer and direction (in the graph; see ``trace.state_gradient``).
+    features:
+        ``(batch, slices, feature_size)``: the encoder's slice features.
+    """
+
+    slice_logits: Tensor
+    study_logit: Tensor
+    hidden: Tensor
+    trace: GateTrace
+    features: Tensor = field(repr=False)
+
+    def detach(self) -> NetOutput:
+        """A copy without the autograd graph."""
+        return NetOutput(
+            self.slice_logits.detach(),
+            self.study_logit.detach(),
+            self.hidden.detach(),
+            self.trace.detach(),
+            self.features.detach(),
+        )
+
+    @property
+    def slice_probabilities(self) -> Tensor:
+        return torch.sigmoid(self.slice_logits)
+
+    @property
+    def study_probability(self) -> Tensor:
+        return torch.sigmoid(self.study_logit)
+
+
+def lse_pool(logits: Tensor, sharpness: float, dim: int = -1) -> Tensor:
+    """Log-mean-exp: ``(1/r) · log(mean(exp(r · x)))``, a smooth maximum between the mean and the max."""
+    n = logits.shape[dim]
+    return (torch.logsumexp(sharpness * logits, dim=dim) - math.log(n)) / sharpness
+
+
+class SliceGRUNet(nn.Module):
+    """Slice encoder → bidirectional :class:`GatedGRU` over the slices → per-slice logits → LSE study logit.
+
+    A sequence is the model slices of one series in slice order; the forward direction reads head to foot (in
+    the order the volume is sorted), the reverse direction foot to head.
+
+    Parameters
+    ----------
+    config:
+        Sizes, input and threshold; see :class:`ModelConfig`.
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        cfg = self.config
+        self.encoder = SliceEncoder(cfg.in_channels, cfg.encoder_channels)
+        self.gru = GatedGRU(
+            cfg.feature_size,
+            cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            bidirectional=True,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.slice_head = nn.Linear(2 * cfg.hidden_size, 1)
+        nn.init.constant_(self.slice_head.bias, -2.0)  # most slices are negative
+
+    def layer_names_top_down(self) -> list[str]:
+        """Named blocks from the output to the input: ``slice_head``, ``gru``, encoder stages, ``encoder.stem``."""
+        stages = [f"encoder.stages.{i}" for i in reversed(range(len(self.encoder.stages)))]
+        return ["slice_head", "gru", *stages, "encoder.stem"]
+
+    def encode(self, slices: Tensor, chunk: int = 64) -> Tensor:
+        """Slice features: ``(..., channels, S, S)`` → ``(..., feature_size)``, ``chunk`` slices at a time.
+
+        Chunking keeps activations cache-sized at inference; with gradients on, the graph still spans all chunks.
+        """
+        lead = slices.shape[:-3]
+        flat = slices.reshape(-1, *slices.shape[-3:])
+        if flat.shape[0] <= chunk:
+            feats = self.encoder(flat)
+        else:
+            feats = torch.cat([self.encoder(part) for part in flat.split(chunk)])
+        return feats.reshape(*lead, feats.shape[-1])
+
+    def forward_features(self, features: Tensor) -> NetOutput:
+        """GRU, slice head and pooling on slice features ``(batch, slices, feature_size)``."""
+        if features.dim() != 3:
+            raise ValueError(f"expected (batch, slices, features), got {tuple(features.shape)}")
+        gru_out = self.gru(self.dropout(features))
+        slice_logits = self.slice_head(self.dropout(gru_out.output)).squeeze(-1)
+        study_logit = lse_pool(slice_logits, self.config.lse_sharpness)
+        return NetOutput(slice_logits, study_logit, gru_out.output, gru_out.trace, features)
+
+    def forward(self, x: Tensor) -> NetOutput:
+        """``(slices, channels, S, S)`` (one series) or ``(batch, slices, channels, S, S)``."""
+        if x.dim() == 4:
+            x = x.unsqueeze(0)
+        if x.dim() != 5:
+            raise ValueError(f"expected (slices, C, S, S) or (batch, slices, C, S, S), got {tuple(x.shape)}")
+        return self.forward_features(self.encode(x))

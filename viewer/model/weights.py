@@ -1,0 +1,331 @@
+"""Weights as safetensors, each with a model card beside it.
+
+Weights are only ever read with ``safetensors`` (a flat header and raw tensors). Pickled checkpoints
+(``torch.save`` files, ``.pt``/``.pth``/``.ckpt``) can run code when loaded, so they are refused with a message
+that says so, and never opened with ``torch.load``.
+
+A card is a JSON file next to the weights (``name.safetensors`` → ``name.card.json``) holding the name, version,
+SHA-256 of the weights file, the :class:`~viewer.model.network.ModelConfig`, intended use, input requirements,
+training data, metrics and the operating threshold. Loading checks the weights against the card's hash before
+using them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from viewer.errors import ViewerError
+from viewer.model.network import ModelConfig, SliceGRUNet
+
+CARD_SUFFIX = ".card.json"
+DEFAULT_MODEL_NAME = "slice_gru_default"
+_MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit on the JSON header
+
+DEFAULT_INTENDED_USE = (
+    "Research and demonstration of an interpretable slice-GRU for non-contrast head CT. Not a medical device; "
+    "not for diagnosis or triage."
+)
+DEFAULT_INPUT_REQUIREMENTS = (
+    "One axial non-contrast head CT series in HU, slices sorted along the slice normal, any in-plane matrix; "
+    "slices thinner than the target spacing are averaged into slabs, thicker ones are used as they are."
+)
+
+
+@dataclass
+class ModelCard:
+    """What a set of weights is, what it is for and how well it did; stored as JSON next to the weights."""
+
+    name: str
+    version: str
+    sha256: str
+    config: ModelConfig
+    intended_use: str = DEFAULT_INTENDED_USE
+    input_requirements: str = DEFAULT_INPUT_REQUIREMENTS
+    training_data: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    operating_threshold: float = 0.5
+    limitations: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "config": self.config.to_dict(),
+            "intended_use": self.intended_use,
+            "input_requirements": self.input_requirements,
+            "training_data": self.training_data,
+            "metrics": dict(self.metrics),
+            "operating_threshold": self.operating_threshold,
+            "limitations": self.limitations,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        """Build a card from parsed JSON; raises ``KeyError``/``ValueError``/``TypeError`` on a malformed one."""
+        missing = [k for k in ("name", "version", "sha256", "config") if k not in data]
+        if missing:
+            raise KeyError(f"missing fields {missing}")
+        sha = str(data["sha256"]).lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ValueError("sha256 is not a 64-digit hex digest")
+        config = ModelConfig.from_dict(dict(data["config"]))
+        threshold = float(data.get("operating_threshold", config.operating_threshold))
+        if not 0.0 < threshold < 1.0:
+            raise ValueError("operating_threshold must lie in (0, 1)")
+        return cls(
+            name=str(data["name"]),
+            version=str(data["version"]),
+            sha256=sha,
+            config=config,
+            intended_use=str(data.get("intended_use", DEFAULT_INTENDED_USE)),
+            input_requirements=str(data.get("input_requirements", DEFAULT_INPUT_REQUIREMENTS)),
+            training_data=str(data.get("training_data", "")),
+            metrics={str(k): float(v) for k, v in dict(data.get("metrics", {})).items()},
+            operating_threshold=threshold,
+            limitations=str(data.get("limitations", "")),
+        )
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    weights: Path
+    card: Path
+
+
+def card_path_for(weights: str | Path) -> Path:
+    """``model.safetensors`` → ``model.card.json`` in the same folder."""
+    weights = Path(weights)
+    return weights.with_name(weights.name.removesuffix(".safetensors") + CARD_SUFFIX)
+
+
+def resources_dir() -> Path:
+    """The repository's ``resources/`` folder, or the bundled one in a frozen (PyInstaller) app."""
+    if getattr(sys, "frozen", False) and hasattr(sys, "_MEIPASS"):
+        return Path(sys._MEIPASS) / "resources"
+    return Path(__file__).resolve().parents[2] / "resources"
+
+
+def default_model_paths(name: str = DEFAULT_MODEL_NAME) -> ModelPaths:
+    """Where the shipped weights and their card live: ``resources/models/<name>.safetensors`` and ``.card.json``."""
+    weights = resources_dir() / "models" / f"{name}.safetensors"
+    return ModelPaths(weights, card_path_for(weights))
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_safetensors_format(path: Path) -> None:
+    """Refuse anything that is not a safetensors file, before any parser sees it.
+
+    A safetensors file is an 8-byte little-endian header length, a JSON object, then raw tensor bytes. Only when
+    that layout is absent is the file diagnosed further (zip checkpoint, pickle), since a valid header length can
+    begin with any byte.
+    """
+    what = "Cannot load model weights"
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            header_len = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            header = fh.read(header_len) if 0 < header_len <= min(_MAX_HEADER, size - 8) else b""
+    except OSError as exc:
+        raise ViewerError(what, exc.strerror or str(exc), path) from exc
+    try:
+        parsed = json.loads(header.decode("utf-8")) if header else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        parsed = None
+    if isinstance(parsed, dict):
+        return
+    refusal = "pickles can run code when loaded, so GRU Viewer only accepts safetensors files"
+    if head[:4] == b"PK\x03\x04":
+        raise ViewerError(
+            what, f"the file is a PyTorch checkpoint (a zip archive of pickles); {refusal}", path
+        )
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        raise ViewerError(what, f"the file is a Python pickle; {refusal}", path)
+    if len(head) < 8:
+        raise ViewerError(what, "the file is too short to be a safetensors file", path)
+    raise ViewerError(what, "the file is not in safetensors format (no valid header)", path)
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Read and validate a model card; :class:`ViewerError` if it is missing or malformed."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ViewerError("Cannot read the model card", "the file does not exist", path) from exc
+    except OSError as exc:
+        raise ViewerError("Cannot read the model card", exc.strerror or str(exc), path) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ViewerError("Cannot read the model card", f"it is not valid JSON ({exc})", path) from exc
+    if not isinstance(data, dict):
+        raise ViewerError("Cannot read the model card", "it is not a JSON object", path)
+    try:
+        return ModelCard.from_dict(data)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ViewerError("Cannot read the model card", f"it is malformed: {exc}", path) from exc
+
+
+def write_card(card: ModelCard, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(card.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def save_weights(
+    model: SliceGRUNet,
+    path: str | Path,
+    *,
+    name: str,
+    version: str,
+    training_data: str = "",
+    metrics: dict[str, float] | None = None,
+    intended_use: str = DEFAULT_INTENDED_USE,
+    input_requirements: str = DEFAULT_INPUT_REQUIREMENTS,
+    limitations: str = "",
+    operating_threshold: float | None = None,
+) -> ModelCard:
+    """Write ``model``'s weights as safetensors at ``path`` and its card next to them; returns the card.
+
+    The operating threshold defaults to the model config's.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError("weights files end in .safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(path), metadata={"format": "pt", "name": name, "version": version})
+    card = ModelCard(
+        name=name,
+        version=version,
+        sha256=sha256_file(path),
+        config=model.config,
+        intended_use=intended_use,
+        input_requirements=input_requirements,
+        training_data=training_data,
+        metrics=dict(metrics or {}),
+        operating_threshold=(
+            model.config.operating_threshold if operating_threshold is None else float(operating_threshold)
+        ),
+        limitations=limitations,
+    )
+    write_card(card, card_path_for(path))
+    return card
+
+
+def load_weights(
+    path: str | Path, card_path: str | Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[SliceGRUNet, ModelCard]:
+    """Load weights checked against their card; returns the model in eval mode and the card.
+
+    Raises
+    ------
+    ViewerError
+        The weights or the card are missing; the file is a pickle or otherwise not safetensors; its SHA-256 is
+        not the card's (changed or damaged); tensors are missing, unexpected or of the wrong shape for the
+        card's config.
+    """
+    path = Path(path)
+    what = "Cannot load model weights"
+    if not path.is_file():
+        raise ViewerError(what, "the file does not exist", path)
+    card = read_card(card_path if card_path is not None else card_path_for(path))
+    _check_safetensors_format(path)
+    actual = sha256_file(path)
+    if actual != card.sha256:
+        raise ViewerError(
+            what,
+            f"the file's SHA-256 ({actual[:12]}…) is not the one on its model card ({card.sha256[:12]}…): the "
+            "weights were changed or damaged after the card was written",
+            path,
+        )
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ViewerError(what, f"the safetensors file is damaged ({exc})", path) from exc
+    model = SliceGRUNet(card.config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(
+        k for k in set(expected) & set(tensors) if tuple(expected[k].shape) != tuple(tensors[k].shape)
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {_short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors {_short(unexpected)}")
+    if wrong:
+        shapes = [f"{k} {tuple(tensors[k].shape)} ≠ {tuple(expected[k].shape)}" for k in wrong[:5]]
+        problems.append(f"wrong shapes: {'; '.join(shapes)}{' …' if len(wrong) > 5 else ''}")
+    if problems:
+        raise ViewerError(
+            what, f"the weights do not fit the architecture on the model card ({', '.join(problems)})", path
+        )
+    model.load_state_dict(tensors, strict=True)
+    return model.to(device).eval(), card
+
+
+def _short(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def card_to_markdown(card: ModelCard) -> str:
+    """The card as Markdown, for the README, the about box and the report."""
+    cfg = card.config
+    windows = ", ".join(f"{c:g}/{w:g}" for c, w in cfg.windows)
+    lines = [
+        f"# Model card: {card.name} {card.version}",
+        "",
+        "## Intended use",
+        card.intended_use,
+        "",
+        "## Input requirements",
+        card.input_requirements,
+        "",
+        f"- In-plane size: {cfg.input_size} × {cfg.input_size} px (aspect kept by padding)",
+        f"- Windows (center/width HU): {windows}",
+        f"- Slab thickness: {cfg.target_spacing_mm:g} mm (thinner slices are averaged)",
+        "",
+        "## Architecture",
+        f"- Slice encoder: CNN, channels {', '.join(str(c) for c in cfg.encoder_channels)}, global average pooling",
+        f"- Bidirectional GRU: {cfg.num_layers} layer(s), {cfg.hidden_size} units per direction "
+        "(PyTorch gate convention: update gate z = 1 keeps the previous state)",
+        f"- Study score: log-mean-exp of the slice logits (sharpness {cfg.lse_sharpness:g})",
+        "",
+        "## Training data",
+        card.training_data or "Not stated.",
+        "",
+        "## Metrics",
+    ]
+    if card.metrics:
+        lines += ["| Metric | Value |", "| --- | --- |"]
+        lines += [f"| {k} | {v:.4g} |" for k, v in card.metrics.items()]
+    else:
+        lines.append("None recorded.")
+    lines += [
+        "",
+        "## Operating threshold",
+        f"Study probability ≥ {card.operating_threshold:g} is reported as positive.",
+    ]
+    if card.limitations:
+        lines += ["", "## Limitations", card.limitations]
+    lines += ["", "## Integrity", f"SHA-256 of the weights file: `{card.sha256}`", ""]
+    return "\n".join(lines)
