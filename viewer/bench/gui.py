@@ -1,0 +1,71 @@
+"""GUI benchmarks: slice change to repaint, opening a 300-slice series to its first slice, memory over 20 series.
+
+Library code: each function writes its data to a temporary folder (never the repository or the user's cache),
+drives the real window through :mod:`viewer.ui.bench` and returns a dict. Nothing is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from viewer.bench.load import head_phantom, write_bench_series
+
+
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    """A temporary folder for the series, with the header index cached inside it too."""
+    with tempfile.TemporaryDirectory(prefix="gru-bench-gui-") as tmp:
+        old = os.environ.get("GRU_VIEWER_CACHE_DIR")
+        os.environ["GRU_VIEWER_CACHE_DIR"] = str(Path(tmp) / "cache")
+        try:
+            yield Path(tmp)
+        finally:
+            if old is None:
+                os.environ.pop("GRU_VIEWER_CACHE_DIR", None)
+            else:
+                os.environ["GRU_VIEWER_CACHE_DIR"] = old
+
+
+def bench_slice_change(n_slices: int = 40, matrix: int = 512, repeats: int = 200) -> dict[str, Any]:
+    """Milliseconds from a slice change to the repainted 512² image with its annotations (goal: median ≤ 16)."""
+    from viewer.ui.bench import measure_slice_change
+
+    with _scratch() as tmp:
+        write_bench_series(tmp / "series", n_slices, matrix)
+        return measure_slice_change(tmp / "series", repeats=repeats)
+
+
+def bench_first_slice(n_slices: int = 300, matrix: int = 512) -> dict[str, Any]:
+    """Seconds from opening a 300-slice series to its first slice on screen (goal ≤ 0.5 s), and to all of it."""
+    from viewer.ui.bench import measure_first_slice
+
+    with _scratch() as tmp:
+        write_bench_series(tmp / "series", n_slices, matrix)
+        return measure_first_slice(tmp / "series")
+
+
+def bench_memory(
+    n_series: int = 20, n_slices: int = 30, matrix: int = 512, cache_mb: int = 256
+) -> dict[str, Any]:
+    """Resident memory after opening ``n_series`` series one after another (goal: bounded by the cache)."""
+    from viewer.ui.bench import measure_memory
+
+    with _scratch() as tmp:
+        hu = head_phantom(n_slices, matrix)
+        for i in range(n_series):
+            write_bench_series(tmp / "study" / f"series{i:02d}", n_slices, matrix, hu=hu)
+        return measure_memory(tmp / "study", cache_mb=cache_mb)
+
+
+def run_gui_benchmarks() -> dict[str, Any]:
+    """All three, as ``gru-viewer bench`` reports them."""
+    return {
+        "slice_change": bench_slice_change(),
+        "first_slice": bench_first_slice(),
+        "memory": bench_memory(),
+    }

@@ -1,0 +1,61 @@
+"""Entry point of the GUI: ``gru-viewer [PATH]`` → :func:`run_app`.
+
+``GRU_VIEWER_EXIT_AFTER_MS`` makes the window close itself that many milliseconds after it is shown (used by the
+smoke test that starts ``main()`` in a subprocess, and handy for screenshots in scripts).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from viewer import __version__
+from viewer.ui.compat import return_large_buffers_to_the_os
+from viewer.ui.error_dialog import install_excepthooks
+from viewer.ui.main_window import MainWindow
+from viewer.ui.settings import APPLICATION, ORGANIZATION
+from viewer.ui.theme import apply_dark_theme
+
+EXIT_AFTER_ENV = "GRU_VIEWER_EXIT_AFTER_MS"
+
+
+def create_application(argv: Sequence[str] | None = None) -> QApplication:
+    """The QApplication (created once), with the dark theme, the excepthooks and the allocator set up."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(list(argv) if argv is not None else [sys.argv[0]])
+    assert isinstance(app, QApplication)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName("GRU Viewer")
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationVersion(__version__)
+    apply_dark_theme(app)
+    install_excepthooks()
+    return_large_buffers_to_the_os()  # keeps memory bounded as volumes come and go through the cache
+    return app
+
+
+def exit_after_ms() -> int | None:
+    raw = os.environ.get(EXIT_AFTER_ENV, "").strip()
+    try:
+        return max(0, int(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+def run_app(paths: list[str]) -> int:
+    """Open the main window on ``paths`` (folder, DICOMDIR or files) and run the event loop."""
+    app = create_application()
+    window = MainWindow()
+    window.show()
+    if paths:
+        QTimer.singleShot(0, lambda: window.open_paths(paths))
+    delay = exit_after_ms()
+    if delay is not None:
+        QTimer.singleShot(delay, window.close)
+    window.closing.connect(app.quit)
+    return int(app.exec())

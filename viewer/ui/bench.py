@@ -1,0 +1,189 @@
+"""GUI timings on folders that already hold DICOM series (the data is written by :mod:`viewer.bench.gui`).
+
+Each function opens a real :class:`~viewer.ui.main_window.MainWindow` (offscreen when there is no display), with
+settings in a temporary file, drives it, and returns plain numbers. Nothing is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+from PySide6.QtWidgets import QApplication
+
+from viewer.ui.app import create_application
+from viewer.ui.main_window import MainWindow
+from viewer.ui.settings import ViewerSettings
+
+
+def _application() -> QApplication:
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    return create_application()
+
+
+def _wait(app: QApplication, done: Callable[[], bool], timeout_s: float = 120.0) -> None:
+    """Run the event loop until ``done()``; a 2 ms timer keeps the check prompt."""
+    tick = QTimer()
+    tick.start(2)
+    deadline = time.perf_counter() + timeout_s
+    try:
+        while not done():
+            if time.perf_counter() > deadline:
+                raise TimeoutError("the window did not get there in time")
+            app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents)
+    finally:
+        tick.stop()
+
+
+@contextmanager
+def _window(size: tuple[int, int] = (1400, 900), cache_mb: int | None = None) -> Iterator[tuple[Any, Any]]:
+    app = _application()
+    with tempfile.TemporaryDirectory(prefix="gru-bench-gui-") as tmp:
+        settings = ViewerSettings(Path(tmp) / "bench.ini")
+        if cache_mb is not None:
+            settings.cache_mb = cache_mb
+        window = MainWindow(settings)
+        window.auto_open_first = False
+        window.resize(*size)
+        window.show()
+        app.processEvents()
+        try:
+            yield app, window
+        finally:
+            window.close()
+            window.deleteLater()
+            app.processEvents()
+
+
+def _index(app: QApplication, window: MainWindow, folder: str | os.PathLike[str]) -> list[str]:
+    ready: list[Any] = []
+    window.index_ready.connect(ready.append)
+    window.open_paths([str(folder)])
+    _wait(app, lambda: bool(ready))
+    window.index_ready.disconnect(ready.append)
+    return [s.uid for s in ready[0].stacks()]
+
+
+def _open_and_load(app: QApplication, window: MainWindow, uid: str) -> None:
+    loaded: list[str] = []
+    window.volume_loaded.connect(loaded.append)
+    window.open_stack(uid)
+    _wait(app, lambda: uid in loaded)
+    window.volume_loaded.disconnect(loaded.append)
+
+
+def _stats_ms(seconds: Sequence[float]) -> dict[str, float]:
+    ms = sorted(1000.0 * s for s in seconds)
+    return {
+        "median_ms": statistics.median(ms),
+        "p95_ms": ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))],
+        "max_ms": ms[-1],
+    }
+
+
+def measure_slice_change(folder: str | os.PathLike[str], repeats: int = 200) -> dict[str, Any]:
+    """Time from ``set_slice`` to the repainted view (image, annotations, scale bar), on the first stack.
+
+    ``canvas``: the image view repainted synchronously; ``window``: the whole window (slider and labels too).
+    """
+    with _window() as (app, window):
+        uid = _index(app, window, folder)[0]
+        _open_and_load(app, window, uid)
+        view = window.view
+        n = view.n_slices
+        canvas, whole = [], []
+        for i in range(repeats):
+            k = (view.index + 1 + (i % 3)) % n
+            t0 = time.perf_counter()
+            view.set_slice(k)
+            view.canvas.viewport().repaint()
+            canvas.append(time.perf_counter() - t0)
+            k = (view.index + 1) % n
+            t0 = time.perf_counter()
+            view.set_slice(k)
+            window.repaint()
+            whole.append(time.perf_counter() - t0)
+        display = view.display
+        return {
+            "matrix": [display.rows, display.columns],
+            "n_slices": n,
+            "viewport_px": [view.canvas.viewport().width(), view.canvas.viewport().height()],
+            "canvas": _stats_ms(canvas),
+            "window": _stats_ms(whole),
+            "goal_median_ms": 16.0,
+            "met": statistics.median(whole) * 1000.0 <= 16.0,
+        }
+
+
+def measure_first_slice(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Time from opening the first stack of an indexed folder to its first slice painted, and to the whole
+    volume; plus the longest the event loop went without turning meanwhile (goal: under 100 ms)."""
+    with _window() as (app, window):
+        uid = _index(app, window, folder)[0]
+        view = window.view
+        clock = QElapsedTimer()
+        ticks: list[int] = []
+        ticker = QTimer()
+        ticker.timeout.connect(lambda: ticks.append(clock.elapsed()))
+        loaded: list[str] = []
+        window.volume_loaded.connect(loaded.append)
+        clock.start()
+        ticker.start(5)
+        t0 = time.perf_counter()
+        window.open_stack(uid)
+        _wait(app, lambda: view.current_slice() is not None and view.image_item.isVisible())
+        view.canvas.viewport().repaint()
+        first = time.perf_counter() - t0
+        _wait(app, lambda: uid in loaded)
+        full = time.perf_counter() - t0
+        ticker.stop()
+        gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+        return {
+            "n_slices": view.n_slices,
+            "matrix": [view.display.rows, view.display.columns],
+            "first_slice_s": first,
+            "full_volume_s": full,
+            "max_event_loop_gap_ms": float(max(gaps) if gaps else 0),
+            "goal_first_slice_s": 0.5,
+            "met": first <= 0.5,
+            "note": "files were just written, so they are read from the page cache (warm)",
+        }
+
+
+def measure_memory(folder: str | os.PathLike[str], cache_mb: int = 512) -> dict[str, Any]:
+    """Resident memory after opening every stack of ``folder`` one after another, with the cache bounded."""
+    process = psutil.Process()
+    with _window(cache_mb=cache_mb) as (app, window):
+        uids = _index(app, window, folder)
+        rss_before = process.memory_info().rss
+        rss: list[float] = []
+        volume_mb = 0.0
+        for uid in uids:
+            _open_and_load(app, window, uid)
+            volume = window.current_volume()
+            volume_mb = max(volume_mb, volume.nbytes / 2**20 if volume is not None else 0.0)
+            rss.append(process.memory_info().rss / 2**20)
+        growth = rss[-1] - rss_before / 2**20 if rss else 0.0
+        bound = cache_mb + 2 * volume_mb + 64.0
+        return {
+            "n_series": len(uids),
+            "volume_mb": volume_mb,
+            "cache_limit_mb": float(cache_mb),
+            "cache_used_mb": window.cache.nbytes / 2**20,
+            "cached_series": len(window.cache),
+            "rss_before_mb": rss_before / 2**20,
+            "rss_after_each_mb": rss,
+            "rss_growth_mb": growth,
+            "unbounded_would_be_mb": volume_mb * len(uids),
+            "bound_mb": bound,
+            "met": growth <= bound,
+        }

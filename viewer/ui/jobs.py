@@ -1,0 +1,99 @@
+"""The plain functions the window runs on workers: index, load (tagged), thumbnails. No Qt here.
+
+Each takes ``progress`` and ``cancel`` like every headless job; what a worker thread delivers is tagged with the
+stack uid and the load generation, so the window can drop what a superseded load still sends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from viewer.dicom.pixels import to_display
+from viewer.dicom.volume import Volume, load_stack
+
+ProgressFn = Callable[[int, int, str], None]
+CancelFn = Callable[[], bool]
+
+THUMBNAIL_PIXELS = 112  # twice the browser's icon size, for high-DPI screens
+
+
+@dataclass(frozen=True, slots=True)
+class LoadTag:
+    """Which load a signal belongs to: the stack and the window's load generation."""
+
+    stack_uid: str
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class SliceReady:
+    tag: LoadTag
+    k: int
+    array: np.ndarray
+
+
+def load_tagged(
+    stack: Any,
+    tag: LoadTag,
+    *,
+    progress: ProgressFn,
+    cancel: CancelFn,
+    emit: Callable[[SliceReady], None],
+) -> Volume:
+    """Load a stack, emitting each decoded slice as a :class:`SliceReady` carrying ``tag``."""
+    return load_stack(
+        stack,
+        progress=progress,
+        cancel=cancel,
+        on_slice=lambda k, array: emit(SliceReady(tag, int(k), array)),
+    )
+
+
+def _block_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    if factor <= 1:
+        return image
+    h, w = image.shape[0] // factor * factor, image.shape[1] // factor * factor
+    image = image[:h, :w]
+    shape = (h // factor, factor, w // factor, factor) + image.shape[2:]
+    return image.reshape(shape).mean(axis=(1, 3))
+
+
+def thumbnail_from_slice(
+    slice_array: np.ndarray, window: tuple[float, float], invert: bool, size: int = THUMBNAIL_PIXELS
+) -> np.ndarray:
+    """A uint8 (gray, or RGB for colour) thumbnail at most ``size`` pixels on its long side."""
+    factor = max(1, int(np.ceil(max(slice_array.shape[:2]) / size)))
+    if slice_array.ndim == 3:
+        small = _block_mean(slice_array.astype(np.float32), factor)
+        return np.clip(small, 0, 255).astype(np.uint8)
+    small = _block_mean(np.asarray(slice_array, dtype=np.float32), factor)
+    shown = to_display(small, window[0], max(window[1], 1.0), invert)
+    return (shown * 255.0 + 0.5).astype(np.uint8)
+
+
+def middle_slice_stack(stack: Any) -> Any:
+    """The same stack reduced to its middle slice (headers only; nothing is read)."""
+    mid = stack.slices[len(stack.slices) // 2]
+    return dataclasses.replace(stack, slices=[mid], distances=None, spacing=None, warnings=[])
+
+
+def make_thumbnails(
+    stacks: Sequence[Any], *, progress: ProgressFn, cancel: CancelFn
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(stack_uid, thumbnail)`` for each stack, from its middle slice; unreadable stacks are passed."""
+    total = len(stacks)
+    for n, stack in enumerate(stacks):
+        if cancel():
+            return
+        try:
+            volume = load_stack(middle_slice_stack(stack), workers=1)
+        except Exception:  # a stack that cannot be read shows its reason when opened, not here
+            progress(n + 1, total, "thumbnails")
+            continue
+        yield stack.uid, thumbnail_from_slice(volume.array[0], volume.window, volume.invert)
+        progress(n + 1, total, "thumbnails")

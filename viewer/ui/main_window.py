@@ -1,0 +1,562 @@
+"""The main window: study browser (dock), image view (centre), menus, status bar, and the jobs behind them.
+
+Indexing, loading and thumbnails run on :class:`~viewer.ui.workers.WorkerThread`s; their signals carry a tag
+(stack uid + load generation), so switching series mid-load never mixes slices of two series. Loaded volumes go
+to a memory-bounded LRU cache, so going back to a series is instant.
+
+Extension points for the Analyze step: ``volume_loaded(stack_uid)`` and :meth:`MainWindow.current_volume` give
+the volume to analyse; :attr:`MainWindow.pool` runs the worker and :attr:`MainWindow.progress` shows its
+progress with Cancel; :meth:`MainWindow.add_dock` adds a results dock; ``view.slice_changed`` /
+``view.set_slice`` keep plots on the current slice; ``view.set_overlay`` draws saliency over the image;
+:attr:`MainWindow.tools_menu` holds the command.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QWidget
+
+from viewer.errors import ViewerError
+from viewer.ui.about import show_about
+from viewer.ui.browser import StudyBrowser
+from viewer.ui.cache import VolumeCache
+from viewer.ui.error_dialog import report_exception
+from viewer.ui.image_view import CursorInfo, ImageView
+from viewer.ui.import_log import ImportLog, ImportLogDialog
+from viewer.ui.jobs import LoadTag, SliceReady, load_tagged, make_thumbnails
+from viewer.ui.preferences import PreferencesDialog
+from viewer.ui.progress import ProgressPanel
+from viewer.ui.series_info import series_display_from_stack
+from viewer.ui.settings import ViewerSettings, WindowPreset
+from viewer.ui.workers import WorkerPool, WorkerThread
+
+log = logging.getLogger(__name__)
+
+LAYOUT_VERSION = 1
+
+
+def _scan(paths: Sequence[str], *, progress: Any, cancel: Any) -> Any:
+    from viewer.dicom.index import scan
+
+    return scan(list(paths), progress=progress, cancel=cancel)
+
+
+def _first_stack(index: Any) -> Any | None:
+    """The stack a reader looks at first: the first series' largest volume, localizers last."""
+    candidates = []
+    for patient in index.patients:
+        for study in patient.studies:
+            for series in study.series:
+                for stack in series.stacks:
+                    candidates.append(stack)
+    if not candidates:
+        return None
+    volumes = [s for s in candidates if s.n_slices > 1 and not s.first.is_localizer]
+    return volumes[0] if volumes else candidates[0]
+
+
+class MainWindow(QMainWindow):
+    """Signals: ``index_ready(index)``, ``series_opened(stack_uid)``, ``volume_loaded(stack_uid)``,
+    ``load_failed(stack_uid, message)``, ``closing()``."""
+
+    index_ready = Signal(object)
+    series_opened = Signal(str)
+    volume_loaded = Signal(str)
+    load_failed = Signal(str, str)
+    closing = Signal()
+
+    def __init__(self, settings: ViewerSettings | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("GRU Viewer")
+        self.setObjectName("MainWindow")
+        self.setAcceptDrops(True)
+        self.settings = settings if settings is not None else ViewerSettings()
+        cache_mb = self.settings.cache_mb
+        self.cache = VolumeCache(cache_mb * 2**20 if cache_mb else None)
+        self.pool = WorkerPool(self)
+        self.import_log = ImportLog()
+        self._log_dialog: ImportLogDialog | None = None
+
+        self.index: Any | None = None
+        self._stacks: dict[str, Any] = {}
+        self._generation = 0
+        self._current_tag: LoadTag | None = None
+        self._load_thread: WorkerThread | None = None
+        self._index_thread: WorkerThread | None = None
+        self._thumb_thread: WorkerThread | None = None
+        self._index_generation = 0
+        self._opened_paths: list[str] = []
+        self.auto_open_first = True  # open the first series once a folder is indexed
+
+        self.view = ImageView()
+        self.setCentralWidget(self.view)
+        self.browser = StudyBrowser()
+        self.browser_dock = self.add_dock(self.browser, "Studies", Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.browser_dock.setMinimumWidth(280)
+        self.resizeDocks([self.browser_dock], [330], Qt.Orientation.Horizontal)
+        self.browser.stack_activated.connect(self.open_stack)
+
+        self.value_label = QLabel("")
+        self.value_label.setMinimumWidth(110)
+        self.position_label = QLabel("")
+        self.progress = ProgressPanel()
+        status = self.statusBar()
+        # Permanent widgets: a temporary status message must never hide the value under the cursor.
+        self.position_label.setMinimumWidth(330)
+        status.addPermanentWidget(self.progress)
+        status.addPermanentWidget(self.value_label)
+        status.addPermanentWidget(self.position_label)
+        self.view.cursor_moved.connect(self._on_cursor)
+        self.view.cine_fps_changed.connect(self._on_fps_changed)
+        self.view.set_cine_fps(self.settings.cine_fps)
+
+        self._build_menus()
+        self._restore_layout()
+
+    # -- building ---------------------------------------------------------------------------------------------
+
+    def add_dock(self, widget: QWidget, title: str, area: Qt.DockWidgetArea) -> QDockWidget:
+        """Add a dock (the browser now; the analysis results next) that View ▸ can show and hide."""
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{title.lower().replace(' ', '-')}")
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        self.addDockWidget(area, dock)
+        if hasattr(self, "view_menu"):
+            self.view_menu.insertAction(self._docks_anchor, dock.toggleViewAction())
+        return dock
+
+    def _action(self, menu: QMenu, text: str, slot: Any, shortcut: Any = None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "Open &Folder…", self.open_folder_dialog, QKeySequence.StandardKey.Open)
+        self._action(file_menu, "Open DICOMDIR or &Files…", self.open_files_dialog, "Ctrl+Shift+O")
+        self.recent_menu = file_menu.addMenu("&Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        view_menu = bar.addMenu("&View")
+        self.view_menu = view_menu
+        view_menu.addAction(self.browser_dock.toggleViewAction())
+        self._docks_anchor = view_menu.addSeparator()
+        self._action(view_menu, "Import &Log…", self.show_import_log, "Ctrl+L")
+        view_menu.addSeparator()
+        self.preset_actions: list[QAction] = []
+        for i in range(6):
+            action = self._action(view_menu, "", lambda _=False, n=i: self.apply_preset(n), str(i + 1))
+            self.preset_actions.append(action)
+        self._update_preset_labels()
+        self._action(view_menu, "Default Window (DICOM)", self.view.reset_window, "0")
+        self._action(view_menu, "&Invert", self.view.toggle_invert, "I")
+        self._action(view_menu, "&Reset View", self.view.reset_view, "R")
+        self._action(view_menu, "Fit to Window", self.view.fit, "F")
+        self._action(view_menu, "Cine Play/Stop", self.view.toggle_cine, "Space")
+        view_menu.addSeparator()
+        self._action(view_menu, "&Full Screen", self.toggle_full_screen, "F11")
+
+        self.tools_menu = bar.addMenu("&Tools")
+        self._action(
+            self.tools_menu, "&Preferences…", self.show_preferences, QKeySequence.StandardKey.Preferences
+        )
+        self._action(self.tools_menu, "Cancel Running Job", self.progress.cancel_current, "Esc")
+        self._action(self.tools_menu, "Clear Series Cache", self.clear_cache)
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&About GRU Viewer", lambda _=False: show_about(self))
+        self._action(help_menu, "Keyboard && Mouse", self._show_help_message)
+
+    def _update_preset_labels(self) -> None:
+        for action, preset in zip(self.preset_actions, self.settings.presets(), strict=False):
+            action.setText(f"{preset.name}  (W {preset.width:g} / L {preset.center:g})")
+
+    # -- opening ----------------------------------------------------------------------------------------------
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open DICOM folder", self.settings.last_folder or "")
+        if folder:
+            self.open_paths([folder])
+
+    def open_files_dialog(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self,
+            "Open DICOMDIR or DICOM files",
+            self.settings.last_folder or "",
+            "DICOM (DICOMDIR *.dcm *.DCM *.ima *.IMA *.dicom);;All files (*)",
+        )
+        if files:
+            self.open_paths(files)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        items = self.settings.recent()
+        for path in items:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_paths([p]))
+        if not items:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear Recent", self.settings.clear_recent)
+
+    def open_paths(self, paths: Sequence[str]) -> None:
+        """Index a folder, DICOMDIR or files on a worker, then list them and open the first series."""
+        paths = [str(p) for p in paths if str(p)]
+        if not paths or not self.pool.accepting:
+            return
+        missing = [p for p in paths if not os.path.exists(p)]
+        if missing:
+            report_exception(ViewerError("Cannot open", "no such file or folder", missing[0]))
+            paths = [p for p in paths if p not in missing]
+            if not paths:
+                return
+        self._cancel_thread(self._index_thread)
+        self._cancel_thread(self._thumb_thread)
+        self._index_generation += 1
+        self._opened_paths = paths
+        first = Path(paths[0])
+        self.settings.last_folder = str(first if first.is_dir() else first.parent)
+        label = first.name or str(first)
+        if len(paths) > 1:
+            label += f" and {len(paths) - 1} more"
+        thread = WorkerThread(_scan, paths, tag=("index", self._index_generation), name="index")
+        thread.progress.connect(self._on_index_progress)
+        thread.finished_ok.connect(self._on_index_ready)
+        thread.errored.connect(self._on_index_failed)
+        thread.stopped.connect(self._on_index_stopped)
+        self._index_thread = thread
+        self.progress.begin("index", f"Indexing {label}", thread.cancel)
+        self.statusBar().showMessage(f"Indexing {label}…")
+        self.pool.start(thread)
+
+    def _is_current_index(self, tag: Any) -> bool:
+        return tag == ("index", self._index_generation)
+
+    def _on_index_progress(self, tag: Any, done: int, total: int, text: str) -> None:
+        if self._is_current_index(tag):
+            self.progress.update_job(
+                "index", done, total, f"Indexing: {done}/{total} files" if total else text
+            )
+
+    def _on_index_stopped(self, tag: Any) -> None:
+        if self._is_current_index(tag):
+            self.progress.end("index")
+            self._index_thread = None
+
+    def _on_index_failed(self, tag: Any, exc: BaseException) -> None:
+        if not self._is_current_index(tag):
+            return
+        self.statusBar().showMessage("Indexing failed", 5000)
+        report_exception(exc)
+
+    def _on_index_ready(self, tag: Any, index: Any) -> None:
+        if not self._is_current_index(tag):
+            return
+        self.index = index
+        self._stacks = {s.uid: s for s in index.stacks()}
+        self.import_log.clear()
+        for entry in index.skipped:
+            self.import_log.add("import", entry.path, entry.reason)
+        for stack in self._stacks.values():
+            for w in getattr(stack, "warnings", []):
+                self.import_log.add(
+                    "geometry", stack.label + " · " + stack.uid, getattr(w, "message", str(w))
+                )
+        self._refresh_log_dialog()
+        self.browser.set_index(index)
+        for p in self._opened_paths:
+            self.settings.add_recent(p)
+        n_series = sum(len(st.series) for pt in index.patients for st in pt.studies)
+        skipped = len(index.skipped)
+        n_stacks = len(self._stacks)
+        message = f"{n_series} series" + (f" ({n_stacks} stacks)" if n_stacks != n_series else "")
+        if skipped:
+            message += f"; {skipped} file(s) skipped (View ▸ Import Log)"
+        self.statusBar().showMessage(message, 10000)
+        self.setWindowTitle(f"GRU Viewer — {Path(self._opened_paths[0]).name}")
+        self.index_ready.emit(index)
+        first = _first_stack(index)
+        if first is None:
+            self.view.clear()
+            why = (
+                f"{skipped} file(s) were skipped: see View ▸ Import Log."
+                if skipped
+                else "The folder is empty."
+            )
+            self.view.show_message(f"No DICOM images found. {why}", error=True)
+        elif self.auto_open_first:
+            self.open_stack(first.uid)
+        self._start_thumbnails()
+
+    def _start_thumbnails(self) -> None:
+        stacks = list(self._stacks.values())
+        if not stacks:
+            return
+        thread = WorkerThread(
+            make_thumbnails, stacks, tag=("thumbs", self._index_generation), name="thumbnails"
+        )
+        thread.yielded.connect(self._on_thumbnail)
+        thread.stopped.connect(self._on_thumbnails_stopped)
+        self._thumb_thread = thread
+        self.pool.start(thread)
+
+    def _on_thumbnail(self, tag: Any, item: Any) -> None:
+        if tag == ("thumbs", self._index_generation):
+            uid, image = item
+            self.browser.set_thumbnail(uid, image)
+
+    def _on_thumbnails_stopped(self, tag: Any) -> None:
+        if tag == ("thumbs", self._index_generation):
+            self._thumb_thread = None
+
+    # -- series -----------------------------------------------------------------------------------------------
+
+    def stack(self, uid: str) -> Any | None:
+        return self._stacks.get(uid)
+
+    @property
+    def current_uid(self) -> str | None:
+        return self._current_tag.stack_uid if self._current_tag is not None else None
+
+    @property
+    def loading(self) -> bool:
+        return self._load_thread is not None
+
+    def current_volume(self) -> Any | None:
+        """The volume on screen once it is completely loaded (what the Analyze step will take)."""
+        uid = self.current_uid
+        return self.cache.get(uid) if uid is not None and not self.loading else None
+
+    def open_stack(self, uid: str) -> None:
+        """Show a stack: at once from the cache, else load it on a worker (slices appear as they decode)."""
+        stack = self._stacks.get(uid)
+        if stack is None or not self.pool.accepting:
+            return
+        if self._current_tag is not None and self._current_tag.stack_uid == uid and self.loading:
+            return
+        self.cancel_load()
+        self._generation += 1
+        tag = LoadTag(uid, self._generation)
+        self._current_tag = tag
+        self.browser.select_stack(uid)
+        display = series_display_from_stack(stack)
+        cached = self.cache.get(uid)
+        if cached is not None:
+            self.view.set_series(display, cached)
+            self.series_opened.emit(uid)
+            self.volume_loaded.emit(uid)
+            self.view.canvas.setFocus()
+            return
+        self.view.set_series(display)
+        thread = WorkerThread(load_tagged, stack, tag, tag=tag, yield_to="emit", name="load")
+        thread.yielded.connect(self._on_slice_ready)
+        thread.progress.connect(self._on_load_progress)
+        thread.finished_ok.connect(self._on_load_finished)
+        thread.errored.connect(self._on_load_failed)
+        thread.cancelled.connect(self._on_load_cancelled)
+        thread.stopped.connect(self._on_load_stopped)
+        self._load_thread = thread
+        self.progress.begin("load", f"Loading {display.series_title}", self.cancel_load)
+        self.series_opened.emit(uid)
+        self.pool.start(thread)
+        self.view.canvas.setFocus()
+
+    def cancel_load(self) -> None:
+        """Stop the running load (its late signals are ignored by their generation)."""
+        thread = self._load_thread
+        if thread is not None:
+            thread.cancel()
+            self._load_thread = None
+            self.progress.end("load")
+            if self._current_tag is not None and thread.tag == self._current_tag:
+                self.view.mark_load_cancelled()
+
+    def _cancel_thread(self, thread: WorkerThread | None) -> None:
+        if thread is not None:
+            thread.cancel()
+
+    def _is_current(self, tag: Any) -> bool:
+        return tag == self._current_tag
+
+    def _on_slice_ready(self, tag: Any, item: SliceReady) -> None:
+        if self._is_current(tag) and self._load_thread is not None:
+            self.view.set_slice_data(item.k, item.array)
+
+    def _on_load_progress(self, tag: Any, done: int, total: int, text: str) -> None:
+        if self._is_current(tag) and self._load_thread is not None:
+            self.progress.update_job("load", done, total, text)
+
+    def _on_load_finished(self, tag: Any, volume: Any) -> None:
+        self.cache.put(tag.stack_uid, volume)
+        if not self._is_current(tag):
+            return
+        self._load_thread = None
+        self.progress.end("load")
+        for path, why in getattr(volume, "skipped", []) or []:
+            self.import_log.add("load", path, why)
+        self._refresh_log_dialog()
+        self.view.set_volume(volume)
+        self.volume_loaded.emit(tag.stack_uid)
+
+    def _on_load_failed(self, tag: Any, exc: BaseException) -> None:
+        if not self._is_current(tag):
+            return
+        self._load_thread = None
+        self.progress.end("load")
+        message = (
+            str(exc)
+            if isinstance(exc, ViewerError)
+            else f"This series cannot be displayed ({type(exc).__name__})."
+        )
+        stack = self._stacks.get(tag.stack_uid)
+        self.import_log.add(
+            "load", stack.files[0] if stack is not None and stack.files else tag.stack_uid, message
+        )
+        self._refresh_log_dialog()
+        self.view.show_message(message, error=True)
+        if not isinstance(exc, ViewerError):
+            report_exception(exc)
+        self.load_failed.emit(tag.stack_uid, message)
+
+    def _on_load_cancelled(self, tag: Any) -> None:
+        if self._is_current(tag):
+            self._load_thread = None
+            self.progress.end("load")
+            self.view.mark_load_cancelled()
+
+    def _on_load_stopped(self, tag: Any) -> None:
+        if self._load_thread is not None and self._load_thread.tag == tag:
+            self._load_thread = None
+            self.progress.end("load")
+
+    # -- view commands ----------------------------------------------------------------------------------------
+
+    def apply_preset(self, n: int) -> None:
+        presets = self.settings.presets()
+        if 0 <= n < len(presets):
+            preset: WindowPreset = presets[n]
+            self.view.apply_preset(preset)
+            self.statusBar().showMessage(
+                f"{preset.name} window: L {preset.center:g} / W {preset.width:g}", 3000
+            )
+
+    def toggle_full_screen(self) -> None:
+        if self.isFullScreen():
+            self.showNormal()
+        else:
+            self.showFullScreen()
+
+    def show_import_log(self) -> ImportLogDialog:
+        if self._log_dialog is None:
+            self._log_dialog = ImportLogDialog(self.import_log, self)
+        self._log_dialog.refresh()
+        self._log_dialog.show()
+        self._log_dialog.raise_()
+        return self._log_dialog
+
+    def _refresh_log_dialog(self) -> None:
+        if self._log_dialog is not None:
+            self._log_dialog.refresh()
+
+    def show_preferences(self) -> PreferencesDialog:
+        dialog = PreferencesDialog(self.settings, self)
+        dialog.accepted.connect(self._apply_preferences)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def _apply_preferences(self) -> None:
+        self._update_preset_labels()
+        self.view.set_cine_fps(self.settings.cine_fps)
+        if self.settings.cache_mb:
+            self.cache.set_limit(self.settings.cache_mb * 2**20)
+
+    def clear_cache(self) -> None:
+        self.cache.clear()
+        self.statusBar().showMessage("Series cache cleared", 3000)
+
+    def _show_help_message(self) -> None:
+        self.statusBar().showMessage(
+            "Wheel/↑↓: slice · PgUp/PgDn: 10% · Home/End · left-drag: W/L · right-drag: zoom · middle-drag: pan · "
+            "double-click: fit · 1–6 presets · 0 default · I invert · R reset · Space cine · F11 full screen",
+            15000,
+        )
+
+    def _on_cursor(self, info: CursorInfo | None) -> None:
+        if info is None:
+            self.value_label.setText("")
+            self.position_label.setText("")
+            return
+        self.value_label.setText(info.text())
+        self.position_label.setText(info.position_text())
+
+    def _on_fps_changed(self, fps: float) -> None:
+        self.settings.cine_fps = fps
+
+    # -- drag and drop ----------------------------------------------------------------------------------------
+
+    def dragEnterEvent(self, ev: QDragEnterEvent) -> None:  # noqa: N802 (Qt override)
+        if ev.mimeData().hasUrls() and any(u.isLocalFile() for u in ev.mimeData().urls()):
+            ev.acceptProposedAction()
+        else:
+            ev.ignore()
+
+    def dropEvent(self, ev: QDropEvent) -> None:  # noqa: N802 (Qt override)
+        paths = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            ev.acceptProposedAction()
+            QTimer.singleShot(0, lambda: self.open_paths(paths))
+
+    # -- layout and closing -----------------------------------------------------------------------------------
+
+    def _restore_layout(self) -> None:
+        geometry = self.settings.window_geometry()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1400, 900)
+        state = self.settings.window_state()
+        if state is not None:
+            self.restoreState(state, LAYOUT_VERSION)
+
+    def save_layout(self) -> None:
+        self.settings.set_window_layout(
+            QByteArray(self.saveGeometry()), QByteArray(self.saveState(LAYOUT_VERSION))
+        )
+        self.settings.sync()
+
+    def shutdown(self) -> None:
+        """Stop cine and every worker (request interruption, quit, wait)."""
+        self.view.stop_cine()
+        self.cancel_load()
+        self.pool.cancel_all()
+        self.pool.shutdown()
+
+    def closeEvent(self, ev: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        self.save_layout()
+        self.shutdown()
+        if self._log_dialog is not None:
+            self._log_dialog.close()
+        super().closeEvent(ev)
+        self.closing.emit()

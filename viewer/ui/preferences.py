@@ -1,0 +1,95 @@
+"""Tools → Preferences: the six W/L presets (keys 1–6), the cine rate and the volume cache size."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer.ui.cache import default_cache_bytes
+from viewer.ui.settings import DEFAULT_PRESETS, ViewerSettings, WindowPreset
+
+
+class PreferencesDialog(QDialog):
+    def __init__(self, settings: ViewerSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Preferences")
+        self._settings = settings
+        presets_box = QGroupBox("Window/level presets (keys 1–6, in modality units: HU for CT)")
+        grid = QGridLayout(presets_box)
+        for c, title in enumerate(("Key", "Name", "Level (center)", "Width")):
+            grid.addWidget(QLabel(title), 0, c)
+        self.rows: list[tuple[QLineEdit, QDoubleSpinBox, QDoubleSpinBox]] = []
+        for r in range(len(DEFAULT_PRESETS)):
+            name = QLineEdit()
+            center = QDoubleSpinBox()
+            center.setRange(-5000.0, 50000.0)
+            center.setDecimals(0)
+            width = QDoubleSpinBox()
+            width.setRange(1.0, 100000.0)
+            width.setDecimals(0)
+            grid.addWidget(QLabel(str(r + 1)), r + 1, 0)
+            grid.addWidget(name, r + 1, 1)
+            grid.addWidget(center, r + 1, 2)
+            grid.addWidget(width, r + 1, 3)
+            self.rows.append((name, center, width))
+        restore = QPushButton("Restore defaults")
+        restore.clicked.connect(lambda: self._fill(list(DEFAULT_PRESETS)))
+        grid.addWidget(restore, len(DEFAULT_PRESETS) + 1, 0, 1, 4)
+
+        other = QGroupBox("Display and memory")
+        form = QFormLayout(other)
+        self.fps = QDoubleSpinBox()
+        self.fps.setRange(1.0, 60.0)
+        self.fps.setDecimals(0)
+        self.fps.setSuffix(" frames/s")
+        self.fps.setValue(settings.cine_fps)
+        form.addRow("Cine rate", self.fps)
+        self.cache = QSpinBox()
+        self.cache.setRange(64, 1024 * 1024)
+        self.cache.setSingleStep(256)
+        self.cache.setSuffix(" MiB")
+        self.cache.setValue(settings.cache_mb or default_cache_bytes() // 2**20)
+        self.cache.setToolTip("Series read recently stay in memory up to this size; the oldest go first.")
+        form.addRow("Series cache", self.cache)
+
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(presets_box)
+        layout.addWidget(other)
+        layout.addWidget(buttons)
+        self._fill(settings.presets())
+
+    def _fill(self, presets: list[WindowPreset]) -> None:
+        for (name, center, width), p in zip(self.rows, presets, strict=False):
+            name.setText(p.name)
+            center.setValue(p.center)
+            width.setValue(p.width)
+
+    def presets(self) -> list[WindowPreset]:
+        return [
+            WindowPreset(name.text().strip() or f"Preset {i + 1}", center.value(), width.value())
+            for i, (name, center, width) in enumerate(self.rows)
+        ]
+
+    def accept(self) -> None:
+        self._settings.set_presets(self.presets())
+        self._settings.cine_fps = self.fps.value()
+        self._settings.cache_mb = self.cache.value()
+        self._settings.sync()
+        super().accept()

@@ -1,0 +1,192 @@
+"""What the image view needs to know about a stack, taken from its headers (no Qt, no pixels).
+
+The view can lay out, annotate and map the cursor to patient space before a single slice is decoded, and the
+numbers match the loaded volume because both come from the same headers. Positions are per slice, so a
+gantry-tilted stack maps each pixel to its true place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from viewer.dicom.geometry import normal_from_orientation
+
+UNITS = {"CT": "HU", "PT": "SUV", "NM": "counts"}
+
+
+def format_person_name(name: str) -> str:
+    """``DOE^JOHN^^^`` → ``DOE, JOHN`` (DICOM PN, first two components)."""
+    parts = [p.strip() for p in str(name).split("^")]
+    parts = [p for p in parts if p]
+    if len(parts) >= 2:
+        return f"{parts[0]}, {' '.join(parts[1:3])}"
+    return parts[0] if parts else ""
+
+
+def format_dicom_date(value: str) -> str:
+    """``20240131`` → ``2024-01-31`` (left unchanged when it is not a DA value)."""
+    value = str(value or "").strip()
+    if len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value
+
+
+def format_dicom_time(value: str) -> str:
+    value = str(value or "").strip().split(".")[0]
+    if len(value) >= 4 and value[:4].isdigit():
+        return f"{value[:2]}:{value[2:4]}"
+    return value
+
+
+@dataclass(slots=True)
+class SeriesDisplay:
+    """Geometry and labels of one stack, as the image view shows them."""
+
+    stack_uid: str
+    series_uid: str
+    study_uid: str
+    n_slices: int
+    rows: int
+    columns: int
+    is_colour: bool = False
+    pixel_spacing: tuple[float, float] = (1.0, 1.0)  # (row spacing dy, column spacing dx), mm
+    spacing_known: bool = False
+    orientation: tuple[float, ...] | None = None
+    positions: np.ndarray | None = None  # (n, 3) ImagePositionPatient per slice, LPS mm
+    distances: np.ndarray | None = None  # (n,) position along the slice normal, mm
+    slice_thickness: float | None = None
+    modality: str = ""
+    units: str = ""
+    default_window: tuple[float, float] | None = None
+    invert: bool = False
+    patient_name: str = ""
+    patient_id: str = ""
+    patient_sex: str = ""
+    patient_birth_date: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    study_description: str = ""
+    accession_number: str = ""
+    series_number: int | None = None
+    series_description: str = ""
+    label: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def series_title(self) -> str:
+        number = f"#{self.series_number} " if self.series_number is not None else ""
+        text = f"{number}{self.series_description}".strip() or "Series"
+        return text
+
+    def slice_position(self, k: int) -> float | None:
+        """Position of slice ``k`` along the normal (mm), as viewers show "slice location"."""
+        if self.distances is None or not 0 <= k < len(self.distances):
+            return None
+        return float(self.distances[k])
+
+    def voxel_to_patient(self, k: int, j: float, i: float) -> np.ndarray | None:
+        """Patient (LPS, mm) position of row ``j``, column ``i`` of slice ``k``; None without geometry."""
+        if self.orientation is None or self.positions is None or not 0 <= k < len(self.positions):
+            return None
+        row = np.asarray(self.orientation[:3], float)
+        col = np.asarray(self.orientation[3:6], float)
+        dy, dx = self.pixel_spacing
+        return self.positions[k] + row * (i * dx) + col * (j * dy)
+
+    def normal(self) -> np.ndarray | None:
+        if self.orientation is None:
+            return None
+        return normal_from_orientation(self.orientation)
+
+
+def _header_window(first: Any) -> tuple[float, float] | None:
+    c, w = getattr(first, "window_center", None), getattr(first, "window_width", None)
+    if c is None or w is None or w <= 0:
+        return None
+    return float(c), float(w)
+
+
+def series_display_from_stack(stack: Any) -> SeriesDisplay:
+    """Build a :class:`SeriesDisplay` from a :class:`viewer.dicom.stacks.Stack` (headers only)."""
+    first = stack.first
+    geos = [s.geometry for s in stack.slices]
+    spacing = next((g.pixel_spacing for g in geos if g.pixel_spacing), None)
+    positions = None
+    if all(g.position is not None for g in geos) and geos:
+        positions = np.array([g.position for g in geos], dtype=float)
+    distances = getattr(stack, "distances", None)
+    if distances is None and positions is not None and stack.orientation is not None:
+        distances = positions @ normal_from_orientation(stack.orientation)
+    thickness = next((g.slice_thickness for g in geos if g.slice_thickness), None)
+    modality = getattr(stack, "modality", "") or first.modality
+    warnings = [getattr(w, "message", str(w)) for w in getattr(stack, "warnings", [])]
+    return SeriesDisplay(
+        stack_uid=stack.uid,
+        series_uid=stack.series_uid,
+        study_uid=first.study_instance_uid,
+        n_slices=stack.n_slices,
+        rows=stack.rows,
+        columns=stack.columns,
+        is_colour=bool(stack.is_colour),
+        pixel_spacing=(float(spacing[0]), float(spacing[1])) if spacing else (1.0, 1.0),
+        spacing_known=spacing is not None,
+        orientation=tuple(stack.orientation) if stack.orientation is not None else None,
+        positions=positions,
+        distances=np.asarray(distances, dtype=float) if distances is not None else None,
+        slice_thickness=float(thickness) if thickness else None,
+        modality=modality,
+        units=UNITS.get(modality, ""),
+        default_window=_header_window(first),
+        invert=first.photometric_interpretation == "MONOCHROME1",
+        patient_name=format_person_name(first.patient_name),
+        patient_id=first.patient_id,
+        patient_sex=first.patient_sex,
+        patient_birth_date=format_dicom_date(first.patient_birth_date),
+        study_date=format_dicom_date(first.study_date),
+        study_time=format_dicom_time(first.study_time),
+        study_description=first.study_description,
+        accession_number=first.accession_number,
+        series_number=first.series_number,
+        series_description=first.series_description,
+        label=stack.label,
+        warnings=warnings,
+    )
+
+
+def update_from_volume(display: SeriesDisplay, volume: Any) -> None:
+    """Take what the loaded volume knows: its slices (a damaged slice may have been skipped), their true
+    positions, units, default window and inversion."""
+    array = getattr(volume, "array", None)
+    if array is not None:
+        display.n_slices = int(array.shape[0])
+    positions = getattr(volume, "positions", None)
+    if positions is not None and len(positions) == display.n_slices and display.orientation is not None:
+        display.positions = np.asarray(positions, dtype=float)
+        display.distances = display.positions @ normal_from_orientation(display.orientation)
+    elif display.positions is not None and len(display.positions) != display.n_slices:
+        display.positions = None
+        display.distances = None
+    units = getattr(volume, "units", None)
+    if units:
+        display.units = str(units)
+    window = getattr(volume, "window", None)
+    if window is not None and display.default_window is None:
+        try:
+            c, w = float(window[0]), float(window[1])
+            if w > 0:
+                display.default_window = (c, w)
+        except (TypeError, ValueError, IndexError):
+            pass
+    invert = getattr(volume, "invert", None)
+    if invert is not None:
+        display.invert = bool(invert)
+    thickness = getattr(volume, "slice_thickness", None)
+    if thickness and not display.slice_thickness:
+        display.slice_thickness = float(thickness)
+    for w in getattr(volume, "warnings", []) or []:
+        text = getattr(w, "message", str(w))
+        if text not in display.warnings:
+            display.warnings.append(text)

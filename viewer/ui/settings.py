@@ -1,0 +1,150 @@
+"""Persistent preferences through QSettings: layout, last folder, recent list, W/L presets, cine rate.
+
+Values are stored as plain strings/JSON so they read back the same on every platform backend. Where they are
+kept: ``$GRU_VIEWER_SETTINGS_DIR/gru-viewer.ini`` when that variable is set (tests point it at a temporary
+folder), an explicit ``path`` when given, else the platform's user settings for "GRU Viewer".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings
+
+ORGANIZATION = "GRU Viewer"
+APPLICATION = "gru-viewer"
+MAX_RECENT = 10
+DEFAULT_CINE_FPS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPreset:
+    """A named window (center/width in modality units, HU for CT)."""
+
+    name: str
+    center: float
+    width: float
+
+
+# Keys 1–6, in this order (the usual head-CT set; lung for the apices and sinuses).
+DEFAULT_PRESETS: tuple[WindowPreset, ...] = (
+    WindowPreset("Brain", 40.0, 80.0),
+    WindowPreset("Subdural", 75.0, 215.0),
+    WindowPreset("Stroke", 40.0, 40.0),
+    WindowPreset("Bone", 600.0, 2800.0),
+    WindowPreset("Soft tissue", 50.0, 400.0),
+    WindowPreset("Lung", -600.0, 1500.0),
+)
+
+
+def settings_path_override() -> Path | None:
+    folder = os.environ.get("GRU_VIEWER_SETTINGS_DIR")
+    return Path(folder) / "gru-viewer.ini" if folder else None
+
+
+class ViewerSettings:
+    """Typed access to the viewer's QSettings."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        target = Path(path) if path is not None else settings_path_override()
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.qsettings = QSettings(str(target), QSettings.Format.IniFormat)
+        else:
+            self.qsettings = QSettings(
+                QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION
+            )
+
+    @property
+    def file_name(self) -> str:
+        return self.qsettings.fileName()
+
+    def sync(self) -> None:
+        self.qsettings.sync()
+
+    def _str(self, key: str, default: str = "") -> str:
+        value = self.qsettings.value(key, default)
+        return str(value) if value is not None else default
+
+    # Window layout -------------------------------------------------------------------------------------------
+    def window_geometry(self) -> QByteArray | None:
+        value = self.qsettings.value("window/geometry")
+        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+
+    def window_state(self) -> QByteArray | None:
+        value = self.qsettings.value("window/state")
+        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+
+    def set_window_layout(self, geometry: QByteArray, state: QByteArray) -> None:
+        self.qsettings.setValue("window/geometry", geometry)
+        self.qsettings.setValue("window/state", state)
+
+    # Folders -------------------------------------------------------------------------------------------------
+    @property
+    def last_folder(self) -> str:
+        return self._str("paths/last_folder")
+
+    @last_folder.setter
+    def last_folder(self, folder: str) -> None:
+        self.qsettings.setValue("paths/last_folder", str(folder))
+
+    def recent(self) -> list[str]:
+        try:
+            items = json.loads(self._str("paths/recent", "[]"))
+        except json.JSONDecodeError:
+            return []
+        return [str(p) for p in items if isinstance(p, str)][:MAX_RECENT]
+
+    def add_recent(self, path: str) -> list[str]:
+        path = str(path)
+        items = [path] + [p for p in self.recent() if p != path]
+        items = items[:MAX_RECENT]
+        self.qsettings.setValue("paths/recent", json.dumps(items))
+        return items
+
+    def clear_recent(self) -> None:
+        self.qsettings.setValue("paths/recent", "[]")
+
+    # Display -------------------------------------------------------------------------------------------------
+    def presets(self) -> list[WindowPreset]:
+        raw = self._str("display/presets")
+        if not raw:
+            return list(DEFAULT_PRESETS)
+        try:
+            items = [
+                WindowPreset(str(d["name"]), float(d["center"]), float(d["width"])) for d in json.loads(raw)
+            ]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            return list(DEFAULT_PRESETS)
+        return items[: len(DEFAULT_PRESETS)] or list(DEFAULT_PRESETS)
+
+    def set_presets(self, presets: list[WindowPreset]) -> None:
+        data = [{"name": p.name, "center": p.center, "width": max(1.0, p.width)} for p in presets]
+        self.qsettings.setValue("display/presets", json.dumps(data))
+
+    @property
+    def cine_fps(self) -> float:
+        try:
+            return min(60.0, max(1.0, float(self._str("display/cine_fps", str(DEFAULT_CINE_FPS)))))
+        except ValueError:
+            return DEFAULT_CINE_FPS
+
+    @cine_fps.setter
+    def cine_fps(self, fps: float) -> None:
+        self.qsettings.setValue("display/cine_fps", str(float(fps)))
+
+    @property
+    def cache_mb(self) -> int | None:
+        """Volume cache limit in MiB; None means the default (a quarter of memory, at most 2 GiB)."""
+        raw = self._str("memory/cache_mb")
+        try:
+            return max(64, int(raw)) if raw else None
+        except ValueError:
+            return None
+
+    @cache_mb.setter
+    def cache_mb(self, mb: int | None) -> None:
+        self.qsettings.setValue("memory/cache_mb", "" if mb is None else str(int(mb)))
