@@ -82,6 +82,20 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return run_app(args.paths)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from viewer.bench.runner import SUITES, format_table, run
+
+    suites = args.suites or list(SUITES)
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise ViewerError("Unknown benchmark suite", f"{', '.join(unknown)}; choose from {', '.join(SUITES)}")
+    results = run(suites, args.quick, Path(args.json) if args.json else None)
+    print(format_table(results))
+    if args.json:
+        print(f"results written to {args.json}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gru-viewer",
@@ -90,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"gru-viewer {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details (never patient data)")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress details (never patient data)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("gui", help="open the viewer (default)")
@@ -111,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--matrix", type=int, default=512, help="image size in pixels (default 512)")
     p.set_defaults(func=cmd_demo_data)
 
+    p = sub.add_parser("bench", help="run benchmarks against baselines measured in the same run")
+    p.add_argument("suites", nargs="*", help="index, load, gui, model (default: all)")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    p.add_argument("--json", metavar="FILE", default="bench/results.json", help="write results as JSON")
+    p.set_defaults(func=cmd_bench)
+
     return parser
 
 
@@ -122,13 +144,24 @@ def _commands(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # index workers are spawned processes on macOS/Windows and in bundles
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     first = next((a for a in argv if not a.startswith("-")), None)
-    if not any(a in ("-h", "--help", "--version") for a in argv) and (first is None or first not in _commands(parser)):
-        argv = [a for a in argv if a in ("-v", "--verbose")] + ["gui"] + [a for a in argv if a not in ("-v", "--verbose")]
+    if not any(a in ("-h", "--help", "--version") for a in argv) and (
+        first is None or first not in _commands(parser)
+    ):
+        argv = (
+            [a for a in argv if a in ("-v", "--verbose")]
+            + ["gui"]
+            + [a for a in argv if a not in ("-v", "--verbose")]
+        )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     try:
         return int(args.func(args))
     except CancelledError as err:
@@ -140,3 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gru-viewer: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Output piped into a reader that stopped early (`gru-viewer index DIR | head`): not an error.
+        sys.stderr.close()
+        return EXIT_OK

@@ -1,0 +1,87 @@
+"""``gru-viewer bench``: run the benchmark suites and report one flat table plus JSON.
+
+Each suite returns nested dicts of numbers measured in this process, baselines included (SimpleITK and plain
+pydicom for loading, ``nn.GRU`` for the recurrence, the plain forward for explanations); the table flattens
+them to ``suite.path value`` rows so runs can be compared line by line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _index(quick: bool) -> dict[str, Any]:
+    from viewer.bench.index import run_index_benchmark
+
+    return run_index_benchmark(n_files=600 if quick else 3000)
+
+
+def _load(quick: bool) -> dict[str, Any]:
+    from viewer.bench.load import run_load_benchmark
+
+    result = run_load_benchmark(n_slices=60 if quick else 300, repeats=1 if quick else 3)
+    return result.as_dict()
+
+
+def _gui(quick: bool) -> dict[str, Any]:
+    from viewer.bench.gui import bench_first_slice, bench_memory, bench_slice_change
+
+    if quick:
+        return {"slice_change": bench_slice_change(repeats=50), "first_slice": bench_first_slice(n_slices=60)}
+    return {
+        "slice_change": bench_slice_change(),
+        "first_slice": bench_first_slice(),
+        "memory": bench_memory(),
+    }
+
+
+def _model(quick: bool) -> dict[str, Any]:
+    from viewer.model.bench import run_all
+
+    return run_all(quick=quick)
+
+
+SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "index": _index,
+    "load": _load,
+    "gui": _gui,
+    "model": _model,
+}
+
+
+def flatten(data: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    elif (
+        isinstance(data, (list, tuple)) and len(data) <= 8 and all(isinstance(v, (int, float)) for v in data)
+    ):
+        yield prefix, list(data)
+    elif isinstance(data, (list, tuple)):
+        for i, value in enumerate(data):
+            yield from flatten(value, f"{prefix}[{i}]")
+    else:
+        yield prefix, data
+
+
+def format_table(results: dict[str, Any]) -> str:
+    rows = list(flatten(results))
+    width = max((len(k) for k, _ in rows), default=10)
+    lines = []
+    for key, value in rows:
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        lines.append(f"{key:<{width}}  {text}")
+    return "\n".join(lines)
+
+
+def run(suites: list[str], quick: bool, json_path: Path | None) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name in suites:
+        results[name] = SUITES[name](quick)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2, default=str))
+    return results
