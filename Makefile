@@ -21,7 +21,7 @@ $(DEMO)/labels.json: | $(STAMP)
 demo: $(DEMO)/labels.json
 
 run: $(STAMP) $(DEMO)/labels.json
-	$(PY) -m viewer $(DEMO)
+	$(PY) -m viewer gui $(DEMO)
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports

@@ -227,7 +227,7 @@ def test_degenerate_geometry_does_not_stop_the_index(tmp_path: Path, cache_dir: 
     index = scan(folder)
     (series,) = index.series()
     assert series.n_images == 3 and sum(st.n_slices for st in series.stacks) == 3
-    assert any("geometry unusable" in w.message for st in series.stacks for w in st.warnings)
+    assert any(w.kind == "no_geometry" for st in series.stacks for w in st.warnings)
     assert [(Path(s.path).name, s.reason) for s in index.skipped] == [("empty.dcm", "empty file")]
 
 
@@ -580,3 +580,30 @@ def test_benchmark_runs_small(tmp_path: Path) -> None:
     assert result["n_files"] == 120 and result["n_series"] == 3
     assert result["cold_files_per_s"] > 0 and 0 < result["warm_s"] < result["cold_s"] * 5
     assert os.environ.get("GRU_VIEWER_CACHE_DIR") != str(tmp_path / "cache")
+
+
+def test_split_series_survives_degenerate_orientation() -> None:
+    from viewer.dicom.headers import FrameGeometry, InstanceHeader
+    from viewer.dicom.stacks import split_series
+
+    bad = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)  # parallel row and column cosines: no normal
+    headers = [
+        InstanceHeader(
+            path=f"/x/{k}.dcm",
+            size=1,
+            mtime_ns=0,
+            sop_instance_uid=f"1.{k}",
+            sop_class_uid="",
+            transfer_syntax_uid="",
+            series_instance_uid="1.2",
+            rows=4,
+            columns=4,
+            instance_number=k,
+            frames=(FrameGeometry(position=(0.0, 0.0, float(k)), orientation=bad),),
+        )
+        for k in (2, 1, 3)
+    ]
+    stacks = split_series(headers)
+    assert len(stacks) == 1
+    assert [s.header.instance_number for s in stacks[0].slices] == [1, 2, 3]
+    assert any(w.kind == "no_geometry" for w in stacks[0].warnings)

@@ -88,8 +88,19 @@ class Stack:
         return list(seen)
 
 
-def _plane_name(orientation: Sequence[float] | None) -> str:
+def _usable(orientation: Sequence[float] | None) -> Sequence[float] | None:
+    """The orientation, or None when its cosines are degenerate (zero or parallel) and give no normal."""
     if orientation is None:
+        return None
+    try:
+        normal_from_orientation(orientation)
+    except ValueError:
+        return None
+    return orientation
+
+
+def _plane_name(orientation: Sequence[float] | None) -> str:
+    if _usable(orientation) is None:
         return "image"
     n = np.abs(normal_from_orientation(orientation))
     axis = int(np.argmax(n))
@@ -140,7 +151,7 @@ def _split_repeats(refs: list[SliceRef]) -> list[list[SliceRef]]:
 
 
 def _order(refs: list[SliceRef]) -> tuple[list[SliceRef], StackGeometry | None]:
-    orientation = refs[0].geometry.orientation
+    orientation = _usable(refs[0].geometry.orientation)
     positions = [r.geometry.position for r in refs]
     if orientation is None or any(p is None for p in positions):
         # No patient geometry (CR/DX/US, secondary capture, classic multi-frame): keep file/frame order.
@@ -171,7 +182,7 @@ def split_series(headers: Sequence[InstanceHeader]) -> list[Stack]:
     for refs in parts:
         ordered, geo = _order(refs)
         first = ordered[0]
-        orientation = first.geometry.orientation
+        orientation = _usable(first.geometry.orientation)
         label = _plane_name(orientation)
         if first.header.is_localizer:
             label = "localizer"

@@ -1,0 +1,54 @@
+"""The command line: help and version without a display, index output, exit codes, the bench table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from viewer.bench.runner import flatten, format_table
+from viewer.cli import EXIT_NOTHING, EXIT_OK, main
+
+
+def test_version_and_help_need_no_display(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert "gru-viewer" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit codes" in out and "index" in out and "demo-data" in out
+
+
+def test_index_prints_tree_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "demo"
+    assert main(["demo-data", str(data), "--matrix", "64"]) == EXIT_OK
+    out_json = tmp_path / "index.json"
+    assert main(["index", str(data), "-q", "--json", str(out_json)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "PHANTOM^" in out and "labels.json: not DICOM" in out
+    index = json.loads(out_json.read_text())
+    assert json.dumps(index).count("PHANTOM^") >= 1
+
+
+def test_index_of_folder_without_images_exits_nothing(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert main(["index", str(tmp_path), "-q"]) == EXIT_NOTHING
+
+
+def test_missing_path_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["index", str(tmp_path / "absent"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "absent" in err and "Traceback" not in err
+
+
+def test_bench_table_flattens_nested_results() -> None:
+    results = {"load": {"ours": {"median_s": 0.5}, "shape": [512, 512]}, "index": {"runs": [{"s": 1.0}]}}
+    assert dict(flatten(results)) == {
+        "load.ours.median_s": 0.5,
+        "load.shape": [512, 512],
+        "index.runs[0].s": 1.0,
+    }
+    assert "load.ours.median_s  0.5" in format_table(results)
