@@ -384,29 +384,18 @@ class PydicomReader:
             warnings.append("slices differ in photometric interpretation: " + ", ".join(sorted(photometrics)))
         for path, why in skipped:
             warnings.append(f"skipped {path}: {why}")
-        h = first_ref.header
-        return Volume(
-            array=array,
-            spacing=geometry.spacing,
-            origin=geometry.origin,
-            orientation=geometry.orientation,
-            positions=geometry.positions,
-            affine=geometry.affine,
-            stack_uid=stack.uid,
-            series_uid=stack.series_uid,
-            study_uid=h.study_instance_uid,
-            sop_uids=[r.header.sop_instance_uid for r in kept],
-            modality=h.modality,
-            units="" if colour else _units(h.modality, ref_source, first_ref.frame),
-            window=_window(ref_source, first_ref.frame, h, array, colour),
-            invert=invert and not colour,
-            is_colour=colour,
-            slice_thickness=_slice_thickness(kept),
-            meta=_meta(h, ref_source),
+        return _assemble(
+            self.name,
+            stack,
+            array,
+            geometry,
+            kept,
+            ref_source,
+            first_ref.frame,
+            colour=colour,
+            invert=invert,
             warnings=geo_warnings + warnings,
             skipped=skipped,
-            sources=[(r.header.path, r.frame) for r in kept],
-            reader=self.name,
             decoders=tuple(sorted(decoders_used)),
         )
 
@@ -538,28 +527,60 @@ class SimpleITKReader:
                 on_slice(k, array[k])
         if progress is not None:
             progress(total, total, f"{stack.label}: loaded")
-        h = refs[0].header
-        return Volume(
-            array=array,
-            spacing=geometry.spacing,
-            origin=geometry.origin,
-            orientation=geometry.orientation,
-            positions=geometry.positions,
-            affine=geometry.affine,
-            stack_uid=stack.uid,
-            series_uid=stack.series_uid,
-            study_uid=h.study_instance_uid,
-            sop_uids=[r.header.sop_instance_uid for r in refs],
-            modality=h.modality,
-            units="" if colour else _units(h.modality, source, 0),
-            window=_window(source, 0, h, array, colour),
-            invert=h.photometric_interpretation == "MONOCHROME1" and not colour,
-            is_colour=colour,
-            slice_thickness=_slice_thickness(refs),
-            meta=_meta(h, source),
+        return _assemble(
+            self.name,
+            stack,
+            array,
+            geometry,
+            refs,
+            source,
+            0,
+            colour=colour,
+            invert=refs[0].header.photometric_interpretation == "MONOCHROME1",
             warnings=[w.message for w in stack.warnings],
             skipped=[],
-            sources=[(r.header.path, r.frame) for r in refs],
-            reader=self.name,
             decoders=("simpleitk",),
         )
+
+
+def _assemble(
+    reader: str,
+    stack: Stack,
+    array: np.ndarray,
+    geometry: VolumeGeometry,
+    refs: list[SliceRef],
+    source: SourceFile | None,
+    frame: int,
+    *,
+    colour: bool,
+    invert: bool,
+    warnings: list[str],
+    skipped: list[tuple[str, str]],
+    decoders: tuple[str, ...],
+) -> Volume:
+    """The one place both readers turn decoded pixels and geometry into a :class:`Volume`."""
+    h = refs[0].header
+    return Volume(
+        array=array,
+        spacing=geometry.spacing,
+        origin=geometry.origin,
+        orientation=geometry.orientation,
+        positions=geometry.positions,
+        affine=geometry.affine,
+        stack_uid=stack.uid,
+        series_uid=stack.series_uid,
+        study_uid=h.study_instance_uid,
+        sop_uids=[r.header.sop_instance_uid for r in refs],
+        modality=h.modality,
+        units="" if colour else _units(h.modality, source, frame),
+        window=_window(source, frame, h, array, colour),
+        invert=invert and not colour,
+        is_colour=colour,
+        slice_thickness=_slice_thickness(refs),
+        meta=_meta(h, source),
+        warnings=warnings,
+        skipped=skipped,
+        sources=[(r.header.path, r.frame) for r in refs],
+        reader=reader,
+        decoders=decoders,
+    )
