@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from viewer.errors import ViewerError
 from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.resources import resource_path
 
 CARD_SUFFIX = ".card.json"
 DEFAULT_MODEL_NAME = "slice_gru_default"
@@ -109,16 +109,9 @@ def card_path_for(weights: str | Path) -> Path:
     return weights.with_name(weights.name.removesuffix(".safetensors") + CARD_SUFFIX)
 
 
-def resources_dir() -> Path:
-    """The repository's ``resources/`` folder, or the bundled one in a frozen (PyInstaller) app."""
-    if getattr(sys, "frozen", False) and hasattr(sys, "_MEIPASS"):
-        return Path(sys._MEIPASS) / "resources"
-    return Path(__file__).resolve().parents[2] / "resources"
-
-
 def default_model_paths(name: str = DEFAULT_MODEL_NAME) -> ModelPaths:
     """Where the shipped weights and their card live: ``resources/models/<name>.safetensors`` and ``.card.json``."""
-    weights = resources_dir() / "models" / f"{name}.safetensors"
+    weights = resource_path("models", f"{name}.safetensors")
     return ModelPaths(weights, card_path_for(weights))
 
 
