@@ -69,24 +69,18 @@ def _known_hu(n: int, m: int) -> np.ndarray:
 
 
 def _series_meta(patient: str, number: int, description: str) -> SeriesMeta:
-    from pydicom.uid import generate_uid
-
     from viewer.dicom.writer import SeriesMeta
 
-    return SeriesMeta(
-        patient_name=f"Test^{patient}",
-        patient_id=f"UI-{patient.upper()}",
+    return SeriesMeta.invented(
+        f"Test^{patient}",
+        f"UI-{patient.upper()}",
+        description,
+        series_number=number,
         birth_date="19600101",
-        sex="O",
-        study_uid=generate_uid(),
         study_date="20240102",
         study_time="083000",
         study_description=f"UI TEST {patient.upper()}",
         accession_number="UI0001",
-        series_uid=generate_uid(),
-        series_number=number,
-        series_description=description,
-        frame_of_reference_uid=generate_uid(),
     )
 
 

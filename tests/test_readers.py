@@ -16,7 +16,6 @@ from pydicom.uid import (
     JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
-    generate_uid,
 )
 
 from viewer.bench.load import transcode_with_gdcm
@@ -32,20 +31,15 @@ PIXEL_SPACING = (0.8, 0.5)
 
 
 def _meta() -> SeriesMeta:
-    return SeriesMeta(
-        patient_name="Test^Readers",
-        patient_id="RD-1",
-        birth_date="19700101",
+    return SeriesMeta.invented(
+        "Test^Readers",
+        "RD-1",
+        "READERS",
+        series_number=5,
         sex="M",
-        study_uid=generate_uid(),
         study_date="20240401",
         study_time="080000",
-        study_description="CT HEAD",
         accession_number="ACC7",
-        series_uid=generate_uid(),
-        series_number=5,
-        series_description="READERS",
-        frame_of_reference_uid=generate_uid(),
     )
 
 

@@ -30,20 +30,16 @@ PIXEL_SPACING = (0.7, 0.6)  # rows ≠ columns, so a swapped dy/dx shows
 
 
 def _meta() -> SeriesMeta:
-    return SeriesMeta(
-        patient_name="Test^Volume",
-        patient_id="VOL-1",
+    return SeriesMeta.invented(
+        "Test^Volume",
+        "VOL-1",
+        "AXIAL 2mm",
+        series_number=3,
         birth_date="19600102",
         sex="F",
-        study_uid=generate_uid(),
         study_date="20240301",
         study_time="101500",
-        study_description="CT HEAD",
         accession_number="ACC42",
-        series_uid=generate_uid(),
-        series_number=3,
-        series_description="AXIAL 2mm",
-        frame_of_reference_uid=generate_uid(),
     )
 
 

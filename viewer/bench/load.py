@@ -29,7 +29,6 @@ from pydicom.uid import (
     JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
-    generate_uid,
 )
 
 from viewer.dicom.headers import read_header
@@ -66,20 +65,13 @@ def head_phantom(n_slices: int, matrix: int, seed: int = 0) -> np.ndarray:
 
 
 def bench_meta(description: str = "BENCH HEAD") -> SeriesMeta:
-    return SeriesMeta(
-        patient_name="Bench^Load",
-        patient_id="BENCH-LOAD",
-        birth_date="19700101",
-        sex="O",
-        study_uid=generate_uid(),
-        study_date="20240101",
-        study_time="120000",
+    return SeriesMeta.invented(
+        "Bench^Load",
+        "BENCH-LOAD",
+        description,
+        series_number=2,
         study_description="CT HEAD WO",
         accession_number="BENCH0002",
-        series_uid=generate_uid(),
-        series_number=2,
-        series_description=description,
-        frame_of_reference_uid=generate_uid(),
     )
 
 

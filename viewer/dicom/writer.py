@@ -74,6 +74,37 @@ class SeriesMeta:
     convolution_kernel: str = "H30s"
     image_comments: str = ""
 
+    @classmethod
+    def invented(
+        cls,
+        patient_name: str,
+        patient_id: str,
+        series_description: str,
+        *,
+        series_number: int = 1,
+        **fields: object,
+    ) -> SeriesMeta:
+        """Meta for a made-up series (tests, benchmarks) with fresh Study, Series and Frame of Reference UIDs."""
+        defaults: dict[str, object] = {
+            "birth_date": "19700101",
+            "sex": "O",
+            "study_date": "20240101",
+            "study_time": "120000",
+            "study_description": "CT HEAD",
+            "accession_number": "",
+            "study_uid": generate_uid(),
+            "series_uid": generate_uid(),
+            "frame_of_reference_uid": generate_uid(),
+        }
+        defaults.update(fields)
+        return cls(
+            patient_name=patient_name,
+            patient_id=patient_id,
+            series_description=series_description,
+            series_number=series_number,
+            **defaults,  # type: ignore[arg-type]
+        )
+
 
 def axial_geometry(
     n_slices: int,
