@@ -96,6 +96,79 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _log_line(quiet: bool) -> Callable[[str], None]:
+    def log(text: str) -> None:
+        if not quiet:
+            print(text, flush=True)
+
+    return log
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from viewer.model.device import pick_device
+    from viewer.model.training import TrainSettings
+    from viewer.model.workflow import train_from_folders
+
+    defaults = TrainSettings()
+    settings = TrainSettings(
+        seed=args.seed,
+        encoder_epochs=defaults.encoder_epochs if args.encoder_epochs is None else args.encoder_epochs,
+        sequence_epochs=defaults.sequence_epochs if args.sequence_epochs is None else args.sequence_epochs,
+        finetune_epochs=defaults.finetune_epochs if args.finetune_epochs is None else args.finetune_epochs,
+    )
+    device = pick_device(args.device)
+    checkpoint = (
+        Path(args.checkpoint) if args.checkpoint else Path(args.out).with_suffix(".checkpoint.safetensors")
+    )
+    if args.fresh and checkpoint.exists():
+        checkpoint.unlink()
+    train_from_folders(
+        args.data,
+        args.out,
+        labels=args.labels or None,
+        val_data=args.val,
+        val_labels=args.val_labels,
+        val_fraction=args.val_fraction,
+        settings=settings,
+        name=args.name,
+        version=args.model_version,
+        device=device,
+        checkpoint=checkpoint,
+        cache=args.cache,
+        progress=_progress_printer(not args.quiet),
+        log=_log_line(args.quiet),
+    )
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from viewer.model.device import pick_device
+    from viewer.model.evaluation import format_metrics
+    from viewer.model.workflow import evaluate_folder
+
+    report, card, dataset = evaluate_folder(
+        args.model,
+        args.data,
+        labels=args.labels,
+        pixel_method=args.pixel_method,
+        device=pick_device(args.device),
+        update_card=args.update_card,
+        command=["gru-viewer", *sys.argv[1:]] if args.update_card else None,
+        progress=_progress_printer(not args.quiet),
+    )
+    print(f"model {card.name} {card.version} (sha256 {card.sha256[:12]}…)")
+    print(f"data  {dataset.description}")
+    print(f"pixel saliency: {report.pixel_method}; {report.seconds:.0f} s")
+    print(format_metrics(report.metrics))
+    for message in [*dataset.missing, *report.failed]:
+        print(f"skipped: {message}", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+    if args.update_card:
+        print("model card updated with these numbers")
+    return EXIT_OK if report.outcomes else EXIT_NOTHING
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gru-viewer",
@@ -132,6 +205,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--json", metavar="FILE", default="bench/results.json", help="write results as JSON")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("train", help="train the slice-GRU on labelled DICOM studies")
+    p.add_argument(
+        "--data", action="append", required=True, metavar="DIR", help="folder of studies (repeatable)"
+    )
+    p.add_argument(
+        "--labels", action="append", metavar="FILE", help="labels per --data folder (default DIR/labels.json)"
+    )
+    p.add_argument("--val", metavar="DIR", help="validation folder (default: a share of the training series)")
+    p.add_argument("--val-labels", metavar="FILE", help="labels of the validation folder")
+    p.add_argument("--val-fraction", type=float, default=0.15, help="share held back when --val is not given")
+    p.add_argument(
+        "--out", required=True, metavar="FILE", help="weights to write (.safetensors, card beside it)"
+    )
+    p.add_argument("--name", default="slice_gru", help="model name on the card")
+    p.add_argument("--model-version", default="0.1.0", help="model version on the card")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--encoder-epochs", type=int, help="epochs of the slice-CNN stage")
+    p.add_argument("--sequence-epochs", type=int, help="epochs of the GRU stage")
+    p.add_argument("--finetune-epochs", type=int, help="epochs of the end-to-end stage")
+    p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda or mps")
+    p.add_argument(
+        "--checkpoint", metavar="FILE", help="resumable state (default OUT.checkpoint.safetensors)"
+    )
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--cache", metavar="DIR", help="where prepared series are cached")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="print a model's metrics on labelled DICOM studies")
+    p.add_argument("--model", required=True, metavar="FILE", help="weights (.safetensors with its card)")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder of labelled studies")
+    p.add_argument("--labels", metavar="FILE", help="labels (default DIR/labels.json)")
+    p.add_argument(
+        "--pixel-method",
+        default="gradient_x_input",
+        choices=("gradient_x_input", "smoothgrad", "integrated_gradients"),
+        help="pixel saliency scored by the pointing game",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics and per-series results as JSON")
+    p.add_argument("--update-card", action="store_true", help="write these metrics into the model card")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
 
     return parser
 

@@ -182,7 +182,8 @@ def hidden_state_saliency(
 
     ``slice_values['forward' | 'reverse']`` is ``‖∂ study logit / ∂ h_t‖₂`` over the units, scaled so that the
     largest value over both directions is 1 (the two directions stay comparable); ``raw_*`` keep the unscaled
-    norms and ``matrices['grad_*']`` the signed gradients (units × slices).
+    norms and ``matrices['grad_*']`` the signed gradients (units × slices). ``combined`` is the norm over both
+    directions' units (scaled to a maximum of 1): one track per slice, the one key slices are picked from.
 
     Parameters
     ----------
@@ -214,6 +215,10 @@ def hidden_state_saliency(
         inputs.mapping,
         params={"through_recurrence": through_recurrence, "layer": layer},
     )
+    combined = np.linalg.norm(norms, axis=0)
+    top_combined = float(combined.max())
+    expl.slice_values["combined"] = combined / top_combined if top_combined > 0 else np.zeros_like(combined)
+    expl.labels["combined"] = "|∂ study logit / ∂ h_t| over both directions (scaled)"
     for d, direction in enumerate(DIRECTIONS[: grads_np.shape[0]]):
         expl.slice_values[direction] = scaled[d]
         expl.slice_values[f"raw_{direction}"] = norms[d]

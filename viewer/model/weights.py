@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from viewer.errors import ViewerError
+from viewer.model.metrics import METRIC_LABELS, format_metric
 from viewer.model.network import ModelConfig, SliceGRUNet
 from viewer.resources import resource_path
 
@@ -55,6 +56,8 @@ class ModelCard:
     metrics: dict[str, float] = field(default_factory=dict)
     operating_threshold: float = 0.5
     limitations: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +71,8 @@ class ModelCard:
             "metrics": dict(self.metrics),
             "operating_threshold": self.operating_threshold,
             "limitations": self.limitations,
+            "training": dict(self.training),
+            "evaluation": dict(self.evaluation),
         }
 
     @classmethod
@@ -94,6 +99,8 @@ class ModelCard:
             metrics={str(k): float(v) for k, v in dict(data.get("metrics", {})).items()},
             operating_threshold=threshold,
             limitations=str(data.get("limitations", "")),
+            training=dict(data.get("training", {})),
+            evaluation=dict(data.get("evaluation", {})),
         )
 
 
@@ -178,7 +185,11 @@ def read_card(path: str | Path) -> ModelCard:
 
 
 def write_card(card: ModelCard, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(card.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    """Write the card as JSON at ``path`` and rendered as Markdown beside it (``name.card.md``)."""
+    path = Path(path)
+    path.write_text(json.dumps(card.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    markdown = path.with_name(path.name.removesuffix(".json") + ".md")
+    markdown.write_text(card_to_markdown(card), encoding="utf-8")
 
 
 def save_weights(
@@ -193,6 +204,7 @@ def save_weights(
     input_requirements: str = DEFAULT_INPUT_REQUIREMENTS,
     limitations: str = "",
     operating_threshold: float | None = None,
+    training: dict[str, Any] | None = None,
 ) -> ModelCard:
     """Write ``model``'s weights as safetensors at ``path`` and its card next to them; returns the card.
 
@@ -217,6 +229,7 @@ def save_weights(
             model.config.operating_threshold if operating_threshold is None else float(operating_threshold)
         ),
         limitations=limitations,
+        training=dict(training or {}),
     )
     write_card(card, card_path_for(path))
     return card
@@ -306,11 +319,17 @@ def card_to_markdown(card: ModelCard) -> str:
         "## Training data",
         card.training_data or "Not stated.",
         "",
+        *_training_lines(card.training),
         "## Metrics",
     ]
     if card.metrics:
+        where = card.evaluation.get("data")
+        if where:
+            lines += [f"Measured by `gru-viewer evaluate` on {where}.", ""]
         lines += ["| Metric | Value |", "| --- | --- |"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in card.metrics.items()]
+        lines += [f"| {METRIC_LABELS.get(k, k)} | {format_metric(k, v)} |" for k, v in card.metrics.items()]
+        if card.evaluation.get("pixel_method"):
+            lines += ["", f"Pixel saliency method: {card.evaluation['pixel_method']}."]
     else:
         lines.append("None recorded.")
     lines += [
@@ -322,3 +341,14 @@ def card_to_markdown(card: ModelCard) -> str:
         lines += ["", "## Limitations", card.limitations]
     lines += ["", "## Integrity", f"SHA-256 of the weights file: `{card.sha256}`", ""]
     return "\n".join(lines)
+
+
+def _training_lines(training: dict[str, Any]) -> list[str]:
+    """The training run's recipe and validation scores, when the card records them."""
+    lines = []
+    if training.get("recipe"):
+        lines += [str(training["recipe"]), ""]
+    if training.get("validation"):
+        scores = ", ".join(f"{METRIC_LABELS.get(k, k)} {v:.4f}" for k, v in training["validation"].items())
+        lines += [f"Validation ({training.get('validation_data', 'held back from training')}): {scores}.", ""]
+    return lines

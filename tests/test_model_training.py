@@ -1,0 +1,207 @@
+"""Training, resuming, evaluating and the train/evaluate commands, on small phantoms with a small network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from viewer.cli import main
+from viewer.dicom.phantom import write_phantom_dataset
+from viewer.errors import CancelledError, ViewerError
+from viewer.model import metrics
+from viewer.model.dataset import find_labelled, prepare_series, read_labels
+from viewer.model.evaluation import evaluate_series, format_metrics
+from viewer.model.network import ModelConfig
+from viewer.model.preprocess import Preprocessor
+from viewer.model.training import Trainer, TrainSettings
+from viewer.model.weights import load_weights, read_card
+from viewer.model.workflow import evaluate_folder, split_validation, train_from_folders
+
+SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
+QUICK = TrainSettings(encoder_epochs=2, sequence_epochs=2, finetune_epochs=1, batch_slices=32)
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("training")
+    write_phantom_dataset(root / "train", studies=6, seed=11, matrix=64)
+    write_phantom_dataset(root / "val", studies=4, seed=12, matrix=64)
+    return root / "train", root / "val"
+
+
+def _prepared(folder: Path, cache: Path):
+    items, missing = find_labelled(folder, read_labels(folder / "labels.json"))
+    assert not missing
+    series, failed = prepare_series(items, Preprocessor.from_config(SMALL), SMALL.input_size, cache)
+    assert not failed
+    return items, series
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics
+
+
+def test_auroc_matches_pairwise_counting():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # rounding makes ties
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    assert metrics.auroc(labels, scores) == pytest.approx(pairs)
+    assert metrics.auroc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
+    assert metrics.auroc([0, 0, 1, 1], [0.4, 0.3, 0.2, 0.1]) == 0.0
+    assert np.isnan(metrics.auroc([1, 1], [0.2, 0.3]))
+
+
+def test_sensitivity_specificity_calibration_and_threshold():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    probs = np.array([0.1, 0.2, 0.6, 0.4, 0.8, 0.9])
+    assert metrics.sensitivity_specificity(labels, probs, 0.5) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+    assert metrics.expected_calibration_error([1, 0], [1.0, 0.0]) == 0.0
+    assert metrics.expected_calibration_error([1, 1], [0.5, 0.5]) == pytest.approx(0.5)
+    threshold = metrics.youden_threshold(labels, probs)
+    sens, spec = metrics.sensitivity_specificity(labels, probs, threshold)
+    assert sens + spec - 1 == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Labels
+
+
+def test_labels_csv_json_and_refusals(tmp_path: Path):
+    (tmp_path / "l.csv").write_text("series_uid,label\n1.2.3,1\n1.2.4,0\n")
+    labels = read_labels(tmp_path / "l.csv")
+    assert [(lab.series_uid, lab.label, lab.slice_labels_by_sop) for lab in labels] == [
+        ("1.2.3", 1, None),
+        ("1.2.4", 0, None),
+    ]
+    (tmp_path / "bad.csv").write_text("uid,diagnosis\n1.2.3,1\n")
+    with pytest.raises(ViewerError, match="series_uid and label"):
+        read_labels(tmp_path / "bad.csv")
+    (tmp_path / "l.json").write_text(json.dumps({"studies": [{"series_uid": "1", "label": 1, "mask": "../x.npz"}]}))
+    with pytest.raises(ViewerError, match="leaves"):
+        read_labels(tmp_path / "l.json")
+    (tmp_path / "two.json").write_text(json.dumps({"studies": [{"series_uid": "1", "label": 2}]}))
+    with pytest.raises(ViewerError, match="0 or 1"):
+        read_labels(tmp_path / "two.json")
+
+
+def test_prepared_series_follow_the_labels_by_sop(datasets, tmp_path: Path):
+    train, _ = datasets
+    items, series = _prepared(train, tmp_path / "cache")
+    for item, s in zip(items, series, strict=True):
+        assert s.hu.dtype == np.float16 and s.hu.shape[1:] == (32, 32)
+        assert s.has_slice_labels
+        assert int(s.slice_labels.max()) == item.label.label
+    again = _prepared(train, tmp_path / "cache")[1]  # from the cache
+    assert all(np.array_equal(a.hu, b.hu) for a, b in zip(series, again, strict=True))
+
+
+def test_split_validation_is_stratified_and_seeded(datasets, tmp_path: Path):
+    _, series = _prepared(datasets[0], tmp_path / "cache")
+    train, val = split_validation(series, 0.3, seed=1)
+    assert {s.label for s in val} == {0, 1}
+    assert {s.series_uid for s in train}.isdisjoint(s.series_uid for s in val)
+    assert [s.series_uid for s in val] == [s.series_uid for s in split_validation(series, 0.3, seed=1)[1]]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def test_training_resumes_to_the_same_weights(datasets, tmp_path: Path):
+    train_series = _prepared(datasets[0], tmp_path / "cache")[1]
+    val_series = _prepared(datasets[1], tmp_path / "cache")[1]
+    whole = Trainer(SMALL, QUICK, train_series, val_series, tmp_path / "a.safetensors").run()
+    assert [(r.stage, r.epoch) for r in whole.history] == [
+        ("encoder", 0),
+        ("encoder", 1),
+        ("sequence", 0),
+        ("sequence", 1),
+        ("finetune", 0),
+    ]
+    assert 0.0 < whole.threshold < 1.0
+
+    calls = {"n": 0}
+
+    def cancel_in_sequence_stage() -> bool:
+        calls["n"] += 1
+        return any(r.stage == "sequence" for r in interrupted.history)
+
+    interrupted = Trainer(
+        SMALL, QUICK, train_series, val_series, tmp_path / "b.safetensors", cancel=cancel_in_sequence_stage
+    )
+    with pytest.raises(CancelledError):
+        interrupted.run()
+    assert [r.stage for r in interrupted.history] == ["encoder", "encoder", "sequence"]
+    resumed = Trainer(SMALL, QUICK, train_series, val_series, tmp_path / "b.safetensors").run()
+    assert len(resumed.history) == 5
+    for key, value in whole.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_of_another_run_is_not_resumed(datasets, tmp_path: Path):
+    train_series = _prepared(datasets[0], tmp_path / "cache")[1]
+    val_series = _prepared(datasets[1], tmp_path / "cache")[1]
+    settings = TrainSettings(encoder_epochs=1, sequence_epochs=1, finetune_epochs=0, batch_slices=32)
+    Trainer(SMALL, settings, train_series, val_series, tmp_path / "c.safetensors").run()
+    messages: list[str] = []
+    other = TrainSettings(encoder_epochs=1, sequence_epochs=1, finetune_epochs=0, batch_slices=32, seed=5)
+    result = Trainer(SMALL, other, train_series, val_series, tmp_path / "c.safetensors", log=messages.append).run()
+    assert any("different run" in m for m in messages)
+    assert len(result.history) == 2
+
+
+def test_train_writes_weights_and_card_that_load(datasets, tmp_path: Path):
+    out = tmp_path / "model" / "small.safetensors"
+    card = train_from_folders(
+        [datasets[0]], out, val_data=datasets[1], settings=QUICK, config=SMALL, cache=tmp_path / "cache"
+    )
+    model, loaded = load_weights(out)
+    assert loaded.sha256 == card.sha256
+    assert model.config.operating_threshold == pytest.approx(card.operating_threshold)
+    assert "seed 11" in card.training_data and card.training["validation"]
+    assert (out.parent / "small.card.md").read_text().startswith("# Model card: slice_gru")
+
+
+def test_evaluate_updates_the_card_with_the_printed_numbers(datasets, tmp_path: Path, capsys):
+    out = tmp_path / "m.safetensors"
+    train_from_folders([datasets[0]], out, val_data=datasets[1], settings=QUICK, config=SMALL)
+    assert main(["evaluate", "--model", str(out), "--data", str(datasets[1]), "--update-card", "-q"]) == 0
+    printed = capsys.readouterr().out
+    card = read_card(tmp_path / "m.card.json")
+    assert format_metrics(card.metrics) in printed
+    assert card.metrics["studies"] == 4 and card.metrics["studies_with_bleed"] == 2
+    assert card.metrics["pointing_slices"] > 0
+    assert 0.0 <= card.metrics["pointing_game"] <= 1.0
+    assert "seed 12" in card.evaluation["data"]
+    report, _, _ = evaluate_folder(out, datasets[1])
+    assert report.metrics == pytest.approx(card.metrics, nan_ok=True)
+
+
+def test_train_command_and_its_errors(datasets, tmp_path: Path, capsys):
+    out = tmp_path / "cli.safetensors"
+    args = ["train", "--data", str(datasets[0]), "--val", str(datasets[1]), "--out", str(out), "-q"]
+    args += ["--encoder-epochs", "1", "--sequence-epochs", "1", "--finetune-epochs", "0", "--device", "cpu"]
+    assert main(args) == 0
+    assert out.is_file() and (tmp_path / "cli.card.json").is_file()
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(out), "-q"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tmp_path / "none.safetensors"), "--data", str(datasets[1])]) == 1
+
+
+def test_evaluation_scores_a_labelled_folder(datasets, tmp_path: Path):
+    out = tmp_path / "e.safetensors"
+    train_from_folders([datasets[0]], out, val_data=datasets[1], settings=QUICK, config=SMALL)
+    model, card = load_weights(out)
+    items, _ = find_labelled(datasets[1], read_labels(datasets[1] / "labels.json"))
+    report = evaluate_series(model, items, threshold=card.operating_threshold)
+    assert len(report.outcomes) == 4 and not report.failed
+    for outcome in report.outcomes:
+        assert outcome.slice_probabilities.shape == outcome.hidden_saliency.shape
+        assert outcome.hidden_saliency.max() == pytest.approx(1.0)
+        assert len(outcome.pointing_hits) == (int(outcome.slice_labels.sum()) if outcome.label else 0)

@@ -1,0 +1,124 @@
+"""Is this series something the model was made for? Checked before every inference.
+
+The model was trained on axial non-contrast head CT in HU (synthetic phantoms). A series outside that still runs
+(the user asked for it), but the result carries warnings in plain words that the viewer and the report show next
+to the finding. Each check looks only at what the loaded series itself says; none reads patient data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Limits of the checks; changing one changes what users are warned about.
+MIN_MODEL_SLICES = 8
+MIN_COVERAGE_MM = 60.0
+MAX_TILT_DEG = 30.0
+FOV_MM = (120.0, 500.0)
+BRAIN_HU = (0.0, 80.0)
+MIN_BRAIN_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class UseWarning:
+    """One way the series falls outside the intended use: a short code and a sentence for the user."""
+
+    code: str
+    message: str
+
+
+def check_series(
+    hu: np.ndarray,
+    spacing: Sequence[float],
+    *,
+    modality: str,
+    units: str = "HU",
+    orientation: Sequence[float] | None = None,
+    target_spacing_mm: float = 5.0,
+) -> list[UseWarning]:
+    """The intended-use warnings of one series (empty when it looks like what the model was trained on).
+
+    Parameters
+    ----------
+    hu:
+        ``(z, y, x)`` pixel values (HU for CT).
+    spacing:
+        ``(dz, dy, dx)`` in mm.
+    modality:
+        DICOM Modality of the series.
+    units:
+        The loader's value units ("HU" when a CT rescale was applied).
+    orientation:
+        ImageOrientationPatient (row then column direction cosines), if known.
+    target_spacing_mm:
+        The model's slab thickness (to count model slices).
+    """
+    warnings: list[UseWarning] = []
+    dz, dy, dx = (float(s) for s in spacing)
+    if modality.upper() != "CT":
+        warnings.append(
+            UseWarning(
+                "modality",
+                f"The series is {modality or 'of unknown modality'}, not CT; the model reads CT only.",
+            )
+        )
+    elif units and units.upper() != "HU":
+        warnings.append(UseWarning("units", f"The pixel values are in {units}, not Hounsfield units."))
+    n = int(hu.shape[0])
+    n_model = math.ceil(n / max(1, round(target_spacing_mm / dz))) if dz > 0 else n
+    coverage = n * dz
+    if n_model < MIN_MODEL_SLICES or coverage < MIN_COVERAGE_MM:
+        warnings.append(
+            UseWarning(
+                "coverage",
+                f"The series covers {coverage:.0f} mm in {n} slices; the model expects a whole head "
+                f"(at least {MIN_COVERAGE_MM:.0f} mm and {MIN_MODEL_SLICES} slices of {target_spacing_mm:g} mm).",
+            )
+        )
+    if orientation is not None and len(orientation) == 6:
+        row, col = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
+        normal = np.cross(row, col)
+        norm = float(np.linalg.norm(normal))
+        if norm > 0:
+            tilt = math.degrees(math.acos(min(1.0, abs(normal[2]) / norm)))
+            if tilt > MAX_TILT_DEG:
+                plane = "sagittal" if abs(normal[0]) > abs(normal[1]) else "coronal"
+                warnings.append(
+                    UseWarning(
+                        "orientation",
+                        f"The slices are {plane}-like ({tilt:.0f}° from axial); the model was trained on axial slices.",
+                    )
+                )
+    fov = max(hu.shape[1] * dy, hu.shape[2] * dx)
+    if not FOV_MM[0] <= fov <= FOV_MM[1]:
+        warnings.append(
+            UseWarning(
+                "field_of_view",
+                f"The field of view is {fov:.0f} mm; a head CT is usually {FOV_MM[0]:.0f}–{FOV_MM[1]:.0f} mm.",
+            )
+        )
+    if modality.upper() == "CT":
+        sample = np.asarray(hu[:: max(1, n // 16), ::4, ::4], dtype=np.float32)
+        lo, hi = float(np.percentile(sample, 1)), float(np.percentile(sample, 99.9))
+        body = sample[sample > -500]
+        brain = float(((body >= BRAIN_HU[0]) & (body <= BRAIN_HU[1])).mean()) if body.size else 0.0
+        if lo > -500 or hi < 300 or lo < -1500 or hi > 4000:
+            warnings.append(
+                UseWarning(
+                    "hu_range",
+                    f"The values run from {lo:.0f} to {hi:.0f}; a head CT in HU shows air near −1000 and bone "
+                    "above 300.",
+                )
+            )
+        elif brain < MIN_BRAIN_FRACTION:
+            warnings.append(
+                UseWarning(
+                    "anatomy",
+                    f"Only {brain:.0%} of the tissue lies in the brain range ({BRAIN_HU[0]:.0f}–{BRAIN_HU[1]:.0f} HU); "
+                    "this may not be a head CT.",
+                )
+            )
+    return warnings

@@ -1,0 +1,208 @@
+"""``gru-viewer train`` and ``gru-viewer evaluate`` as plain functions: folders in, weights, card and metrics out."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from viewer.errors import ViewerError
+from viewer.model.dataset import (
+    LabelledStack,
+    TrainingSeries,
+    default_labels_path,
+    find_labelled,
+    prepare_series,
+    read_labels,
+)
+from viewer.model.evaluation import EvaluationReport, evaluate_series
+from viewer.model.network import ModelConfig
+from viewer.model.preprocess import Preprocessor
+from viewer.model.training import STAGES, Trainer, TrainSettings
+from viewer.model.weights import ModelCard, card_path_for, load_weights, save_weights, write_card
+
+ProgressFn = Callable[[int, int, str], None]
+LogFn = Callable[[str], None]
+
+RECIPE = (
+    "Three stages (viewer/model/training.py): the slice CNN alone on balanced single slices; the bidirectional "
+    "GRU and slice head on frozen CNN features of whole series (slice loss + study loss); then everything at a "
+    "low learning rate. Augmentation: left-right mirroring and shifts of up to 8 px. The operating threshold "
+    "maximises Youden's J on the validation series."
+)
+
+
+@dataclass
+class Dataset:
+    """Labelled series found in one folder, with a description for the model card."""
+
+    folder: Path
+    labels_path: Path
+    items: list[LabelledStack]
+    missing: list[str]
+    description: str
+
+
+def describe(labels_path: Path, n_series: int, n_bleed: int) -> str:
+    """One line saying what a dataset is; phantom sets name the command that rebuilds them."""
+    try:
+        doc = json.loads(labels_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        doc = {}
+    base = f"{n_series} series ({n_bleed} with a bleed)"
+    if isinstance(doc, dict) and doc.get("format") == "gru-viewer-phantom-labels":
+        seed, matrix = doc.get("seed"), doc.get("matrix")
+        return (
+            f"{base}, synthetic head-CT phantoms, seed {seed}, {matrix}×{matrix} matrix, 5 mm slices "
+            f"(`gru-viewer demo-data DIR --studies {n_series} --seed {seed} --matrix {matrix}`)"
+        )
+    return f"{base} from {labels_path.parent.name}"
+
+
+def open_dataset(
+    folder: str | Path, labels: str | Path | None = None, progress: ProgressFn | None = None
+) -> Dataset:
+    """Read the labels (``folder/labels.json`` by default) and find their series under ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ViewerError("Cannot open the dataset", "the folder does not exist", folder)
+    labels_path = Path(labels) if labels is not None else default_labels_path(folder)
+    found, missing = find_labelled(folder, read_labels(labels_path), progress=progress)
+    if not found:
+        raise ViewerError("Cannot open the dataset", "none of the labelled series was found in it", folder)
+    n_bleed = sum(item.label.label for item in found)
+    return Dataset(folder, labels_path, found, missing, describe(labels_path, len(found), n_bleed))
+
+
+def split_validation(
+    series: Sequence[TrainingSeries], fraction: float, seed: int
+) -> tuple[list[TrainingSeries], list[TrainingSeries]]:
+    """A seeded split by series, stratified by study label, with at least one series of each label held back."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError("the validation fraction lies in (0, 1)")
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in (0, 1):
+        members = [s for s in series if s.label == label]
+        order = rng.permutation(len(members))
+        n_val = max(1, int(round(fraction * len(members)))) if len(members) > 1 else 0
+        val += [members[i] for i in order[:n_val]]
+        train += [members[i] for i in order[n_val:]]
+    return train, val
+
+
+def train_from_folders(
+    data: Sequence[str | Path],
+    out: str | Path,
+    *,
+    labels: Sequence[str | Path | None] | None = None,
+    val_data: str | Path | None = None,
+    val_labels: str | Path | None = None,
+    val_fraction: float = 0.15,
+    settings: TrainSettings | None = None,
+    config: ModelConfig | None = None,
+    name: str = "slice_gru",
+    version: str = "0.1.0",
+    device: torch.device | None = None,
+    checkpoint: str | Path | None = None,
+    cache: str | Path | None = None,
+    progress: ProgressFn | None = None,
+    log: LogFn | None = None,
+) -> ModelCard:
+    """Train on the labelled series under ``data`` and write ``out`` (safetensors) with its card."""
+    settings = settings or TrainSettings()
+    config = config or ModelConfig()
+    log = log or (lambda _text: None)
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ViewerError("Cannot train", "the output file must end in .safetensors", out)
+    prep = Preprocessor.from_config(config)
+    labels = list(labels) if labels is not None else [None] * len(data)
+    if len(labels) != len(data):
+        raise ViewerError("Cannot train", "give one labels file per data folder, or none")
+    cache_dir = Path(cache) if cache is not None else None
+
+    def prepared(ds: Dataset) -> list[TrainingSeries]:
+        for message in ds.missing:
+            log(f"skipped: {message}")
+        series, failed = prepare_series(ds.items, prep, config.input_size, cache_dir, progress)
+        for message in failed:
+            log(f"skipped: {message}")
+        return series
+
+    train_sets = [open_dataset(folder, lab, progress) for folder, lab in zip(data, labels, strict=True)]
+    train_series = [s for ds in train_sets for s in prepared(ds)]
+    if val_data is not None:
+        val_set = open_dataset(val_data, val_labels, progress)
+        val_series = prepared(val_set)
+        val_text = val_set.description
+    else:
+        train_series, val_series = split_validation(train_series, val_fraction, settings.seed)
+        val_text = f"{len(val_series)} series drawn from the training folders (seed {settings.seed})"
+    log(f"training on {len(train_series)} series, validating on {len(val_series)}")
+    trainer = Trainer(
+        config,
+        settings,
+        train_series,
+        val_series,
+        Path(checkpoint) if checkpoint is not None else out.with_suffix(".checkpoint.safetensors"),
+        device=device,
+        progress=progress,
+        log=log,
+    )
+    result = trainer.run()
+    training_text = "; ".join(ds.description for ds in train_sets)
+    if val_data is None:
+        training_text += f" (less the {len(val_series)} validation series)"
+    card = save_weights(
+        result.model.cpu(),
+        out,
+        name=name,
+        version=version,
+        training_data=training_text,
+        operating_threshold=result.threshold,
+        training={
+            "recipe": RECIPE,
+            "settings": asdict(settings),
+            "epochs": {stage: settings.epochs(stage) for stage in STAGES},
+            "validation_data": val_text,
+            "validation": result.validation,
+            "device": str(device or "cpu"),
+        },
+    )
+    log(f"wrote {out} and {card_path_for(out).name} (sha256 {card.sha256[:12]}…)")
+    return card
+
+
+def evaluate_folder(
+    model_path: str | Path,
+    data: str | Path,
+    *,
+    labels: str | Path | None = None,
+    pixel_method: str = "gradient_x_input",
+    device: torch.device | None = None,
+    update_card: bool = False,
+    command: Sequence[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[EvaluationReport, ModelCard, Dataset]:
+    """Score the weights at ``model_path`` on a labelled folder; with ``update_card`` the card takes the numbers."""
+    model, card = load_weights(model_path, device=device or "cpu")
+    dataset = open_dataset(data, labels, progress)
+    report = evaluate_series(
+        model, dataset.items, threshold=card.operating_threshold, pixel_method=pixel_method, progress=progress
+    )
+    if update_card:
+        card.metrics = dict(report.metrics)
+        card.evaluation = {
+            "data": dataset.description,
+            "pixel_method": pixel_method,
+            "command": shlex.join(command) if command else "",
+            "failed": list(report.failed),
+        }
+        write_card(card, card_path_for(model_path))
+    return report, card, dataset
