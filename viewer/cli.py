@@ -169,6 +169,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK if report.outcomes else EXIT_NOTHING
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from viewer.analysis.batch import analyze_paths, summary_line
+    from viewer.analysis.run import AnalysisOptions
+
+    report = analyze_paths(
+        args.paths,
+        series_uid=args.series,
+        model_path=args.model,
+        options=AnalysisOptions(device=args.device),
+        progress=_progress_printer(not args.quiet),
+    )
+    for run in report.runs:
+        print(summary_line(run))
+    for message in report.skipped:
+        print(f"skipped: {message}", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    if not report.analysed:
+        print("gru-viewer: nothing could be analysed (no CT volume that loads)", file=sys.stderr)
+        return EXIT_NOTHING
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gru-viewer",
@@ -205,6 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--json", metavar="FILE", default="bench/results.json", help="write results as JSON")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("analyze", help="analyse CT series with the slice-GRU and print the findings")
+    p.add_argument("paths", nargs="+", help="folder, DICOMDIR or files")
+    p.add_argument("--series", metavar="UID", help="only this series (SeriesInstanceUID or stack uid)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda or mps")
+    p.add_argument("--model", metavar="FILE", help="weights to use (default: the shipped model)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("train", help="train the slice-GRU on labelled DICOM studies")
     p.add_argument(

@@ -42,7 +42,7 @@ from viewer.errors import CancelledError, ViewerError
 from viewer.model.dataset import TrainingSeries
 from viewer.model.metrics import auroc, youden_threshold
 from viewer.model.network import ModelConfig, SliceGRUNet
-from viewer.model.preprocess import WindowStack
+from viewer.model.preprocess import AIR_HU, WindowStack
 
 ProgressFn = Callable[[int, int, str], None]
 LogFn = Callable[[str], None]
@@ -67,6 +67,11 @@ class TrainSettings:
     lr_finetune: float = 1e-4
     weight_decay: float = 1e-4
     max_shift_px: int = 8
+    max_rotation_deg: float = 10.0
+    hu_jitter: float = 5.0
+    noise_hu: float = 6.0
+    min_crop_slices: int = 16
+    grad_clip: float = 5.0
     study_loss_weight: float = 1.0
 
     def epochs(self, stage: str) -> int:
@@ -110,24 +115,70 @@ def _cosine(base: float, epoch: int, epochs: int) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / (epochs - 1))))
 
 
-def augment(hu: Tensor, gen: torch.Generator, max_shift: int, per_item: bool = True) -> Tensor:
-    """Random left-right mirror and shift of up to ``max_shift`` px of ``(N, S, S)`` slices.
+def augment(
+    hu: Tensor,
+    gen: torch.Generator,
+    max_shift: int,
+    max_rotation_deg: float = 0.0,
+    hu_jitter: float = 0.0,
+    noise_hu: float = 0.0,
+    per_item: bool = True,
+) -> Tensor:
+    """Random mirror, rotation, shift, HU offset and noise of ``(N, S, S)`` HU slices.
 
-    ``per_item`` draws for each slice; otherwise one draw for all (the slices of one series move together).
+    Left-right mirroring; a rotation of up to ``max_rotation_deg`` and a shift of up to ``max_shift`` px (one
+    bilinear resampling, air outside); a HU offset of up to ``hu_jitter`` (scanner calibration differs); Gaussian
+    noise of up to ``noise_hu`` standard deviation. ``per_item`` draws for each slice; otherwise one draw for all
+    (the slices of one series move together), except the noise, which is always drawn per pixel.
     """
     n = hu.shape[0] if per_item else 1
     flips = torch.rand(n, generator=gen) < 0.5
-    shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=gen) if max_shift > 0 else None
-    out = []
-    for k in range(hu.shape[0]):
-        i = k if per_item else 0
-        x = hu[k]
-        if flips[i]:
-            x = x.flip(-1)
-        if shifts is not None:
-            x = torch.roll(x, (int(shifts[i, 0]), int(shifts[i, 1])), dims=(-2, -1))
-        out.append(x)
-    return torch.stack(out)
+    angles = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_rotation_deg)
+    shifts = (torch.rand(n, 2, generator=gen) * 2 - 1) * max_shift
+    offsets = (torch.rand(n, generator=gen) * 2 - 1) * hu_jitter
+    sigmas = torch.rand(n, generator=gen) * noise_hu
+    if not per_item:
+        flips, angles, shifts = (
+            flips.expand(hu.shape[0]),
+            angles.expand(hu.shape[0]),
+            shifts.expand(hu.shape[0], 2),
+        )
+        offsets, sigmas = offsets.expand(hu.shape[0]), sigmas.expand(hu.shape[0])
+    x = torch.where(flips.view(-1, 1, 1), hu.flip(-1), hu)
+    if max_rotation_deg > 0 or max_shift > 0:
+        size = hu.shape[-1]
+        cos, sin = torch.cos(angles), torch.sin(angles)
+        theta = torch.stack(
+            [
+                torch.stack([cos, -sin, shifts[:, 1] * 2 / size], dim=1),
+                torch.stack([sin, cos, shifts[:, 0] * 2 / size], dim=1),
+            ],
+            dim=1,
+        )
+        grid = F.affine_grid(theta, [x.shape[0], 1, *x.shape[-2:]], align_corners=False)
+        air = AIR_HU
+        x = F.grid_sample((x - air).unsqueeze(1), grid, align_corners=False, padding_mode="zeros")[:, 0] + air
+    if hu_jitter > 0:
+        x = x + offsets.view(-1, 1, 1)
+    if noise_hu > 0:
+        x = x + torch.randn(x.shape, generator=gen) * sigmas.view(-1, 1, 1)
+    return x
+
+
+def random_crop(length: int, min_length: int, gen: torch.Generator) -> tuple[int, int]:
+    """A random contiguous ``[start, stop)`` of at least ``min_length`` slices (the whole series when shorter)."""
+    if length <= min_length:
+        return 0, length
+    size = int(torch.randint(min_length, length + 1, (1,), generator=gen))
+    start = int(torch.randint(0, length - size + 1, (1,), generator=gen))
+    return start, start + size
+
+
+def _cropped(series: TrainingSeries, start: int, stop: int) -> TrainingSeries:
+    """The slices ``start:stop`` of a series, its study label following the slice labels it keeps."""
+    labels = series.slice_labels[start:stop]
+    label = int(np.nanmax(labels) > 0.5) if series.has_slice_labels else series.label
+    return TrainingSeries(series.series_uid, series.hu[start:stop], labels, label)
 
 
 class Trainer:
@@ -191,6 +242,17 @@ class Trainer:
             labels[~np.isfinite(labels)] = 0.0
         return labels
 
+    def _augment(self, hu: Tensor, gen: torch.Generator, per_item: bool) -> Tensor:
+        st = self.settings
+        return augment(hu, gen, st.max_shift_px, st.max_rotation_deg, st.hu_jitter, st.noise_hu, per_item)
+
+    def _step(self, optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, self.settings.grad_clip)
+        optimizer.step()
+
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel():
             raise CancelledError("Training cancelled; the last finished epoch is in the checkpoint")
@@ -232,15 +294,13 @@ class Trainer:
             self._check_cancel()
             picked = [items[i] for i in order[b * batch : (b + 1) * batch]]
             hu = torch.stack([torch.from_numpy(self.train[s].hu[j].astype(np.float32)) for s, j in picked])
-            hu = augment(hu, gen, self.settings.max_shift_px)
+            hu = self._augment(hu, gen, per_item=True)
             target = torch.tensor(
                 [float(self._known_slice_labels(self.train[s])[j]) for s, j in picked], device=self.device
             )
             logits = self.slice_probe(self.model.encoder(self._windows(hu))).squeeze(-1)
             loss = F.binary_cross_entropy_with_logits(logits, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            self._step(optimizer, loss)
             total += loss.item()
             self._report(b + 1, n_batches, f"encoder epoch {epoch + 1}: loss {total / (b + 1):.3f}")
         return total / n_batches
@@ -299,12 +359,15 @@ class Trainer:
         for b, members in enumerate(batches):
             self._check_cancel()
             variant = torch.randint(0, 2, (len(members),), generator=gen)
-            feats = torch.stack([bank[m][int(v)] for m, v in zip(members, variant, strict=True)])
+            series = [self.train[m] for m in members]
+            start, stop = 0, series[0].n_slices
+            if all(s.has_slice_labels or s.label == 0 for s in series):
+                start, stop = random_crop(stop, self.settings.min_crop_slices, gen)
+                series = [_cropped(s, start, stop) for s in series]
+            feats = torch.stack([bank[m][int(v), start:stop] for m, v in zip(members, variant, strict=True)])
             out = self.model.forward_features(feats)
-            loss = self._sequence_loss(out.slice_logits, out.study_logit, [self.train[m] for m in members])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = self._sequence_loss(out.slice_logits, out.study_logit, series)
+            self._step(optimizer, loss)
             total += loss.item()
             self._report(b + 1, len(batches), f"sequence epoch {epoch + 1}: loss {total / (b + 1):.3f}")
         return total / max(1, len(batches))
@@ -331,9 +394,7 @@ class Trainer:
             )
             out = self.model(self._windows(hu))
             loss = self._sequence_loss(out.slice_logits, out.study_logit, [series])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            self._step(optimizer, loss)
             total += loss.item()
             self._report(b + 1, len(order), f"fine-tune epoch {epoch + 1}: loss {total / (b + 1):.3f}")
         return total / len(order)

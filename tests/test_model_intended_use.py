@@ -1,0 +1,55 @@
+"""The intended-use check warns about series the model was not made for, and stays quiet on a head CT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from viewer.dicom.phantom import generate_study
+from viewer.model.intended_use import check_series
+
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def head():
+    return generate_study(np.random.default_rng(3), matrix=128, n_slices=30, bleed=False)
+
+
+def _codes(warnings) -> set[str]:
+    return {w.code for w in warnings}
+
+
+def test_head_ct_passes(head):
+    assert check_series(head.hu, head.spacing, modality="CT", orientation=AXIAL) == []
+
+
+def test_thin_slices_count_as_slabs(head):
+    thin = np.repeat(head.hu, 8, axis=0)
+    assert check_series(thin, (0.625, *head.spacing[1:]), modality="CT", orientation=AXIAL) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"modality": "MR"}, "modality"),
+        ({"units": "US"}, "units"),
+        ({"orientation": (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)}, "orientation"),
+    ],
+)
+def test_header_problems_warn(head, change, code):
+    kwargs = {"modality": "CT", "orientation": AXIAL, **change}
+    warnings = check_series(head.hu, head.spacing, **kwargs)
+    assert code in _codes(warnings)
+    assert all(w.message.endswith(".") for w in warnings)
+
+
+def test_short_series_small_fov_and_odd_values_warn(head):
+    assert "coverage" in _codes(check_series(head.hu[10:14], head.spacing, modality="CT", orientation=AXIAL))
+    tiny = (head.spacing[0], 0.2, 0.2)
+    assert "field_of_view" in _codes(check_series(head.hu, tiny, modality="CT", orientation=AXIAL))
+    shifted = head.hu + 1024.0  # stored values without the rescale
+    assert "hu_range" in _codes(check_series(shifted, head.spacing, modality="CT", orientation=AXIAL))
+    soft = np.where(head.hu > -500, 300.0, head.hu).astype(np.float32)  # no brain-range tissue
+    soft[:, :2, :2] = 1500.0
+    assert "anatomy" in _codes(check_series(soft, head.spacing, modality="CT", orientation=AXIAL))

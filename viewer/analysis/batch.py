@@ -1,0 +1,128 @@
+"""Analyse every analysable series under a path (``gru-viewer analyze``), one after the other."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from viewer.analysis.models import load_model
+from viewer.analysis.result import AnalysisResult
+from viewer.analysis.run import AnalysisOptions, analyze_volume
+from viewer.dicom.index import scan
+from viewer.dicom.stacks import Stack
+from viewer.dicom.volume import Volume, load_stack
+from viewer.errors import ViewerError
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class SeriesRun:
+    """One series of a batch: its result, or why it has none."""
+
+    stack: Stack
+    description: str
+    result: AnalysisResult | None = None
+    volume: Volume | None = None
+    error: str = ""
+
+
+@dataclass
+class BatchReport:
+    runs: list[SeriesRun] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def analysed(self) -> list[SeriesRun]:
+        return [r for r in self.runs if r.result is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "results": [
+                {"description": r.description, **r.result.to_dict()}
+                for r in self.runs
+                if r.result is not None
+            ],
+            "failed": [
+                {"series_uid": r.stack.series_uid, "description": r.description, "error": r.error}
+                for r in self.runs
+                if r.result is None
+            ],
+            "skipped": list(self.skipped),
+        }
+
+
+def analysable(stack: Stack, require_ct: bool = True) -> str:
+    """Why a stack cannot be analysed, or "" when it can (a chosen non-CT volume runs, with a warning)."""
+    first = stack.first
+    if stack.n_slices < 2:
+        return "a single image, not a volume"
+    if first.is_localizer:
+        return "a localizer"
+    if first.samples_per_pixel != 1:
+        return "colour images"
+    if require_ct and first.modality.upper() != "CT":
+        return f"{first.modality or 'unknown'} modality, not CT"
+    return ""
+
+
+def _describe(stack: Stack) -> str:
+    first = stack.first
+    number = f"#{first.series_number} " if first.series_number is not None else ""
+    return f"{number}{first.series_description or stack.label or 'series'} ({stack.n_slices} slices)"
+
+
+def analyze_paths(
+    paths: Sequence[str | Path],
+    *,
+    series_uid: str | None = None,
+    model_path: str | Path | None = None,
+    options: AnalysisOptions | None = None,
+    keep_volumes: bool = False,
+    progress: ProgressFn | None = None,
+) -> BatchReport:
+    """Index ``paths`` and analyse each CT volume (or only ``series_uid``: a SeriesInstanceUID or stack uid).
+
+    A series that fails to load or analyse is reported in its :class:`SeriesRun` and the others go on.
+    ``keep_volumes`` keeps each loaded volume on its run (for a report); otherwise they are dropped as soon as
+    the series is done.
+    """
+    model, card = load_model(model_path)
+    index = scan([str(p) for p in paths], progress=progress)
+    report = BatchReport()
+    stacks = list(index.stacks())
+    if series_uid is not None:
+        stacks = [s for s in stacks if series_uid in (s.uid, s.series_uid)]
+        if not stacks:
+            raise ViewerError("Cannot analyse", f"no series {series_uid} under {', '.join(map(str, paths))}")
+    for stack in stacks:
+        reason = analysable(stack, require_ct=series_uid is None)
+        if reason:
+            report.skipped.append(f"{_describe(stack)}: {reason}")
+            continue
+        run = SeriesRun(stack, _describe(stack))
+        report.runs.append(run)
+        try:
+            volume = load_stack(stack)
+            run.result = analyze_volume(volume, model, card, options=options)
+            if keep_volumes:
+                run.volume = volume
+        except ViewerError as exc:
+            run.error = f"{exc.what}: {exc.why}"
+    return report
+
+
+def summary_line(run: SeriesRun) -> str:
+    """One line per series for the terminal: finding, probability against the threshold, warnings, time."""
+    if run.result is None:
+        return f"{run.description}: not analysed — {run.error}"
+    r = run.result
+    sign = "≥" if r.positive else "<"
+    warn = f"; warnings: {' '.join(w.message for w in r.warnings)}" if r.warnings else ""
+    notice = f"; {r.device_notice}" if r.device_notice else ""
+    return (
+        f"{run.description}: {r.finding} — probability {r.probability:.3f} {sign} threshold {r.threshold:.3f}"
+        f"{warn}; {r.timings.get('total', 0.0):.1f} s on {r.device}{notice}"
+    )

@@ -1,0 +1,174 @@
+"""What one analysis of one series found, as plain data the GUI, the CLI and the report all read.
+
+Everything per slice is on the series' original slices, in the loaded volume's order (index 0 = smallest
+position along the slice normal), so slice ``k`` of any track is slice ``k`` of the image view. A result names
+its series (stack UID, series UID, SOP UIDs and geometry); :meth:`AnalysisResult.matches` is how a viewer makes
+sure it never draws a result over another series.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from viewer.model.intended_use import UseWarning
+
+#: ``(units, n_model)`` matrices are shown against original slices through this map.
+GATE_KEYS: tuple[str, ...] = ("z_mean_forward", "z_mean_reverse", "r_mean_forward", "r_mean_reverse")
+MATRIX_KEYS: tuple[str, ...] = ("z_forward", "z_reverse", "r_forward", "r_reverse")
+
+
+@dataclass(frozen=True)
+class SeriesIdentity:
+    """Which series a result belongs to, precisely enough to refuse showing it on any other."""
+
+    stack_uid: str
+    series_uid: str
+    study_uid: str
+    n_slices: int
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    sop_digest: str
+
+    @classmethod
+    def of(cls, volume: Any) -> SeriesIdentity:
+        """The identity of a loaded :class:`~viewer.dicom.volume.Volume`."""
+        digest = hashlib.sha256("\n".join(volume.sop_uids).encode()).hexdigest()[:16]
+        return cls(
+            stack_uid=str(volume.stack_uid),
+            series_uid=str(volume.series_uid),
+            study_uid=str(volume.study_uid),
+            n_slices=int(volume.array.shape[0]),
+            shape=tuple(int(s) for s in volume.array.shape),  # type: ignore[arg-type]
+            spacing=tuple(float(s) for s in volume.spacing),  # type: ignore[arg-type]
+            sop_digest=digest,
+        )
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    name: str
+    version: str
+    sha256: str
+
+
+PixelSaliencyFn = Callable[[int], np.ndarray]
+
+
+@dataclass
+class AnalysisResult:
+    """One series' finding and its evidence.
+
+    Attributes
+    ----------
+    identity:
+        The series analysed.
+    probability:
+        Study probability of a bleed.
+    threshold:
+        The model's operating threshold; ``positive`` is ``probability >= threshold``.
+    slice_probabilities:
+        ``(n_slices,)`` per-slice bleed probability.
+    gates:
+        :data:`GATE_KEYS` → ``(n_slices,)`` mean update / reset gate per slice and direction.
+    gate_matrices:
+        :data:`MATRIX_KEYS` → ``(units, n_slices)`` per-unit gates (columns repeat within a slab of a thin
+        series).
+    hidden_saliency:
+        ``"forward"``, ``"reverse"``, ``"combined"`` → ``(n_slices,)`` in [0, 1].
+    key_slices:
+        Original slice indices with the highest combined hidden-state saliency, most salient first.
+    pixel_saliency:
+        Original slice index → ``(y, x)`` signed attribution (computed for the key slices; more on demand through
+        :meth:`saliency`).
+    pixel_method:
+        Name of the pixel method and what its map means.
+    warnings:
+        Intended-use warnings (empty when the series is what the model was made for).
+    model:
+        Name, version and SHA-256 of the weights.
+    device:
+        Where it ran (``"CPU (2 threads)"``, ``"CUDA (…)"``); ``device_notice`` says why it fell back, if it did.
+    timings:
+        Seconds per step: ``preprocess``, ``forward``, ``gates``, ``saliency``, ``pixel``, ``total``.
+    """
+
+    identity: SeriesIdentity
+    probability: float
+    threshold: float
+    slice_probabilities: np.ndarray
+    gates: dict[str, np.ndarray]
+    gate_matrices: dict[str, np.ndarray]
+    hidden_saliency: dict[str, np.ndarray]
+    key_slices: list[int]
+    pixel_saliency: dict[int, np.ndarray]
+    pixel_method: str
+    pixel_label: str
+    warnings: list[UseWarning]
+    model: ModelIdentity
+    device: str
+    device_notice: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    _compute_pixel: PixelSaliencyFn | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def positive(self) -> bool:
+        return self.probability >= self.threshold
+
+    @property
+    def finding(self) -> str:
+        """The finding in the words a clinician reads at a glance."""
+        return "Bleed suspected" if self.positive else "No bleed detected"
+
+    def matches(self, volume: Any) -> bool:
+        """True when ``volume`` is exactly the series this result was computed on."""
+        return volume is not None and SeriesIdentity.of(volume) == self.identity
+
+    def saliency(self, index: int) -> np.ndarray | None:
+        """Pixel saliency of original slice ``index``, computed (and kept) on first request; None if unavailable."""
+        if index in self.pixel_saliency:
+            return self.pixel_saliency[index]
+        if self._compute_pixel is None or not 0 <= index < self.identity.n_slices:
+            return None
+        self.pixel_saliency[index] = self._compute_pixel(index)
+        return self.pixel_saliency[index]
+
+    def release(self) -> None:
+        """Drop the model and volume the on-demand saliency holds (what was computed stays)."""
+        self._compute_pixel = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (pixel maps are left out; they are images, see the report)."""
+
+        def arr(values: np.ndarray) -> list[float]:
+            return [round(float(v), 6) for v in np.asarray(values).ravel()]
+
+        ident = self.identity
+        return {
+            "series": {
+                "stack_uid": ident.stack_uid,
+                "series_uid": ident.series_uid,
+                "study_uid": ident.study_uid,
+                "n_slices": ident.n_slices,
+                "shape": list(ident.shape),
+                "spacing_mm": list(ident.spacing),
+            },
+            "probability": round(self.probability, 6),
+            "threshold": round(self.threshold, 6),
+            "positive": self.positive,
+            "finding": self.finding,
+            "warnings": [{"code": w.code, "message": w.message} for w in self.warnings],
+            "model": {"name": self.model.name, "version": self.model.version, "sha256": self.model.sha256},
+            "device": self.device,
+            "device_notice": self.device_notice,
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "key_slices": list(self.key_slices),
+            "slice_probabilities": arr(self.slice_probabilities),
+            "hidden_saliency": {k: arr(v) for k, v in self.hidden_saliency.items()},
+            "gates": {k: arr(v) for k, v in self.gates.items()},
+            "pixel_method": self.pixel_method,
+        }

@@ -1,0 +1,229 @@
+"""Analyse one loaded series: intended-use check, preprocessing, the slice-GRU, its gates and saliency.
+
+Runs anywhere (a worker thread of the viewer, the CLI, a test); reports ``progress(done, total, text)`` and checks
+``cancel()`` between steps and between chunks of slices, so a cancel takes effect within a chunk's time (well
+under a second on a CPU). A device failure (CUDA out of memory, a driver error) reruns the analysis on the CPU
+and says so in ``device_notice``; it never ends the analysis by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from viewer.analysis.result import AnalysisResult, ModelIdentity, SeriesIdentity
+from viewer.errors import CancelledError, ViewerError
+from viewer.model.device import describe_device, pick_device
+from viewer.model.explanations import EXPLAINERS, gate_traces, hidden_state_saliency
+from viewer.model.intended_use import check_series
+from viewer.model.network import SliceGRUNet
+from viewer.model.preprocess import Preprocessed, Preprocessor
+from viewer.model.weights import ModelCard
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, str], None]
+CancelFn = Callable[[], bool]
+
+#: The pixel method shown by default, and which logit it explains; chosen by the pointing game on held-out
+#: phantoms against a randomised-model control (see the model card and docs/model.md).
+DEFAULT_PIXEL_METHOD = "gradient_x_input"
+DEFAULT_PIXEL_TARGET = "slice"
+KEY_SLICES = 4
+_CHUNK = 16
+
+
+class DeviceFailure(RuntimeError):
+    """The accelerator failed (out of memory, driver); the analysis is repeated on the CPU."""
+
+
+@dataclass
+class AnalysisOptions:
+    """How to analyse: device preference, key slices, pixel method."""
+
+    device: str = "auto"
+    key_slices: int = KEY_SLICES
+    pixel_method: str = DEFAULT_PIXEL_METHOD
+    pixel_target: str = DEFAULT_PIXEL_TARGET
+
+
+def _is_device_error(exc: BaseException) -> bool:
+    if isinstance(exc, (DeviceFailure, torch.cuda.OutOfMemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        w in text for w in ("cuda", "cudnn", "mps", "hip", "device-side")
+    )
+
+
+def place(model: SliceGRUNet, device: torch.device) -> SliceGRUNet:
+    """Move the model to ``device``: the one place an accelerator is touched first (and tests make fail)."""
+    return model.to(device)
+
+
+class _Steps:
+    def __init__(self, progress: ProgressFn | None, cancel: CancelFn | None, total: int) -> None:
+        self.progress, self.cancel, self.total, self.done = progress, cancel, total, 0
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise CancelledError("Analysis cancelled")
+
+    def advance(self, text: str, amount: int = 1) -> None:
+        self.check()
+        self.done = min(self.total, self.done + amount)
+        if self.progress is not None:
+            self.progress(self.done, self.total, text)
+
+
+def key_slices_from(combined_model: np.ndarray, inputs: Preprocessed, count: int) -> list[int]:
+    """The ``count`` model slices with the highest saliency, as original slice indices (a slab's middle slice)."""
+    order = np.argsort(-np.asarray(combined_model), kind="stable")[: max(0, count)]
+    mapping = inputs.mapping
+    return [int((mapping.starts[j] + mapping.stops[j] - 1) // 2) for j in order]
+
+
+def _run(
+    volume: Any,
+    model: SliceGRUNet,
+    card: ModelCard,
+    device: torch.device,
+    options: AnalysisOptions,
+    steps: _Steps,
+) -> AnalysisResult:
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    model = place(model, device).eval()
+    prep = Preprocessor.from_config(model.config)
+    t0 = time.perf_counter()
+    inputs = prep(volume.array, volume.spacing)
+    timings["preprocess"] = time.perf_counter() - t0
+    steps.advance("Preprocessed")
+
+    t0 = time.perf_counter()
+    chunks = []
+    with torch.no_grad():
+        for part in inputs.tensor.split(_CHUNK):
+            steps.check()
+            chunks.append(model.encode(part.to(device)))
+            steps.advance("Reading slices", 0)
+    feats = torch.cat(chunks).unsqueeze(0)
+    with torch.enable_grad():
+        out = model.forward_features(feats)
+    timings["forward"] = time.perf_counter() - t0
+    steps.advance("Model run")
+
+    t0 = time.perf_counter()
+    gates = gate_traces(model, inputs, output=out)
+    hidden = hidden_state_saliency(model, inputs, output=out)
+    timings["gates"] = time.perf_counter() - t0
+    steps.advance("Gates and hidden-state saliency")
+
+    mapping = inputs.mapping
+    key = key_slices_from(hidden.slice_values["combined"], inputs, options.key_slices)
+    explain = EXPLAINERS[options.pixel_method]
+    features = feats[0].detach()
+
+    def pixel(index: int) -> np.ndarray:
+        expl = explain(model, inputs, slices=[index], target=options.pixel_target, features=features)
+        return expl.pixel_maps[index]
+
+    t0 = time.perf_counter()
+    pixel_maps: dict[int, np.ndarray] = {}
+    label = ""
+    for index in key:
+        steps.check()
+        expl = explain(model, inputs, slices=[index], target=options.pixel_target, features=features)
+        pixel_maps[index] = expl.pixel_maps[index]
+        label = expl.labels.get("pixel", options.pixel_method)
+        steps.advance(f"Pixel saliency {len(pixel_maps)}/{len(key)}")
+    timings["pixel"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - started
+
+    out = out.detach()
+    return AnalysisResult(
+        identity=SeriesIdentity.of(volume),
+        probability=float(out.study_probability[0]),
+        threshold=float(card.operating_threshold),
+        slice_probabilities=mapping.to_original(out.slice_probabilities[0]).astype(np.float32),
+        gates={k: gates.on_original_slices(k).astype(np.float32) for k in gates.slice_values},
+        gate_matrices={
+            k: mapping.to_original(v, axis=1).astype(np.float32)
+            for k, v in gates.matrices.items()
+            if k[0] in "zr"
+        },
+        hidden_saliency={
+            k: hidden.on_original_slices(k).astype(np.float32) for k in ("forward", "reverse", "combined")
+        },
+        key_slices=key,
+        pixel_saliency=pixel_maps,
+        pixel_method=options.pixel_method,
+        pixel_label=label or options.pixel_method,
+        warnings=check_series(
+            volume.array,
+            volume.spacing,
+            modality=volume.modality,
+            units=volume.units,
+            orientation=volume.orientation,
+            target_spacing_mm=model.config.target_spacing_mm,
+        ),
+        model=ModelIdentity(card.name, card.version, card.sha256),
+        device=describe_device(device),
+        timings=timings,
+        _compute_pixel=pixel,
+    )
+
+
+def analyze_volume(
+    volume: Any,
+    model: SliceGRUNet,
+    card: ModelCard,
+    *,
+    options: AnalysisOptions | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> AnalysisResult:
+    """Analyse a loaded series with ``model``; see the module docstring.
+
+    Raises
+    ------
+    CancelledError
+        ``cancel()`` returned True.
+    ViewerError
+        The series cannot be prepared for the model (no slices, broken geometry, non-finite values).
+    """
+    options = options or AnalysisOptions()
+    if volume is None or getattr(volume, "array", None) is None or volume.array.ndim != 3:
+        raise ViewerError("Cannot analyse the series", "it is not a loaded image volume")
+    if volume.is_colour:
+        raise ViewerError("Cannot analyse the series", "it holds colour images, not CT slices")
+    device = pick_device(options.device)
+    steps = _Steps(progress, cancel, 4 + options.key_slices)
+    try:
+        return _run(volume, model, card, device, options, steps)
+    except (CancelledError, ViewerError):
+        raise
+    except Exception as exc:
+        if device.type == "cpu" or not _is_device_error(exc):
+            raise
+        log.warning("analysis on %s failed (%s); repeating on the CPU", device, type(exc).__name__)
+        model.to("cpu")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        steps = _Steps(progress, cancel, 4 + options.key_slices)
+        result = _run(volume, model, card, torch.device("cpu"), options, steps)
+        result.device_notice = f"The {describe_device(device)} failed ({_short_reason(exc)}); the analysis ran on the CPU instead."
+        return result
+
+
+def _short_reason(exc: BaseException) -> str:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return "out of memory"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return first[:120]
