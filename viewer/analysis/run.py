@@ -20,7 +20,13 @@ import torch
 from viewer.analysis.result import AnalysisResult, ModelIdentity, SeriesIdentity
 from viewer.errors import CancelledError, ViewerError
 from viewer.model.device import describe_device, pick_device
-from viewer.model.explanations import EXPLAINERS, gate_traces, hidden_state_saliency
+from viewer.model.explanations import (
+    DEFAULT_PIXEL_METHOD,
+    DEFAULT_PIXEL_TARGET,
+    EXPLAINERS,
+    gate_traces,
+    hidden_state_saliency,
+)
 from viewer.model.intended_use import check_series
 from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import Preprocessed, Preprocessor
@@ -31,10 +37,6 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]
 CancelFn = Callable[[], bool]
 
-#: The pixel method shown by default, and which logit it explains; chosen by the pointing game on held-out
-#: phantoms against a randomised-model control (see the model card and docs/model.md).
-DEFAULT_PIXEL_METHOD = "gradient_x_input"
-DEFAULT_PIXEL_TARGET = "slice"
 KEY_SLICES = 4
 _CHUNK = 16
 
@@ -204,7 +206,7 @@ def analyze_volume(
     if volume.is_colour:
         raise ViewerError("Cannot analyse the series", "it holds colour images, not CT slices")
     device = pick_device(options.device)
-    steps = _Steps(progress, cancel, 4 + options.key_slices)
+    steps = _Steps(progress, cancel, 3 + options.key_slices)
     try:
         return _run(volume, model, card, device, options, steps)
     except (CancelledError, ViewerError):
@@ -214,9 +216,9 @@ def analyze_volume(
             raise
         log.warning("analysis on %s failed (%s); repeating on the CPU", device, type(exc).__name__)
         model.to("cpu")
-        if device.type == "cuda":
+        if device.type == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()
-        steps = _Steps(progress, cancel, 4 + options.key_slices)
+        steps = _Steps(progress, cancel, 3 + options.key_slices)
         result = _run(volume, model, card, torch.device("cpu"), options, steps)
         result.device_notice = f"The {describe_device(device)} failed ({_short_reason(exc)}); the analysis ran on the CPU instead."
         return result

@@ -44,11 +44,20 @@ def _model(quick: bool) -> dict[str, Any]:
     return run_all(quick=quick)
 
 
+def _analysis(quick: bool) -> dict[str, Any]:
+    from viewer.analysis.bench import bench_analysis
+
+    if quick:
+        return bench_analysis(matrix=128, repeats=1, series={"32x5mm": (32, 5.0)})
+    return bench_analysis()
+
+
 SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "index": _index,
     "load": _load,
     "gui": _gui,
     "model": _model,
+    "analysis": _analysis,
 }
 
 

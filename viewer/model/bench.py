@@ -12,7 +12,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from viewer.model.explanations import analyse_sequence, gate_traces, gradient_x_input, hidden_state_saliency
+from viewer.model.explanations import (
+    DEFAULT_PIXEL_METHOD,
+    DEFAULT_PIXEL_TARGET,
+    EXPLAINERS,
+    analyse_sequence,
+    gate_traces,
+    hidden_state_saliency,
+)
 from viewer.model.gated_gru import GatedGRU
 from viewer.model.network import ModelConfig, SliceGRUNet
 from viewer.model.preprocess import Preprocessor
@@ -112,37 +119,59 @@ def bench_forward(
 
 
 def bench_explanations(
-    slices: int = 300, matrix: int = 512, config: ModelConfig | None = None, repeats: int = 5, seed: int = 0
+    slices: int = 300,
+    matrix: int = 512,
+    config: ModelConfig | None = None,
+    repeats: int = 5,
+    seed: int = 0,
+    pixel_all: bool = True,
+    device: str = "cpu",
 ) -> dict[str, float]:
-    """Cost of the explanations against the plain forward, on a synthetic ``slices × matrix²`` series.
+    """Cost of the explanations against the plain forward, on a synthetic ``slices × matrix²`` series of 5 mm slices.
 
     Keys: ``preprocess_ms``; ``forward_ms`` (inference only); ``analyse_ms`` (forward + gates + hidden-state
     saliency in one pass, :func:`analyse_sequence`); ``sequence_plain_ms`` and ``sequence_explained_ms``: the part
     after the encoder without and with the gates and the backward pass for hidden-state saliency;
     ``explain_extra_ratio`` = (sequence_explained − sequence_plain) / forward, the extra cost as a multiple of the
     forward (measured on the sequence part alone, where it arises, so encoder timing noise does not swamp it);
-    ``pixel_gxi_ms``: gradient × input on one original slice, encoder features given.
+    ``analyse_ratio`` = analyse / forward; ``pixel_one_ms``: the default pixel saliency of one original slice
+    (encoder features given); ``pixel_all_s``: the same for every slice, one after the other (once), and
+    ``pixel_all_ratio`` its multiple of the forward.
     """
     torch.manual_seed(seed)
-    model = SliceGRUNet(config).eval()
+    model = SliceGRUNet(config).eval().to(device)
     hu, spacing = _synthetic_series(slices, matrix, seed)
     prep = Preprocessor.from_config(model.config)
     inputs = prep(hu, spacing)
+    x = inputs.tensor.to(device)
     with torch.no_grad():
-        feats = model.encode(inputs.tensor)
+        feats = model.encode(x)
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
 
     def forward() -> object:
         with torch.inference_mode():
-            return model(inputs.tensor)
+            out = model(x)
+        sync()
+        return out
 
     def sequence_plain() -> object:
         with torch.inference_mode():
-            return model.forward_features(feats.unsqueeze(0))
+            out = model.forward_features(feats.unsqueeze(0))
+        sync()
+        return out
 
     def sequence_explained() -> object:
         out = model.forward_features(feats.unsqueeze(0))
         hidden = hidden_state_saliency(model, inputs, output=out)
         return gate_traces(model, inputs, output=out), hidden
+
+    pixel = EXPLAINERS[DEFAULT_PIXEL_METHOD]
+
+    def pixel_one(index: int) -> object:
+        return pixel(model, inputs, slices=[index], target=DEFAULT_PIXEL_TARGET, features=feats)
 
     out = {
         "preprocess_ms": _median_ms(lambda: prep(hu, spacing), repeats),
@@ -150,26 +179,36 @@ def bench_explanations(
         "analyse_ms": _median_ms(lambda: analyse_sequence(model, inputs), repeats),
         "sequence_plain_ms": _median_ms(sequence_plain, repeats),
         "sequence_explained_ms": _median_ms(sequence_explained, repeats),
-        "pixel_gxi_ms": _median_ms(
-            lambda: gradient_x_input(model, inputs, slices=[slices // 2], features=feats), repeats
-        ),
+        "pixel_one_ms": _median_ms(lambda: pixel_one(slices // 2), repeats),
     }
     out["explain_extra_ratio"] = (out["sequence_explained_ms"] - out["sequence_plain_ms"]) / out["forward_ms"]
+    out["analyse_ratio"] = out["analyse_ms"] / out["forward_ms"]
+    if pixel_all:
+        start = time.perf_counter()
+        for index in range(slices):
+            pixel_one(index)
+        out["pixel_all_s"] = time.perf_counter() - start
+        out["pixel_all_ratio"] = out["pixel_all_s"] * 1e3 / out["forward_ms"]
     return out
 
 
 def run_all(quick: bool = False) -> dict[str, dict[str, float]]:
-    """Every benchmark; ``quick`` uses fewer repeats and slices (for a smoke run)."""
+    """Every benchmark; ``quick`` uses fewer repeats and slices (for a smoke run). Adds CUDA runs when present."""
     if quick:
         return {
             "gru_h96": bench_gru(seq_len=64, repeats=3),
             "forward": bench_forward((8, 32), repeats=2),
-            "explanations": bench_explanations(slices=32, matrix=128, repeats=2),
+            "explanations_32": bench_explanations(slices=32, matrix=128, repeats=2),
         }
-    return {
+    results = {
         "gru_h64": bench_gru(hidden_size=64),
         "gru_h96": bench_gru(hidden_size=96),
         "gru_h128": bench_gru(hidden_size=128),
         "forward": bench_forward(),
-        "explanations": bench_explanations(),
+        "explanations_32": bench_explanations(slices=32),
+        "explanations_300": bench_explanations(slices=300, repeats=3),
     }
+    if torch.cuda.is_available():
+        results["cuda_explanations_32"] = bench_explanations(slices=32, device="cuda")
+        results["cuda_explanations_300"] = bench_explanations(slices=300, repeats=3, device="cuda")
+    return results

@@ -64,7 +64,10 @@ def pick_device(preference: Preference | str = "auto") -> torch.device:
 def describe_device(device: torch.device) -> str:
     """Human-readable name for reports and the status bar, e.g. ``"CUDA (NVIDIA H100)"`` or ``"CPU (2 threads)"``."""
     if device.type == "cuda":
-        return f"CUDA ({torch.cuda.get_device_name(device)})"
+        try:
+            return f"CUDA ({torch.cuda.get_device_name(device)})"
+        except (RuntimeError, AssertionError):  # no driver, or a CPU-only build of torch
+            return "CUDA"
     if device.type == "mps":
         return "Apple MPS"
     return f"CPU ({torch.get_num_threads()} threads)"

@@ -520,6 +520,11 @@ EXPLAINERS: dict[str, Explainer] = {
 }
 PIXEL_METHODS: tuple[str, ...] = ("gradient_x_input", "smoothgrad", "integrated_gradients")
 
+#: The pixel saliency the viewer shows and the report prints, and which logit it explains. Chosen by the pointing
+#: game on held-out phantoms against a fully randomised model (see the model card and docs/model.md).
+DEFAULT_PIXEL_METHOD = "gradient_x_input"
+DEFAULT_PIXEL_TARGET: Target = "slice"
+
 
 def randomize_weights_cascading(model: SliceGRUNet, upto_layer: str | int, seed: int = 0) -> SliceGRUNet:
     """A copy of ``model`` with its blocks re-initialised from the output down to ``upto_layer`` (inclusive).

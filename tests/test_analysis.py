@@ -1,0 +1,153 @@
+"""The headless analysis: one series in, an AnalysisResult out; cancel, CPU fallback and the analyze command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from viewer.analysis import run as analysis_run
+from viewer.analysis.batch import analyze_paths
+from viewer.analysis.models import load_model
+from viewer.analysis.result import GATE_KEYS, MATRIX_KEYS
+from viewer.analysis.run import AnalysisOptions, analyze_volume
+from viewer.cli import main
+from viewer.dicom.index import scan
+from viewer.dicom.phantom import write_phantom_dataset
+from viewer.dicom.volume import load_stack
+from viewer.errors import CancelledError, ViewerError
+from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.weights import save_weights
+
+SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("analysis")
+    write_phantom_dataset(root / "data", studies=2, seed=21, matrix=64)
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "small.safetensors"
+    save_weights(SliceGRUNet(SMALL).eval(), path, name="small", version="0.0.1")
+    return path
+
+
+@pytest.fixture(scope="module")
+def volume(study: Path):
+    stack = next(scan([str(study)]).stacks())
+    return load_stack(stack)
+
+
+def test_result_covers_every_slice_and_names_its_series(volume, model_file: Path):
+    model, card = load_model(model_file)
+    steps: list[tuple[int, int, str]] = []
+    result = analyze_volume(volume, model, card, progress=lambda d, t, s: steps.append((d, t, s)))
+    n = volume.array.shape[0]
+    assert 0.0 <= result.probability <= 1.0
+    assert result.positive == (result.probability >= card.operating_threshold)
+    assert result.slice_probabilities.shape == (n,)
+    assert set(result.gates) >= set(GATE_KEYS) and all(result.gates[k].shape == (n,) for k in GATE_KEYS)
+    assert all(result.gate_matrices[k].shape == (SMALL.hidden_size, n) for k in MATRIX_KEYS)
+    assert result.hidden_saliency["combined"].max() == pytest.approx(1.0)
+    assert len(result.key_slices) == 4 and len(set(result.key_slices)) == 4
+    top = int(np.argmax(result.hidden_saliency["combined"]))
+    assert result.key_slices[0] == top
+    for k in result.key_slices:
+        assert result.pixel_saliency[k].shape == volume.array.shape[1:]
+    other = next(i for i in range(n) if i not in result.key_slices)
+    assert result.saliency(other).shape == volume.array.shape[1:]
+    assert result.saliency(n) is None
+    assert result.matches(volume) and result.warnings == []
+    assert result.model.sha256 == card.sha256 and result.device.startswith("CPU")
+    assert steps[-1][0] == steps[-1][1]
+    json.dumps(result.to_dict())
+
+
+def test_result_refuses_another_series(study: Path, volume, model_file: Path):
+    model, card = load_model(model_file)
+    result = analyze_volume(volume, model, card)
+    stacks = list(scan([str(study)]).stacks())
+    other = load_stack(next(s for s in stacks if s.uid != volume.stack_uid))
+    assert not result.matches(other)
+
+
+def test_cancel_stops_the_analysis(volume, model_file: Path):
+    model, card = load_model(model_file)
+    calls = {"n": 0}
+
+    def cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    with pytest.raises(CancelledError):
+        analyze_volume(volume, model, card, cancel=cancel)
+
+
+def test_gpu_failure_falls_back_to_cpu(volume, model_file: Path, monkeypatch):
+    model, card = load_model(model_file)
+    original = analysis_run.place
+
+    def failing_place(m, device):
+        if device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(m, device)
+
+    monkeypatch.setattr(analysis_run, "pick_device", lambda pref: torch.device("cuda"))
+    monkeypatch.setattr(analysis_run, "place", failing_place)
+    result = analyze_volume(volume, model, card, options=AnalysisOptions(device="auto"))
+    assert result.device.startswith("CPU")
+    assert "out of memory" in result.device_notice and "CPU" in result.device_notice
+
+
+def test_other_errors_are_not_hidden_by_the_fallback(volume, model_file: Path, monkeypatch):
+    model, card = load_model(model_file)
+
+    def broken(m, device):
+        raise ValueError("a bug, not a device failure")
+
+    monkeypatch.setattr(analysis_run, "pick_device", lambda pref: torch.device("cuda"))
+    monkeypatch.setattr(analysis_run, "place", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        analyze_volume(volume, model, card)
+
+
+def test_intended_use_warnings_reach_the_result(volume, model_file: Path):
+    model, card = load_model(model_file)
+    volume.modality = "MR"
+    try:
+        result = analyze_volume(volume, model, card)
+    finally:
+        volume.modality = "CT"
+    assert [w.code for w in result.warnings] == ["modality"]
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(ViewerError, match="No model installed"):
+        load_model(tmp_path / "absent.safetensors")
+
+
+def test_analyze_command_writes_json(study: Path, model_file: Path, tmp_path: Path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["analyze", str(study), "--model", str(model_file), "--json", str(out), "-q"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all("probability" in line and "threshold" in line for line in lines)
+    doc = json.loads(out.read_text())
+    assert len(doc["results"]) == 2
+    first = doc["results"][0]
+    report = analyze_paths([study], series_uid=first["series"]["series_uid"], model_path=model_file)
+    assert report.analysed[0].result.probability == pytest.approx(first["probability"], abs=1e-6)
+
+
+def test_analyze_command_with_nothing_to_analyse(tmp_path: Path, model_file: Path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["analyze", str(tmp_path / "empty"), "--model", str(model_file), "-q"]) == 3
+    assert "nothing could be analysed" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "empty"), "--series", "1.2.3", "--model", str(model_file)]) == 1
