@@ -16,6 +16,7 @@ def test_bench_functions_return_timings():
     assert gru["max_abs_diff"] <= 1e-5
     assert {"nn_gru_ms", "gated_gru_ms", "ratio", "fwd_bwd_ratio"} <= set(gru)
     assert {"forward_4_ms", "encoder_4_ms", "sequence_4_ms", "parameters"} <= set(forward)
-    assert {"preprocess_ms", "forward_ms", "analyse_ms", "pixel_gxi_ms", "explain_extra_ratio"} <= set(expl)
+    assert {"preprocess_ms", "forward_ms", "analyse_ms", "pixel_one_ms", "explain_extra_ratio"} <= set(expl)
+    assert {"pixel_all_s", "pixel_all_ratio", "analyse_ratio"} <= set(expl)
     assert {"sequence_plain_ms", "sequence_explained_ms"} <= set(expl)
     assert all(v > 0 for d in (gru, forward) for k, v in d.items() if k.endswith("_ms"))
