@@ -131,8 +131,12 @@ def test_slice_target(model, inputs):
 
 @pytest.mark.parametrize("baseline", [AIR_HU, "blur"])
 def test_integrated_gradients_completeness(model, inputs, baseline):
-    """Attributions add up to the change of the study logit when the slice is replaced by its baseline."""
-    expl = ex.integrated_gradients(model, inputs, slices=[5], steps=48, batch=16, baseline=baseline)
+    """Attributions add up to the change of the study logit when the slice is replaced by its baseline.
+
+    The encoder's max pooling makes the path piecewise smooth with many kinks, so the midpoint sum needs many
+    steps to converge (48 steps were 58 % off, 256 steps 17 %).
+    """
+    expl = ex.integrated_gradients(model, inputs, slices=[5], steps=1024, batch=128, baseline=baseline)
     vol = _volume()
     replaced = vol.copy()
     replaced[5] = ex.baseline_slice(inputs, 5, baseline)

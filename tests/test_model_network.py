@@ -26,7 +26,7 @@ def test_forward_shapes_single_series(model):
     assert out.slice_logits.shape == (1, 7)
     assert out.study_logit.shape == (1,)
     assert out.hidden.shape == (1, 7, 24)
-    assert out.features.shape == (1, 7, 32)
+    assert out.features.shape == (1, 7, 2 * 32)  # mean- and max-pooled
     assert len(out.trace.layers) == 1 and len(out.trace.layers[0]) == 2
     for states in out.trace.layers[0]:
         for gate in ("z", "r", "n", "h"):

@@ -82,7 +82,9 @@ def test_labels_csv_json_and_refusals(tmp_path: Path):
     (tmp_path / "bad.csv").write_text("uid,diagnosis\n1.2.3,1\n")
     with pytest.raises(ViewerError, match="series_uid and label"):
         read_labels(tmp_path / "bad.csv")
-    (tmp_path / "l.json").write_text(json.dumps({"studies": [{"series_uid": "1", "label": 1, "mask": "../x.npz"}]}))
+    (tmp_path / "l.json").write_text(
+        json.dumps({"studies": [{"series_uid": "1", "label": 1, "mask": "../x.npz"}]})
+    )
     with pytest.raises(ViewerError, match="leaves"):
         read_labels(tmp_path / "l.json")
     (tmp_path / "two.json").write_text(json.dumps({"studies": [{"series_uid": "1", "label": 2}]}))
@@ -151,7 +153,9 @@ def test_checkpoint_of_another_run_is_not_resumed(datasets, tmp_path: Path):
     Trainer(SMALL, settings, train_series, val_series, tmp_path / "c.safetensors").run()
     messages: list[str] = []
     other = TrainSettings(encoder_epochs=1, sequence_epochs=1, finetune_epochs=0, batch_slices=32, seed=5)
-    result = Trainer(SMALL, other, train_series, val_series, tmp_path / "c.safetensors", log=messages.append).run()
+    result = Trainer(
+        SMALL, other, train_series, val_series, tmp_path / "c.safetensors", log=messages.append
+    ).run()
     assert any("different run" in m for m in messages)
     assert len(result.history) == 2
 

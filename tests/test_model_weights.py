@@ -55,7 +55,7 @@ def test_markdown_card(saved):
     assert text.startswith("# Model card: test-model 0.0.1")
     for needle in (
         card.sha256,
-        "study_auroc",
+        "| study AUROC |",
         "Not a medical device",
         "Phantom studies",
         "keeps the previous state",

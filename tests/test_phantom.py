@@ -314,3 +314,15 @@ def test_progress_and_cancel(tmp_path: Path) -> None:
     assert calls == [(0, 3)]
     partial = load_labels(tmp_path)
     assert len(partial.studies) == 1 and partial.studies[0].mask_path.exists()
+
+
+def test_dataset_study_is_the_written_study(tmp_path):
+    from viewer.dicom.phantom import dataset_study
+
+    manifest = write_phantom_dataset(tmp_path / "set", studies=3, seed=4, matrix=64)
+    for index in (0, 2):
+        study, meta = dataset_study(4, index, matrix=64)
+        written = manifest.studies[index]
+        assert meta.series_uid == written.series_uid
+        assert study.label == written.label
+        assert np.array_equal(study.slice_labels, written.slice_labels)

@@ -106,6 +106,7 @@ def _log_line(quiet: bool) -> Callable[[str], None]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from viewer.model.device import pick_device
+    from viewer.model.network import ModelConfig
     from viewer.model.training import TrainSettings
     from viewer.model.workflow import train_from_folders
 
@@ -122,9 +123,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if args.fresh and checkpoint.exists():
         checkpoint.unlink()
+    config = ModelConfig(input_size=args.input_size)
     train_from_folders(
         args.data,
         args.out,
+        config=config,
         labels=args.labels or None,
         val_data=args.val,
         val_labels=args.val_labels,
@@ -151,6 +154,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.data,
         labels=args.labels,
         pixel_method=args.pixel_method,
+        pixel_target=args.pixel_target,
         device=pick_device(args.device),
         update_card=args.update_card,
         command=["gru-viewer", *sys.argv[1:]] if args.update_card else None,
@@ -158,7 +162,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(f"model {card.name} {card.version} (sha256 {card.sha256[:12]}…)")
     print(f"data  {dataset.description}")
-    print(f"pixel saliency: {report.pixel_method}; {report.seconds:.0f} s")
+    print(f"pixel saliency: {report.pixel_method} of the {report.pixel_target} logit; {report.seconds:.0f} s")
     print(format_metrics(report.metrics))
     for message in [*dataset.missing, *report.failed]:
         print(f"skipped: {message}", file=sys.stderr)
@@ -173,11 +177,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from viewer.analysis.batch import analyze_paths, summary_line
     from viewer.analysis.run import AnalysisOptions
 
+    wants_report = bool(args.report or args.dicom_report)
     report = analyze_paths(
         args.paths,
         series_uid=args.series,
         model_path=args.model,
         options=AnalysisOptions(device=args.device),
+        keep_volumes=wants_report,
         progress=_progress_printer(not args.quiet),
     )
     for run in report.runs:
@@ -185,11 +191,43 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for message in report.skipped:
         print(f"skipped: {message}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        from viewer.report.output import anonymize_batch_dict, check_output_path
+
+        folders = {Path(f).resolve().parent for run in report.runs for f in run.stack.files}
+        check_output_path(args.json, folders=folders)
+        data = anonymize_batch_dict(report.to_dict()) if args.anonymize else report.to_dict()
+        Path(args.json).write_text(json.dumps(data, indent=2, ensure_ascii=False))
     if not report.analysed:
         print("gru-viewer: nothing could be analysed (no CT volume that loads)", file=sys.stderr)
         return EXIT_NOTHING
+    if wants_report:
+        _write_reports(args, report.analysed)
     return EXIT_OK
+
+
+def _report_paths(pdf: Path, runs: Sequence) -> list[Path]:
+    """One analysed series: ``pdf`` itself; several: ``<stem>_<series number>.pdf`` (the index where series
+    numbers are missing or repeat)."""
+    if len(runs) == 1:
+        return [pdf]
+    numbers = [run.stack.first.series_number for run in runs]
+    unique = None not in numbers and len(set(numbers)) == len(numbers)
+    tags = [str(n) for n in numbers] if unique else [str(i) for i in range(1, len(runs) + 1)]
+    return [pdf.with_name(f"{pdf.stem}_{tag}{pdf.suffix or '.pdf'}") for tag in tags]
+
+
+def _write_reports(args: argparse.Namespace, runs: Sequence) -> None:
+    from viewer.analysis.models import load_model
+    from viewer.report import ReportOptions, build_report, save_dicom, save_pdf
+
+    _model, card = load_model(args.model)
+    pdf_paths = _report_paths(Path(args.report), runs) if args.report else [None] * len(runs)
+    for run, pdf_path in zip(runs, pdf_paths, strict=True):
+        built = build_report(run.volume, run.result, card, ReportOptions(anonymize=args.anonymize))
+        if pdf_path is not None:
+            print(f"report written to {save_pdf(built, pdf_path)}")
+        if args.dicom_report:
+            print(f"DICOM encapsulated PDF written to {save_dicom(built, args.dicom_report)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda or mps")
     p.add_argument("--model", metavar="FILE", help="weights to use (default: the shipped model)")
+    p.add_argument(
+        "--report",
+        metavar="FILE.pdf",
+        help="write a PDF report (several series: FILE_<series number>.pdf); never inside the series' folder",
+    )
+    p.add_argument(
+        "--dicom-report",
+        metavar="DIR",
+        help="also write the report as a DICOM Encapsulated PDF instance (same study, new series) into DIR",
+    )
+    p.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="de-identify the reports and the JSON (DICOM PS3.15 Annex E Basic Profile: pseudonymous ID, new "
+        "UIDs, no dates or descriptions)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_analyze)
 
@@ -257,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-epochs", type=int, help="epochs of the slice-CNN stage")
     p.add_argument("--sequence-epochs", type=int, help="epochs of the GRU stage")
     p.add_argument("--finetune-epochs", type=int, help="epochs of the end-to-end stage")
+    p.add_argument("--input-size", type=int, default=192, help="in-plane pixels the model sees (default 192)")
     p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda or mps")
     p.add_argument(
         "--checkpoint", metavar="FILE", help="resumable state (default OUT.checkpoint.safetensors)"
@@ -275,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="gradient_x_input",
         choices=("gradient_x_input", "smoothgrad", "integrated_gradients"),
         help="pixel saliency scored by the pointing game",
+    )
+    p.add_argument(
+        "--pixel-target",
+        default="slice",
+        choices=("slice", "study"),
+        help="the logit the pixel saliency explains: each slice's own (default) or the study's",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--json", metavar="FILE", help="also write the metrics and per-series results as JSON")

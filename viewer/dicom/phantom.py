@@ -1355,6 +1355,25 @@ def _write_labels(root: Path, seed: int, matrix: int, studies: list[StudyLabels]
     tmp.replace(root / "labels.json")
 
 
+def _dataset_study(
+    seq: np.random.SeedSequence, seed: int, index: int, bleed: bool, matrix: int
+) -> tuple[PhantomStudy, SeriesMeta]:
+    rng = np.random.default_rng(seq)
+    meta = _meta(rng, seed, index)
+    return generate_study(rng, matrix=matrix, bleed=bleed, clear=index == 0), meta
+
+
+def dataset_study(seed: int, index: int, matrix: int = 512) -> tuple[PhantomStudy, SeriesMeta]:
+    """Study ``index`` of the set ``write_phantom_dataset(seed=seed, matrix=matrix)`` writes, in memory only.
+
+    ``dataset_study(0, 0)`` is the demo study ``make run`` opens.
+    """
+    if index < 0:
+        raise ValueError("index must be at least 0")
+    seq = np.random.SeedSequence(seed).spawn(index + 1)[index]
+    return _dataset_study(seq, seed, index, _bleed_plan(seed, index + 1)[index], matrix)
+
+
 def write_phantom_dataset(
     out: Path,
     *,
@@ -1393,11 +1412,9 @@ def write_phantom_dataset(
             if cancel is not None and cancel():
                 _write_labels(root, seed, matrix, done)
                 raise CancelledError("Phantom generation cancelled")
-            rng = np.random.default_rng(children[i])
-            meta = _meta(rng, seed, i)
             if progress is not None:
-                progress(i, studies, f"Phantom study {i + 1}/{studies}: {meta.patient_id}")
-            study = generate_study(rng, matrix=matrix, bleed=plan[i], clear=i == 0)
+                progress(i, studies, f"Phantom study {i + 1}/{studies}")
+            study, meta = _dataset_study(children[i], seed, i, plan[i], matrix)
             done.append(_write_study(root, study, meta))
         _write_labels(root, seed, matrix, done)
     except OSError as err:

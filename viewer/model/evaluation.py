@@ -8,12 +8,14 @@ explanations), so the card describes what a user gets. Metrics:
 - slice level: AUROC of the per-slice probabilities against the bleed slices (all series with slice labels);
 - hidden-state saliency: AUROC of the ``combined`` track against the bleed slices, within series with a bleed
   (the track is scaled per series, so only its ranking inside a series means something);
-- pixel saliency: the pointing game (the map's maximum on the bleed mask, dilated 2 px) on every bleed slice,
-  with the same game played by a fully randomised copy of the model as the control a meaningful map must beat.
+- pixel saliency: the pointing game (the map's maximum on the bleed mask, dilated by one model pixel, see
+  :func:`pointing_tolerance_px`) on every bleed slice, with the same game played by a fully randomised copy of
+  the model as the control a meaningful map must beat.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ import numpy as np
 from viewer.errors import CancelledError
 from viewer.model.dataset import LabelledStack, iter_volumes
 from viewer.model.explanations import (
+    DEFAULT_PIXEL_METHOD,
+    DEFAULT_PIXEL_TARGET,
     EXPLAINERS,
     PIXEL_METHODS,
     analyse_sequence,
@@ -65,11 +69,13 @@ class EvaluationReport:
     failed: list[str]
     pixel_method: str
     seconds: float
+    pixel_target: str = DEFAULT_PIXEL_TARGET
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "metrics": self.metrics,
             "pixel_method": self.pixel_method,
+            "pixel_target": self.pixel_target,
             "failed": self.failed,
             "seconds": round(self.seconds, 1),
             "series": [
@@ -85,9 +91,24 @@ class EvaluationReport:
         }
 
 
-def _hits(model: SliceGRUNet, inputs: Any, masks: dict[int, np.ndarray], method: str) -> list[bool]:
-    expl = EXPLAINERS[method](model, inputs, slices=sorted(masks))
-    return [pointing_game(_only(expl, i), {i: masks[i]}) == 1.0 for i in sorted(masks)]
+def pointing_tolerance_px(inputs: Any, input_size: int) -> int:
+    """One model pixel, in original pixels: the finest detail a map computed through the model can resolve.
+
+    The model sees each slice resized to ``input_size`` pixels across; a gradient map at the original resolution
+    is sharp only to that grid, so a peak one model pixel off the lesion's edge still points at it.
+    """
+    _, dy, dx = inputs.spacing
+    rows, cols = inputs.hu.shape[1:]
+    model_px_mm = max(rows * dy, cols * dx) / input_size
+    return max(1, math.ceil(model_px_mm / min(dy, dx) - 1e-6))
+
+
+def _hits(
+    model: SliceGRUNet, inputs: Any, masks: dict[int, np.ndarray], method: str, target: str
+) -> list[bool]:
+    expl = EXPLAINERS[method](model, inputs, slices=sorted(masks), target=target)
+    tolerance = pointing_tolerance_px(inputs, model.config.input_size)
+    return [pointing_game(_only(expl, i), {i: masks[i]}, tolerance) == 1.0 for i in sorted(masks)]
 
 
 def _only(expl: Any, index: int) -> Any:
@@ -100,7 +121,8 @@ def evaluate_series(
     items: Sequence[LabelledStack],
     *,
     threshold: float,
-    pixel_method: str = "gradient_x_input",
+    pixel_method: str = DEFAULT_PIXEL_METHOD,
+    pixel_target: str = DEFAULT_PIXEL_TARGET,
     control_seed: int = 0,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
@@ -138,8 +160,10 @@ def evaluate_series(
         if mask is not None:
             masks = {int(i): mask[i] for i in np.flatnonzero(mask.any(axis=(1, 2)))}
             if masks:
-                outcome.pointing_hits = _hits(model, inputs, masks, pixel_method)
-                outcome.pointing_hits_randomised = _hits(randomised, inputs, masks, pixel_method)
+                outcome.pointing_hits = _hits(model, inputs, masks, pixel_method, pixel_target)
+                outcome.pointing_hits_randomised = _hits(
+                    randomised, inputs, masks, pixel_method, pixel_target
+                )
         outcome.seconds = time.perf_counter() - t0
         outcomes.append(outcome)
         if cancel is not None and cancel():
@@ -147,7 +171,12 @@ def evaluate_series(
     if progress is not None:
         progress(len(items), len(items), "Evaluated")
     return EvaluationReport(
-        summarise(outcomes, threshold), outcomes, failed, pixel_method, time.perf_counter() - started
+        summarise(outcomes, threshold),
+        outcomes,
+        failed,
+        pixel_method,
+        time.perf_counter() - started,
+        pixel_target,
     )
 
 

@@ -53,7 +53,7 @@ class ModelConfig:
         Study probability at or above which the study is called positive.
     """
 
-    input_size: int = 128
+    input_size: int = 192
     windows: tuple[tuple[float, float], ...] = DEFAULT_WINDOWS
     target_spacing_mm: float = 5.0
     encoder_channels: tuple[int, ...] = (16, 32, 64, 128)
@@ -82,7 +82,8 @@ class ModelConfig:
 
     @property
     def feature_size(self) -> int:
-        return self.encoder_channels[-1]
+        """Length of a slice's feature vector: the last stage's channels, mean- and max-pooled."""
+        return 2 * self.encoder_channels[-1]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
@@ -121,7 +122,13 @@ class EncoderStage(nn.Module):
 
 
 class SliceEncoder(nn.Module):
-    """Windowed slice ``(N, channels, S, S)`` → feature vector ``(N, channels[-1])`` by global average pooling."""
+    """Windowed slice ``(N, channels, S, S)`` → feature vector ``(N, 2 · channels[-1])``: the last stage's map
+    pooled by its mean and by its maximum over the slice.
+
+    The maximum is there for small findings: a 5 mm bleed fills a few cells of the final grid, and averaging over
+    the whole slice would dilute it into the noise of the other cells (with the mean alone the encoder missed
+    most small and thin bleeds on the phantoms).
+    """
 
     def __init__(self, in_channels: int, channels: Sequence[int]) -> None:
         super().__init__()
@@ -139,7 +146,7 @@ class SliceEncoder(nn.Module):
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)
-        return x.mean(dim=(2, 3))
+        return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
 
 
 @dataclass

@@ -57,7 +57,7 @@ class TrainSettings:
     """Everything that decides a training run besides the data (stored in the checkpoint and the card)."""
 
     seed: int = 0
-    encoder_epochs: int = 8
+    encoder_epochs: int = 12
     sequence_epochs: int = 30
     finetune_epochs: int = 2
     batch_slices: int = 64

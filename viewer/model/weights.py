@@ -311,7 +311,8 @@ def card_to_markdown(card: ModelCard) -> str:
         f"- Slab thickness: {cfg.target_spacing_mm:g} mm (thinner slices are averaged)",
         "",
         "## Architecture",
-        f"- Slice encoder: CNN, channels {', '.join(str(c) for c in cfg.encoder_channels)}, global average pooling",
+        f"- Slice encoder: CNN, channels {', '.join(str(c) for c in cfg.encoder_channels)}, global mean and max "
+        "pooling",
         f"- Bidirectional GRU: {cfg.num_layers} layer(s), {cfg.hidden_size} units per direction "
         "(PyTorch gate convention: update gate z = 1 keeps the previous state)",
         f"- Study score: log-mean-exp of the slice logits (sharpness {cfg.lse_sharpness:g})",
@@ -329,7 +330,8 @@ def card_to_markdown(card: ModelCard) -> str:
         lines += ["| Metric | Value |", "| --- | --- |"]
         lines += [f"| {METRIC_LABELS.get(k, k)} | {format_metric(k, v)} |" for k, v in card.metrics.items()]
         if card.evaluation.get("pixel_method"):
-            lines += ["", f"Pixel saliency method: {card.evaluation['pixel_method']}."]
+            target = card.evaluation.get("pixel_target", "study")
+            lines += ["", f"Pixel saliency: {card.evaluation['pixel_method']} of the {target} logit."]
     else:
         lines.append("None recorded.")
     lines += [

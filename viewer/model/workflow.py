@@ -21,6 +21,7 @@ from viewer.model.dataset import (
     read_labels,
 )
 from viewer.model.evaluation import EvaluationReport, evaluate_series
+from viewer.model.explanations import DEFAULT_PIXEL_METHOD, DEFAULT_PIXEL_TARGET
 from viewer.model.network import ModelConfig
 from viewer.model.preprocess import Preprocessor
 from viewer.model.training import STAGES, Trainer, TrainSettings
@@ -184,7 +185,8 @@ def evaluate_folder(
     data: str | Path,
     *,
     labels: str | Path | None = None,
-    pixel_method: str = "gradient_x_input",
+    pixel_method: str = DEFAULT_PIXEL_METHOD,
+    pixel_target: str = DEFAULT_PIXEL_TARGET,
     device: torch.device | None = None,
     update_card: bool = False,
     command: Sequence[str] | None = None,
@@ -194,13 +196,19 @@ def evaluate_folder(
     model, card = load_weights(model_path, device=device or "cpu")
     dataset = open_dataset(data, labels, progress)
     report = evaluate_series(
-        model, dataset.items, threshold=card.operating_threshold, pixel_method=pixel_method, progress=progress
+        model,
+        dataset.items,
+        threshold=card.operating_threshold,
+        pixel_method=pixel_method,
+        pixel_target=pixel_target,
+        progress=progress,
     )
     if update_card:
         card.metrics = dict(report.metrics)
         card.evaluation = {
             "data": dataset.description,
             "pixel_method": pixel_method,
+            "pixel_target": pixel_target,
             "command": shlex.join(command) if command else "",
             "failed": list(report.failed),
         }

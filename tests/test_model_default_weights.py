@@ -1,0 +1,133 @@
+"""The shipped weights: they load, their card tells the truth about them, and their explanations pass the
+model-randomisation sanity check on the demo study."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from viewer.dicom.phantom import dataset_study
+from viewer.model.explanations import (
+    DEFAULT_PIXEL_METHOD,
+    DEFAULT_PIXEL_TARGET,
+    EXPLAINERS,
+    analyse_sequence,
+    pointing_game,
+    randomisation_check,
+)
+from viewer.model.preprocess import Preprocessor
+from viewer.model.weights import card_to_markdown, default_model_paths, load_weights, read_card, sha256_file
+
+PATHS = default_model_paths()
+GOALS = {"study_auroc": 0.97, "slice_auroc": 0.95, "pointing_game": 0.80}
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_weights(PATHS.weights)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """Study 0 of every phantom set (``make run`` opens it): a clear intraparenchymal bleed, here at 256²."""
+    return dataset_study(0, 0, matrix=256)[0]
+
+
+def test_weights_are_small_safetensors_matching_their_card(shipped):
+    model, card = shipped
+    assert PATHS.weights.stat().st_size < 5_000_000
+    assert card.sha256 == sha256_file(PATHS.weights)
+    assert card.name == "slice_gru_default"
+    assert (
+        "not for diagnosis" in card.intended_use.lower()
+        or "not a medical device" in card.intended_use.lower()
+    )
+    assert PATHS.card.with_name(
+        PATHS.card.name.removesuffix(".json") + ".md"
+    ).read_text() == card_to_markdown(card)
+
+
+def test_card_reports_a_held_out_split_never_used_in_training(shipped):
+    _, card = shipped
+    assert card.metrics["studies"] >= 200
+    assert card.metrics["studies_with_bleed"] >= 50
+    held_out = {int(s) for s in re.findall(r"seed (\d+)", card.evaluation["data"])}
+    training = {int(s) for s in re.findall(r"seed (\d+)", card.training_data)}
+    validation = {int(s) for s in re.findall(r"seed (\d+)", card.training["validation_data"])}
+    assert held_out and training and validation
+    assert held_out.isdisjoint(training | validation)
+    assert card.evaluation["pixel_method"] == DEFAULT_PIXEL_METHOD
+    for key in (
+        "study_auroc",
+        "sensitivity",
+        "specificity",
+        "calibration_error",
+        "slice_auroc",
+        "hidden_saliency_auroc",
+        "pointing_game",
+        "pointing_game_randomised",
+    ):
+        assert 0.0 <= card.metrics[key] <= 1.0, key
+
+
+def test_demo_bleed_is_found_and_located(shipped, demo):
+    model, card = shipped
+    inputs = Preprocessor.from_config(model.config)(demo.hu, demo.spacing)
+    result = analyse_sequence(model, inputs)
+    assert float(result.output.study_probability[0]) >= card.operating_threshold
+    bleed_slices = set(np.flatnonzero(demo.slice_labels).tolist())
+    top = int(np.argmax(result.hidden_saliency.on_original_slices("combined")))
+    assert top in bleed_slices or min(abs(top - s) for s in bleed_slices) <= 1
+
+
+def test_pixel_saliency_passes_the_randomisation_sanity_check(shipped, demo):
+    """Adebayo et al. 2018: with the weights randomised from the top down the maps must change (Spearman < 0.5)."""
+    model, _ = shipped
+    inputs = Preprocessor.from_config(model.config)(demo.hu, demo.spacing)
+    bleed = [int(i) for i in np.flatnonzero(demo.slice_labels)]
+    expl = EXPLAINERS[DEFAULT_PIXEL_METHOD](model, inputs, slices=bleed, target=DEFAULT_PIXEL_TARGET)
+    assert pointing_game(expl, {i: demo.mask[i] for i in bleed}) >= 0.8
+    correlations = randomisation_check(
+        model, inputs, DEFAULT_PIXEL_METHOD, slices=bleed, target=DEFAULT_PIXEL_TARGET
+    )
+    print(correlations)
+    assert list(correlations) == model.layer_names_top_down()
+    assert all(c < 0.5 for c in correlations.values()), correlations
+
+
+@pytest.mark.slow
+def test_card_numbers_are_what_evaluate_prints(shipped, tmp_path: Path):
+    """Rebuild the held-out split from the command on the card and evaluate it: the same numbers come out."""
+    _, card = shipped
+    command = re.search(r"`gru-viewer demo-data DIR ([^`]*)`", card.evaluation["data"])
+    assert command
+    data = tmp_path / "heldout"
+    subprocess.run(
+        [sys.executable, "-m", "viewer", "demo-data", str(data), *command.group(1).split()], check=True
+    )
+    copy = tmp_path / PATHS.weights.name
+    copy.write_bytes(PATHS.weights.read_bytes())
+    card_copy = tmp_path / PATHS.card.name
+    card_copy.write_text(PATHS.card.read_text())
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "viewer",
+            "evaluate",
+            "--model",
+            str(copy),
+            "--data",
+            str(data),
+            "--update-card",
+            "-q",
+        ],
+        check=True,
+    )
+    again = read_card(card_copy)
+    assert again.metrics == pytest.approx(card.metrics, abs=1e-9)
