@@ -26,6 +26,12 @@ def _private_settings_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["GRU_VIEWER_SETTINGS_DIR"] = str(tmp_path_factory.mktemp("gru-viewer-settings"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The de-identification key goes to a temporary folder, never the user's (viewer.report reads this)."""
+    os.environ["GRU_VIEWER_DATA_DIR"] = str(tmp_path_factory.mktemp("gru-viewer-data"))
+
+
 @pytest.fixture(autouse=True)
 def _no_qthread_left_running(request: pytest.FixtureRequest):
     """GUI tests (tests/test_ui_*.py) fail when a QThread they started is still running at teardown.

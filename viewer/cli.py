@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dicom-report",
         metavar="DIR",
-        help="also write the report as a DICOM Encapsulated PDF instance (same study, new series) into DIR",
+        help="write the report as a DICOM Encapsulated PDF instance (same study, new series) into DIR",
     )
     p.add_argument(
         "--anonymize",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -94,7 +95,9 @@ class AnalysisResult:
     device:
         Where it ran (``"CPU (2 threads)"``, ``"CUDA (…)"``); ``device_notice`` says why it fell back, if it did.
     timings:
-        Seconds per step: ``preprocess``, ``forward``, ``gates``, ``saliency``, ``pixel``, ``total``.
+        Seconds per step: ``preprocess``, ``forward``, ``gates``, ``pixel``, ``total``.
+    finished_at:
+        When the analysis finished (local time, with its UTC offset).
     """
 
     identity: SeriesIdentity
@@ -113,6 +116,7 @@ class AnalysisResult:
     device: str
     device_notice: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    finished_at: datetime | None = None
     _compute_pixel: PixelSaliencyFn | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -166,6 +170,7 @@ class AnalysisResult:
             "device": self.device,
             "device_notice": self.device_notice,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "finished_at": self.finished_at.isoformat(timespec="seconds") if self.finished_at else None,
             "key_slices": list(self.key_slices),
             "slice_probabilities": arr(self.slice_probabilities),
             "hidden_saliency": {k: arr(v) for k, v in self.hidden_saliency.items()},

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -178,6 +179,7 @@ def _run(
         model=ModelIdentity(card.name, card.version, card.sha256),
         device=describe_device(device),
         timings=timings,
+        finished_at=datetime.now().astimezone(),
         _compute_pixel=pixel,
     )
 

@@ -1,0 +1,334 @@
+"""The report: PDF text and metadata, de-identification, the DICOM Encapsulated PDF copy (checked by dciodvfy
+where installed), PNG/JSON exports, and that nothing is ever written into the study folder."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from pydicom.uid import UID
+from pypdf import PdfReader
+
+from viewer import __version__
+from viewer.analysis.models import load_model
+from viewer.analysis.run import analyze_volume
+from viewer.cli import main
+from viewer.dicom.index import scan
+from viewer.dicom.phantom import write_phantom_dataset
+from viewer.dicom.volume import load_stack
+from viewer.errors import ViewerError
+from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.weights import save_weights
+from viewer.report import (
+    ReportOptions,
+    build_report,
+    export_json,
+    export_png,
+    render_key_image,
+    save_dicom,
+    save_pdf,
+)
+from viewer.report.deidentify import deidentify, pseudo_uid, pseudonym
+from viewer.report.dicom_export import ENCAPSULATED_PDF_STORAGE
+from viewer.report.identifiers import display_date, display_name, identifiers_from_volume
+from viewer.report.images import output_shape
+
+KEY = b"test-pseudonym-key-0123456789abcdef"
+SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report") / "data"
+    write_phantom_dataset(root, studies=1, seed=0, matrix=64)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "m.safetensors"
+    save_weights(
+        SliceGRUNet(SMALL).eval(), path, name="test", version="0.0.7", training_data="synthetic phantoms"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def analysed(study: Path, model_file: Path):
+    model, card = load_model(model_file)
+    volume = load_stack(next(scan([str(study)]).stacks()))
+    return volume, analyze_volume(volume, model, card), card
+
+
+@pytest.fixture(scope="module")
+def reports(analysed):
+    volume, result, card = analysed
+    plain = build_report(volume, result, card)
+    anonymous = build_report(volume, result, card, ReportOptions(anonymize=True, key=KEY))
+    return plain, anonymous
+
+
+def _text(pdf: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+
+def _phi(volume) -> list[str]:
+    """Every identifying string of the source the anonymised outputs must not hold."""
+    meta = volume.meta
+    values = [
+        meta["patient_name"],
+        display_name(meta["patient_name"]),
+        *[part for part in meta["patient_name"].split("^") if len(part) > 3],
+        meta["patient_id"],
+        meta["patient_birth_date"],
+        display_date(meta["patient_birth_date"]),
+        meta["study_date"],
+        display_date(meta["study_date"]),
+        meta["accession_number"],
+        meta["study_description"],
+        meta["series_description"],
+        meta["institution"],
+        volume.study_uid,
+        volume.series_uid,
+        *volume.sop_uids[:3],
+    ]
+    return [v for v in values if v]
+
+
+def _files_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_pdf_shows_identifiers_finding_probability_and_model(analysed, reports) -> None:
+    volume, result, card = analysed
+    plain, _ = reports
+    assert plain.pdf.startswith(b"%PDF") and 100_000 < len(plain.pdf) < 8_000_000
+    text = _text(plain.pdf)
+    meta = volume.meta
+    for expected in (
+        display_name(meta["patient_name"]),
+        meta["patient_id"],
+        display_date(meta["patient_birth_date"]),
+        display_date(meta["study_date"]),
+        meta["accession_number"],
+        meta["study_description"],
+        meta["series_description"],
+        result.finding,
+        f"probability {result.probability:.2f} (threshold {result.threshold:.2f})",
+        f"model test {card.version}",
+        f"GRU Viewer {__version__}",
+        "Decision support only",
+        "Key slice 1 of 4",
+        "Update gate z",
+        "Reset gate r",
+        "Model card summary",
+        "synthetic phantoms",
+    ):
+        assert expected in text, expected
+    pages = len(PdfReader(io.BytesIO(plain.pdf)).pages)
+    assert pages >= 4 and f"Page 1 of {pages}" in text and f"Page {pages} of {pages}" in text
+    for k in result.key_slices:
+        assert f"slice {k + 1} of {volume.n_slices}" in text
+
+
+def test_pdf_metadata_never_carries_patient_data(analysed, reports) -> None:
+    volume, _, _ = analysed
+    for report in reports:
+        info = PdfReader(io.BytesIO(report.pdf)).metadata
+        fields = " ".join(
+            str(info.get(k, "")) for k in ("/Title", "/Author", "/Subject", "/Keywords", "/Creator")
+        )
+        assert "GRU Viewer" in fields
+        assert not [s for s in _phi(volume) if s in fields]
+
+
+def test_anonymised_pdf_holds_none_of_the_source_identifiers(analysed, reports) -> None:
+    volume, result, _ = analysed
+    _, anonymous = reports
+    text = _text(anonymous.pdf)
+    squeezed = re.sub(r"\s+", "", text)
+    leaked = [
+        s
+        for s in _phi(volume)
+        if s in text or re.sub(r"\s+", "", s) in squeezed or s.encode() in anonymous.pdf
+    ]
+    assert leaked == []
+    ids = anonymous.identifiers
+    assert ids.deidentified and ids.patient_id.startswith("ANON-") and ids.patient_id in text
+    assert ids.study_uid in squeezed and ids.study_uid != volume.study_uid
+    assert result.finding in text and "de-identified" in text
+    info = PdfReader(io.BytesIO(anonymous.pdf)).metadata
+    assert str(info.get("/CreationDate", "")).startswith("D:2000")  # invariant mode: no real date
+
+
+def test_pseudonyms_are_keyed_consistent_and_valid() -> None:
+    assert pseudonym("id:123", KEY) == pseudonym("id:123", KEY) != pseudonym("id:123", b"another key")
+    uid = pseudo_uid("1.2.3.4", KEY)
+    assert uid == pseudo_uid("1.2.3.4", KEY) != pseudo_uid("1.2.3.5", KEY)
+    assert UID(uid).is_valid and len(uid) <= 64 and uid.startswith("2.25.")
+    assert pseudo_uid("", KEY) == ""
+
+
+def test_deidentify_follows_the_basic_profile(analysed) -> None:
+    volume, _, _ = analysed
+    ids = deidentify(identifiers_from_volume(volume), KEY)
+    assert ids.patient_birth_date == ids.patient_sex == ids.study_date == ids.study_time == ""
+    assert ids.accession_number == ids.study_description == ids.series_description == ids.institution == ""
+    assert ids.series_uid == pseudo_uid(volume.series_uid, KEY)
+    assert len(ids.source_sop_uids) == volume.n_slices and volume.sop_uids[0] not in ids.source_sop_uids
+    assert ids.modality == "CT" and ids.n_slices == volume.n_slices  # kept, as the profile keeps them
+    assert deidentify(ids, KEY) == ids
+
+
+def _dciodvfy(path: Path) -> str:
+    tool = shutil.which("dciodvfy")
+    if tool is None:
+        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed: apt-get install -y dicom3tools")
+    done = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("anonymize", [False, True], ids=["identified", "anonymised"])
+def test_dicom_encapsulated_pdf_reads_back(analysed, reports, tmp_path: Path, anonymize: bool) -> None:
+    volume, _, _ = analysed
+    report = reports[1] if anonymize else reports[0]
+    path = save_dicom(report, tmp_path / "archive")
+    ds = pydicom.dcmread(path)
+    assert ds.SOPClassUID == ENCAPSULATED_PDF_STORAGE and ds.Modality == "DOC"
+    assert ds.SeriesDescription == "GRU Viewer report" and ds.BurnedInAnnotation == "YES"
+    assert ds.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    assert ds.SeriesInstanceUID not in (volume.series_uid, report.identifiers.series_uid)
+    document = bytes(ds.EncapsulatedDocument)
+    assert len(document) % 2 == 0 and ds.EncapsulatedDocumentLength == len(report.pdf)
+    assert document[: len(report.pdf)] == report.pdf and document[len(report.pdf) :] in (b"", b"\x00")
+    if anonymize:
+        assert ds.StudyInstanceUID == report.identifiers.study_uid != volume.study_uid
+        assert ds.PatientIdentityRemoved == "YES" and ds.PatientID == report.identifiers.patient_id
+        assert ds.StudyDate == "" and ds.ContentDate == ""
+        raw = path.read_bytes()
+        assert [s for s in _phi(volume) if s.encode() in raw] == []
+    else:
+        assert ds.StudyInstanceUID == volume.study_uid and ds.PatientID == volume.meta["patient_id"]
+        assert ds.SourceInstanceSequence[0].ReferencedSOPInstanceUID == volume.sop_uids[0]
+    output = _dciodvfy(path)
+    errors = [line for line in output.splitlines() if line.startswith("Error")]
+    assert errors == [], output
+
+
+def test_exports_leave_the_study_folder_unchanged(analysed, reports, study: Path, tmp_path: Path) -> None:
+    volume, result, _ = analysed
+    before = _files_digest(study)
+    out = tmp_path / "exports"
+    for report in reports:
+        save_pdf(report, out / "r.pdf")
+        save_dicom(report, out / "dcm")
+    export_png(out / "k.png", volume, result, result.key_slices[0])
+    export_json(out / "r.json", result, volume, anonymize=True, key=KEY)
+    assert _files_digest(study) == before
+    assert not [p for p in out.rglob(".*")]  # no temporary file left behind
+    doc = json.loads((out / "r.json").read_text())
+    assert (
+        doc["series"]["study_uid"] == pseudo_uid(volume.study_uid, KEY) and doc["finding"] == result.finding
+    )
+
+
+def test_exports_refuse_the_series_folder(analysed, reports) -> None:
+    volume, result, _ = analysed
+    series_dir = Path(volume.sources[0][0]).parent
+    with pytest.raises(ViewerError, match="never writes to"):
+        save_pdf(reports[0], series_dir / "report.pdf")
+    with pytest.raises(ViewerError, match="never writes to"):
+        save_dicom(reports[0], series_dir)
+    with pytest.raises(ViewerError, match="never writes to"):
+        export_png(series_dir / "sub" / "k.png", volume, result, result.key_slices[0])
+    with pytest.raises(ViewerError, match="never writes to"):
+        export_json(series_dir / "r.json", result, volume)
+
+
+def test_report_refuses_a_result_of_another_series(analysed, study: Path, tmp_path: Path) -> None:
+    volume, result, card = analysed
+    other = load_stack(next(scan([str(study)]).stacks()))
+    other.sop_uids = [u + ".9" for u in other.sop_uids]
+    with pytest.raises(ViewerError, match="another series"):
+        build_report(other, result, card)
+
+
+def test_key_image_keeps_aspect_and_orientation(analysed) -> None:
+    volume, result, _ = analysed
+    assert output_shape((100, 200), (1.0, 0.5), 512) == (512, 512)
+    assert output_shape((100, 100), (2.0, 1.0), 512) == (512, 256)
+    marked = replace(volume, array=np.array(volume.array, copy=True))
+    marked.array[:] = -1000.0
+    marked.array[0, :8, :8] = 1000.0  # top-left corner: row 0, column 0
+    image = render_key_image(marked, None, 0, width_px=256)
+    assert image.overlay is None and image.plain.shape == (256, 256)
+    assert image.plain[:16, :16].mean() > 200 and image.plain[-16:, -16:].max() == 0
+    shown = render_key_image(volume, result, result.key_slices[0], width_px=128)
+    assert shown.overlay is not None and shown.overlay.shape == (128, 128, 3)
+
+
+def test_png_export_writes_an_image(analysed, tmp_path: Path) -> None:
+    volume, result, _ = analysed
+    path = export_png(tmp_path / "key.png", volume, result, result.key_slices[0], width_px=200)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_analyze_command_writes_reports(
+    study: Path, model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("GRU_VIEWER_DATA_DIR", str(tmp_path / "data-dir"))
+    before = _files_digest(study)
+    pdf, dcm, js = tmp_path / "out" / "report.pdf", tmp_path / "out" / "dicom", tmp_path / "r.json"
+    args = ["analyze", str(study), "--model", str(model_file), "-q", "--report", str(pdf)]
+    assert main([*args, "--dicom-report", str(dcm), "--anonymize", "--json", str(js)]) == 0
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert len(list(dcm.glob("*.dcm"))) == 1
+    assert (tmp_path / "data-dir" / "pseudonym.key").stat().st_mode & 0o077 == 0
+    doc = json.loads(js.read_text())
+    assert doc["deidentified"] and doc["results"][0]["description"] == ""
+    assert "report written to" in capsys.readouterr().out
+    assert _files_digest(study) == before
+    series_dir = next(p.parent for p in study.rglob("*.dcm"))
+    assert (
+        main(["analyze", str(study), "--model", str(model_file), "-q", "--report", str(series_dir / "r.pdf")])
+        == 1
+    )
+    assert "never writes to" in capsys.readouterr().err
+
+
+def test_probability_words_never_hide_which_side_of_the_threshold() -> None:
+    from viewer.report.summary import probability_words
+
+    assert probability_words(0.93, 0.41) == ("0.93", "0.41")
+    assert probability_words(0.4099, 0.41) == ("0.4099", "0.4100")
+
+
+def test_report_names_for_several_series() -> None:
+    from types import SimpleNamespace
+
+    from viewer.cli import _report_paths
+
+    def runs(*numbers):
+        return [
+            SimpleNamespace(stack=SimpleNamespace(first=SimpleNamespace(series_number=n))) for n in numbers
+        ]
+
+    pdf = Path("/out/report.pdf")
+    assert _report_paths(pdf, runs(2)) == [pdf]
+    assert _report_paths(pdf, runs(2, 5)) == [Path("/out/report_2.pdf"), Path("/out/report_5.pdf")]
+    assert _report_paths(pdf, runs(3, 3, None)) == [Path(f"/out/report_{i}.pdf") for i in (1, 2, 3)]

@@ -1,0 +1,269 @@
+"""The pages after the summary: key images with their saliency overlays, the per-slice plots, the methods box
+and the model card summary."""
+
+from __future__ import annotations
+
+import numpy as np
+from reportlab.lib import colors
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    CondPageBreak,
+    Flowable,
+    KeepTogether,
+    PageBreak,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from viewer.model.metrics import METRIC_LABELS, format_metric
+from viewer.report import styles as st
+from viewer.report.charts import Trace, colour_bar, slice_chart
+from viewer.report.content import (
+    CONTENT_WIDTH,
+    MAX_FIGURE_HEIGHT,
+    NOT_STATED,
+    ReportContent,
+    boxed,
+    markup,
+    p,
+    pixel_words,
+    text,
+)
+from viewer.report.figures import SliceFigure
+from viewer.report.images import saliency_alpha, saliency_colour
+
+
+def _legend_colour(t: float) -> tuple[float, float, float]:
+    """The overlay colour as it shows over mid-grey tissue, for the legend."""
+    alpha = float(saliency_alpha(np.asarray(t), 1.0))
+    r, g, b = (float(v) for v in saliency_colour(np.asarray(t)))
+    return tuple(0.5 * (1 - alpha) + v * alpha for v in (r, g, b))  # type: ignore[return-value]
+
+
+def key_image_pages(c: ReportContent) -> list[Flowable]:
+    r = c.result
+    n = c.ids.n_slices
+    gap = 6 * mm
+    width = (CONTENT_WIDTH - gap) / 2
+    out: list[Flowable] = [
+        PageBreak(),
+        p("Key images", st.H2),
+        p(
+            "The slices the decision depended on most (highest hidden-state saliency), most salient first. Left: the "
+            f"slice as displayed. Right: the same slice with pixel saliency ({pixel_words(r.pixel_label)}) in colour: where the "
+            "score is most sensitive to the pixel values. It is not an outline of a bleed.",
+            st.BODY,
+        ),
+        Spacer(1, 1.5 * mm),
+        colour_bar(100 * mm, 11, _legend_colour, "low", "high", "Pixel saliency (magnitude)"),
+        Spacer(1, 2 * mm),
+    ]
+    for rank, image in enumerate(c.images, start=1):
+        k = image.index
+        center, ww = image.window
+        position = c.positions_mm.get(k)
+        where = f"position {position:.1f} mm" if position is not None else "position unknown"
+        caption = markup(
+            f"<b>Key slice {rank} of {len(c.images)}: slice {k + 1} of {n}</b> · "
+            + text(
+                f"{where} · W {ww:g} / L {center:g} · slice probability {float(r.slice_probabilities[k]):.2f} · "
+                f"hidden-state saliency {float(r.hidden_saliency['combined'][k]):.2f}"
+            ),
+            st.CAPTION,
+        )
+        ew, eh = image.extent_mm
+        shown = min(width, MAX_FIGURE_HEIGHT * ew / eh) if ew > 0 and eh > 0 else width
+        plain = SliceFigure(image.plain, shown, image.extent_mm, c.letters, f"slice {k + 1}")
+        if image.overlay is not None:
+            right: Flowable = SliceFigure(
+                image.overlay, shown, image.extent_mm, c.letters, f"slice {k + 1}, saliency"
+            )
+        else:
+            right = p("No pixel saliency is available for this slice.", st.SMALL)
+        row = Table([[plain, right]], colWidths=[shown + gap, shown])
+        row.hAlign = "CENTER"
+        row.setStyle(
+            TableStyle(
+                [
+                    ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                    ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ]
+            )
+        )
+        out.append(KeepTogether([caption, Spacer(1, 1 * mm), row, Spacer(1, 4 * mm)]))
+    return out
+
+
+FORWARD = colors.HexColor("#1f77b4")
+REVERSE = colors.HexColor("#d62728")
+
+
+def evidence_page(c: ReportContent) -> list[Flowable]:
+    r = c.result
+    key = list(r.key_slices)
+    height = 52 * mm
+    prob = slice_chart(
+        [
+            Trace("slice probability", r.slice_probabilities, colors.HexColor("#222222"), width=1.4),
+            Trace("hidden-state saliency", r.hidden_saliency["combined"], colors.HexColor("#e07b00"), (3, 2)),
+        ],
+        width=CONTENT_WIDTH,
+        height=height,
+        title="Per-slice bleed probability and hidden-state saliency",
+        y_label="probability / saliency",
+        key_slices=key,
+        hline=(r.threshold, f"operating threshold {r.threshold:.2f} (study level)"),
+    )
+    z = slice_chart(
+        [
+            Trace("forward (first → last slice)", r.gates["z_mean_forward"], FORWARD),
+            Trace("reverse (last → first slice)", r.gates["z_mean_reverse"], REVERSE, (4, 2)),
+        ],
+        width=CONTENT_WIDTH,
+        height=height,
+        title="Update gate z, mean over units (1 = keep the previous state, 0 = take the new candidate)",
+        y_label="update gate z",
+        key_slices=key,
+    )
+    rg = slice_chart(
+        [
+            Trace("forward (first → last slice)", r.gates["r_mean_forward"], FORWARD),
+            Trace("reverse (last → first slice)", r.gates["r_mean_reverse"], REVERSE, (4, 2)),
+        ],
+        width=CONTENT_WIDTH,
+        height=height,
+        title="Reset gate r, mean over units (0 = the candidate ignores the previous state)",
+        y_label="reset gate r",
+        key_slices=key,
+    )
+    return [
+        PageBreak(),
+        p("Per-slice evidence", st.H2),
+        p(
+            "Slice numbers run from the first slice of the series (lowest position along the slice normal) to the "
+            "last, as in the viewer. Key slices are marked in purple.",
+            st.BODY,
+        ),
+        Spacer(1, 2 * mm),
+        prob,
+        Spacer(1, 3 * mm),
+        z,
+        Spacer(1, 3 * mm),
+        rg,
+        Spacer(1, 3 * mm),
+    ]
+
+
+def methods_box(c: ReportContent) -> list[Flowable]:
+    cfg = c.card.config
+    body = st.BODY.clone("m", fontSize=8.3, leading=10.8)
+    items = [
+        p("How to read the evidence, and its limits", st.H3),
+        markup(
+            "<b>Model.</b> "
+            + text(
+                "A small CNN turns each slice (brain, subdural and bone windows) into features; a bidirectional GRU "
+                f"reads the slices first → last and last → first (slabs of {cfg.target_spacing_mm:g} mm: thinner "
+                "slices are averaged, so neighbouring slices share values); per-slice heads give slice "
+                "probabilities and their pooling the study probability."
+            ),
+            body,
+        ),
+        markup(
+            "<b>Gates</b> (PyTorch convention). "
+            + text("For each slice t and direction the GRU computes ")
+            + "h<sub>t</sub> = (1 − z<sub>t</sub>) ⊙ n<sub>t</sub> + z<sub>t</sub> ⊙ h<sub>t−1</sub>, "
+            "n<sub>t</sub> = tanh(W<sub>n</sub>x<sub>t</sub> + r<sub>t</sub> ⊙ (U<sub>n</sub>h<sub>t−1</sub>)). "
+            + text(
+                "An update gate z near 1 keeps the previous state (the slice changes little), near 0 overwrites it "
+                "with the candidate n; a reset gate r near 0 lets the candidate ignore the previous state. Some "
+                "articles write the interpolation the other way round (their z is 1 − z here). The plots show the "
+                "mean over units: they describe what the model kept and overwrote, not evidence of a bleed."
+            ),
+            body,
+        ),
+        markup(
+            "<b>Hidden-state saliency</b> is |∂ study logit / ∂ h<sub>t</sub>| "
+            + text(
+                "per slice and direction, scaled to 0–1: how much the finding depends on "
+                "what the GRU held at that slice. Key slices are those with the highest combined saliency."
+            ),
+            body,
+        ),
+        markup(
+            "<b>Pixel saliency</b> "
+            + text(
+                f"({pixel_words(c.result.pixel_label)}) is gradient-based and drawn as its magnitude, scaled per slice. It shows "
+                "where the score is sensitive, which may be edges or artefacts rather than a lesion; it can look "
+                "plausible even for a model that learned little, which is why GRU Viewer checks it against "
+                "randomised weights (Adebayo et al., 2018). Neither saliency proves or localises a bleed."
+            ),
+            body,
+        ),
+    ]
+    return [KeepTogether(boxed(items, st.BOX_BG))]
+
+
+def model_card_section(c: ReportContent) -> list[Flowable]:
+    card = c.card
+    rows = [
+        ("Name", card.name),
+        ("Version", card.version),
+        ("Weights SHA-256", card.sha256[:16] + "…"),
+        ("Training data", card.training_data or NOT_STATED),
+        ("Intended use", card.intended_use),
+        (
+            "Operating threshold",
+            f"study probability ≥ {card.operating_threshold:g} is reported as a suspected bleed",
+        ),
+    ]
+    if card.limitations:
+        rows.append(("Limitations", card.limitations))
+    table = Table(
+        [[p(a, st.LABEL), p(b, st.VALUE)] for a, b in rows], colWidths=[36 * mm, CONTENT_WIDTH - 36 * mm]
+    )
+    table.setStyle(
+        TableStyle(
+            [
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
+            ]
+        )
+    )
+    out: list[Flowable] = [
+        CondPageBreak(70 * mm),
+        Spacer(1, 4 * mm),
+        p("Model card summary", st.H2),
+        table,
+        Spacer(1, 2 * mm),
+    ]
+    where = card.evaluation.get("data")
+    out.append(p("Held-out metrics" + (f" (measured on {where})" if where else ""), st.H3))
+    if card.metrics:
+        data = [[p("Metric", st.LABEL), p("Value", st.LABEL)]]
+        data += [
+            [p(METRIC_LABELS.get(k, k), st.VALUE), p(format_metric(k, v), st.VALUE)]
+            for k, v in card.metrics.items()
+        ]
+        metrics = Table(data, colWidths=[110 * mm, 30 * mm])
+        metrics.setStyle(
+            TableStyle(
+                [
+                    ("LINEBELOW", (0, 0), (-1, 0), 0.6, st.RULE),
+                    ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, st.BOX_BG]),
+                    ("LEFTPADDING", (0, 0), (-1, -1), 3),
+                    ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+                    ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+                ]
+            )
+        )
+        metrics.hAlign = "LEFT"
+        out.append(metrics)
+    else:
+        out.append(
+            p("None recorded on the model card: the model has not been evaluated on held-out data.", st.BODY)
+        )
+    return out
