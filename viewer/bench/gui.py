@@ -1,4 +1,5 @@
-"""GUI benchmarks: slice change to repaint, opening a 300-slice series to its first slice, memory over 20 series.
+"""GUI benchmarks: slice change to repaint, opening a 300-slice series to its first slice, memory over 20 series,
+and the frame time while scrolling during an analysis.
 
 Library code: each function writes its data to a temporary folder (never the repository or the user's cache),
 drives the real window through :mod:`viewer.ui.bench` and returns a dict. Nothing is printed.
@@ -62,10 +63,48 @@ def bench_memory(
         return measure_memory(tmp / "study", cache_mb=cache_mb)
 
 
+def _bench_model(folder: Path) -> tuple[Path | None, str]:
+    """The shipped weights when installed (frame times do not depend on weight values), else a fresh network."""
+    from viewer.model.weights import default_model_paths
+
+    if default_model_paths().weights.is_file():
+        return None, "shipped weights"
+    from viewer.model.network import SliceGRUNet
+    from viewer.model.weights import save_weights
+
+    path = folder / "untrained.safetensors"
+    save_weights(SliceGRUNet().eval(), path, name="untrained", version="0")
+    return path, "untrained network of the default shape (no weights installed)"
+
+
+def bench_analysis_frames(n_slices: int = 32, matrix: int = 512, idle_frames: int = 100) -> dict[str, Any]:
+    """GUI frame time (median, p95) scrolling a 32 × 5 mm head series idle and while Analyze runs on it."""
+    from viewer.bench.load import bench_meta, head_phantom
+    from viewer.dicom.writer import axial_geometry, write_ct_series
+    from viewer.ui.bench import measure_frames_during_analysis
+
+    with _scratch() as tmp:
+        positions, orientation = axial_geometry(n_slices, 5.0, (0.45, 0.45), matrix)
+        write_ct_series(
+            head_phantom(n_slices, matrix),
+            tmp / "series",
+            positions=positions,
+            orientation=orientation,
+            pixel_spacing=(0.45, 0.45),
+            slice_thickness=5.0,
+            meta=bench_meta("BENCH GUI ANALYZE"),
+        )
+        model_path, which = _bench_model(tmp)
+        out = measure_frames_during_analysis(tmp / "series", model_path, idle_frames=idle_frames)
+        out["model"] = which
+        return out
+
+
 def run_gui_benchmarks() -> dict[str, Any]:
-    """All three, as ``gru-viewer bench`` reports them."""
+    """All four, as ``gru-viewer bench`` reports them."""
     return {
         "slice_change": bench_slice_change(),
         "first_slice": bench_first_slice(),
         "memory": bench_memory(),
+        "analysis_frames": bench_analysis_frames(),
     }

@@ -27,14 +27,19 @@ def _load(quick: bool) -> dict[str, Any]:
 
 
 def _gui(quick: bool) -> dict[str, Any]:
-    from viewer.bench.gui import bench_first_slice, bench_memory, bench_slice_change
+    from viewer.bench.gui import bench_analysis_frames, bench_first_slice, bench_memory, bench_slice_change
 
     if quick:
-        return {"slice_change": bench_slice_change(repeats=50), "first_slice": bench_first_slice(n_slices=60)}
+        return {
+            "slice_change": bench_slice_change(repeats=50),
+            "first_slice": bench_first_slice(n_slices=60),
+            "analysis_frames": bench_analysis_frames(matrix=256, idle_frames=50),
+        }
     return {
         "slice_change": bench_slice_change(),
         "first_slice": bench_first_slice(),
         "memory": bench_memory(),
+        "analysis_frames": bench_analysis_frames(),
     }
 
 

@@ -11,9 +11,11 @@ import sys
 from collections.abc import Sequence
 
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from viewer import __version__
+from viewer.resources import resource_path
 from viewer.ui.compat import return_large_buffers_to_the_os
 from viewer.ui.error_dialog import install_excepthooks
 from viewer.ui.main_window import MainWindow
@@ -33,6 +35,9 @@ def create_application(argv: Sequence[str] | None = None) -> QApplication:
     app.setApplicationDisplayName("GRU Viewer")
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationVersion(__version__)
+    icon = resource_path("icons", "gru-viewer.png")
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
     apply_dark_theme(app)
     install_excepthooks()
     return_large_buffers_to_the_os()  # keeps memory bounded as volumes come and go through the cache

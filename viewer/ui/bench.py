@@ -1,5 +1,7 @@
 """GUI timings on folders that already hold DICOM series (the data is written by :mod:`viewer.bench.gui`).
 
+Frame times are measured idle and while an analysis runs on a worker (:func:`measure_frames_during_analysis`).
+
 Each function opens a real :class:`~viewer.ui.main_window.MainWindow` (offscreen when there is no display), with
 settings in a temporary file, drives it, and returns plain numbers. Nothing is printed.
 """
@@ -186,4 +188,78 @@ def measure_memory(folder: str | os.PathLike[str], cache_mb: int = 512) -> dict[
             "unbounded_would_be_mb": volume_mb * len(uids),
             "bound_mb": bound,
             "met": growth <= bound,
+        }
+
+
+def _frame_times(app: QApplication, window: MainWindow, count: int, pause_s: float) -> list[float]:
+    """Seconds per slice step (``set_slice`` + ``processEvents``: the repaint and whatever else was queued).
+
+    ``pause_s`` between steps stands for the gaps between wheel notches; the worker gets the CPU meanwhile.
+    """
+    view = window.view
+    n = view.n_slices
+    times = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        view.set_slice((view.index + 1) % n)
+        app.processEvents()
+        times.append(time.perf_counter() - t0)
+        if pause_s:
+            time.sleep(pause_s)
+    return times
+
+
+def _frames_while_analysing(
+    app: QApplication, window: MainWindow, pause_s: float, max_frames: int
+) -> tuple[list[float], float]:
+    controller = window.analysis
+    outcome: list[str] = []
+    controller.result_ready.connect(lambda uid, _r: outcome.append("ok"))
+    controller.failed.connect(lambda uid, message: outcome.append(message))
+    t0 = time.perf_counter()
+    if not controller.analyze():
+        raise RuntimeError("the analysis did not start")
+    frames: list[float] = []
+    while not outcome and len(frames) < max_frames:
+        frames.extend(_frame_times(app, window, 1, pause_s))
+    _wait(app, lambda: bool(outcome), timeout_s=600.0)
+    seconds = time.perf_counter() - t0
+    if outcome[0] != "ok":
+        raise RuntimeError(outcome[0])
+    return frames, seconds
+
+
+def measure_frames_during_analysis(
+    folder: str | os.PathLike[str],
+    model_path: str | os.PathLike[str] | None = None,
+    idle_frames: int = 100,
+    pause_ms: float = 10.0,
+    max_frames: int = 5000,
+) -> dict[str, Any]:
+    """GUI frame time while scrolling the first stack of ``folder``: idle, and while Analyze runs on it.
+
+    ``cold``: the first analysis of the session (imports torch, reads and hashes the weights); ``warm``: the next
+    one. Frames are stepped every ``pause_ms`` like wheel notches; the goal is a median within one 60 Hz frame.
+    """
+    with _window() as (app, window):
+        uid = _index(app, window, folder)[0]
+        _open_and_load(app, window, uid)
+        window.analysis.model_path = model_path
+        window.analysis.overlay.set_enabled(
+            False
+        )  # on-demand maps after the result would add work of their own
+        pause_s = pause_ms / 1000.0
+        idle = _frame_times(app, window, idle_frames, pause_s)
+        cold, cold_s = _frames_while_analysing(app, window, pause_s, max_frames)
+        warm, warm_s = _frames_while_analysing(app, window, pause_s, max_frames)
+        view = window.view
+        return {
+            "matrix": [view.display.rows, view.display.columns],
+            "n_slices": view.n_slices,
+            "idle": {**_stats_ms(idle), "frames": len(idle)},
+            "during_analysis_cold": {**_stats_ms(cold), "frames": len(cold), "analysis_s": cold_s},
+            "during_analysis_warm": {**_stats_ms(warm), "frames": len(warm), "analysis_s": warm_s},
+            "device": window.analysis.results[uid].device,
+            "goal_median_ms": 16.0,
+            "met": statistics.median(warm) * 1000.0 <= 16.0 if warm else False,
         }

@@ -23,13 +23,15 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QColor, QKeyEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
     QSizePolicy,
     QSlider,
+    QStyle,
+    QStyleOptionSlider,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -98,6 +100,50 @@ class Overlay:
     opacity: float = 0.5
 
 
+class MarkedSlider(QSlider):
+    """A slider that also draws marks at chosen values (key slices of an analysis), under its groove."""
+
+    def __init__(self, orientation: Qt.Orientation, parent: QWidget | None = None) -> None:
+        super().__init__(orientation, parent)
+        self.marks: list[int] = []
+        self.mark_colour = QColor("#e0b050")
+
+    def set_marks(self, values: list[int], colour: str | None = None) -> None:
+        self.marks = [int(v) for v in values]
+        if colour is not None:
+            self.mark_colour = QColor(colour)
+        self.setToolTip(
+            "Key slices: " + ", ".join(str(v + 1) for v in sorted(self.marks)) if self.marks else ""
+        )
+        self.update()
+
+    def paintEvent(self, ev: QPaintEvent) -> None:  # noqa: N802 (Qt override)
+        super().paintEvent(ev)
+        if not self.marks or self.maximum() <= self.minimum():
+            return
+        option = QStyleOptionSlider()
+        self.initStyleOption(option)
+        style = self.style()
+        groove = style.subControlRect(
+            QStyle.ComplexControl.CC_Slider, option, QStyle.SubControl.SC_SliderGroove, self
+        )
+        handle = style.subControlRect(
+            QStyle.ComplexControl.CC_Slider, option, QStyle.SubControl.SC_SliderHandle, self
+        )
+        span = groove.width() - handle.width()
+        painter = QPainter(self)
+        painter.setPen(QPen(self.mark_colour, 2))
+        bottom = self.height() - 1
+        for value in self.marks:
+            x = (
+                groove.x()
+                + handle.width() / 2
+                + QStyle.sliderPositionFromValue(self.minimum(), self.maximum(), value, span)
+            )
+            painter.drawLine(QPointF(x, bottom - 5), QPointF(x, bottom))
+        painter.end()
+
+
 class ImageView(QWidget):
     """One stack on screen: image, annotations, slice slider and cine controls.
 
@@ -141,7 +187,7 @@ class ImageView(QWidget):
         self._has_shown = False
         self._emitted_index: int | None = None
 
-        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider = MarkedSlider(Qt.Orientation.Horizontal)
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.slider.setRange(0, 0)
         self.slider.valueChanged.connect(self._on_slider)
@@ -215,6 +261,7 @@ class ImageView(QWidget):
         self.slider.setRange(0, max(0, display.n_slices - 1))
         self.slider.setValue(0)
         self.slider.blockSignals(False)
+        self.slider.set_marks([])
         self.image_item.clear()
         self.image_item.hide()
         self._update_letters()
@@ -501,10 +548,25 @@ class ImageView(QWidget):
             overlay.opacity = float(opacity)
             overlay.item.setOpacity(overlay.opacity)
 
+    def set_overlay_lut(self, name: str, lut: np.ndarray | None) -> None:
+        """Recolour an overlay (e.g. a new threshold made low values transparent)."""
+        overlay = self.overlays.get(name)
+        if overlay is not None:
+            overlay.lut = lut
+            self._update_overlays()
+
     def remove_overlay(self, name: str) -> None:
         overlay = self.overlays.pop(name, None)
         if overlay is not None:
             self.vb.removeItem(overlay.item)
+
+    def refresh_overlays(self) -> None:
+        """Ask every overlay's provider again for the current slice (its data became available)."""
+        self._update_overlays()
+
+    def set_slice_marks(self, indices: list[int]) -> None:
+        """Mark slices (0-based) on the slice slider, e.g. an analysis' key slices; [] clears them."""
+        self.slider.set_marks(indices)
 
     def _update_overlays(self) -> None:
         rect = self.image_rect()

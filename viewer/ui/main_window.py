@@ -8,7 +8,8 @@ Extension points for the Analyze step: ``volume_loaded(stack_uid)`` and :meth:`M
 the volume to analyse; :attr:`MainWindow.pool` runs the worker and :attr:`MainWindow.progress` shows its
 progress with Cancel; :meth:`MainWindow.add_dock` adds a results dock; ``view.slice_changed`` /
 ``view.set_slice`` keep plots on the current slice; ``view.set_overlay`` draws saliency over the image;
-:attr:`MainWindow.tools_menu` holds the command.
+:attr:`MainWindow.tools_menu` holds the command. :attr:`MainWindow.analysis` (an
+:class:`~viewer.ui.analysis_controller.AnalysisController`) is that step: Analyze, the results dock, the overlay.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMe
 
 from viewer.errors import ViewerError
 from viewer.ui.about import show_about
+from viewer.ui.analysis_controller import AnalysisController
 from viewer.ui.browser import StudyBrowser
 from viewer.ui.cache import VolumeCache
 from viewer.ui.error_dialog import report_exception
@@ -118,6 +120,8 @@ class MainWindow(QMainWindow):
         self.view.set_cine_fps(self.settings.cine_fps)
 
         self._build_menus()
+        # Before the layout is restored, so the Analysis dock and toolbar get their saved places back.
+        self.analysis = AnalysisController(self)
         self._restore_layout()
 
     # -- building ---------------------------------------------------------------------------------------------
@@ -184,6 +188,7 @@ class MainWindow(QMainWindow):
         self._action(self.tools_menu, "Clear Series Cache", self.clear_cache)
 
         help_menu = bar.addMenu("&Help")
+        self.help_menu = help_menu
         self._action(help_menu, "&About GRU Viewer", lambda _=False: show_about(self))
         self._action(help_menu, "Keyboard && Mouse", self._show_help_message)
 

@@ -1,8 +1,9 @@
-"""Tools → Preferences: the six W/L presets (keys 1–6), the cine rate and the volume cache size."""
+"""Tools → Preferences: the six W/L presets (keys 1–6), the cine rate, the volume cache size, the analysis device."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -64,6 +65,17 @@ class PreferencesDialog(QDialog):
         self.cache.setToolTip("Series read recently stay in memory up to this size; the oldest go first.")
         form.addRow("Series cache", self.cache)
 
+        analysis = QGroupBox("Analysis")
+        analysis_form = QFormLayout(analysis)
+        self.device = QComboBox()
+        self.device.addItem("Automatic (GPU when available)", "auto")
+        self.device.addItem("CPU only", "cpu")
+        self.device.setCurrentIndex(max(0, self.device.findData(settings.analysis_device)))
+        self.device.setToolTip(
+            "Where the model runs. Automatic uses a GPU when one is usable and falls back to the CPU if it fails."
+        )
+        analysis_form.addRow("Device", self.device)
+
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -72,6 +84,7 @@ class PreferencesDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(presets_box)
         layout.addWidget(other)
+        layout.addWidget(analysis)
         layout.addWidget(buttons)
         self._fill(settings.presets())
 
@@ -91,5 +104,6 @@ class PreferencesDialog(QDialog):
         self._settings.set_presets(self.presets())
         self._settings.cine_fps = self.fps.value()
         self._settings.cache_mb = self.cache.value()
+        self._settings.analysis_device = str(self.device.currentData())
         self._settings.sync()
         super().accept()

@@ -1,4 +1,4 @@
-"""Persistent preferences through QSettings: layout, last folder, recent list, W/L presets, cine rate.
+"""Persistent preferences through QSettings: layout, last folder, recent list, W/L presets, cine rate, analysis device.
 
 Values are stored as plain strings/JSON so they read back the same on every platform backend. Where they are
 kept: ``$GRU_VIEWER_SETTINGS_DIR/gru-viewer.ini`` when that variable is set (tests point it at a temporary
@@ -18,6 +18,8 @@ ORGANIZATION = "GRU Viewer"
 APPLICATION = "gru-viewer"
 MAX_RECENT = 10
 DEFAULT_CINE_FPS = 10.0
+#: Where the analysis runs: ``"auto"`` (a GPU when one is usable, else the CPU) or ``"cpu"``.
+ANALYSIS_DEVICES: tuple[str, ...] = ("auto", "cpu")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,3 +150,16 @@ class ViewerSettings:
     @cache_mb.setter
     def cache_mb(self, mb: int | None) -> None:
         self.qsettings.setValue("memory/cache_mb", "" if mb is None else str(int(mb)))
+
+    # Analysis ------------------------------------------------------------------------------------------------
+    @property
+    def analysis_device(self) -> str:
+        """``"auto"`` or ``"cpu"`` (anything else read back from the file counts as ``"auto"``)."""
+        value = self._str("analysis/device", "auto")
+        return value if value in ANALYSIS_DEVICES else "auto"
+
+    @analysis_device.setter
+    def analysis_device(self, device: str) -> None:
+        if device not in ANALYSIS_DEVICES:
+            raise ValueError(f"analysis device must be one of {ANALYSIS_DEVICES}, got {device!r}")
+        self.qsettings.setValue("analysis/device", device)

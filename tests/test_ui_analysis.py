@@ -1,0 +1,418 @@
+"""Analyze in the window: result by signal, the results dock, the saliency overlay, cancel, switching, closing.
+
+Headless and strict like tests/test_ui_window.py. A small random model stands in for the shipped weights (the
+analysis is the same code either way); the one test that needs the trained weights skips without them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtTest import QTest
+
+from viewer.analysis import run as analysis_run
+from viewer.errors import ViewerError
+from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.weights import default_model_paths, save_weights
+from viewer.ui.app import create_application
+from viewer.ui.error_dialog import relay
+from viewer.ui.help_page import AnalysisHelpDialog
+from viewer.ui.main_window import MainWindow
+from viewer.ui.preferences import PreferencesDialog
+from viewer.ui.results_panel import format_probability
+from viewer.ui.saliency_overlay import OVERLAY_NAME
+from viewer.ui.settings import ViewerSettings
+from viewer.ui.workers import running_threads
+
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.qt_log_level_fail("WARNING"),
+    pytest.mark.qt_log_ignore("does not support propagateSizeHints", "does not support raise"),
+]
+
+TIMEOUT_MS = 60_000
+PHANTOM = "HEAD 5mm AXIAL"
+OTHER = "Axial known HU"
+SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ui-model") / "small.safetensors"
+    save_weights(SliceGRUNet(SMALL).eval(), path, name="test", version="0")
+    return path
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, model_file: Path) -> MainWindow:
+    create_application()
+    w = MainWindow(ViewerSettings(tmp_path / "settings.ini"))
+    w.analysis.model_path = model_file
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    for dialog in list(relay().open_dialogs):
+        dialog.done(0)
+
+
+def uid_of(window: MainWindow, description: str) -> str:
+    assert window.index is not None
+    for series in window.index.series():
+        if series.description == description:
+            return series.stacks[0].uid
+    raise AssertionError(f"no series {description!r}")
+
+
+def show_series(qtbot, window: MainWindow, uid: str) -> None:
+    with qtbot.waitSignal(window.volume_loaded, timeout=TIMEOUT_MS, check_params_cb=lambda u: u == uid):
+        window.open_stack(uid)
+
+
+@pytest.fixture
+def phantom(qtbot, window: MainWindow, ui_study_dir: Path) -> MainWindow:
+    """The window with the test folder indexed and the demo phantom on screen."""
+    with qtbot.waitSignal(window.index_ready, timeout=TIMEOUT_MS):
+        window.open_paths([str(ui_study_dir)])
+    qtbot.waitUntil(lambda: not window.loading, timeout=TIMEOUT_MS)
+    uid = uid_of(window, PHANTOM)
+    if window.current_uid != uid or window.current_volume() is None:
+        show_series(qtbot, window, uid)
+    return window
+
+
+def analyze(qtbot, window: MainWindow) -> object:
+    """Ctrl+R on the window; returns the result once it is on screen."""
+    with qtbot.waitSignal(window.analysis.result_shown, timeout=TIMEOUT_MS):
+        QTest.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    return window.analysis.shown_result
+
+
+@pytest.fixture
+def slow_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each key slice's pixel saliency takes 0.4 s more: long enough to act mid-analysis."""
+    original = analysis_run.EXPLAINERS["gradient_x_input"]
+
+    def slow(*args, **kwargs):
+        time.sleep(0.4)
+        return original(*args, **kwargs)
+
+    monkeypatch.setitem(analysis_run.EXPLAINERS, "gradient_x_input", slow)
+
+
+def wait_for_steps(qtbot, window: MainWindow, done: int) -> None:
+    """Until the analysis reported ``done`` steps (1: preprocessed; 3: gates; then one per key slice)."""
+    bar = window.progress.bar
+    qtbot.waitUntil(lambda: bar.maximum() > 0 and bar.value() >= done, timeout=TIMEOUT_MS)
+
+
+# -- the result on screen ---------------------------------------------------------------------------------------
+
+
+def test_analyze_shows_finding_plots_and_overlay(qtbot, phantom: MainWindow) -> None:
+    controller = phantom.analysis
+    assert not controller.dock.isVisible()
+    result = analyze(qtbot, phantom)
+    panel, view = controller.panel, phantom.view
+    n = view.n_slices
+    assert result is controller.results[phantom.current_uid] and result.matches(phantom.current_volume())
+    assert controller.dock.isVisible() and panel.state == "result"
+    assert panel.finding_label.text() == result.finding
+    assert f"Probability {format_probability(result.probability)}" in panel.probability_label.text()
+    assert f"threshold {format_probability(result.threshold)}" in panel.probability_label.text()
+    assert "CPU" in panel.info_label.text() and not panel.notice_label.isVisible()
+    assert len(panel.probability_curve.getData()[0]) == n
+    assert list(panel.probability_curve.getData()[0][:2]) == [
+        1.0,
+        2.0,
+    ]  # slice numbers as the viewer shows them
+    assert {name for _, name in ((s, lbl.text) for s, lbl in panel.gate_legend.items)} == {
+        "z forward",
+        "z reverse",
+        "r forward",
+        "r reverse",
+    }
+    assert all(len(c.getData()[0]) == n for c in panel.gate_curves.values())
+    assert panel.heatmap_image.image.shape == (SMALL.hidden_size, n)
+    panel.matrix_combo.setCurrentIndex(2)
+    assert np.allclose(panel.heatmap_image.image, result.gate_matrices["r_forward"])
+    assert panel.plots[0].plot_item.getAxis("bottom").labelText == "slice"
+    assert view.slider.marks == list(result.key_slices)
+
+    key = result.key_slices[0]
+    view.set_slice(key)
+    item = controller.overlay.item
+    assert item is not None and item.isVisible() and item.zValue() > view.image_item.zValue()
+    assert np.array_equal(item.image, controller.display_map(phantom.current_uid, key))
+    assert item.image.shape == view.current_slice().shape and int(item.image.max()) == 255
+    assert controller.overlay.legend.isVisible()
+    assert result.pixel_label in controller.overlay.legend.text.text()
+
+    view.set_slice(3)  # the cursor follows the slice on screen
+    assert all(plot.cursor.value() == 4 for plot in panel.plots)
+    assert panel.slice_label.text().startswith(f"<b>Slice 4 / {n}</b>")
+
+
+def test_analyze_while_loading_starts_once_loaded(qtbot, phantom: MainWindow) -> None:
+    uid = phantom.current_uid
+    phantom.cache.clear()
+    show_series(qtbot, phantom, uid_of(phantom, OTHER))
+    phantom.cache.clear()
+    phantom.open_stack(uid)
+    assert phantom.loading and phantom.analysis.analyze()
+    assert phantom.analysis.panel.state == "waiting"
+    with qtbot.waitSignal(phantom.analysis.result_shown, timeout=TIMEOUT_MS):
+        pass
+    assert phantom.analysis.shown_result.matches(phantom.current_volume())
+
+
+def test_intended_use_warnings_are_shown_in_plain_words(qtbot, phantom: MainWindow) -> None:
+    show_series(qtbot, phantom, uid_of(phantom, OTHER))  # 64² of 0.5 mm, values far from head CT
+    result = analyze(qtbot, phantom)
+    label = phantom.analysis.panel.warnings_label
+    assert result.warnings and label.isVisible()
+    assert "intended use" in label.text()
+    assert all(w.message.split(";")[0] in label.text() for w in result.warnings)
+
+
+def test_clicking_a_plot_or_a_key_slice_goes_to_that_slice(qtbot, phantom: MainWindow) -> None:
+    result = analyze(qtbot, phantom)
+    panel, view = phantom.analysis.panel, phantom.view
+    plot = panel.saliency_plot
+    scene = plot.plot_item.getViewBox().mapViewToScene(QPointF(7.0, 0.5))
+    QTest.mouseClick(plot.viewport(), Qt.MouseButton.LeftButton, pos=plot.mapFromScene(scene))
+    assert view.index == 6
+    panel.key_label.linkActivated.emit(f"slice:{result.key_slices[1]}")
+    assert view.index == result.key_slices[1]
+
+
+def test_overlay_toggles_with_o_and_follows_opacity_and_threshold(qtbot, phantom: MainWindow) -> None:
+    result = analyze(qtbot, phantom)
+    controller, view = phantom.analysis, phantom.view
+    view.set_slice(result.key_slices[0])
+    item = controller.overlay.item
+    view.canvas.setFocus()
+    QTest.keyClick(view.canvas, Qt.Key.Key_O)
+    assert not item.isVisible() and not controller.overlay.legend.isVisible()
+    assert not controller.panel.overlay_check.isChecked()
+    QTest.keyClick(view.canvas, Qt.Key.Key_O)
+    assert item.isVisible() and controller.overlay.legend.isVisible()
+    controller.panel.opacity_slider.setValue(30)
+    assert item.opacity() == pytest.approx(0.3)
+    controller.panel.threshold_slider.setValue(80)
+    lut = view.overlays[OVERLAY_NAME].lut
+    assert lut[: int(0.79 * len(lut)), 3].max() == 0 and lut[-1, 3] == 255
+
+
+def test_saliency_of_other_slices_is_computed_on_demand(qtbot, phantom: MainWindow) -> None:
+    result = analyze(qtbot, phantom)
+    controller, view = phantom.analysis, phantom.view
+    uid = phantom.current_uid
+    other = next(k for k in range(view.n_slices) if k not in result.key_slices)
+    with qtbot.waitSignal(
+        controller.saliency_ready, timeout=TIMEOUT_MS, check_params_cb=lambda u, k: k == other
+    ):
+        view.set_slice(other)
+    assert controller.overlay.item.isVisible()
+    assert np.array_equal(controller.overlay.item.image, controller.display_map(uid, other))
+    assert not controller.overlay.legend.status.isVisible()
+
+
+def test_results_are_kept_per_series(qtbot, phantom: MainWindow) -> None:
+    result = analyze(qtbot, phantom)
+    controller, view = phantom.analysis, phantom.view
+    phantom_uid = phantom.current_uid
+    show_series(qtbot, phantom, uid_of(phantom, OTHER))
+    assert controller.shown_result is None and controller.panel.state == "empty"
+    assert OVERLAY_NAME not in view.overlays and view.slider.marks == []
+    with qtbot.waitSignal(controller.result_shown, timeout=1000):
+        phantom.open_stack(phantom_uid)  # cached volume: the result is back at once, with no new analysis
+    assert controller.shown_result is result and not controller.running
+
+
+# -- running, cancelling, switching, closing --------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("slow_pixels")
+def test_cancel_mid_analysis_stops_within_a_second(qtbot, phantom: MainWindow) -> None:
+    controller = phantom.analysis
+    controller.analyze()
+    thread = controller._thread
+    wait_for_steps(qtbot, phantom, 4)
+    assert controller.panel.state == "running" and phantom.progress.isVisible()
+    t0 = time.perf_counter()
+    qtbot.mouseClick(phantom.progress.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(thread.isFinished, timeout=5000)
+    assert time.perf_counter() - t0 < 1.0
+    assert thread.was_cancelled
+    qtbot.wait(50)
+    assert controller.panel.state == "cancelled" and controller.shown_result is None
+    assert not phantom.progress.isVisible() and phantom.current_uid not in controller.results
+
+
+@pytest.mark.usefixtures("slow_pixels")
+def test_switching_series_mid_analysis_never_shows_the_old_result(qtbot, phantom: MainWindow) -> None:
+    controller, view = phantom.analysis, phantom.view
+    phantom_uid, other = phantom.current_uid, uid_of(phantom, OTHER)
+    controller.analyze()
+    wait_for_steps(qtbot, phantom, 1)
+    with qtbot.waitSignal(controller.result_ready, timeout=TIMEOUT_MS):
+        show_series(qtbot, phantom, other)
+        view.set_slice(5)  # the window stays usable meanwhile
+    qtbot.wait(50)
+    assert view.stack_uid == other and controller.shown_result is None
+    assert controller.panel.state == "empty" and OVERLAY_NAME not in view.overlays and view.slider.marks == []
+    assert phantom_uid in controller.results  # kept for when the phantom comes back
+    with qtbot.waitSignal(controller.result_shown, timeout=1000):
+        phantom.open_stack(phantom_uid)
+    assert controller.shown_result is controller.results[phantom_uid]
+
+
+@pytest.mark.usefixtures("slow_pixels")
+def test_closing_mid_analysis_exits_cleanly(qtbot, phantom: MainWindow) -> None:
+    controller = phantom.analysis
+    controller.analyze()
+    thread = controller._thread
+    wait_for_steps(qtbot, phantom, 1)
+    t0 = time.perf_counter()
+    phantom.close()
+    assert time.perf_counter() - t0 < 3.0
+    assert thread.isFinished() and thread.was_cancelled
+    assert running_threads() == []
+
+
+# -- devices, errors, preferences, help -------------------------------------------------------------------------
+
+
+def test_gpu_failure_falls_back_to_cpu_with_a_notice(
+    qtbot, phantom: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original_place = analysis_run.place
+
+    def failing_place(model, device):
+        if device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original_place(model, device)
+
+    monkeypatch.setattr(analysis_run, "pick_device", lambda pref: torch.device("cuda"))
+    monkeypatch.setattr(analysis_run, "place", failing_place)
+    result = analyze(qtbot, phantom)
+    panel = phantom.analysis.panel
+    assert result.device.startswith("CPU") and result.device_notice
+    assert panel.notice_label.isVisible() and "CPU" in panel.notice_label.text()
+    assert "out of memory" in panel.notice_label.text()
+
+
+def test_device_preference_reaches_the_analysis(qtbot, phantom: MainWindow, monkeypatch) -> None:
+    asked: list[str] = []
+    original = analysis_run.pick_device
+    monkeypatch.setattr(analysis_run, "pick_device", lambda pref: asked.append(pref) or original("cpu"))
+    dialog = PreferencesDialog(phantom.settings, phantom)
+    assert dialog.device.currentData() == "auto"
+    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
+    dialog.accept()
+    assert phantom.settings.analysis_device == "cpu"
+    assert ViewerSettings(phantom.settings.file_name).analysis_device == "cpu"
+    analyze(qtbot, phantom)
+    assert asked == ["cpu"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ViewerError("Cannot analyse the series", "it holds colour images, not CT slices"), RuntimeError("boom")],
+)
+def test_a_failed_analysis_says_why_and_the_viewer_goes_on(
+    qtbot, phantom: MainWindow, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(analysis_run, "analyze_volume", failing)
+    controller = phantom.analysis
+    with qtbot.waitSignal(controller.failed, timeout=TIMEOUT_MS) as blocker:
+        controller.analyze()
+    message = blocker.args[1]
+    assert "Traceback" not in message
+    if isinstance(error, ViewerError):
+        assert "colour images" in message
+    else:
+        assert "The analysis failed" in message and "RuntimeError" in message
+    qtbot.waitUntil(lambda: bool(relay().open_dialogs), timeout=5000)
+    dialog = relay().open_dialogs[-1]
+    assert dialog.text() == message and not dialog.detailedText()
+    assert controller.panel.state == "failed" and not phantom.progress.isVisible()
+    phantom.view.set_slice(4)  # still usable
+    assert phantom.view.index == 4
+
+
+def test_help_page_explains_gates_and_limits(qtbot, window: MainWindow) -> None:
+    window.analysis.help_action.trigger()
+    dialogs = window.findChildren(AnalysisHelpDialog)
+    assert dialogs
+    text = dialogs[-1].browser.toPlainText()
+    assert "1 = keep the previous state" in text and "not proof" in text
+    assert "synthetic phantoms" in text and "Not for diagnosis" in text
+    dialogs[-1].close()
+
+
+def test_probabilities_keep_their_digits() -> None:
+    assert format_probability(0.8734) == "0.87" and format_probability(0.9987) == "0.999"
+    assert format_probability(0.0262216) == "0.026" and format_probability(0.00041) == "0.00041"
+
+
+def test_analyze_without_a_series_says_what_to_do(qtbot, window: MainWindow) -> None:
+    assert window.analysis.analyze() is False
+    assert "Open a series" in window.statusBar().currentMessage()
+
+
+# -- the shipped weights ----------------------------------------------------------------------------------------
+
+
+def test_default_weights_look_inside_the_bleed(qtbot, phantom: MainWindow, ui_study_dir: Path) -> None:
+    """On a bleed slice of the demo phantom, the overlay's strongest pixel lies inside the bleed mask."""
+    if not default_model_paths().weights.is_file():
+        pytest.skip("the shipped weights resources/models/slice_gru_default.safetensors are not installed")
+    from viewer.dicom.phantom import load_labels
+
+    labels = load_labels(ui_study_dir / "phantom").studies[0]
+    mask = labels.load_mask()
+    phantom.analysis.model_path = None
+    result = analyze(qtbot, phantom)
+    controller, view = phantom.analysis, phantom.view
+    assert mask.shape == phantom.current_volume().array.shape  # slices ascending, like the loaded volume
+    bleed_slices = [k for k in range(mask.shape[0]) if mask[k].any()]
+    k = max(bleed_slices, key=lambda i: int(mask[i].sum()))
+    if controller.display_map(phantom.current_uid, k) is None:
+        ready = controller.saliency_ready
+        with qtbot.waitSignal(ready, timeout=TIMEOUT_MS, check_params_cb=lambda _u, i: i == k):
+            view.set_slice(k)
+    else:
+        view.set_slice(k)
+    strongest = np.unravel_index(int(np.argmax(np.abs(result.saliency(k)))), mask.shape[1:])
+    assert mask[k][strongest], f"strongest saliency at {strongest} on slice {k + 1}, outside the bleed"
+    drawn = controller.overlay.item
+    assert (
+        drawn.isVisible() and drawn.image[strongest] == 255
+    )  # the overlay shows that pixel at full strength
+
+
+# -- bench ------------------------------------------------------------------------------------------------------
+
+
+def test_frame_time_bench_during_analysis(qtbot) -> None:
+    from viewer.bench.gui import bench_analysis_frames
+
+    out = bench_analysis_frames(n_slices=12, matrix=64, idle_frames=5)
+    assert out["n_slices"] == 12 and out["matrix"] == [64, 64]
+    for key in ("idle", "during_analysis_cold", "during_analysis_warm"):
+        assert (
+            out[key]["frames"] >= 1 and 0 < out[key]["median_ms"] <= out[key]["p95_ms"] <= out[key]["max_ms"]
+        )
+    assert out["during_analysis_warm"]["analysis_s"] > 0 and out["device"].startswith("CPU")

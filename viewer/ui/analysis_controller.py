@@ -1,0 +1,523 @@
+"""Tools ▸ Analyze Series: runs the model on the series on screen and shows what it found.
+
+The analysis (model loading included: the first load reads and hashes the weights) runs on a
+:class:`~viewer.ui.workers.WorkerThread` from the window's pool, with progress and Cancel in the status bar, so
+scrolling, windowing and switching series go on meanwhile. Its signals carry an :class:`AnalysisTag` (stack uid +
+generation), like the load jobs: a cancelled or superseded job's late result is dropped.
+
+Results are kept per stack uid for the session. A result is drawn only over the series it was computed on: the
+panel and the overlay are cleared the moment another series is opened, and a result is shown again only after
+``result.matches(volume)`` holds for the loaded volume on screen. Pixel saliency of slices the analysis did not
+compute is computed on demand, one slice at a time on a worker, for the slice on screen.
+
+Holding the on-demand saliency keeps each result's model inputs in memory, so only the :data:`LIVE_RESULTS` most
+recently shown results keep it; older ones are ``release()``d (their computed maps stay).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QToolBar
+
+from viewer.errors import CancelledError, ViewerError
+from viewer.ui.error_dialog import report_exception
+from viewer.ui.help_page import show_analysis_help
+from viewer.ui.results_panel import ResultsPanel, format_probability
+from viewer.ui.saliency_overlay import MAP_LEVELS, SaliencyOverlay
+from viewer.ui.workers import WorkerThread
+
+if TYPE_CHECKING:
+    from viewer.analysis.result import AnalysisResult
+    from viewer.ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, str], None]
+CancelFn = Callable[[], bool]
+
+LIVE_RESULTS = 3
+JOB_KEY = "analyze"
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisTag:
+    """Which analysis a signal belongs to: the stack and the controller's analysis generation."""
+
+    stack_uid: str
+    generation: int
+
+
+@dataclass(eq=False, slots=True)
+class SaliencyTag:
+    """An on-demand pixel-saliency job: slice ``k`` of ``result`` (compared by identity)."""
+
+    stack_uid: str
+    k: int
+    result: Any
+
+
+@dataclass(slots=True)
+class AnalysisOutcome:
+    """What the analysis worker returns: the result and its key slices' maps scaled for display."""
+
+    result: AnalysisResult
+    display_maps: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def to_display_map(raw: np.ndarray) -> np.ndarray:
+    """A signed attribution map as the overlay draws it: ``normalise_map`` (|values| scaled to [0, 1] by the
+    99.5th percentile), stored as uint8 0–255 (a quarter of float32's memory; the colour table has 256 entries)."""
+    from viewer.model.explanations import normalise_map
+
+    return np.round(normalise_map(raw) * MAP_LEVELS).astype(np.uint8)
+
+
+def run_analysis(
+    volume: Any,
+    model_path: str | Path | None,
+    device: str,
+    *,
+    progress: ProgressFn,
+    cancel: CancelFn,
+) -> AnalysisOutcome:
+    """Load the model (cached after the first time) and analyse ``volume``; runs on a worker, no Qt."""
+    progress(0, 0, "Loading the model")
+    from viewer.analysis.models import load_model
+    from viewer.analysis.run import AnalysisOptions, analyze_volume
+
+    model, card = load_model(model_path)
+    if cancel():
+        raise CancelledError("Analysis cancelled")
+    result = analyze_volume(
+        volume, model, card, options=AnalysisOptions(device=device), progress=progress, cancel=cancel
+    )
+    maps = {k: to_display_map(m) for k, m in result.pixel_saliency.items()}
+    return AnalysisOutcome(result, maps)
+
+
+def compute_slice_saliency(
+    result: Any, k: int, *, progress: ProgressFn, cancel: CancelFn
+) -> tuple[int, np.ndarray | None]:
+    """Pixel saliency of slice ``k`` of ``result``, scaled for display (None when it cannot be computed)."""
+    raw = result.saliency(k)
+    if raw is None:
+        return k, None
+    return k, to_display_map(raw)
+
+
+def _user_error(exc: BaseException) -> ViewerError:
+    """A failure as the dialog shows it: what and why in plain words, never a traceback."""
+    if isinstance(exc, ViewerError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return ViewerError(
+            "The analysis failed",
+            "not enough memory; close other programs or lower the series cache in Preferences, then try again",
+        )
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = " <- ".join(f"{f.name} ({Path(f.filename).name}:{f.lineno})" for f in reversed(frames[-4:]))
+    log.error("analysis failed with %s at %s", type(exc).__name__, where or "?")
+    return ViewerError(
+        "The analysis failed",
+        f"the model stopped with an internal error ({type(exc).__name__}). The viewer is still usable; "
+        "try again, or choose 'CPU only' under Tools ▸ Preferences",
+    )
+
+
+class AnalysisController(QObject):
+    """The Analyze command, its worker, the results dock and the saliency overlay of one :class:`MainWindow`.
+
+    Signals
+    -------
+    started(stack_uid)
+    result_ready(stack_uid, result)
+        An analysis finished (whichever series is on screen now).
+    result_shown(stack_uid)
+        A result is on screen: panel, plots, overlay and slider marks.
+    failed(stack_uid, message)
+    cancelled(stack_uid)
+    saliency_ready(stack_uid, k)
+        An on-demand pixel map of slice ``k`` is ready.
+    """
+
+    started = Signal(str)
+    result_ready = Signal(str, object)
+    result_shown = Signal(str)
+    failed = Signal(str, str)
+    cancelled = Signal(str)
+    saliency_ready = Signal(str, int)
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.view = window.view
+        #: Weights to analyse with; None = the shipped default (tests point this at their own file).
+        self.model_path: str | Path | None = None
+        self.results: dict[str, AnalysisResult] = {}
+        self._display_maps: dict[str, dict[int, np.ndarray]] = {}
+        self._unavailable: dict[str, set[int]] = {}
+        self._live: list[str] = []
+        self._generation = 0
+        self._thread: WorkerThread | None = None
+        self._tag: AnalysisTag | None = None
+        self._pending_uid: str | None = None
+        self._shown: AnalysisResult | None = None
+        self._saliency_thread: WorkerThread | None = None
+        self._wanted: tuple[str, int] | None = None
+
+        self.panel = ResultsPanel()
+        self.dock = window.add_dock(self.panel, "Analysis", Qt.DockWidgetArea.RightDockWidgetArea)
+        self.dock.setMinimumWidth(400)
+        window.resizeDocks([self.dock], [470], Qt.Orientation.Horizontal)
+        self.dock.hide()
+        self.overlay = SaliencyOverlay(self.view, on_missing=self._request_saliency)
+        self.panel.set_overlay_controls(self.overlay.enabled, self.overlay.opacity, self.overlay.threshold)
+
+        self.analyze_action = QAction("&Analyze Series", window)
+        self.analyze_action.setShortcut(QKeySequence("Ctrl+R"))
+        self.analyze_action.setStatusTip("Run the slice-GRU model on the series on screen (Ctrl+R)")
+        self.analyze_action.setToolTip("Analyze the series on screen (Ctrl+R)")
+        self.analyze_action.triggered.connect(self.analyze)
+        tools = window.tools_menu
+        first = tools.actions()[0] if tools.actions() else None
+        tools.insertAction(first, self.analyze_action)
+        if first is not None:
+            tools.insertSeparator(first)
+
+        self.overlay_action = QAction("Pixel Saliency &Overlay", window)
+        self.overlay_action.setCheckable(True)
+        self.overlay_action.setChecked(self.overlay.enabled)
+        self.overlay_action.setShortcut(QKeySequence("O"))
+        self.overlay_action.setStatusTip("Show or hide the pixel saliency map over the image (O)")
+        self.overlay_action.toggled.connect(self.set_overlay_enabled)
+        window.view_menu.addSeparator()
+        window.view_menu.addAction(self.overlay_action)
+
+        self.help_action = QAction("How to Read the &Analysis", window)
+        self.help_action.triggered.connect(lambda _=False: show_analysis_help(window))
+        help_menu = window.help_menu
+        help_menu.insertAction(help_menu.actions()[0] if help_menu.actions() else None, self.help_action)
+
+        self.toolbar = QToolBar("Analysis", window)
+        self.toolbar.setObjectName("toolbar-analysis")
+        self.toolbar.setMovable(False)
+        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.toolbar.addAction(self.analyze_action)
+        self.toolbar.addAction(self.overlay_action)
+        self.toolbar.addAction(self.dock.toggleViewAction())
+        window.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.toolbar)
+
+        self.panel.analyze_requested.connect(self.analyze)
+        self.panel.slice_clicked.connect(self.view.set_slice)
+        self.panel.overlay_toggled.connect(self.overlay_action.setChecked)
+        self.panel.opacity_changed.connect(self.overlay.set_opacity)
+        self.panel.threshold_changed.connect(self.overlay.set_threshold)
+        self.view.slice_changed.connect(self._on_slice_changed)
+        window.series_opened.connect(self._on_series_opened)
+        window.volume_loaded.connect(self._on_volume_loaded)
+
+    # -- state ------------------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def running_uid(self) -> str | None:
+        return self._tag.stack_uid if self._tag is not None else None
+
+    @property
+    def shown_result(self) -> AnalysisResult | None:
+        """The result on screen (panel and overlay), or None."""
+        return self._shown
+
+    def display_map(self, uid: str, k: int) -> np.ndarray | None:
+        """The pixel map of slice ``k`` of series ``uid`` as drawn (uint8, 255 = strongest), if computed."""
+        return self._display_maps.get(uid, {}).get(k)
+
+    def _accepting(self) -> bool:
+        return self.window.pool.accepting
+
+    def _status(self, text: str, ms: int = 5000) -> None:
+        self.window.statusBar().showMessage(text, ms)
+
+    # -- starting and stopping --------------------------------------------------------------------------------
+
+    def analyze(self) -> bool:
+        """Analyse the series on screen (once it has loaded); True when an analysis started or is queued."""
+        if not self._accepting():
+            return False
+        uid = self.window.current_uid
+        if uid is None:
+            self._status("Open a series first, then Analyze (Ctrl+R).")
+            return False
+        self.dock.show()
+        volume = self.window.current_volume()
+        if volume is None:
+            if self.window.loading:
+                self._pending_uid = uid
+                self.panel.show_waiting()
+                self._status("The analysis starts once the series has loaded.")
+                return True
+            self._status("The series is not in memory any more: open it again, then Analyze.")
+            return False
+        self._start(uid, volume)
+        return True
+
+    def _start(self, uid: str, volume: Any) -> None:
+        self._pending_uid = None
+        if self._thread is not None:
+            self._thread.cancel()  # one analysis at a time: the newest request wins
+        self._generation += 1
+        tag = AnalysisTag(uid, self._generation)
+        thread = WorkerThread(
+            run_analysis,
+            volume,
+            self.model_path,
+            self.window.settings.analysis_device,
+            tag=tag,
+            name="analysis",
+        )
+        thread.progress.connect(self._on_progress)
+        thread.finished_ok.connect(self._on_finished)
+        thread.errored.connect(self._on_errored)
+        thread.cancelled.connect(self._on_cancelled)
+        thread.stopped.connect(self._on_stopped)
+        self._thread, self._tag = thread, tag
+        if self.view.stack_uid == uid:
+            self._hide_result()
+            self.panel.show_running()
+        stack = self.window.stack(uid)
+        title = getattr(stack, "label", "") or "series"
+        self.window.progress.begin(JOB_KEY, f"Analysing {title}", self.cancel)
+        self._status("Analysing… the viewer stays usable meanwhile (Esc or Cancel stops it).")
+        self.window.pool.start(thread)
+        self.started.emit(uid)
+
+    def cancel(self) -> None:
+        """Stop the running (or queued) analysis; its late result is dropped."""
+        pending = self._pending_uid
+        self._pending_uid = None
+        thread = self._thread
+        if thread is None:
+            if pending is not None and self.view.stack_uid == pending:
+                self.panel.show_cancelled()
+            return
+        thread.cancel()
+        self._thread, self._tag = None, None
+        self.window.progress.end(JOB_KEY)
+        if self.view.stack_uid == thread.tag.stack_uid:
+            self.panel.show_cancelled()
+        self._status("Analysis cancelled", 3000)
+
+    # -- worker signals ---------------------------------------------------------------------------------------
+
+    def _on_progress(self, tag: Any, done: int, total: int, text: str) -> None:
+        if tag == self._tag:
+            self.window.progress.update_job(JOB_KEY, done, total, f"Analysing: {text}" if text else "")
+
+    def _on_finished(self, tag: Any, outcome: AnalysisOutcome) -> None:
+        if tag != self._tag or not self._accepting():
+            return
+        self._thread, self._tag = None, None
+        self.window.progress.end(JOB_KEY)
+        result = outcome.result
+        uid = tag.stack_uid
+        old = self.results.get(uid)
+        if old is not None and old is not result:
+            old.release()
+        self.results[uid] = result
+        self._display_maps[uid] = dict(outcome.display_maps)
+        self._unavailable[uid] = set()
+        self._keep_live(uid)
+        self._status(
+            f"Analysis done: {result.finding} (probability {format_probability(result.probability)})", 8000
+        )
+        self.result_ready.emit(uid, result)
+        if self.view.stack_uid == uid:
+            self._show_if_current(uid)
+
+    def _on_errored(self, tag: Any, exc: BaseException) -> None:
+        if tag != self._tag or not self._accepting():
+            return
+        self._thread, self._tag = None, None
+        self.window.progress.end(JOB_KEY)
+        error = _user_error(exc)
+        message = str(error)
+        if self.view.stack_uid == tag.stack_uid:
+            self.panel.show_failed(message)
+        self._status("The analysis failed", 5000)
+        report_exception(error)
+        self.failed.emit(tag.stack_uid, message)
+
+    def _on_cancelled(self, tag: Any) -> None:
+        if isinstance(tag, AnalysisTag) and self._accepting():
+            self.cancelled.emit(tag.stack_uid)
+
+    def _on_stopped(self, tag: Any) -> None:
+        if self._thread is not None and self._thread.tag == tag:
+            self._thread, self._tag = None, None
+            self.window.progress.end(JOB_KEY)
+
+    # -- which result is on screen ----------------------------------------------------------------------------
+
+    def _on_series_opened(self, uid: str) -> None:
+        self._hide_result()
+        if self._pending_uid is not None and self._pending_uid != uid:
+            self._pending_uid = None
+        if self._tag is not None and self._tag.stack_uid == uid:
+            self.panel.show_running()
+        elif uid in self.results:
+            self.panel.show_empty("Loading the series to show its analysis…")
+        else:
+            self.panel.show_empty()
+
+    def _on_volume_loaded(self, uid: str) -> None:
+        if uid != self.view.stack_uid:
+            return
+        if self._pending_uid == uid:
+            volume = self.window.current_volume()
+            if volume is not None:
+                self._start(uid, volume)
+            return
+        if uid in self.results:
+            self._show_if_current(uid)
+        elif self._tag is None or self._tag.stack_uid != uid:
+            self.panel.show_empty()
+
+    def _show_if_current(self, uid: str) -> bool:
+        """Show ``uid``'s result if that exact series is loaded on screen."""
+        result = self.results.get(uid)
+        volume = self.window.current_volume()
+        if result is None or self.view.stack_uid != uid or volume is None or not result.matches(volume):
+            if result is not None and volume is not None and self.view.stack_uid == uid:
+                self.panel.show_empty("The series changed since it was analysed: analyse it again.")
+            return False
+        self._shown = result
+        self._keep_live(uid)
+        self.panel.show_result(result, self.view.index)
+        self.panel.set_overlay_controls(self.overlay.enabled, self.overlay.opacity, self.overlay.threshold)
+        self.view.set_slice_marks(list(result.key_slices))
+        self.overlay.show_maps(lambda k, u=uid, r=result: self._map_for(u, r, k), result.pixel_label)
+        self._update_overlay_status()
+        self.dock.show()
+        self.result_shown.emit(uid)
+        return True
+
+    def _hide_result(self) -> None:
+        self._shown = None
+        self._wanted = None
+        self.overlay.clear()
+        self.view.set_slice_marks([])
+
+    def _map_for(self, uid: str, result: Any, k: int) -> np.ndarray | None:
+        """The overlay's source: only ever the shown result's maps, and only on its own series."""
+        if self._shown is not result or self.view.stack_uid != uid:
+            return None
+        data = self._display_maps.get(uid, {}).get(k)
+        if data is not None and data.shape != tuple(result.identity.shape[1:]):
+            return None
+        return data
+
+    def _keep_live(self, uid: str) -> None:
+        if uid in self._live:
+            self._live.remove(uid)
+        self._live.append(uid)
+        while len(self._live) > LIVE_RESULTS:
+            old = self._live.pop(0)
+            if old in self.results:
+                self.results[old].release()
+
+    # -- overlay ----------------------------------------------------------------------------------------------
+
+    def set_overlay_enabled(self, on: bool) -> None:
+        """O / View ▸ Pixel Saliency Overlay / the panel's check box."""
+        if self.overlay_action.isChecked() != on:
+            self.overlay_action.setChecked(on)  # comes back here through toggled
+            return
+        self.overlay.set_enabled(on)
+        self.panel.set_overlay_controls(on, self.overlay.opacity, self.overlay.threshold)
+        self._update_overlay_status()
+
+    def _on_slice_changed(self, k: int) -> None:
+        self.panel.set_current_slice(k)
+        self._update_overlay_status()
+
+    def _update_overlay_status(self) -> None:
+        result = self._shown
+        if result is None:
+            return
+        uid = result.identity.stack_uid
+        k = self.view.index
+        if k in self._display_maps.get(uid, {}):
+            self.overlay.set_status("")
+        elif k in self._unavailable.get(uid, set()):
+            self.overlay.set_status("No map for this slice (analyse again to compute more).")
+        else:
+            self.overlay.set_status("Computing the map for this slice…")
+
+    def _request_saliency(self, k: int) -> None:
+        """The overlay found no map for slice ``k`` on screen: compute it (the latest request wins)."""
+        result = self._shown
+        if result is None or not self._accepting():
+            return
+        uid = result.identity.stack_uid
+        if self.view.stack_uid != uid:  # asked while another series replaces this one on screen
+            return
+        if k in self._display_maps.get(uid, {}) or k in self._unavailable.get(uid, set()):
+            return
+        self._wanted = (uid, k)
+        if self._saliency_thread is None:
+            self._start_saliency()
+
+    def _start_saliency(self) -> None:
+        wanted, self._wanted = self._wanted, None
+        result = self._shown
+        if wanted is None or result is None or wanted[0] != result.identity.stack_uid:
+            return
+        uid, k = wanted
+        thread = WorkerThread(
+            compute_slice_saliency, result, k, tag=SaliencyTag(uid, k, result), name="saliency"
+        )
+        thread.finished_ok.connect(self._on_saliency)
+        thread.errored.connect(self._on_saliency_failed)
+        thread.stopped.connect(self._on_saliency_stopped)
+        self._saliency_thread = thread
+        self.window.pool.start(thread)
+
+    def _on_saliency(self, tag: SaliencyTag, value: tuple[int, np.ndarray | None]) -> None:
+        if not self._accepting() or self.results.get(tag.stack_uid) is not tag.result:
+            return
+        k, data = value
+        if data is None:
+            self._unavailable.setdefault(tag.stack_uid, set()).add(k)
+        else:
+            self._display_maps.setdefault(tag.stack_uid, {})[k] = data
+        if self._shown is tag.result:
+            if self.view.index == k:
+                self.overlay.refresh()
+            self._update_overlay_status()
+        self.saliency_ready.emit(tag.stack_uid, k)
+
+    def _on_saliency_failed(self, tag: SaliencyTag, exc: BaseException) -> None:
+        log.warning("pixel saliency of one slice failed: %s", type(exc).__name__)
+        self._unavailable.setdefault(tag.stack_uid, set()).add(tag.k)
+        if self._shown is tag.result:
+            self._update_overlay_status()
+
+    def _on_saliency_stopped(self, tag: SaliencyTag) -> None:
+        if self._saliency_thread is not None and self._saliency_thread.tag is tag:
+            self._saliency_thread = None
+        if self._wanted is not None and self._accepting():
+            self._start_saliency()
+        elif self._shown is not None and self.overlay.enabled and self._accepting():
+            self._request_saliency(self.view.index)

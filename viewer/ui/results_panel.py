@@ -1,0 +1,525 @@
+"""The Analysis dock: the finding, its warnings, and the per-slice evidence as plots on one shared slice axis.
+
+Every plot has x = slice number as the viewer shows it (1 … n, slice ``k`` of the volume at x = k + 1), a white
+cursor at the slice on screen, and amber dashed lines at the key slices. Clicking a plot (or dragging its cursor)
+asks for that slice through ``slice_clicked``. The panel only displays; :class:`~viewer.ui.analysis_controller.
+AnalysisController` decides what to show and when.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer.ui import theme
+
+AXIS_WIDTH = 46
+PLOT_BACKGROUND = theme.BASE
+AXIS_COLOUR = "#9a9a9a"
+CURSOR_COLOUR = "#ffffff"
+KEY_COLOUR = "#e0b050"
+PROBABILITY_COLOUR = "#ff8a65"
+Z_COLOUR = "#4fc3f7"
+R_COLOUR = "#ce93d8"
+SALIENCY_COLOUR = "#81c784"
+POSITIVE_COLOUR = "#ff7a6b"
+NEGATIVE_COLOUR = "#8fd19e"
+AMBER_BOX = "QLabel { background: #3a2e10; border: 1px solid #e0b050; border-radius: 4px; color: #f3dfa6; padding: 6px; }"
+
+#: The heatmap's choices: key in ``result.gate_matrices`` → what the combo says.
+MATRIX_CHOICES: tuple[tuple[str, str], ...] = (
+    ("z_forward", "update gate z · forward (slice 1 → last)"),
+    ("z_reverse", "update gate z · reverse (last → slice 1)"),
+    ("r_forward", "reset gate r · forward (slice 1 → last)"),
+    ("r_reverse", "reset gate r · reverse (last → slice 1)"),
+)
+
+DISCLAIMER = (
+    "Research software. The default model learned from synthetic phantoms; it is not for diagnosis. "
+    "Help ▸ How to Read the Analysis explains every plot."
+)
+
+
+def format_probability(p: float) -> str:
+    """Two decimals; two significant digits below 0.1 (a low threshold must not read as 0.03); three above 0.99."""
+    if p >= 0.99:
+        return f"{p:.3f}"  # 0.9987 is not 1.00
+    return f"{p:.2f}" if p >= 0.1 else f"{p:.2g}"
+
+
+def _heading(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setStyleSheet(f"color: {theme.TEXT}; margin-top: 6px;")
+    return label
+
+
+def _gradient_pixmap(lut: np.ndarray, width: int = 90, height: int = 10) -> QPixmap:
+    idx = np.linspace(0, len(lut) - 1, width).round().astype(int)
+    pixels = np.ascontiguousarray(np.repeat(lut[idx, :3][None], height, axis=0).astype(np.uint8))
+    image = QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+    return QPixmap.fromImage(image.copy())
+
+
+class SlicePlot(pg.PlotWidget):
+    """A plot over the slice axis with a cursor line and key-slice marks; clicks ask for a slice."""
+
+    slice_clicked = Signal(int)
+
+    def __init__(
+        self, y_label: str, y_range: tuple[float, float] | None = (0.0, 1.0), height: int = 120
+    ) -> None:
+        super().__init__(background=PLOT_BACKGROUND)
+        item = self.getPlotItem()
+        item.setMenuEnabled(False)
+        item.hideButtons()
+        self.setMouseEnabled(x=False, y=False)
+        item.getViewBox().setMouseEnabled(x=False, y=False)
+        style = {"color": AXIS_COLOUR, "font-size": "9pt"}
+        item.setLabel("left", y_label, **style)
+        item.setLabel("bottom", "slice", **style)
+        for name in ("left", "bottom"):
+            axis = item.getAxis(name)
+            axis.setPen(pg.mkPen(AXIS_COLOUR))
+            axis.setTextPen(pg.mkPen(AXIS_COLOUR))
+        item.getAxis("left").setWidth(AXIS_WIDTH)
+        item.showGrid(x=True, y=True, alpha=0.12)
+        if y_range is not None:
+            item.setYRange(
+                *y_range, padding=0.1
+            )  # room for the 0 and 1 labels, which pyqtgraph drops at the edge
+            item.enableAutoRange(axis="y", enable=False)
+            low, high = y_range
+            item.getAxis("left").setTicks([[(v, f"{v:g}") for v in (low, (low + high) / 2, high)], []])
+        item.enableAutoRange(axis="x", enable=False)
+        self.cursor = pg.InfiniteLine(
+            pos=1,
+            angle=90,
+            movable=True,
+            pen=pg.mkPen(CURSOR_COLOUR, width=1.5),
+            hoverPen=pg.mkPen(CURSOR_COLOUR, width=3),
+        )
+        self.cursor.setZValue(100)
+        self.cursor.sigDragged.connect(lambda line: self.slice_clicked.emit(round(line.value()) - 1))
+        item.addItem(self.cursor, ignoreBounds=True)
+        self._marks: list[pg.InfiniteLine] = []
+        self.scene().sigMouseClicked.connect(self._on_click)
+        self.setFixedHeight(height)
+
+    @property
+    def plot_item(self) -> pg.PlotItem:
+        return self.getPlotItem()
+
+    def add_legend_below(self, columns: int) -> pg.LegendItem:
+        """A legend in its own row under the slice axis, so it never hides a curve."""
+        legend = pg.LegendItem(colCount=columns, labelTextColor=theme.TEXT, labelTextSize="8pt")
+        self.plot_item.layout.addItem(legend, 4, 1)
+        self.plot_item.layout.setAlignment(legend, Qt.AlignmentFlag.AlignHCenter)
+        return legend
+
+    def set_slices(self, n: int) -> None:
+        self.plot_item.setXRange(0.5, n + 0.5, padding=0.0)
+        self.cursor.setBounds((1, max(1, n)))
+
+    def set_cursor(self, k: int) -> None:
+        self.cursor.blockSignals(True)
+        self.cursor.setValue(k + 1)
+        self.cursor.blockSignals(False)
+
+    def set_key_slices(self, indices: list[int]) -> None:
+        for line in self._marks:
+            self.plot_item.removeItem(line)
+        self._marks = []
+        for k in indices:
+            line = pg.InfiniteLine(
+                pos=k + 1,
+                angle=90,
+                movable=False,
+                pen=pg.mkPen(KEY_COLOUR, width=1, style=Qt.PenStyle.DashLine),
+            )
+            line.setZValue(50)
+            self.plot_item.addItem(line, ignoreBounds=True)
+            self._marks.append(line)
+
+    def slice_at(self, scene_pos: Any) -> int | None:
+        """The 0-based slice under a scene position, or None outside the plot area."""
+        vb = self.plot_item.getViewBox()
+        if not vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        return round(vb.mapSceneToView(scene_pos).x()) - 1
+
+    def _on_click(self, ev: Any) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return
+        k = self.slice_at(ev.scenePos())
+        if k is not None:
+            ev.accept()
+            self.slice_clicked.emit(k)
+
+
+class ResultsPanel(QWidget):
+    """Shows one :class:`~viewer.analysis.result.AnalysisResult`, or why there is none.
+
+    Signals: ``slice_clicked(int)`` (0-based slice), ``analyze_requested()``, ``overlay_toggled(bool)``,
+    ``opacity_changed(float)``, ``threshold_changed(float)``.
+    """
+
+    slice_clicked = Signal(int)
+    analyze_requested = Signal()
+    overlay_toggled = Signal(bool)
+    opacity_changed = Signal(float)
+    threshold_changed = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.result: Any | None = None
+        self.state = "empty"
+        self._n = 0
+        self._index = 0
+
+        # -- state (no result) ---------------------------------------------------------------------------------
+        self.state_label = QLabel()
+        self.state_label.setWordWrap(True)
+        self.state_label.setStyleSheet(f"color: {theme.TEXT}; font-size: 14px; padding: 6px 0px;")
+        self.analyze_button = QPushButton("Analyze Series  (Ctrl+R)")
+        self.analyze_button.setToolTip("Run the slice-GRU model on the series on screen")
+        self.analyze_button.clicked.connect(self.analyze_requested)
+
+        # -- finding -------------------------------------------------------------------------------------------
+        self.finding_label = QLabel()
+        self.finding_label.setStyleSheet("font-size: 22px; font-weight: bold;")
+        self.probability_label = QLabel()
+        self.probability_label.setStyleSheet(f"font-size: 15px; color: {theme.TEXT};")
+        self.probability_label.setWordWrap(True)
+        self.warnings_label = QLabel()
+        self.warnings_label.setWordWrap(True)
+        self.warnings_label.setTextFormat(Qt.TextFormat.RichText)
+        self.warnings_label.setStyleSheet(AMBER_BOX)
+        self.notice_label = QLabel()
+        self.notice_label.setWordWrap(True)
+        self.notice_label.setStyleSheet(AMBER_BOX)
+        self.info_label = QLabel()
+        self.info_label.setWordWrap(True)
+        self.info_label.setStyleSheet(f"color: {theme.DIM_TEXT};")
+        self.key_label = QLabel()
+        self.key_label.setWordWrap(True)
+        self.key_label.setTextFormat(Qt.TextFormat.RichText)
+        self.key_label.linkActivated.connect(lambda href: self.slice_clicked.emit(int(href.split(":")[1])))
+        self.slice_label = QLabel()
+        self.slice_label.setWordWrap(True)
+        self.slice_label.setStyleSheet(f"color: {theme.TEXT};")
+
+        # -- overlay controls ----------------------------------------------------------------------------------
+        overlay_box = QFrame()
+        overlay_box.setFrameShape(QFrame.Shape.StyledPanel)
+        grid = QGridLayout(overlay_box)
+        grid.setContentsMargins(6, 4, 6, 4)
+        self.overlay_check = QCheckBox("Pixel saliency over the image  (O)")
+        self.overlay_check.setChecked(True)
+        self.overlay_check.toggled.connect(self.overlay_toggled)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setToolTip("How opaque the colour map is")
+        self.opacity_slider.valueChanged.connect(lambda v: self.opacity_changed.emit(v / 100.0))
+        self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
+        self.threshold_slider.setRange(0, 95)
+        self.threshold_slider.setToolTip("Pixels whose scaled saliency is below this stay transparent")
+        self.threshold_slider.valueChanged.connect(self._on_threshold)
+        self.threshold_value = QLabel()
+        self.threshold_value.setMinimumWidth(32)
+        grid.setVerticalSpacing(2)
+        grid.addWidget(self.overlay_check, 0, 0, 1, 5)
+        grid.addWidget(QLabel("Opacity"), 1, 0)
+        grid.addWidget(self.opacity_slider, 1, 1)
+        grid.addWidget(QLabel("Threshold"), 1, 2)
+        grid.addWidget(self.threshold_slider, 1, 3)
+        grid.addWidget(self.threshold_value, 1, 4)
+        self.overlay_box = overlay_box
+
+        # -- plots ---------------------------------------------------------------------------------------------
+        self.probability_plot = SlicePlot("probability", height=120)
+        self.probability_curve = self.probability_plot.plot(
+            pen=pg.mkPen(PROBABILITY_COLOUR, width=2), symbol="o", symbolSize=4, symbolPen=None,
+            symbolBrush=PROBABILITY_COLOUR,
+        )  # fmt: skip
+        self.threshold_line = pg.InfiniteLine(
+            pos=0.5, angle=0, movable=False, pen=pg.mkPen("#b0b0b0", width=1, style=Qt.PenStyle.DashLine)
+        )
+        self.probability_plot.plot_item.addItem(self.threshold_line, ignoreBounds=True)
+
+        self.gate_plot = SlicePlot("mean gate", height=175)
+        self.gate_curves: dict[str, pg.PlotDataItem] = {}
+        styles = {
+            "z_mean_forward": (Z_COLOUR, Qt.PenStyle.SolidLine, "z forward"),
+            "z_mean_reverse": (Z_COLOUR, Qt.PenStyle.DashLine, "z reverse"),
+            "r_mean_forward": (R_COLOUR, Qt.PenStyle.SolidLine, "r forward"),
+            "r_mean_reverse": (R_COLOUR, Qt.PenStyle.DashLine, "r reverse"),
+        }
+        self.gate_legend = self.gate_plot.add_legend_below(4)
+        for key, (colour, style, name) in styles.items():
+            curve = self.gate_plot.plot(pen=pg.mkPen(colour, width=2, style=style))
+            self.gate_curves[key] = curve
+            self.gate_legend.addItem(curve, name)
+
+        self.heatmap_plot = SlicePlot("GRU unit", y_range=None, height=140)
+        self.heatmap_image = pg.ImageItem()
+        self.heatmap_lut = pg.colormap.get("viridis").getLookupTable(0.0, 1.0, 256)
+        self.heatmap_plot.plot_item.addItem(self.heatmap_image)
+        self.heatmap_plot.plot_item.getAxis("left").setTicks(None)
+        self.matrix_combo = QComboBox()
+        self.matrix_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.matrix_combo.setMinimumContentsLength(16)
+        for key, text in MATRIX_CHOICES:
+            self.matrix_combo.addItem(text, key)
+        self.matrix_combo.currentIndexChanged.connect(self._draw_matrix)
+        colour_scale = QLabel()
+        colour_scale.setPixmap(_gradient_pixmap(self.heatmap_lut))
+        colour_scale.setToolTip("Gate value: 0 (dark blue) … 1 (yellow)")
+
+        self.saliency_plot = SlicePlot("saliency (0–1)", height=160)
+        self.saliency_curves = {
+            "forward": self.saliency_plot.plot(pen=pg.mkPen(SALIENCY_COLOUR, width=1.5)),
+            "reverse": self.saliency_plot.plot(
+                pen=pg.mkPen(SALIENCY_COLOUR, width=1.5, style=Qt.PenStyle.DashLine)
+            ),
+            "combined": self.saliency_plot.plot(pen=pg.mkPen("#e8e8e8", width=2.5)),
+        }
+        self.saliency_legend = self.saliency_plot.add_legend_below(3)
+        for key, curve in self.saliency_curves.items():
+            self.saliency_legend.addItem(curve, key)
+
+        self.plots = [self.probability_plot, self.gate_plot, self.heatmap_plot, self.saliency_plot]
+        for plot in self.plots:
+            plot.slice_clicked.connect(self._on_plot_click)
+            if plot is not self.probability_plot:
+                plot.plot_item.setXLink(self.probability_plot.plot_item)
+
+        disclaimer = QLabel(DISCLAIMER)
+        disclaimer.setWordWrap(True)
+        disclaimer.setStyleSheet(f"color: {theme.DIM_TEXT}; font-size: 11px; padding-top: 6px;")
+
+        # -- layout --------------------------------------------------------------------------------------------
+        self.result_widget = QWidget()
+        body = QVBoxLayout(self.result_widget)
+        body.setContentsMargins(0, 0, 0, 0)
+        body.setSpacing(4)
+        body.addWidget(self.finding_label)
+        body.addWidget(self.probability_label)
+        body.addWidget(self.warnings_label)
+        body.addWidget(self.notice_label)
+        body.addWidget(self.info_label)
+        body.addWidget(self.key_label)
+        body.addWidget(overlay_box)
+        body.addWidget(self.slice_label)
+        body.addWidget(
+            _heading("<b>Slice probability</b> · dashed grey: operating threshold · amber: key slices")
+        )
+        body.addWidget(self.probability_plot)
+        body.addWidget(
+            _heading(
+                "<b>Gates</b>, mean over units · <b>z</b> update gate: 1 = keep previous state · "
+                "<b>r</b> reset gate: 1 = previous state enters the candidate · "
+                "forward reads slice 1 → last, reverse last → 1"
+            )
+        )
+        body.addWidget(self.gate_plot)
+        matrix_row = QHBoxLayout()
+        matrix_row.addWidget(QLabel("<b>Gates per unit</b>"))
+        matrix_row.addWidget(self.matrix_combo, 1)
+        matrix_row.addWidget(QLabel("0"))
+        matrix_row.addWidget(colour_scale)
+        matrix_row.addWidget(QLabel("1"))
+        body.addLayout(matrix_row)
+        body.addWidget(self.heatmap_plot)
+        body.addWidget(
+            _heading(
+                "<b>Hidden-state saliency</b>: how much the finding depends on each slice's memory "
+                "(|∂ study logit / ∂ h<sub>t</sub>|, scaled)"
+            )
+        )
+        body.addWidget(self.saliency_plot)
+
+        content = QWidget()
+        outer = QVBoxLayout(content)
+        outer.setContentsMargins(8, 6, 8, 6)
+        outer.addWidget(self.state_label)
+        outer.addWidget(self.analyze_button)
+        outer.addWidget(self.result_widget)
+        outer.addWidget(disclaimer)
+        outer.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(content)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
+        self.setMinimumWidth(380)
+        self.show_empty()
+
+    # -- states -----------------------------------------------------------------------------------------------
+
+    def _show_state(self, state: str, text: str, *, button: bool, error: bool = False) -> None:
+        self.state = state
+        self.result = None
+        self.state_label.setText(text)
+        colour = "#ff8c7a" if error else theme.TEXT
+        self.state_label.setStyleSheet(f"color: {colour}; font-size: 14px; padding: 6px 0px;")
+        self.state_label.show()
+        self.analyze_button.setVisible(button)
+        self.result_widget.hide()
+
+    def show_empty(self, text: str = "This series has not been analysed.") -> None:
+        self._show_state("empty", text, button=True)
+
+    def show_waiting(self) -> None:
+        self._show_state("waiting", "The analysis starts once the series has loaded…", button=False)
+
+    def show_running(self) -> None:
+        self._show_state(
+            "running", "Analysing this series… (progress and Cancel in the status bar)", button=False
+        )
+
+    def show_cancelled(self) -> None:
+        self._show_state("cancelled", "The analysis was cancelled.", button=True)
+
+    def show_failed(self, message: str) -> None:
+        self._show_state("failed", f"The analysis failed: {message}", button=True, error=True)
+
+    def set_overlay_controls(self, enabled: bool, opacity: float, threshold: float) -> None:
+        """Reflect the overlay's state without emitting the change signals back."""
+        for widget, value in (
+            (self.overlay_check, enabled),
+            (self.opacity_slider, round(opacity * 100)),
+            (self.threshold_slider, round(threshold * 100)),
+        ):
+            widget.blockSignals(True)
+            if isinstance(widget, QCheckBox):
+                widget.setChecked(bool(value))
+            else:
+                widget.setValue(int(value))
+            widget.blockSignals(False)
+        self.threshold_value.setText(f"{threshold:.2f}")
+
+    # -- the result -------------------------------------------------------------------------------------------
+
+    def show_result(self, result: Any, current_slice: int = 0) -> None:
+        """Display ``result`` (an AnalysisResult of the series on screen)."""
+        self.result = result
+        self.state = "result"
+        self.state_label.hide()
+        self.analyze_button.hide()
+        n = int(result.identity.n_slices)
+        self._n = n
+        # No reassuring green on a series outside the intended use: the amber box below says why.
+        colour = POSITIVE_COLOUR if result.positive else (theme.TEXT if result.warnings else NEGATIVE_COLOUR)
+        self.finding_label.setText(result.finding)
+        self.finding_label.setStyleSheet(f"font-size: 22px; font-weight: bold; color: {colour};")
+        relation = "at or above" if result.positive else "below"
+        self.probability_label.setText(
+            f"Probability {format_probability(result.probability)} — {relation} the threshold "
+            f"{format_probability(result.threshold)}"
+        )
+        if result.warnings:
+            items = "".join(f"<li>{html.escape(w.message)}</li>" for w in result.warnings)
+            self.warnings_label.setText(
+                "<b>⚠ Outside the model's intended use</b> — read this result with extra caution:"
+                f"<ul style='margin-left: -20px; margin-top: 2px; margin-bottom: 0px;'>{items}</ul>"
+            )
+            self.warnings_label.show()
+        else:
+            self.warnings_label.hide()
+        self.notice_label.setText(f"⚠ {result.device_notice}" if result.device_notice else "")
+        self.notice_label.setVisible(bool(result.device_notice))
+        total = result.timings.get("total")
+        took = f" in {total:.1f} s" if total is not None else ""
+        model = result.model
+        self.info_label.setText(
+            f"Ran on {result.device}{took} · model {model.name} {model.version} (SHA-256 {model.sha256[:12]}…)"
+        )
+        links = ", ".join(
+            f"<a href='slice:{k}' style='color: {KEY_COLOUR};'>{k + 1}</a>" for k in result.key_slices
+        )
+        self.key_label.setText(f"Key slices (most salient first): {links}" if links else "")
+
+        x = np.arange(1, n + 1, dtype=float)
+        for plot in self.plots:
+            plot.set_slices(n)
+            plot.set_key_slices([] if plot is self.heatmap_plot else list(result.key_slices))
+        self.probability_curve.setData(x, np.asarray(result.slice_probabilities, dtype=float))
+        self.threshold_line.setValue(result.threshold)
+        for key, curve in self.gate_curves.items():
+            values = result.gates.get(key)
+            if values is None:
+                curve.setData([], [])
+            else:
+                curve.setData(x, np.asarray(values, dtype=float))
+        for key, curve in self.saliency_curves.items():
+            curve.setData(x, np.asarray(result.hidden_saliency[key], dtype=float))
+        self._draw_matrix()
+        self.result_widget.show()
+        self.set_current_slice(current_slice)
+
+    def _draw_matrix(self) -> None:
+        result = self.result
+        if result is None:
+            return
+        key = self.matrix_combo.currentData()
+        matrix = result.gate_matrices.get(key)
+        if matrix is None:
+            self.heatmap_image.clear()
+            return
+        units, n = matrix.shape
+        self.heatmap_image.setImage(
+            np.asarray(matrix, dtype=np.float32), levels=(0.0, 1.0), lut=self.heatmap_lut
+        )
+        self.heatmap_image.setRect(QRectF(0.5, 0.0, n, units))
+        self.heatmap_plot.plot_item.setYRange(0, units, padding=0.0)
+
+    def set_current_slice(self, k: int) -> None:
+        """Move the cursors to slice ``k`` (0-based) and describe it."""
+        self._index = int(k)
+        for plot in self.plots:
+            plot.set_cursor(self._index)
+        result = self.result
+        if result is None or not 0 <= k < self._n:
+            self.slice_label.setText("")
+            return
+        parts = [
+            f"<b>Slice {k + 1} / {self._n}</b>",
+            f"probability {format_probability(float(result.slice_probabilities[k]))}",
+            f"hidden-state saliency {float(result.hidden_saliency['combined'][k]):.2f}",
+        ]
+        if k in result.key_slices:
+            parts.append("key slice")
+        self.slice_label.setText(" · ".join(parts))
+
+    def _on_plot_click(self, k: int) -> None:
+        if self.result is not None and 0 <= k < self._n:
+            self.slice_clicked.emit(k)
+
+    def _on_threshold(self, value: int) -> None:
+        self.threshold_value.setText(f"{value / 100:.2f}")
+        self.threshold_changed.emit(value / 100.0)
