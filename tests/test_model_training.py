@@ -209,3 +209,17 @@ def test_evaluation_scores_a_labelled_folder(datasets, tmp_path: Path):
         assert outcome.slice_probabilities.shape == outcome.hidden_saliency.shape
         assert outcome.hidden_saliency.max() == pytest.approx(1.0)
         assert len(outcome.pointing_hits) == (int(outcome.slice_labels.sum()) if outcome.label else 0)
+
+
+def test_training_can_continue_from_trained_weights(datasets, tmp_path: Path):
+    first = tmp_path / "first.safetensors"
+    parent = train_from_folders([datasets[0]], first, val_data=datasets[1], settings=QUICK, config=SMALL)
+    more = TrainSettings(encoder_epochs=0, sequence_epochs=0, finetune_epochs=1, batch_slices=32)
+    card = train_from_folders(
+        [datasets[1]], tmp_path / "second.safetensors", val_data=datasets[1], settings=more, init=first
+    )
+    assert card.config.encoder_channels == SMALL.encoder_channels  # the parent's architecture wins
+    assert card.training["initialised_from"]["sha256"] == parent.sha256
+    assert card.training_data.startswith(parent.training_data) and "further trained" in card.training_data
+    assert card.sha256 != parent.sha256
+    assert "Started from" in (tmp_path / "second.card.md").read_text()

@@ -187,7 +187,7 @@ class Trainer:
     Parameters
     ----------
     config:
-        Shape of the network (a fresh one is built from it).
+        Shape of the network (a fresh one is built from it, or loaded from ``init``).
     settings:
         Epochs, learning rates, seed.
     train, val:
@@ -195,6 +195,9 @@ class Trainer:
         operating threshold.
     checkpoint:
         Where to keep the resumable state.
+    init, init_sha256:
+        Weights to start from instead of a fresh network (for more fine-tuning of a trained model), and
+        the SHA-256 of their file (part of what makes a checkpoint belong to this run).
     """
 
     def __init__(
@@ -208,6 +211,8 @@ class Trainer:
         progress: ProgressFn | None = None,
         log: LogFn | None = None,
         cancel: CancelFn | None = None,
+        init: dict[str, Tensor] | None = None,
+        init_sha256: str = "",
     ) -> None:
         if not train:
             raise ViewerError("Cannot train", "there are no training series")
@@ -225,6 +230,9 @@ class Trainer:
         self.window = WindowStack(config.windows)
         torch.manual_seed(settings.seed)
         self.model = SliceGRUNet(config).to(self.device)
+        if init is not None:
+            self.model.load_state_dict(init)
+        self.init_sha256 = init_sha256
         self.slice_probe = nn.Linear(config.feature_size, 1).to(self.device)
         self.history: list[EpochRecord] = []
 
@@ -452,6 +460,7 @@ class Trainer:
             "settings": asdict(self.settings),
             "train": [s.series_uid for s in self.train],
             "val": [s.series_uid for s in self.val],
+            "init": self.init_sha256,
         }
 
     def _save_checkpoint(self, stage: str, epoch: int, optimizer: torch.optim.Optimizer) -> None:

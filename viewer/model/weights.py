@@ -348,6 +348,16 @@ def card_to_markdown(card: ModelCard) -> str:
 def _training_lines(training: dict[str, Any]) -> list[str]:
     """The training run's recipe and validation scores, when the card records them."""
     lines = []
+    parent = training.get("initialised_from")
+    if isinstance(parent, dict):
+        lines += [
+            f"Started from {parent.get('name')} {parent.get('version')} (sha256 {str(parent.get('sha256'))[:12]}…), "
+            "trained as follows:",
+            "",
+            *_training_lines(dict(parent.get("training") or {})),
+            "Then:",
+            "",
+        ]
     if training.get("recipe"):
         lines += [str(training["recipe"]), ""]
     if training.get("validation"):
