@@ -346,6 +346,13 @@ def _baseline_text(baseline: Baseline, blur_mm: float) -> str:
     return f"a {blur_mm:g} mm blur" if baseline == "blur" else f"{float(baseline):g} HU"
 
 
+def _difference_text(baseline: Baseline, blur_mm: float) -> str:
+    """``input − baseline`` as a reader writes it: ``input + 1024 HU`` for the air baseline, not ``− -1024``."""
+    if baseline == "blur" or float(baseline) >= 0:  # type: ignore[arg-type]
+        return f"input − {_baseline_text(baseline, blur_mm)}"
+    return f"input + {-float(baseline):g} HU"  # type: ignore[arg-type]
+
+
 def gradient_x_input(
     model: SliceGRUNet,
     inputs: Preprocessed,
@@ -382,7 +389,7 @@ def gradient_x_input(
         "gradient_x_input",
         inputs.mapping,
         params={"slices": chosen, "target": target, "baseline": baseline, "blur_mm": blur_mm},
-        labels={"pixel": f"gradient × (input − {_baseline_text(baseline, blur_mm)}) of the {target} logit"},
+        labels={"pixel": f"gradient × ({_difference_text(baseline, blur_mm)}) of the {target} logit"},
     )
     for i, g in grads.items():
         diff = np.asarray(inputs.hu[i], dtype=np.float32) - baseline_slice(inputs, i, baseline, blur_mm)

@@ -58,11 +58,6 @@ def markup(value: str, style: Any = st.BODY) -> Paragraph:
     return Paragraph(safe_text(value), style)
 
 
-def pixel_words(label: str) -> str:
-    """The pixel method's label for people: ``input − -1024 HU`` reads ``input + 1024 HU``."""
-    return label.replace("− -", "+ ").replace("- -", "+ ")
-
-
 def format_datetime(moment: datetime) -> str:
     """``2025-03-01 14:05 CET``: local time with its zone, as a reader expects on a report."""
     return moment.strftime("%Y-%m-%d %H:%M ") + (moment.strftime("%Z") or "")

@@ -27,7 +27,6 @@ from viewer.report.content import (
     boxed,
     markup,
     p,
-    pixel_words,
     text,
 )
 from viewer.report.figures import SliceFigure
@@ -51,7 +50,7 @@ def key_image_pages(c: ReportContent) -> list[Flowable]:
         p("Key images", st.H2),
         p(
             "The slices the decision depended on most (highest hidden-state saliency), most salient first. Left: the "
-            f"slice as displayed. Right: the same slice with pixel saliency ({pixel_words(r.pixel_label)}) in colour: where the "
+            f"slice as displayed. Right: the same slice with pixel saliency ({r.pixel_label}) in colour: where the "
             "score is most sensitive to the pixel values. It is not an outline of a bleed.",
             st.BODY,
         ),
@@ -195,7 +194,7 @@ def methods_box(c: ReportContent) -> list[Flowable]:
         markup(
             "<b>Pixel saliency</b> "
             + text(
-                f"({pixel_words(c.result.pixel_label)}) is gradient-based and drawn as its magnitude, scaled per slice. It shows "
+                f"({c.result.pixel_label}) is gradient-based and drawn as its magnitude, scaled per slice. It shows "
                 "where the score is sensitive, which may be edges or artefacts rather than a lesion; it can look "
                 "plausible even for a model that learned little, which is why GRU Viewer checks it against "
                 "randomised weights (Adebayo et al., 2018). Neither saliency proves or localises a bleed."

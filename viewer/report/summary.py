@@ -16,7 +16,6 @@ from viewer.report.content import (
     format_datetime,
     markup,
     p,
-    pixel_words,
     text,
 )
 from viewer.report.identifiers import display_date, display_name, display_sex, display_time
@@ -181,7 +180,7 @@ def analysis_block(c: ReportContent) -> list[Flowable]:
         _fields_table(
             [
                 ("Analysed on", f"{r.device}{took}", "Time of analysis", when),
-                ("Pixel saliency", pixel_words(r.pixel_label), "Window shown", _window_words(c)),
+                ("Pixel saliency", r.pixel_label, "Window shown", _window_words(c)),
             ]
         ),
         Spacer(1, 3 * mm),
