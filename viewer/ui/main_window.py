@@ -10,6 +10,7 @@ progress with Cancel; :meth:`MainWindow.add_dock` adds a results dock; ``view.sl
 ``view.set_slice`` keep plots on the current slice; ``view.set_overlay`` draws saliency over the image;
 :attr:`MainWindow.tools_menu` holds the command. :attr:`MainWindow.analysis` (an
 :class:`~viewer.ui.analysis_controller.AnalysisController`) is that step: Analyze, the results dock, the overlay.
+:attr:`MainWindow.export` (an :class:`~viewer.ui.export_controller.ExportController`) is File ▸ Export Report….
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from viewer.ui.analysis_controller import AnalysisController
 from viewer.ui.browser import StudyBrowser
 from viewer.ui.cache import VolumeCache
 from viewer.ui.error_dialog import report_exception
+from viewer.ui.export_controller import ExportController
 from viewer.ui.image_view import CursorInfo, ImageView
 from viewer.ui.import_log import ImportLog, ImportLogDialog
 from viewer.ui.jobs import LoadTag, SliceReady, load_tagged, make_thumbnails
@@ -122,6 +124,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         # Before the layout is restored, so the Analysis dock and toolbar get their saved places back.
         self.analysis = AnalysisController(self)
+        self.export = ExportController(self)
         self._restore_layout()
 
     # -- building ---------------------------------------------------------------------------------------------
@@ -154,11 +157,12 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
+        self.file_menu = file_menu
         self._action(file_menu, "Open &Folder…", self.open_folder_dialog, QKeySequence.StandardKey.Open)
         self._action(file_menu, "Open DICOMDIR or &Files…", self.open_files_dialog, "Ctrl+Shift+O")
         self.recent_menu = file_menu.addMenu("&Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
-        file_menu.addSeparator()
+        self.file_quit_separator = file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
         view_menu = bar.addMenu("&View")

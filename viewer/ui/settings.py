@@ -1,4 +1,5 @@
-"""Persistent preferences through QSettings: layout, last folder, recent list, W/L presets, cine rate, analysis device.
+"""Persistent preferences through QSettings: layout, folders, recent list, W/L presets, cine rate, analysis
+device, and the export dialog's last folder and de-identify choice.
 
 Values are stored as plain strings/JSON so they read back the same on every platform backend. Where they are
 kept: ``$GRU_VIEWER_SETTINGS_DIR/gru-viewer.ini`` when that variable is set (tests point it at a temporary
@@ -163,3 +164,22 @@ class ViewerSettings:
         if device not in ANALYSIS_DEVICES:
             raise ValueError(f"analysis device must be one of {ANALYSIS_DEVICES}, got {device!r}")
         self.qsettings.setValue("analysis/device", device)
+
+    # Export --------------------------------------------------------------------------------------------------
+    @property
+    def last_export_folder(self) -> str:
+        """Where the last report went (File ▸ Export Report… starts there); empty before the first export."""
+        return self._str("export/last_folder")
+
+    @last_export_folder.setter
+    def last_export_folder(self, folder: str) -> None:
+        self.qsettings.setValue("export/last_folder", str(folder))
+
+    @property
+    def export_deidentify(self) -> bool:
+        """Whether the export dialog's "De-identify" box starts ticked (the last choice)."""
+        return self._str("export/deidentify", "false").lower() == "true"
+
+    @export_deidentify.setter
+    def export_deidentify(self, on: bool) -> None:
+        self.qsettings.setValue("export/deidentify", "true" if on else "false")

@@ -1,0 +1,374 @@
+"""File ▸ Export Report… (Ctrl+E): the report of the analysis on screen as PDF, and optionally the same as DICOM
+Encapsulated PDF, the current view as PNG and the result as JSON.
+
+Enabled only while the series on screen shows its own analysis result. The dialog
+(:class:`~viewer.ui.export_dialog.ExportDialog`) chooses; :func:`run_export` writes, on a worker from the
+window's pool (building the report renders key images and may compute pixel saliency), with progress and Cancel
+in the status bar. Every target is checked before anything is written: a path inside the series' own folder is
+refused as a whole, and writes go through a temporary file, so a failure leaves no half file behind. The
+analysis result is untouched by an export, and the dialog opens again with the choices of a failed export.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, QStandardPaths, Signal
+from PySide6.QtGui import QAction, QKeySequence
+
+from viewer.errors import CancelledError, ViewerError
+from viewer.ui.error_dialog import report_exception
+from viewer.ui.export_dialog import ExportChoices, ExportDialog, ViewState, check_targets
+from viewer.ui.results_panel import format_probability
+from viewer.ui.workers import WorkerThread
+
+if TYPE_CHECKING:
+    from viewer.ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, str], None]
+CancelFn = Callable[[], bool]
+
+JOB_KEY = "export"
+
+
+@dataclass(frozen=True)
+class ExportTag:
+    """Which export a worker signal belongs to: its generation, the series and what was asked."""
+
+    generation: int
+    stack_uid: str
+    choices: ExportChoices
+
+
+@dataclass
+class ExportOutcome:
+    """What an export wrote: the PDF first, then the extras in the order they were written."""
+
+    pdf: Path
+    written: list[Path] = field(default_factory=list)
+
+
+def run_export(
+    volume: Any,
+    result: Any,
+    model_path: str | Path | None,
+    choices: ExportChoices,
+    view: ViewState,
+    *,
+    progress: ProgressFn,
+    cancel: CancelFn,
+) -> ExportOutcome:
+    """Build the report of ``result`` on ``volume`` and write what ``choices`` ask for; runs on a worker, no Qt.
+
+    Raises
+    ------
+    ViewerError
+        A target lies inside the series' folder (nothing is written then), or a write failed (the message
+        names the files already written).
+    CancelledError
+        Cancelled while the report was being built (nothing written yet).
+    """
+    from viewer.analysis.models import load_model
+    from viewer.report import ReportOptions, build_report, export_json, export_png, save_dicom, save_pdf
+    from viewer.report.output import source_folders
+
+    check_targets(choices, source_folders(volume))
+    extras = [p for p in (choices.dicom_folder, choices.png, choices.json) if p is not None]
+    build_steps = len(result.key_slices) + 1
+    total = 1 + build_steps + 1 + len(extras)
+
+    def step(done: int, text: str) -> None:
+        if cancel():
+            raise CancelledError("Export cancelled")
+        progress(done, total, text)
+
+    step(0, "Reading the model card")
+    _model, card = load_model(model_path)
+    report = build_report(
+        volume,
+        result,
+        card,
+        ReportOptions(anonymize=choices.anonymize),
+        progress=lambda done, _total, text: step(1 + done, text),
+    )
+    # From here on no cancel: the writes are quick, and stopping halfway would leave half an export.
+    written: list[Path] = []
+    done = 1 + build_steps
+    try:
+        progress(done, total, "Writing the PDF")
+        written.append(save_pdf(report, choices.pdf))
+        if choices.dicom_folder is not None:
+            done += 1
+            progress(done, total, "Writing the DICOM copy")
+            written.append(save_dicom(report, choices.dicom_folder))
+        if choices.png is not None:
+            done += 1
+            progress(done, total, "Writing the PNG")
+            written.append(
+                export_png(
+                    choices.png,
+                    volume,
+                    result,
+                    view.index,
+                    overlay=view.overlay,
+                    window=view.window,
+                    opacity=view.opacity,
+                )
+            )
+        if choices.json is not None:
+            done += 1
+            progress(done, total, "Writing the JSON")
+            written.append(export_json(choices.json, result, volume, anonymize=choices.anonymize))
+    except ViewerError as exc:
+        if not written:
+            raise
+        names = ", ".join(str(p) for p in written)
+        raise ViewerError(exc.what, f"{exc.why}. Already written: {names}", exc.path) from exc
+    progress(total, total, "Export done")
+    return ExportOutcome(pdf=written[0], written=written)
+
+
+def _user_error(exc: BaseException) -> ViewerError:
+    """A failure as the dialog shows it: what and why in plain words."""
+    if isinstance(exc, ViewerError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return ViewerError("The export failed", "not enough memory; close other series and try again")
+    if isinstance(exc, OSError):
+        return ViewerError("The export failed", exc.strerror or str(exc), exc.filename)
+    log.error("export failed with %s", type(exc).__name__)
+    return ViewerError(
+        "The export failed",
+        f"an internal error ({type(exc).__name__}); the analysis is kept, try again or choose other paths",
+    )
+
+
+def _outside(folder: Path, protected: tuple[Path, ...]) -> bool:
+    resolved = folder.resolve()
+    return not any(resolved == p or p in resolved.parents for p in protected)
+
+
+class ExportController(QObject):
+    """The Export Report command of one :class:`~viewer.ui.main_window.MainWindow`.
+
+    Signals
+    -------
+    exported(ExportOutcome)
+        An export finished; every file in ``outcome.written`` exists.
+    failed(str)
+        An export failed; the message (what and why) is also shown in a dialog.
+    """
+
+    exported = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.dialog: ExportDialog | None = None
+        self._thread: WorkerThread | None = None
+        self._generation = 0
+        self._retry: dict[str, ExportChoices] = {}
+
+        self.action = QAction("Export &Report…", window)
+        self.action.setShortcut(QKeySequence("Ctrl+E"))
+        self.action.setStatusTip(
+            "Save the analysis of the series on screen as a PDF report (and DICOM, PNG, JSON) (Ctrl+E)"
+        )
+        self.action.triggered.connect(self.open_dialog)
+        menu = window.file_menu
+        menu.insertAction(window.file_quit_separator, self.action)
+        menu.insertSeparator(self.action)
+        menu.aboutToShow.connect(self.update_enabled)
+
+        analysis = window.analysis
+        for signal in (
+            window.series_opened,
+            window.volume_loaded,
+            analysis.result_shown,
+            analysis.started,
+            analysis.failed,
+            analysis.cancelled,
+        ):
+            signal.connect(self.update_enabled)
+        self.update_enabled()
+
+    # -- state ------------------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def target(self) -> tuple[Any, Any] | None:
+        """``(volume, result)`` when the series on screen is loaded and shows its own result, else None."""
+        result = self.window.analysis.shown_result
+        volume = self.window.current_volume()
+        if result is None or volume is None or not result.matches(volume):
+            return None
+        return volume, result
+
+    def update_enabled(self, *_: Any) -> None:
+        self.action.setEnabled(not self.running and self.target() is not None)
+
+    def view_state(self) -> ViewState:
+        """The slice, window and overlay on screen now (what the PNG shows)."""
+        view = self.window.view
+        overlay = self.window.analysis.overlay
+        return ViewState(
+            index=view.index,
+            window=(float(view.center), float(view.width)),
+            overlay=bool(overlay.enabled and overlay.active),
+            opacity=float(overlay.opacity),
+        )
+
+    def default_folder(self, protected: tuple[Path, ...]) -> Path:
+        """The last export folder, else Documents, else home; never inside the series' folder."""
+        documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+        for candidate in (self.window.settings.last_export_folder, documents, str(Path.home())):
+            if candidate and Path(candidate).is_dir() and _outside(Path(candidate), protected):
+                return Path(candidate)
+        return Path.home()
+
+    # -- the dialog -------------------------------------------------------------------------------------------
+
+    def open_dialog(self) -> ExportDialog | None:
+        """Show the export dialog (window-modal, not blocking); None when there is nothing to export."""
+        target = self.target()
+        if target is None:
+            self.window.statusBar().showMessage(
+                "Nothing to export: analyse the series on screen first (Ctrl+R).", 5000
+            )
+            self.update_enabled()
+            return None
+        if self.running:
+            self.window.statusBar().showMessage("An export is running; wait for it to finish.", 5000)
+            return None
+        from viewer.report.output import source_folders
+
+        volume, result = target
+        protected = source_folders(volume)
+        display = self.window.view.display
+        settings = self.window.settings
+        view = self.view_state()
+        title = display.series_title if display is not None else "Series"
+        summary = (
+            f"{title} · {volume.array.shape[0]} slices — {result.finding} "
+            f"(probability {format_probability(result.probability)})"
+        )
+        if self.dialog is not None:
+            self.dialog.close()
+        dialog = ExportDialog(
+            folder=self.default_folder(protected),
+            series_number=display.series_number if display is not None else None,
+            description=display.series_description if display is not None else "",
+            view=view,
+            summary=summary,
+            anonymize=settings.export_deidentify,
+            check=lambda choices: check_targets(choices, protected),
+            parent=self.window,
+        )
+        retry = self._retry.get(result.identity.stack_uid)
+        if retry is not None:
+            dialog.apply_choices(retry)
+        dialog.export_requested.connect(self.export)
+        dialog.finished.connect(lambda _r, d=dialog: self._dialog_closed(d))
+        self.dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _dialog_closed(self, dialog: ExportDialog) -> None:
+        if self.dialog is dialog:
+            self.dialog = None
+        dialog.deleteLater()
+
+    # -- the export -------------------------------------------------------------------------------------------
+
+    def export(self, choices: ExportChoices) -> bool:
+        """Export the result on screen as ``choices`` say, on a worker; True when the export started."""
+        target = self.target()
+        if self.running or not self.window.pool.accepting:
+            self.window.statusBar().showMessage("An export is running; wait for it to finish.", 5000)
+            return False
+        if target is None:
+            self.window.statusBar().showMessage(
+                "Nothing to export: analyse the series on screen first.", 5000
+            )
+            return False
+        volume, result = target
+        settings = self.window.settings
+        settings.export_deidentify = choices.anonymize
+        self._generation += 1
+        tag = ExportTag(self._generation, result.identity.stack_uid, choices)
+        thread = WorkerThread(
+            run_export,
+            volume,
+            result,
+            self.window.analysis.model_path,
+            choices,
+            self.view_state(),
+            tag=tag,
+            name="export",
+        )
+        thread.progress.connect(self._on_progress)
+        thread.finished_ok.connect(self._on_finished)
+        thread.errored.connect(self._on_errored)
+        thread.cancelled.connect(self._on_cancelled)
+        thread.stopped.connect(self._on_stopped)
+        self._thread = thread
+        self.update_enabled()
+        self.window.progress.begin(JOB_KEY, "Exporting the report", self.cancel)
+        self.window.statusBar().showMessage(f"Exporting the report to {choices.pdf}…")
+        self.window.pool.start(thread)
+        return True
+
+    def cancel(self) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.cancel()
+
+    def _is_current(self, tag: Any) -> bool:
+        return self._thread is not None and self._thread.tag == tag
+
+    def _on_progress(self, tag: Any, done: int, total: int, text: str) -> None:
+        if self._is_current(tag):
+            self.window.progress.update_job(JOB_KEY, done, total, f"Export: {text}" if text else "")
+
+    def _on_finished(self, tag: ExportTag, outcome: ExportOutcome) -> None:
+        if not self._is_current(tag):
+            return
+        self._retry.pop(tag.stack_uid, None)
+        self.window.settings.last_export_folder = str(outcome.pdf.parent)
+        self.window.settings.sync()
+        extras = len(outcome.written) - 1
+        more = f" and {extras} more file{'s' if extras != 1 else ''}" if extras else ""
+        self.window.statusBar().showMessage(
+            f"Report saved: {outcome.pdf.name}{more} in {outcome.pdf.parent}", 15000
+        )
+        self.exported.emit(outcome)
+
+    def _on_errored(self, tag: ExportTag, exc: BaseException) -> None:
+        if not self._is_current(tag):
+            return
+        self._retry[tag.stack_uid] = tag.choices
+        error = _user_error(exc)
+        self.window.statusBar().showMessage(
+            "The export failed; Ctrl+E opens it again with the same choices", 8000
+        )
+        report_exception(error)
+        self.failed.emit(str(error))
+
+    def _on_cancelled(self, tag: Any) -> None:
+        if self._is_current(tag):
+            self.window.statusBar().showMessage("Export cancelled; nothing was written", 5000)
+
+    def _on_stopped(self, tag: Any) -> None:
+        if self._is_current(tag):
+            self._thread = None
+            self.window.progress.end(JOB_KEY)
+            self.update_enabled()
