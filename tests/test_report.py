@@ -115,6 +115,8 @@ def _files_digest(folder: Path) -> dict[str, str]:
 
 
 def test_pdf_shows_identifiers_finding_probability_and_model(analysed, reports) -> None:
+    from viewer.report.summary import probability_words
+
     volume, result, card = analysed
     plain, _ = reports
     assert plain.pdf.startswith(b"%PDF") and 100_000 < len(plain.pdf) < 8_000_000
@@ -129,7 +131,7 @@ def test_pdf_shows_identifiers_finding_probability_and_model(analysed, reports) 
         meta["study_description"],
         meta["series_description"],
         result.finding,
-        f"probability {result.probability:.2f} (threshold {result.threshold:.2f})",
+        "probability {} (threshold {})".format(*probability_words(result.probability, result.threshold)),
         f"model test {card.version}",
         f"GRU Viewer {__version__}",
         "Decision support only",
@@ -316,6 +318,9 @@ def test_probability_words_never_hide_which_side_of_the_threshold() -> None:
 
     assert probability_words(0.93, 0.41) == ("0.93", "0.41")
     assert probability_words(0.4099, 0.41) == ("0.4099", "0.4100")
+    assert probability_words(0.9987, 0.29) == ("0.999", "0.29")
+    assert probability_words(0.99996, 0.29) == ("> 0.999", "0.29")
+    assert probability_words(0.0002, 0.29) == ("< 0.001", "0.29")
 
 
 def test_report_names_for_several_series() -> None:

@@ -41,7 +41,16 @@ def probability_words(probability: float, threshold: float) -> tuple[str, str]:
         a, b = f"{probability:.{digits}f}", f"{threshold:.{digits}f}"
         if a != b or probability == threshold:
             break
-    return a, b
+    return _not_certain(probability, a), b
+
+
+def _not_certain(probability: float, shown: str) -> str:
+    """A model probability is never printed as certainty: 0.9987 reads 0.999, 0.99996 reads > 0.999."""
+    if float(shown) == 1.0 and probability < 1.0:
+        return f"{probability:.3f}" if probability < 0.9995 else "> 0.999"
+    if float(shown) == 0.0 and probability > 0.0:
+        return f"{probability:.3f}" if probability >= 0.0005 else "< 0.001"
+    return shown
 
 
 def finding_block(c: ReportContent) -> list[Flowable]:
