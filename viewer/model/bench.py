@@ -36,6 +36,19 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     return float(np.median(times) * 1e3)
 
 
+def _paired_median_ms(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median times of ``a`` and ``b`` measured alternately, so a change of machine load hits both alike."""
+    for fn in (a, b, a, b):
+        fn()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        for fn, into in ((a, times_a), (b, times_b)):
+            start = time.perf_counter()
+            fn()
+            into.append(time.perf_counter() - start)
+    return float(np.median(times_a) * 1e3), float(np.median(times_b) * 1e3)
+
+
 def bench_gru(
     seq_len: int = 300, input_size: int = 128, hidden_size: int = 96, repeats: int = 15, seed: int = 0
 ) -> dict[str, float]:
@@ -68,11 +81,13 @@ def bench_gru(
 
     with torch.no_grad():
         diff = float((ref(x)[0] - ours(x).output).abs().max())
+    nn_ms, gated_ms = _paired_median_ms(infer(ref), infer(ours), repeats)
+    nn_fb_ms, gated_fb_ms = _paired_median_ms(fwd_bwd(ref), fwd_bwd(ours), repeats)
     out = {
-        "nn_gru_ms": _median_ms(infer(ref), repeats),
-        "gated_gru_ms": _median_ms(infer(ours), repeats),
-        "nn_gru_fwd_bwd_ms": _median_ms(fwd_bwd(ref), repeats),
-        "gated_gru_fwd_bwd_ms": _median_ms(fwd_bwd(ours), repeats),
+        "nn_gru_ms": nn_ms,
+        "gated_gru_ms": gated_ms,
+        "nn_gru_fwd_bwd_ms": nn_fb_ms,
+        "gated_gru_fwd_bwd_ms": gated_fb_ms,
         "max_abs_diff": diff,
     }
     out["ratio"] = out["gated_gru_ms"] / out["nn_gru_ms"]
@@ -173,12 +188,14 @@ def bench_explanations(
     def pixel_one(index: int) -> object:
         return pixel(model, inputs, slices=[index], target=DEFAULT_PIXEL_TARGET, features=feats)
 
+    forward_ms, analyse_ms = _paired_median_ms(forward, lambda: analyse_sequence(model, inputs), repeats)
+    plain_ms, explained_ms = _paired_median_ms(sequence_plain, sequence_explained, repeats)
     out = {
         "preprocess_ms": _median_ms(lambda: prep(hu, spacing), repeats),
-        "forward_ms": _median_ms(forward, repeats),
-        "analyse_ms": _median_ms(lambda: analyse_sequence(model, inputs), repeats),
-        "sequence_plain_ms": _median_ms(sequence_plain, repeats),
-        "sequence_explained_ms": _median_ms(sequence_explained, repeats),
+        "forward_ms": forward_ms,
+        "analyse_ms": analyse_ms,
+        "sequence_plain_ms": plain_ms,
+        "sequence_explained_ms": explained_ms,
         "pixel_one_ms": _median_ms(lambda: pixel_one(slices // 2), repeats),
     }
     out["explain_extra_ratio"] = (out["sequence_explained_ms"] - out["sequence_plain_ms"]) / out["forward_ms"]
