@@ -403,6 +403,35 @@ def test_default_weights_look_inside_the_bleed(qtbot, phantom: MainWindow, ui_st
     )  # the overlay shows that pixel at full strength
 
 
+def test_cli_json_matches_the_result_on_screen(
+    qtbot, phantom: MainWindow, ui_study_dir: Path, model_file: Path, tmp_path: Path
+) -> None:
+    """``gru-viewer analyze --json`` on the same folder gives the same numbers as the window for that series."""
+    import json
+
+    from viewer.cli import main
+
+    result = analyze(qtbot, phantom)
+    out = tmp_path / "result.json"
+    code = main(
+        ["analyze", str(ui_study_dir / "phantom"), "--model", str(model_file), "--json", str(out), "-q"]
+    )
+    assert code == 0
+    (doc,) = [
+        r for r in json.loads(out.read_text())["results"] if r["series"]["stack_uid"] == phantom.current_uid
+    ]
+    assert doc["series"]["series_uid"] == result.identity.series_uid
+    assert doc["probability"] == pytest.approx(result.probability, abs=1e-5)
+    assert doc["threshold"] == pytest.approx(result.threshold)
+    assert doc["key_slices"] == result.key_slices
+    np.testing.assert_allclose(doc["slice_probabilities"], result.slice_probabilities, atol=1e-5)
+    np.testing.assert_allclose(
+        doc["hidden_saliency"]["combined"], result.hidden_saliency["combined"], atol=1e-5
+    )
+    for key, values in result.gates.items():
+        np.testing.assert_allclose(doc["gates"][key], values, atol=1e-5)
+
+
 # -- bench ------------------------------------------------------------------------------------------------------
 
 
