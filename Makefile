@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   := demo-data
 
-.PHONY: run test test-slow bench lint demo clean
+.PHONY: run test test-slow bench lint demo package clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m viewer bench
+
+# A one-folder desktop bundle in dist/gru-viewer (PyInstaller), checked by its own --self-test.
+package: $(STAMP)
+	$(PY) -c "import PyInstaller" 2>/dev/null || $(PY) -m pip install --quiet "pyinstaller>=6.10"
+	$(PY) -m PyInstaller --noconfirm --clean --distpath dist --workpath build/pyinstaller packaging/gru-viewer.spec
+	dist/gru-viewer/gru-viewer --self-test
+	@du -sh dist/gru-viewer
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check viewer tests

@@ -15,6 +15,15 @@ if TYPE_CHECKING:
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-long",
+        action="store_true",
+        default=False,
+        help="tests/test_fuzz.py: ten rounds of fresh mutations instead of one (or set GRU_VIEWER_FUZZ=N)",
+    )
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["GRU_VIEWER_CACHE_DIR"] = str(tmp_path_factory.mktemp("gru-viewer-cache"))

@@ -82,6 +82,15 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return run_app(args.paths)
 
 
+def cmd_self_test(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before Qt is first imported: no display needed
+    from viewer.ui.selftest import run_self_test
+
+    return run_self_test(lambda line: print(line, flush=True))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from viewer.bench.runner import SUITES, format_table, run
 
@@ -138,6 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=device,
         checkpoint=checkpoint,
         cache=args.cache,
+        init=args.init,
         progress=_progress_printer(not args.quiet),
         log=_log_line(args.quiet),
     )
@@ -241,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log progress details (never patient data)"
     )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="open the demo study offscreen, analyse it, write a report, print one line per check and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("gui", help="open the viewer (default)")
@@ -317,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", metavar="FILE", help="resumable state (default OUT.checkpoint.safetensors)"
     )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--init", metavar="FILE", help="start from these trained weights (.safetensors with card)")
     p.add_argument("--cache", metavar="DIR", help="where prepared series are cached")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
@@ -360,20 +376,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     first = next((a for a in argv if not a.startswith("-")), None)
+    top_level = ("-v", "--verbose", "--self-test")
     if not any(a in ("-h", "--help", "--version") for a in argv) and (
         first is None or first not in _commands(parser)
     ):
-        argv = (
-            [a for a in argv if a in ("-v", "--verbose")]
-            + ["gui"]
-            + [a for a in argv if a not in ("-v", "--verbose")]
-        )
+        argv = [a for a in argv if a in top_level] + ["gui"] + [a for a in argv if a not in top_level]
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     try:
-        return int(args.func(args))
+        return int(cmd_self_test(args) if args.self_test else args.func(args))
     except CancelledError as err:
         print(f"gru-viewer: {err}", file=sys.stderr)
         return EXIT_INTERRUPTED

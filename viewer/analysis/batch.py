@@ -10,6 +10,7 @@ from typing import Any
 from viewer.analysis.models import load_model
 from viewer.analysis.result import AnalysisResult
 from viewer.analysis.run import AnalysisOptions, analyze_volume
+from viewer.dicom.dicomdir import OUTSIDE
 from viewer.dicom.index import scan
 from viewer.dicom.stacks import Stack
 from viewer.dicom.volume import Volume, load_stack
@@ -92,6 +93,8 @@ def analyze_paths(
     model, card = load_model(model_path)
     index = scan([str(p) for p in paths], progress=progress)
     report = BatchReport()
+    # DICOMDIR records that point outside their folder are refused unread; say so, they may be an attack.
+    report.skipped.extend(f"{s.path}: {s.reason}" for s in index.skipped if OUTSIDE in s.reason)
     stacks = list(index.stacks())
     if series_uid is not None:
         stacks = [s for s in stacks if series_uid in (s.uid, s.series_uid)]

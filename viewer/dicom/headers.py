@@ -415,6 +415,15 @@ def _transfer_syntax(ds: Dataset) -> str:
     return "1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2"
 
 
+def _most_frames(transfer_syntax: str, size: int, samples: int, v: _Values) -> int:
+    """The most frames a file of ``size`` bytes can hold: a bound, the pixel data check is exact."""
+    if transfer_syntax in _NATIVE_SYNTAXES:
+        frame_bits = max(1, samples) * max(1, v.integer("BitsAllocated") or 1)
+        ratio = 1032 if transfer_syntax == _DEFLATED else 1  # deflate compresses at most about 1032:1
+        return max(1, size * 8 * ratio // frame_bits)
+    return max(1, size // 8)  # each compressed frame takes at least one 8-byte item header
+
+
 def header_from_dataset(ds: Dataset, path: str, size: int, mtime_ns: int) -> InstanceHeader:
     """Build an :class:`InstanceHeader` from a parsed dataset (its pixel data may be deferred or absent)."""
     v = _Values(ds)
@@ -422,10 +431,14 @@ def header_from_dataset(ds: Dataset, path: str, size: int, mtime_ns: int) -> Ins
     m = _Values(meta) if meta is not None else None
     sop_class = v.text("SOPClassUID") or (m.text("MediaStorageSOPClassUID") if m else "")
     sop_uid = v.text("SOPInstanceUID") or (m.text("MediaStorageSOPInstanceUID") if m else "")
-    n_frames = v.integer("NumberOfFrames") or 1
+    n_frames = max(1, v.integer("NumberOfFrames") or 1)
     rows, cols = v.integer("Rows") or 0, v.integer("Columns") or 0
     if rows <= 0 or cols <= 0:
         raise SkippedFile("Skipped file", "image has no rows/columns", path)
+    most = _most_frames(_transfer_syntax(ds), size, rows * cols * (v.integer("SamplesPerPixel") or 1), v)
+    if n_frames > most:
+        # Checked before anything is built per frame: a damaged NumberOfFrames (2³¹ − 1 seen) would exhaust memory.
+        raise SkippedFile("Skipped file", f"NumberOfFrames ({n_frames}) is more than the file can hold", path)
     return InstanceHeader(
         path=path,
         size=size,
@@ -497,8 +510,12 @@ def _last_element_end(ds: Dataset) -> int | None:
     return None
 
 
-def _check_fragments(fh: BinaryIO, pos: int, size: int, path: str) -> None:
-    """Walk the items of encapsulated (compressed) pixel data by their headers, up to the delimiter."""
+def _check_fragments(fh: BinaryIO, pos: int, size: int, path: str) -> int:
+    """Walk the items of encapsulated (compressed) pixel data by their headers, up to the delimiter.
+
+    Returns the number of fragments after the Basic Offset Table item.
+    """
+    items = 0
     while True:
         fh.seek(pos)
         item = fh.read(8)
@@ -507,7 +524,8 @@ def _check_fragments(fh: BinaryIO, pos: int, size: int, path: str) -> None:
         group, element, length = struct.unpack("<HHI", item)
         tag = group << 16 | element
         if tag == _SEQUENCE_DELIMITER:
-            return
+            return max(0, items - 1)
+        items += 1
         if tag != _ITEM_TAG or length == _UNDEFINED_LENGTH:
             raise _skip("unreadable pixel data (malformed compressed fragments)", path)
         pos += 8 + length
@@ -544,7 +562,15 @@ def _check_pixel_data(fh: BinaryIO, ds: Dataset, header: InstanceHeader, stop: i
     else:
         length, start = struct.unpack_from(order + "H", head, 6)[0], stop + 8
     if length == _UNDEFINED_LENGTH:
-        _check_fragments(fh, start, size, path)
+        fragments = _check_fragments(fh, start, size, path)
+        # Each compressed frame starts a fragment of its own (PS3.5 A.4): a larger NumberOfFrames is a damaged
+        # header, and believing it would list (and allocate) frames that do not exist.
+        if header.number_of_frames > max(fragments, 1):
+            raise _skip(
+                f"NumberOfFrames ({header.number_of_frames}) is more than the {fragments} compressed "
+                "fragment(s) of its pixel data",
+                path,
+            )
         return
     if start + length > size:
         raise _skip("truncated: the file ends inside its pixel data", path)

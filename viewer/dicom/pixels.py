@@ -24,6 +24,7 @@ import pydicom
 from pydicom import uid as tsuids
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
 
 from viewer.dicom.headers import InstanceHeader
 
@@ -532,17 +533,45 @@ class SourceFile:
         errors: list[str] = []
         for plugin in plugins or ("",):
             try:
+                if plugin in ("gdcm", GDCM_READER):
+                    self._check_safe_for_gdcm(frame)
                 if plugin == GDCM_READER:
                     return self._gdcm_reader(frame), plugin
                 return pixel_array(self.ds, index=frame, decoding_plugin=plugin), plugin or "pydicom"
-            except Exception as exc:  # each decoder fails in its own way
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            # Each decoder fails in its own way; a Rust one (pylibjpeg-rle) panics on a corrupt stream with
+            # pyo3's PanicException, which derives from BaseException.
+            except BaseException as exc:
                 errors.append(f"{plugin or 'pydicom'}: {_short(exc)}")
         raise DecodeError("cannot decode the pixel data (" + "; ".join(errors) + ")")
+
+    def _check_safe_for_gdcm(self, frame: int) -> None:
+        """Raise :class:`DecodeError` unless GDCM (pydicom's plugin or its own reader) may see this frame.
+
+        GDCM throws C++ exceptions that terminate the whole process ("terminate called after throwing
+        gdcm::Exception") on values it asserts against, and its own parser allocates gigabytes for a damaged
+        element length. Each case checked was found by ``tests/test_fuzz.py``: SamplesPerPixel 0, BitsAllocated 64,
+        PlanarConfiguration 5, RescaleSlope 0, Rows that disagree with the JPEG-LS codestream, Pixel Data
+        re-labelled with a text VR.
+        """
+        problem = gdcm_unsafe_description(self.ds)
+        if not problem and self.transfer_syntax in JPEG_FAMILY:
+            try:
+                data = self.ds.PixelData
+                n_frames = max(1, self.n_frames)
+                stream = get_frame(data, frame, number_of_frames=n_frames)[:_SOF_SEARCH]
+            except Exception as exc:  # malformed fragments or offset table
+                raise DecodeError(f"unreadable compressed frame ({_short(exc)})") from None
+            problem = jpeg_header_mismatch(stream, self.rows, self.columns, self.samples, self.bits_allocated)
+        if problem:
+            raise DecodeError(f"not given to GDCM: {problem}")
 
     def _gdcm_reader(self, frame: int) -> np.ndarray:
         """Whole-file decode with GDCM's ImageReader (as SimpleITK does): handles 12-bit JPEG Extended."""
         import gdcm
 
+        self._check_safe_for_gdcm(frame)
         with _GDCM_LOCK:
             gdcm.Trace.WarningOff()
             gdcm.Trace.ErrorOff()
@@ -609,7 +638,10 @@ class SourceFile:
         """Decode one colour frame (RGB, YBR or palette) as 8-bit RGB into ``out`` (rows × columns × 3)."""
         arr, used = self.decode(frame, plugins)
         if self.photometric == "PALETTE COLOR":
-            arr = palette_to_rgb8(arr, self.ds)
+            try:
+                arr = palette_to_rgb8(arr, self.ds)
+            except Exception as exc:  # pydicom raises ValueError, KeyError, ... for missing or bad palettes
+                raise DecodeError(f"cannot apply the palette ({_short(exc)})") from None
         elif arr.ndim == 2:  # a greyscale frame inside a colour stack
             arr = np.repeat(to_rgb8(arr, self.bits_stored)[..., None], 3, axis=2)
         else:
@@ -618,6 +650,98 @@ class SourceFile:
             raise DecodeError(f"decoded colour frame has shape {arr.shape}, expected {out.shape}")
         out[...] = arr
         return used
+
+
+JPEG_FAMILY = frozenset(
+    {
+        tsuids.JPEGBaseline8Bit,
+        tsuids.JPEGExtended12Bit,
+        tsuids.JPEGLossless,
+        tsuids.JPEGLosslessSV1,
+        tsuids.JPEGLSLossless,
+        tsuids.JPEGLSNearLossless,
+    }
+)
+_SOF_SEARCH = 1 << 16  # the frame header follows the tables, well inside the first 64 KiB
+_PIXEL_VRS = frozenset({"OB", "OW", "OB or OW", "UN"})
+
+
+def jpeg_frame_header(stream: bytes) -> tuple[int, int, int, int] | None:
+    """``(precision, rows, columns, components)`` from a JPEG or JPEG-LS start-of-frame marker, or ``None``."""
+    if stream[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(stream):
+        if stream[i] != 0xFF:
+            return None
+        marker = stream[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)) or marker == 0xF7:  # SOFn, SOF55
+            if i + 10 > len(stream):
+                return None
+            rows = int.from_bytes(stream[i + 5 : i + 7], "big")
+            columns = int.from_bytes(stream[i + 7 : i + 9], "big")
+            return stream[i + 4], rows, columns, stream[i + 9]
+        if marker == 0xDA:  # a scan before any frame header
+            return None
+        i += 2 + int.from_bytes(stream[i + 2 : i + 4], "big")
+    return None
+
+
+def jpeg_header_mismatch(stream: bytes, rows: int, columns: int, samples: int, bits_allocated: int) -> str:
+    """How a JPEG codestream's frame header disagrees with the DICOM header ("" when it agrees)."""
+    found = jpeg_frame_header(stream)
+    if found is None:
+        return "no JPEG frame header in the compressed frame"
+    precision, jpeg_rows, jpeg_columns, components = found
+    if (jpeg_rows, jpeg_columns) != (rows, columns):
+        return f"the JPEG frame is {jpeg_rows}×{jpeg_columns}, the header says {rows}×{columns}"
+    if components != samples:
+        return f"the JPEG frame has {components} components, the header {samples} samples per pixel"
+    if precision > max(bits_allocated, 8):
+        return f"the JPEG frame has {precision}-bit samples, the header allocates {bits_allocated} bits"
+    return ""
+
+
+def gdcm_unsafe_description(ds: Dataset) -> str:
+    """Why GDCM must not be handed this dataset's pixels ("" when it may): values it asserts on."""
+    elem = ds.get_item(PIXEL_DATA, keep_deferred=True) if PIXEL_DATA in ds else None
+    if elem is None or elem.VR not in _PIXEL_VRS:
+        return f"Pixel Data has VR {getattr(elem, 'VR', None)}" if elem is not None else "no Pixel Data"
+    checks = (
+        ("SamplesPerPixel", (1, 3)),
+        ("BitsAllocated", (8, 16, 32)),  # GDCM only decodes compressed syntaxes here; its codecs assert these
+        ("PixelRepresentation", (0, 1)),
+        ("PlanarConfiguration", (0, 1)),
+    )
+    for keyword, allowed in checks:
+        try:
+            value = int(ds.get(keyword, allowed[0]))
+        except Exception:  # not a number, several values, or bytes pydicom cannot convert
+            return f"{keyword} is unreadable"
+        if value not in allowed:
+            return f"{keyword} is {value}"
+    try:
+        bits_stored = int(ds.get("BitsStored", 1))
+        bits_allocated = int(ds.get("BitsAllocated", 16))
+    except Exception:
+        return "BitsStored is unreadable"
+    if not 1 <= bits_stored <= bits_allocated:
+        return f"BitsStored is {bits_stored} with BitsAllocated {bits_allocated}"
+    for keyword in ("RescaleSlope", "RescaleIntercept"):  # GDCM's reader asserts a finite, non-zero slope
+        if keyword in ds:
+            try:
+                value = float(ds.get(keyword))
+            except Exception:
+                return f"{keyword} is unreadable"
+            if not np.isfinite(value) or (keyword == "RescaleSlope" and value == 0):
+                return f"{keyword} is {value}"
+    return ""
 
 
 def _short(exc: BaseException) -> str:

@@ -199,6 +199,8 @@ class _Sources:
                     found = SourceFile(path, ref.header.transfer_syntax_uid, ref.header)
                 except DecodeError as exc:
                     found = exc
+                except Exception as exc:  # a damaged element fails when pydicom first converts its value
+                    found = DecodeError(f"damaged header ({type(exc).__name__}: {exc})"[:300])
                 self._cache[path] = found
         if isinstance(found, DecodeError):
             raise found
@@ -327,6 +329,12 @@ class PydicomReader:
                 if used not in ("direct",):
                     promote(source.transfer_syntax, used)
                 return used
+            except DecodeError:
+                raise
+            except (
+                Exception
+            ) as exc:  # a value (rescale, LUT, palette) pydicom cannot convert: a damaged slice
+                raise DecodeError(f"damaged header ({type(exc).__name__}: {exc})"[:300]) from None
             finally:
                 sources.done(ref)
 

@@ -35,6 +35,8 @@ def create_application(argv: Sequence[str] | None = None) -> QApplication:
     app.setApplicationDisplayName("GRU Viewer")
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationVersion(__version__)
+    # The name of packaging/gru-viewer.desktop: Wayland matches the window to its menu entry and icon by it.
+    app.setDesktopFileName("gru-viewer")
     icon = resource_path("icons", "gru-viewer.png")
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))

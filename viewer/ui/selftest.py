@@ -252,9 +252,7 @@ def check_analysis(state: _State) -> str:
             f"{'has' if expected else 'has no'} bleed"
         )
     state.values["result"] = result
-    return (
-        f"{result.finding} (p = {result.probability:.3f}, threshold {result.threshold:g}) on {result.device}"
-    )
+    return f"{result.finding} (p = {result.probability:.3f}, threshold {result.threshold:.3g}) on {result.device}"
 
 
 def check_report(state: _State) -> str:
