@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from viewer.model.device import pick_device
     from viewer.model.network import ModelConfig
     from viewer.model.training import TrainSettings
-    from viewer.model.workflow import train_from_folders
+    from viewer.model.workflow import default_checkpoint, train_from_folders
 
     defaults = TrainSettings()
     settings = TrainSettings(
@@ -127,9 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         finetune_epochs=defaults.finetune_epochs if args.finetune_epochs is None else args.finetune_epochs,
     )
     device = pick_device(args.device)
-    checkpoint = (
-        Path(args.checkpoint) if args.checkpoint else Path(args.out).with_suffix(".checkpoint.safetensors")
-    )
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.out)
     if args.fresh and checkpoint.exists():
         checkpoint.unlink()
     config = ModelConfig(input_size=args.input_size)

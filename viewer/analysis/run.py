@@ -25,6 +25,7 @@ from viewer.model.explanations import (
     DEFAULT_PIXEL_METHOD,
     DEFAULT_PIXEL_TARGET,
     EXPLAINERS,
+    Explanation,
     gate_traces,
     hidden_state_saliency,
 )
@@ -133,16 +134,18 @@ def _run(
     explain = EXPLAINERS[options.pixel_method]
     features = feats[0].detach()
 
+    def explain_slice(index: int) -> Explanation:
+        return explain(model, inputs, slices=[index], target=options.pixel_target, features=features)
+
     def pixel(index: int) -> np.ndarray:
-        expl = explain(model, inputs, slices=[index], target=options.pixel_target, features=features)
-        return expl.pixel_maps[index]
+        return explain_slice(index).pixel_maps[index]
 
     t0 = time.perf_counter()
     pixel_maps: dict[int, np.ndarray] = {}
     label = ""
     for index in key:
         steps.check()
-        expl = explain(model, inputs, slices=[index], target=options.pixel_target, features=features)
+        expl = explain_slice(index)
         pixel_maps[index] = expl.pixel_maps[index]
         label = expl.labels.get("pixel", options.pixel_method)
         steps.advance(f"Pixel saliency {len(pixel_maps)}/{len(key)}")

@@ -180,29 +180,24 @@ def evaluate_series(
     )
 
 
+def _pooled_slice_auroc(outcomes: Sequence[SeriesOutcome], scores: str) -> float:
+    """AUROC of one per-slice score against the bleed slices, all the series' slices pooled (NaN for none)."""
+    if not outcomes:
+        return float("nan")
+    return auroc(
+        np.concatenate([o.slice_labels for o in outcomes]),  # type: ignore[misc]
+        np.concatenate([getattr(o, scores) for o in outcomes]),
+    )
+
+
 def summarise(outcomes: Sequence[SeriesOutcome], threshold: float) -> dict[str, float]:
     """The metrics of :data:`METRIC_LABELS` from per-series outcomes."""
     labels = np.asarray([o.label for o in outcomes], dtype=float)
     probs = np.asarray([o.probability for o in outcomes], dtype=float)
     sens, spec = sensitivity_specificity(labels, probs, threshold)
     with_slices = [o for o in outcomes if o.slice_labels is not None]
-    slice_auc = (
-        auroc(
-            np.concatenate([o.slice_labels for o in with_slices]),  # type: ignore[misc]
-            np.concatenate([o.slice_probabilities for o in with_slices]),
-        )
-        if with_slices
-        else float("nan")
-    )
-    positives = [o for o in with_slices if o.label == 1]
-    hidden_auc = (
-        auroc(
-            np.concatenate([o.slice_labels for o in positives]),  # type: ignore[misc]
-            np.concatenate([o.hidden_saliency for o in positives]),
-        )
-        if positives
-        else float("nan")
-    )
+    slice_auc = _pooled_slice_auroc(with_slices, "slice_probabilities")
+    hidden_auc = _pooled_slice_auroc([o for o in with_slices if o.label == 1], "hidden_saliency")
     hits = [h for o in outcomes for h in o.pointing_hits]
     hits_rand = [h for o in outcomes for h in o.pointing_hits_randomised]
     return {

@@ -221,6 +221,7 @@ class Trainer:
         self.config = config
         self.settings = settings
         self.train = list(train)
+        self._train_labels = [self._known_slice_labels(s) for s in self.train]
         self.val = list(val)
         self.checkpoint = Path(checkpoint)
         self.device = device or torch.device("cpu")
@@ -274,8 +275,7 @@ class Trainer:
 
     def _slice_pool(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         pos, neg = [], []
-        for s, series in enumerate(self.train):
-            labels = self._known_slice_labels(series)
+        for s, labels in enumerate(self._train_labels):
             for j, v in enumerate(labels):
                 if np.isfinite(v):
                     (pos if v > 0.5 else neg).append((s, j))
@@ -303,9 +303,7 @@ class Trainer:
             picked = [items[i] for i in order[b * batch : (b + 1) * batch]]
             hu = torch.stack([torch.from_numpy(self.train[s].hu[j].astype(np.float32)) for s, j in picked])
             hu = self._augment(hu, gen, per_item=True)
-            target = torch.tensor(
-                [float(self._known_slice_labels(self.train[s])[j]) for s, j in picked], device=self.device
-            )
+            target = torch.tensor([float(self._train_labels[s][j]) for s, j in picked], device=self.device)
             logits = self.slice_probe(self.model.encoder(self._windows(hu))).squeeze(-1)
             loss = F.binary_cross_entropy_with_logits(logits, target)
             self._step(optimizer, loss)

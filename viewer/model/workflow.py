@@ -89,6 +89,11 @@ def open_dataset(
     return Dataset(folder, labels_path, found, missing, describe(labels_path, len(found), n_bleed))
 
 
+def default_checkpoint(out: str | Path) -> Path:
+    """Where a training run writing ``out`` keeps its resumable state: ``OUT.checkpoint.safetensors``."""
+    return Path(out).with_suffix(".checkpoint.safetensors")
+
+
 def split_validation(
     series: Sequence[TrainingSeries], fraction: float, seed: int
 ) -> tuple[list[TrainingSeries], list[TrainingSeries]]:
@@ -168,7 +173,7 @@ def train_from_folders(
         settings,
         train_series,
         val_series,
-        Path(checkpoint) if checkpoint is not None else out.with_suffix(".checkpoint.safetensors"),
+        Path(checkpoint) if checkpoint is not None else default_checkpoint(out),
         device=device,
         progress=progress,
         log=log,

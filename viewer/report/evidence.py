@@ -115,27 +115,30 @@ def evidence_page(c: ReportContent) -> list[Flowable]:
         key_slices=key,
         hline=(r.threshold, f"operating threshold {r.threshold:.2f} (study level)"),
     )
-    z = slice_chart(
-        [
-            Trace("forward (first → last slice)", r.gates["z_mean_forward"], FORWARD),
-            Trace("reverse (last → first slice)", r.gates["z_mean_reverse"], REVERSE, (4, 2)),
-        ],
-        width=CONTENT_WIDTH,
-        height=height,
-        title="Update gate z, mean over units (1 = keep the previous state, 0 = take the new candidate)",
-        y_label="update gate z",
-        key_slices=key,
-    )
-    rg = slice_chart(
-        [
-            Trace("forward (first → last slice)", r.gates["r_mean_forward"], FORWARD),
-            Trace("reverse (last → first slice)", r.gates["r_mean_reverse"], REVERSE, (4, 2)),
-        ],
-        width=CONTENT_WIDTH,
-        height=height,
-        title="Reset gate r, mean over units (0 = the candidate ignores the previous state)",
-        y_label="reset gate r",
-        key_slices=key,
+    z, rg = (
+        slice_chart(
+            [
+                Trace("forward (first → last slice)", r.gates[f"{gate}_mean_forward"], FORWARD),
+                Trace("reverse (last → first slice)", r.gates[f"{gate}_mean_reverse"], REVERSE, (4, 2)),
+            ],
+            width=CONTENT_WIDTH,
+            height=height,
+            title=title,
+            y_label=y_label,
+            key_slices=key,
+        )
+        for gate, title, y_label in (
+            (
+                "z",
+                "Update gate z, mean over units (1 = keep the previous state, 0 = take the new candidate)",
+                "update gate z",
+            ),
+            (
+                "r",
+                "Reset gate r, mean over units (0 = the candidate ignores the previous state)",
+                "reset gate r",
+            ),
+        )
     )
     return [
         PageBreak(),
