@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,23 @@ def test_training_can_continue_from_trained_weights(datasets, tmp_path: Path):
     assert card.training_data.startswith(parent.training_data) and "further trained" in card.training_data
     assert card.sha256 != parent.sha256
     assert "Started from" in (tmp_path / "second.card.md").read_text()
+
+
+def test_continued_training_can_read_slices_at_a_larger_size(datasets, tmp_path: Path):
+    first = tmp_path / "first.safetensors"
+    parent = train_from_folders([datasets[0]], first, val_data=datasets[1], settings=QUICK, config=SMALL)
+    larger = replace(SMALL, input_size=2 * SMALL.input_size, hidden_size=SMALL.hidden_size + 4)
+    more = TrainSettings(encoder_epochs=1, sequence_epochs=0, finetune_epochs=0, batch_slices=32)
+    out = tmp_path / "larger.safetensors"
+    card = train_from_folders(
+        [datasets[1]], out, val_data=datasets[1], settings=more, init=first, config=larger
+    )
+    assert card.config.input_size == larger.input_size  # the size asked for wins...
+    assert card.config.hidden_size == SMALL.hidden_size  # ...the rest of the architecture is the parent's
+    assert card.training["initialised_from"]["input_size"] == SMALL.input_size
+    model, _ = load_weights(out)
+    parent_model, _ = load_weights(first)
+    assert model.config.input_size == larger.input_size
+    assert not torch.equal(model.encoder.stem[0].weight, parent_model.encoder.stem[0].weight)
+    assert torch.equal(model.slice_head.weight, parent_model.slice_head.weight)  # only the encoder stage ran
+    assert parent.config.input_size == SMALL.input_size

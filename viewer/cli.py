@@ -130,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.out)
     if args.fresh and checkpoint.exists():
         checkpoint.unlink()
-    config = ModelConfig(input_size=args.input_size)
+    config = ModelConfig(input_size=args.input_size) if args.input_size is not None else None
     train_from_folders(
         args.data,
         args.out,
@@ -324,7 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-epochs", type=int, help="epochs of the slice-CNN stage")
     p.add_argument("--sequence-epochs", type=int, help="epochs of the GRU stage")
     p.add_argument("--finetune-epochs", type=int, help="epochs of the end-to-end stage")
-    p.add_argument("--input-size", type=int, default=192, help="in-plane pixels the model sees (default 192)")
+    p.add_argument(
+        "--input-size",
+        type=int,
+        help="in-plane pixels the model sees (default 192; with --init, that model's size unless given)",
+    )
     p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda or mps")
     p.add_argument(
         "--checkpoint", metavar="FILE", help="resumable state (default OUT.checkpoint.safetensors)"

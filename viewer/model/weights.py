@@ -320,7 +320,7 @@ def card_to_markdown(card: ModelCard) -> str:
         "## Training data",
         card.training_data or "Not stated.",
         "",
-        *_training_lines(card.training),
+        *_training_lines(card.training, card.config.input_size),
         "## Metrics",
     ]
     if card.metrics:
@@ -345,21 +345,31 @@ def card_to_markdown(card: ModelCard) -> str:
     return "\n".join(lines)
 
 
-def _training_lines(training: dict[str, Any]) -> list[str]:
-    """The training run's recipe and validation scores, when the card records them."""
+def _training_lines(training: dict[str, Any], input_size: int | None = None) -> list[str]:
+    """The training run's recipe, epochs and validation scores, when the card records them."""
     lines = []
     parent = training.get("initialised_from")
     if isinstance(parent, dict):
+        parent_size = parent.get("input_size")
+        at = f" at {parent_size} px" if parent_size else ""
+        then = (
+            f"Then, reading slices at {input_size} px:"
+            if parent_size and parent_size != input_size
+            else "Then:"
+        )
         lines += [
             f"Started from {parent.get('name')} {parent.get('version')} (sha256 {str(parent.get('sha256'))[:12]}…), "
-            "trained as follows:",
+            f"trained{at} as follows:",
             "",
             *_training_lines(dict(parent.get("training") or {})),
-            "Then:",
+            then,
             "",
         ]
     if training.get("recipe"):
         lines += [str(training["recipe"]), ""]
+    epochs = training.get("epochs")
+    if isinstance(epochs, dict) and epochs:
+        lines += ["Epochs: " + ", ".join(f"{stage} {n}" for stage, n in epochs.items()) + ".", ""]
     if training.get("validation"):
         scores = ", ".join(f"{METRIC_LABELS.get(k, k)} {v:.4f}" for k, v in training["validation"].items())
         lines += [f"Validation ({training.get('validation_data', 'held back from training')}): {scores}.", ""]

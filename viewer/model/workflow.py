@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -133,13 +133,16 @@ def train_from_folders(
     """Train on the labelled series under ``data`` and write ``out`` (safetensors) with its card.
 
     ``init`` starts from trained weights (checked against their card) instead of a fresh network; their
-    architecture wins over ``config``, and the new card keeps their training history.
+    architecture wins over ``config`` except for the input size, and the new card keeps their training history.
+    The encoder is convolutional with global pooling, so its weights read a slice of any size: training them
+    on at a larger ``config.input_size`` gives the model finer detail without starting over.
     """
     settings = settings or TrainSettings()
-    config = config or ModelConfig()
     init_model, init_card = load_weights(init) if init is not None else (None, None)
     if init_card is not None:
-        config = init_card.config
+        size = config.input_size if config is not None else init_card.config.input_size
+        config = replace(init_card.config, input_size=size)
+    config = config or ModelConfig()
     log = log or (lambda _text: None)
     out = Path(out)
     if out.suffix != ".safetensors":
@@ -192,6 +195,7 @@ def train_from_folders(
                 "name": init_card.name,
                 "version": init_card.version,
                 "sha256": init_card.sha256,
+                "input_size": init_card.config.input_size,
                 "training": init_card.training,
             }
         }
