@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from viewer.model import bench
 from viewer.model.network import ModelConfig
+from viewer.model.weights import default_model_paths, read_card
 
 TINY = ModelConfig(input_size=32, encoder_channels=(8, 16, 32), hidden_size=8)
 
@@ -20,3 +21,7 @@ def test_bench_functions_return_timings():
     assert {"pixel_all_s", "pixel_all_ratio", "analyse_ratio"} <= set(expl)
     assert {"sequence_plain_ms", "sequence_explained_ms"} <= set(expl)
     assert all(v > 0 for d in (gru, forward) for k, v in d.items() if k.endswith("_ms"))
+
+
+def test_model_figures_are_taken_on_the_shipped_architecture():
+    assert bench.shipped_config() == read_card(default_model_paths().card).config

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from viewer.errors import ViewerError
 from viewer.model.explanations import (
     DEFAULT_PIXEL_METHOD,
     DEFAULT_PIXEL_TARGET,
@@ -23,6 +24,7 @@ from viewer.model.explanations import (
 from viewer.model.gated_gru import GatedGRU
 from viewer.model.network import ModelConfig, SliceGRUNet
 from viewer.model.preprocess import Preprocessor
+from viewer.model.weights import default_model_paths, read_card
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -209,23 +211,38 @@ def bench_explanations(
     return out
 
 
+def shipped_config() -> ModelConfig:
+    """The architecture and input size of the shipped weights (from their card), so the figures are the app's;
+    the defaults of :class:`ModelConfig` when the card cannot be read."""
+    try:
+        return read_card(default_model_paths().card).config
+    except ViewerError:
+        return ModelConfig()
+
+
 def run_all(quick: bool = False) -> dict[str, dict[str, float]]:
-    """Every benchmark; ``quick`` uses fewer repeats and slices (for a smoke run). Adds CUDA runs when present."""
+    """Every benchmark; ``quick`` uses fewer repeats and slices (for a smoke run). Adds CUDA runs when present.
+
+    The network is the shipped one's shape with random weights: timing does not depend on the weights' values.
+    """
+    cfg = shipped_config()
     if quick:
         return {
             "gru_h96": bench_gru(seq_len=64, repeats=3),
-            "forward": bench_forward((8, 32), repeats=2),
-            "explanations_32": bench_explanations(slices=32, matrix=128, repeats=2),
+            "forward": bench_forward((8, 32), config=cfg, repeats=2),
+            "explanations_32": bench_explanations(slices=32, matrix=128, config=cfg, repeats=2),
         }
     results = {
         "gru_h64": bench_gru(hidden_size=64),
         "gru_h96": bench_gru(hidden_size=96),
         "gru_h128": bench_gru(hidden_size=128),
-        "forward": bench_forward(),
-        "explanations_32": bench_explanations(slices=32),
-        "explanations_300": bench_explanations(slices=300, repeats=3),
+        "forward": bench_forward(config=cfg),
+        "explanations_32": bench_explanations(slices=32, config=cfg),
+        "explanations_300": bench_explanations(slices=300, config=cfg, repeats=3),
     }
     if torch.cuda.is_available():
-        results["cuda_explanations_32"] = bench_explanations(slices=32, device="cuda")
-        results["cuda_explanations_300"] = bench_explanations(slices=300, repeats=3, device="cuda")
+        results["cuda_explanations_32"] = bench_explanations(slices=32, config=cfg, device="cuda")
+        results["cuda_explanations_300"] = bench_explanations(
+            slices=300, config=cfg, repeats=3, device="cuda"
+        )
     return results
