@@ -42,6 +42,7 @@ from viewer.report.deidentify import deidentify, pseudo_uid, pseudonym
 from viewer.report.dicom_export import ENCAPSULATED_PDF_STORAGE
 from viewer.report.identifiers import display_date, display_name, identifiers_from_volume
 from viewer.report.images import output_shape
+from viewer.report.summary import training_words
 
 KEY = b"test-pseudonym-key-0123456789abcdef"
 SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
@@ -337,3 +338,16 @@ def test_report_names_for_several_series() -> None:
     assert _report_paths(pdf, runs(2)) == [pdf]
     assert _report_paths(pdf, runs(2, 5)) == [Path("/out/report_2.pdf"), Path("/out/report_5.pdf")]
     assert _report_paths(pdf, runs(3, 3, None)) == [Path(f"/out/report_{i}.pdf") for i in (1, 2, 3)]
+
+
+def test_page_one_names_the_training_data_without_the_rebuild_commands():
+    text = (
+        "600 series (300 with a bleed), synthetic head-CT phantoms, seed 101, 256×256 matrix, 5 mm slices "
+        "(`gru-viewer demo-data DIR --studies 600 --seed 101 --matrix 256`); 200 series (100 with a bleed), "
+        "synthetic head-CT phantoms, seed 102 (`gru-viewer demo-data DIR --studies 200 --seed 102 --matrix 512`)"
+    )
+    assert training_words(text) == (
+        "600 series (300 with a bleed), synthetic head-CT phantoms, seed 101, 256×256 matrix, 5 mm slices; "
+        "200 series (100 with a bleed), synthetic head-CT phantoms, seed 102"
+    )
+    assert training_words("  ") == "not stated on the model card"

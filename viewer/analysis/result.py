@@ -82,7 +82,8 @@ class AnalysisResult:
     hidden_saliency:
         ``"forward"``, ``"reverse"``, ``"combined"`` → ``(n_slices,)`` in [0, 1].
     key_slices:
-        Original slice indices with the highest combined hidden-state saliency, most salient first.
+        Original slice indices carrying the largest shares of the pooled study score (the slices the finding
+        rests on), largest first.
     pixel_saliency:
         Original slice index → ``(y, x)`` signed attribution (computed for the key slices; more on demand through
         :meth:`saliency`).

@@ -30,7 +30,7 @@ from viewer.model.explanations import (
     hidden_state_saliency,
 )
 from viewer.model.intended_use import check_series
-from viewer.model.network import SliceGRUNet
+from viewer.model.network import SliceGRUNet, lse_weights
 from viewer.model.preprocess import Preprocessed, Preprocessor
 from viewer.model.weights import ModelCard
 
@@ -86,9 +86,9 @@ class _Steps:
             self.progress(self.done, self.total, text)
 
 
-def key_slices_from(combined_model: np.ndarray, inputs: Preprocessed, count: int) -> list[int]:
-    """The ``count`` model slices with the highest saliency, as original slice indices (a slab's middle slice)."""
-    order = np.argsort(-np.asarray(combined_model), kind="stable")[: max(0, count)]
+def key_slices_from(scores: np.ndarray, inputs: Preprocessed, count: int) -> list[int]:
+    """The ``count`` model slices with the highest scores, as original slice indices (a slab's middle slice)."""
+    order = np.argsort(-np.asarray(scores), kind="stable")[: max(0, count)]
     mapping = inputs.mapping
     return [int((mapping.starts[j] + mapping.stops[j] - 1) // 2) for j in order]
 
@@ -130,7 +130,10 @@ def _run(
     steps.advance("Gates and hidden-state saliency")
 
     mapping = inputs.mapping
-    key = key_slices_from(hidden.slice_values["combined"], inputs, options.key_slices)
+    # Key slices carry the largest shares of the pooled study score. The hidden-state saliency is not used: its
+    # total derivative also credits the slices whose state the recurrence carries to a bleed (docs/model.md).
+    shares = lse_weights(out.slice_logits[0].detach(), model.config.lse_sharpness).cpu().numpy()
+    key = key_slices_from(shares, inputs, options.key_slices)
     explain = EXPLAINERS[options.pixel_method]
     features = feats[0].detach()
 

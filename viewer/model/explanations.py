@@ -183,7 +183,7 @@ def hidden_state_saliency(
     ``slice_values['forward' | 'reverse']`` is ``‖∂ study logit / ∂ h_t‖₂`` over the units, scaled so that the
     largest value over both directions is 1 (the two directions stay comparable); ``raw_*`` keep the unscaled
     norms and ``matrices['grad_*']`` the signed gradients (units × slices). ``combined`` is the norm over both
-    directions' units (scaled to a maximum of 1): one track per slice, the one key slices are picked from.
+    directions' units (scaled to a maximum of 1): one track per slice.
 
     Parameters
     ----------

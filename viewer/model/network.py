@@ -198,6 +198,14 @@ def lse_pool(logits: Tensor, sharpness: float, dim: int = -1) -> Tensor:
     return (torch.logsumexp(sharpness * logits, dim=dim) - math.log(n)) / sharpness
 
 
+def lse_weights(logits: Tensor, sharpness: float, dim: int = -1) -> Tensor:
+    """Each slice's share of the log-mean-exp study logit: ``softmax(r · s)``, which is also ``∂ study / ∂ s_t``.
+
+    The slices with the largest shares are the ones the study score rests on directly.
+    """
+    return torch.softmax(sharpness * logits, dim=dim)
+
+
 class SliceGRUNet(nn.Module):
     """Slice encoder → bidirectional :class:`GatedGRU` over the slices → per-slice logits → LSE study logit.
 

@@ -40,7 +40,7 @@ class ReportOptions:
     window:
         ``(center, width)`` HU of the key images (default the brain window 40/80).
     key_slices:
-        Original slice indices to show (default the result's key slices, most salient first).
+        Original slice indices to show (default the result's key slices, largest share of the study score first).
     width_px:
         Pixels along the longer side of each embedded image.
     opacity:

@@ -49,7 +49,7 @@ def key_image_pages(c: ReportContent) -> list[Flowable]:
         PageBreak(),
         p("Key images", st.H2),
         p(
-            "The slices the decision depended on most (highest hidden-state saliency), most salient first. Left: the "
+            "The slices the decision rests on most (largest share of the pooled study score), largest first. Left: the "
             f"slice as displayed. Right: the same slice with pixel saliency ({r.pixel_label}) in colour: where the "
             "score is most sensitive to the pixel values. It is not an outline of a bleed.",
             st.BODY,
@@ -190,7 +190,8 @@ def methods_box(c: ReportContent) -> list[Flowable]:
             "<b>Hidden-state saliency</b> is |∂ study logit / ∂ h<sub>t</sub>| "
             + text(
                 "per slice and direction, scaled to 0–1: how much the finding depends on "
-                "what the GRU held at that slice. Key slices are those with the highest combined saliency."
+                "what the GRU held at that slice. Key slices are those with the largest share of the pooled "
+                "study score: the slices the finding rests on."
             ),
             body,
         ),

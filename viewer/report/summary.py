@@ -3,6 +3,8 @@ the disclaimer."""
 
 from __future__ import annotations
 
+import re
+
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
 
@@ -65,7 +67,7 @@ def finding_block(c: ReportContent) -> list[Flowable]:
         st.FINDING_SUB,
     )
     key = ", ".join(str(k + 1) for k in r.key_slices)
-    extra = p(f"Slices the decision depended on most (most salient first): {key}", st.BODY)
+    extra = p(f"Slices the decision rests on most (largest share first): {key}", st.BODY)
     return [
         boxed(
             [finding, detail, Spacer(1, 1 * mm), extra],
@@ -203,8 +205,14 @@ def _window_words(c: ReportContent) -> str:
     return f"W {width:g} / L {center:g} HU" + (" (brain)" if (center, width) == (40.0, 80.0) else "")
 
 
+def training_words(training_data: str) -> str:
+    """The card's training data without the commands that rebuild each set (those are for the model card page)."""
+    words = re.sub(r"\s*\(`[^`]*`\)", "", training_data).strip()
+    return words or "not stated on the model card"
+
+
 def disclaimer_block(c: ReportContent) -> list[Flowable]:
-    training = c.card.training_data.strip() or "not stated on the model card"
+    training = training_words(c.card.training_data)
     return [
         boxed(
             [
@@ -213,7 +221,7 @@ def disclaimer_block(c: ReportContent) -> list[Flowable]:
                     + text(
                         "This result comes from a research model and must not replace a qualified reader's review "
                         "of the images; a result below the threshold does not exclude a bleed. The model is not a "
-                        f"medical device. Its training data: {training}"
+                        f"medical device. Its training data: {training.rstrip('.')}."
                     ),
                     st.SMALL.clone("disc", textColor=st.INK),
                 )

@@ -462,7 +462,9 @@ class ResultsPanel(QWidget):
         links = ", ".join(
             f"<a href='slice:{k}' style='color: {KEY_COLOUR};'>{k + 1}</a>" for k in result.key_slices
         )
-        self.key_label.setText(f"Key slices (most salient first): {links}" if links else "")
+        self.key_label.setText(
+            f"Key slices (largest share of the study score first): {links}" if links else ""
+        )
 
         x = np.arange(1, n + 1, dtype=float)
         for plot in self.plots:
