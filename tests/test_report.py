@@ -42,6 +42,7 @@ from viewer.report.deidentify import deidentify, pseudo_uid, pseudonym
 from viewer.report.dicom_export import ENCAPSULATED_PDF_STORAGE
 from viewer.report.identifiers import display_date, display_name, identifiers_from_volume
 from viewer.report.images import output_shape
+from viewer.report.output import check_output_path, opened_folders
 from viewer.report.summary import training_words
 
 KEY = b"test-pseudonym-key-0123456789abcdef"
@@ -307,11 +308,32 @@ def test_analyze_command_writes_reports(
     assert "report written to" in capsys.readouterr().out
     assert _files_digest(study) == before
     series_dir = next(p.parent for p in study.rglob("*.dcm"))
+    # The series' folder, the opened study folder above it, and a JSON there: refused before any analysis.
+    for option, target in (
+        ("--report", series_dir / "r.pdf"),
+        ("--report", study / "r.pdf"),
+        ("--json", study),
+    ):
+        assert main(["analyze", str(study), "--model", str(model_file), "-q", option, str(target)]) == 1
+        err = capsys.readouterr().err
+        assert "opened as a study folder" in err and "never writes into study folders" in err
+    assert _files_digest(study) == before
+
+
+def test_exports_refuse_every_folder_opened_as_a_study(
+    analysed, reports, study: Path, tmp_path: Path
+) -> None:
+    volume, result, _ = analysed
+    opened = opened_folders([study, study / "labels.json"])
+    assert opened == (study.resolve(),)  # a file stands for its folder
+    with pytest.raises(ViewerError, match="opened as a study folder"):
+        check_output_path(study / "elsewhere" / "report.pdf", volume, opened=opened)
+    with pytest.raises(ViewerError, match="never writes to"):  # the series' own folder keeps its message
+        check_output_path(Path(volume.sources[0][0]).parent / "r.pdf", volume, opened=opened)
     assert (
-        main(["analyze", str(study), "--model", str(model_file), "-q", "--report", str(series_dir / "r.pdf")])
-        == 1
+        check_output_path(tmp_path / "report.pdf", volume, opened=opened)
+        == (tmp_path / "report.pdf").resolve()
     )
-    assert "never writes to" in capsys.readouterr().err
 
 
 def test_probability_words_never_hide_which_side_of_the_threshold() -> None:

@@ -309,6 +309,28 @@ def test_export_into_the_series_folder_is_refused_and_nothing_is_written_there(
     assert window.analysis.shown_result is not None and window.export.action.isEnabled()
 
 
+def test_export_into_the_opened_study_folder_is_refused_and_never_offered(
+    qtbot, analysed: MainWindow, study: Path, tmp_path: Path
+) -> None:
+    """The study folder above the series' folder was opened: it is read-only as a whole."""
+    window = analysed
+    before = digest(study)
+    assert series_folder(window).parent != study.resolve() and window.opened_folders == (study.resolve(),)
+    dialog = open_dialog(window)
+    dialog.apply_choices(ExportChoices(pdf=study / "report.pdf", json=tmp_path / "r.json"))
+    dialog.accept()
+    assert dialog.isVisible() and "opened as a study folder" in dialog.error_label.text()
+    assert not window.export.running
+    dialog.reject()
+
+    # A last export folder inside the study is not offered again: the dialog starts outside it.
+    window.settings.last_export_folder = str(study)
+    dialog = open_dialog(window)
+    assert study.resolve() not in (dialog.choices().pdf.resolve().parents)
+    dialog.reject()
+    assert digest(study) == before and not (tmp_path / "r.json").exists()
+
+
 def test_a_failed_write_says_why_and_keeps_the_choices(
     qtbot, analysed: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -184,8 +184,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from viewer.analysis.batch import analyze_paths, summary_line
     from viewer.analysis.run import AnalysisOptions
+    from viewer.report.output import check_output_path, opened_folders
 
     wants_report = bool(args.report or args.dicom_report)
+    opened = opened_folders(p for p in args.paths if Path(p).exists())
+    for output in (args.report, args.dicom_report, args.json):
+        if output:
+            check_output_path(output, opened=opened)  # before any work: study folders are read-only
     report = analyze_paths(
         args.paths,
         series_uid=args.series,
@@ -199,7 +204,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for message in report.skipped:
         print(f"skipped: {message}", file=sys.stderr)
     if args.json:
-        from viewer.report.output import anonymize_batch_dict, check_output_path
+        from viewer.report.output import anonymize_batch_dict
 
         folders = {Path(f).resolve().parent for run in report.runs for f in run.stack.files}
         check_output_path(args.json, folders=folders)

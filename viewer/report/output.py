@@ -1,4 +1,5 @@
-"""Where exports may go, and how they are written: never into the series' own folder, never half a file."""
+"""Where exports may go, and how they are written: never into the series' own folder or a folder opened as a
+study, never half a file."""
 
 from __future__ import annotations
 
@@ -19,22 +20,50 @@ def source_folders(volume: Any) -> tuple[Path, ...]:
     return tuple(sorted({Path(file).resolve().parent for file, _frame in sources}))
 
 
-def check_output_path(path: str | Path, volume: Any = None, *, folders: Iterable[Path] = ()) -> Path:
-    """Refuse an output path inside the analysed series' folder(s); return it resolved.
+def opened_folders(paths: Iterable[str | Path]) -> tuple[Path, ...]:
+    """The folders a user opened (resolved, sorted): a folder itself, a file's (a DICOMDIR's) parent folder."""
+    folders = set()
+    for path in paths:
+        resolved = Path(path).expanduser().resolve()
+        folders.add(resolved if resolved.is_dir() else resolved.parent)
+    return tuple(sorted(folders))
+
+
+def _inside(target: Path, folder: Path) -> bool:
+    return target == folder or folder in target.parents
+
+
+def check_output_path(
+    path: str | Path,
+    volume: Any = None,
+    *,
+    folders: Iterable[Path] = (),
+    opened: Iterable[Path] = (),
+) -> Path:
+    """Refuse an output path inside the analysed series' folder(s) or a folder opened as a study
+    (:func:`opened_folders`); return it resolved.
 
     Exports are the reader's files, not the study's: writing beside the images would change the study folder
-    (and a later import would take the report for part of the series).
+    (and a later import would take the report for part of the series). Study folders are read-only to GRU
+    Viewer as a whole, not only the series' own folder.
     """
     target = Path(path).expanduser().resolve()
     protected = set(folders)
     if volume is not None:
         protected.update(source_folders(volume))
-    for folder in protected:
-        if target == folder or folder in target.parents:
+    if any(_inside(target, folder) for folder in protected):
+        raise ViewerError(
+            "Cannot write the export",
+            "the chosen place lies inside the folder of the series' images, which GRU Viewer never "
+            "writes to; choose another folder",
+            target,
+        )
+    for folder in opened:
+        if _inside(target, Path(folder)):
             raise ViewerError(
                 "Cannot write the export",
-                "the chosen place lies inside the folder of the series' images, which GRU Viewer never "
-                "writes to; choose another folder",
+                f"the chosen place lies inside {folder}, which was opened as a study folder, and GRU Viewer "
+                "never writes into study folders; choose another folder",
                 target,
             )
     return target

@@ -12,7 +12,7 @@ analysis result is untouched by an export, and the dialog opens again with the c
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +60,7 @@ def run_export(
     model_path: str | Path | None,
     choices: ExportChoices,
     view: ViewState,
+    opened: Sequence[Path] = (),
     *,
     progress: ProgressFn,
     cancel: CancelFn,
@@ -69,8 +70,8 @@ def run_export(
     Raises
     ------
     ViewerError
-        A target lies inside the series' folder (nothing is written then), or a write failed (the message
-        names the files already written).
+        A target lies inside the series' folder or a folder in ``opened`` (nothing is written then), or a
+        write failed (the message names the files already written).
     CancelledError
         Cancelled while the report was being built (nothing written yet).
     """
@@ -78,7 +79,7 @@ def run_export(
     from viewer.report import ReportOptions, build_report, export_json, export_png, save_dicom, save_pdf
     from viewer.report.output import source_folders
 
-    check_targets(choices, source_folders(volume))
+    check_targets(choices, source_folders(volume), opened)
     extras = [p for p in (choices.dicom_folder, choices.png, choices.json) if p is not None]
     build_steps = len(result.key_slices) + 1
     total = 1 + build_steps + 1 + len(extras)
@@ -228,7 +229,7 @@ class ExportController(QObject):
         )
 
     def default_folder(self, protected: tuple[Path, ...]) -> Path:
-        """The last export folder, else Documents, else home; never inside the series' folder."""
+        """The last export folder, else Documents, else home; never inside ``protected`` when one is outside."""
         documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
         for candidate in (self.window.settings.last_export_folder, documents, str(Path.home())):
             if candidate and Path(candidate).is_dir() and _outside(Path(candidate), protected):
@@ -252,7 +253,8 @@ class ExportController(QObject):
         from viewer.report.output import source_folders
 
         volume, result = target
-        protected = source_folders(volume)
+        sources = source_folders(volume)
+        opened = self.window.opened_folders
         display = self.window.view.display
         settings = self.window.settings
         view = self.view_state()
@@ -264,13 +266,13 @@ class ExportController(QObject):
         if self.dialog is not None:
             self.dialog.close()
         dialog = ExportDialog(
-            folder=self.default_folder(protected),
+            folder=self.default_folder(sources + opened),
             series_number=display.series_number if display is not None else None,
             description=display.series_description if display is not None else "",
             view=view,
             summary=summary,
             anonymize=settings.export_deidentify,
-            check=lambda choices: check_targets(choices, protected),
+            check=lambda choices: check_targets(choices, sources, opened),
             parent=self.window,
         )
         retry = self._retry.get(result.identity.stack_uid)
@@ -312,6 +314,7 @@ class ExportController(QObject):
             self.window.analysis.model_path,
             choices,
             self.view_state(),
+            self.window.opened_folders,
             tag=tag,
             name="export",
         )

@@ -83,13 +83,14 @@ class ViewState:
         return f"slice {self.index + 1}, W {width:g} / L {center:g}, {overlay}"
 
 
-def check_targets(choices: ExportChoices, folders: Sequence[Path]) -> None:
-    """Raise :class:`ViewerError` when any target lies inside ``folders`` (the series' own folders).
+def check_targets(choices: ExportChoices, folders: Sequence[Path], opened: Sequence[Path] = ()) -> None:
+    """Raise :class:`ViewerError` when any target lies inside ``folders`` (the series' own folders) or
+    ``opened`` (the folders opened as studies).
 
     Checked for every target before anything is written, so a refused extra never leaves the PDF alone behind.
     """
     for target in choices.targets():
-        check_output_path(target, folders=folders)
+        check_output_path(target, folders=folders, opened=opened)
 
 
 def safe_file_name(text: str) -> str:

@@ -229,6 +229,13 @@ class MainWindow(QMainWindow):
             self.recent_menu.addSeparator()
             self.recent_menu.addAction("Clear Recent", self.settings.clear_recent)
 
+    @property
+    def opened_folders(self) -> tuple[Path, ...]:
+        """The folders opened as studies (a file's parent folder): exports never go inside them."""
+        from viewer.report.output import opened_folders
+
+        return opened_folders(self._opened_paths)
+
     def open_paths(self, paths: Sequence[str]) -> None:
         """Index a folder, DICOMDIR or files on a worker, then list them and open the first series."""
         paths = [str(p) for p in paths if str(p)]
