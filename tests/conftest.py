@@ -24,6 +24,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.fixture(scope="session")
+def small_config():
+    """A network small enough for tests that need a real model file, not a trained one."""
+    from viewer.model.network import ModelConfig
+
+    return ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory: pytest.TempPathFactory, small_config) -> Path:
+    """Random weights (seed 0) of :func:`small_config`, saved with a card like any model: for the plumbing
+    around a model (analysis, GUI, report), not for what a trained one finds."""
+    import torch
+
+    from viewer.model.network import SliceGRUNet
+    from viewer.model.weights import save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "small.safetensors"
+    save_weights(
+        SliceGRUNet(small_config).eval(),
+        path,
+        name="test",
+        version="0.0.7",
+        training_data="synthetic phantoms",
+    )
+    return path
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["GRU_VIEWER_CACHE_DIR"] = str(tmp_path_factory.mktemp("gru-viewer-cache"))

@@ -19,10 +19,6 @@ from viewer.dicom.index import scan
 from viewer.dicom.phantom import write_phantom_dataset
 from viewer.dicom.volume import load_stack
 from viewer.errors import CancelledError, ViewerError
-from viewer.model.network import ModelConfig, SliceGRUNet
-from viewer.model.weights import save_weights
-
-SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +26,6 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("analysis")
     write_phantom_dataset(root / "data", studies=2, seed=21, matrix=64)
     return root / "data"
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "small.safetensors"
-    save_weights(SliceGRUNet(SMALL).eval(), path, name="small", version="0.0.1")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +43,7 @@ def test_result_covers_every_slice_and_names_its_series(volume, model_file: Path
     assert result.positive == (result.probability >= card.operating_threshold)
     assert result.slice_probabilities.shape == (n,)
     assert set(result.gates) >= set(GATE_KEYS) and all(result.gates[k].shape == (n,) for k in GATE_KEYS)
-    assert all(result.gate_matrices[k].shape == (SMALL.hidden_size, n) for k in MATRIX_KEYS)
+    assert all(result.gate_matrices[k].shape == (model.config.hidden_size, n) for k in MATRIX_KEYS)
     assert result.hidden_saliency["combined"].max() == pytest.approx(1.0)
     assert len(result.key_slices) == 4 and len(set(result.key_slices)) == 4
     top_four = np.sort(result.slice_probabilities)[::-1][:4]

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-import torch
 from pydicom.uid import UID
 from pypdf import PdfReader
 
@@ -27,8 +26,6 @@ from viewer.dicom.index import scan
 from viewer.dicom.phantom import write_phantom_dataset
 from viewer.dicom.volume import load_stack
 from viewer.errors import ViewerError
-from viewer.model.network import ModelConfig, SliceGRUNet
-from viewer.model.weights import save_weights
 from viewer.report import (
     ReportOptions,
     build_report,
@@ -46,7 +43,6 @@ from viewer.report.output import check_output_path, opened_folders
 from viewer.report.summary import training_words
 
 KEY = b"test-pseudonym-key-0123456789abcdef"
-SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +50,6 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report") / "data"
     write_phantom_dataset(root, studies=1, seed=0, matrix=64)
     return root
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "m.safetensors"
-    save_weights(
-        SliceGRUNet(SMALL).eval(), path, name="test", version="0.0.7", training_data="synthetic phantoms"
-    )
-    return path
 
 
 @pytest.fixture(scope="module")

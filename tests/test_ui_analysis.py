@@ -17,8 +17,7 @@ from PySide6.QtTest import QTest
 
 from viewer.analysis import run as analysis_run
 from viewer.errors import ViewerError
-from viewer.model.network import ModelConfig, SliceGRUNet
-from viewer.model.weights import default_model_paths, save_weights
+from viewer.model.weights import default_model_paths
 from viewer.ui.app import create_application
 from viewer.ui.error_dialog import relay
 from viewer.ui.help_page import AnalysisHelpDialog
@@ -38,15 +37,6 @@ pytestmark = [
 TIMEOUT_MS = 60_000
 PHANTOM = "HEAD 5mm AXIAL"
 OTHER = "Axial known HU"
-SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ui-model") / "small.safetensors"
-    save_weights(SliceGRUNet(SMALL).eval(), path, name="test", version="0")
-    return path
 
 
 @pytest.fixture
@@ -116,7 +106,7 @@ def wait_for_steps(qtbot, window: MainWindow, done: int) -> None:
 # -- the result on screen ---------------------------------------------------------------------------------------
 
 
-def test_analyze_shows_finding_plots_and_overlay(qtbot, phantom: MainWindow) -> None:
+def test_analyze_shows_finding_plots_and_overlay(qtbot, phantom: MainWindow, small_config) -> None:
     controller = phantom.analysis
     assert not controller.dock.isVisible()
     result = analyze(qtbot, phantom)
@@ -140,7 +130,7 @@ def test_analyze_shows_finding_plots_and_overlay(qtbot, phantom: MainWindow) -> 
         "r reverse",
     }
     assert all(len(c.getData()[0]) == n for c in panel.gate_curves.values())
-    assert panel.heatmap_image.image.shape == (SMALL.hidden_size, n)
+    assert panel.heatmap_image.image.shape == (small_config.hidden_size, n)
     panel.matrix_combo.setCurrentIndex(2)
     assert np.allclose(panel.heatmap_image.image, result.gate_matrices["r_forward"])
     assert panel.plots[0].plot_item.getAxis("bottom").labelText == "slice"

@@ -15,13 +15,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-import torch
 from PIL import Image
 from pypdf import PdfReader
 
 from viewer.errors import ViewerError
-from viewer.model.network import ModelConfig, SliceGRUNet
-from viewer.model.weights import save_weights
 from viewer.report import export_png
 from viewer.report.dicom_export import ENCAPSULATED_PDF_STORAGE
 from viewer.report.identifiers import display_name
@@ -38,15 +35,6 @@ pytestmark = [
 ]
 
 TIMEOUT_MS = 60_000
-SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("export-model") / "small.safetensors"
-    save_weights(SliceGRUNet(SMALL).eval(), path, name="test", version="0")
-    return path
 
 
 @pytest.fixture(scope="module")
