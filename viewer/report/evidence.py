@@ -190,8 +190,9 @@ def methods_box(c: ReportContent) -> list[Flowable]:
             "<b>Hidden-state saliency</b> is |∂ study logit / ∂ h<sub>t</sub>| "
             + text(
                 "per slice and direction, scaled to 0–1: how much the finding depends on "
-                "what the GRU held at that slice. Key slices are those with the largest share of the pooled "
-                "study score: the slices the finding rests on."
+                "what the GRU held at that slice. Each reader carries its memory on, so slices it reads before "
+                "a finding score high too. Key slices are those with the largest share of the pooled study "
+                "score: the slices the finding rests on."
             ),
             body,
         ),

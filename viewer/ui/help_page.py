@@ -46,7 +46,11 @@ Some articles write the update the other way round, so their z is 1 − z here.<
 <h3>Hidden-state saliency</h3>
 <p>How strongly the study score depends on each slice's hidden state (the size of the gradient of the study
 logit with respect to h<sub>t</sub>), per direction and combined, scaled to 0–1. High values mark the slices
-whose memory mattered most for the finding.</p>
+whose memory mattered for the finding. Each reader carries its memory on, so the slices it reads
+<i>before</i> a finding count too: the forward track often stays high from slice 1 down to a bleed and the
+reverse track from the last slice back to it, and falls once the reader has passed it. The key slices are
+therefore not taken from this plot but from the study score itself: the slices with its largest shares (the
+highest slice probabilities).</p>
 
 <h3>Pixel saliency (colour overlay)</h3>
 <p>The coloured map over the image shows where, inside a slice, a small change of the pixel values would change
