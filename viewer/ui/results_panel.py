@@ -266,7 +266,7 @@ class ResultsPanel(QWidget):
         )
         self.probability_plot.plot_item.addItem(self.threshold_line, ignoreBounds=True)
 
-        self.gate_plot = SlicePlot("mean gate", height=175)
+        self.gate_plot = SlicePlot("mean gate", height=165)
         self.gate_curves: dict[str, pg.PlotDataItem] = {}
         styles = {
             "z_mean_forward": (Z_COLOUR, Qt.PenStyle.SolidLine, "z forward"),
@@ -280,7 +280,7 @@ class ResultsPanel(QWidget):
             self.gate_curves[key] = curve
             self.gate_legend.addItem(curve, name)
 
-        self.heatmap_plot = SlicePlot("GRU unit", y_range=None, height=140)
+        self.heatmap_plot = SlicePlot("GRU unit", y_range=None, height=128)
         self.heatmap_image = pg.ImageItem()
         self.heatmap_lut = pg.colormap.get("viridis").getLookupTable(0.0, 1.0, 256)
         self.heatmap_plot.plot_item.addItem(self.heatmap_image)
@@ -297,7 +297,7 @@ class ResultsPanel(QWidget):
         colour_scale.setPixmap(_gradient_pixmap(self.heatmap_lut))
         colour_scale.setToolTip("Gate value: 0 (dark blue) … 1 (yellow)")
 
-        self.saliency_plot = SlicePlot("saliency (0–1)", height=160)
+        self.saliency_plot = SlicePlot("saliency", height=150)
         self.saliency_curves = {
             "forward": self.saliency_plot.plot(pen=pg.mkPen(SALIENCY_COLOUR, width=1.5)),
             "reverse": self.saliency_plot.plot(
