@@ -39,11 +39,13 @@ RECIPE = (
     "maximises Youden's J on the validation series."
 )
 LIMITATIONS = (
-    "Learned from synthetic phantoms only: real scans hold anatomy, artefacts (beam hardening, motion, metal) and "
-    "bleed shapes the phantoms lack, so these numbers say nothing about patients. Calcifications, contrast and "
-    "post-operative changes were never seen. Slices are read at the model's input size, so bleeds a few "
-    "millimetres across are the hardest to find. Pixel saliency shows where the gradient of the slice score is "
-    "large, not proof of a finding; gate activations describe the network, not anatomy."
+    "Learned from synthetic phantoms only: real scans hold anatomy, artefacts (beam hardening, motion, metal) "
+    "and bleed shapes the phantoms lack, so these numbers say nothing about patients. The phantoms' "
+    "calcifications (choroid plexus, pineal, falx, basal ganglia) are simple bright blobs, and bright ones can "
+    "still be called a bleed; contrast and post-operative changes were never seen. Slices are read at the "
+    "model's input size, so bleeds a few millimetres across are the hardest to find. Pixel saliency shows where "
+    "the gradient of the slice score is large, not proof of a finding; gate activations describe the network, "
+    "not anatomy."
 )
 
 
