@@ -21,7 +21,7 @@ from pydicom.fileset import FileSet
 
 from viewer.bench.index import make_synthetic_folder, run_index_benchmark
 from viewer.dicom import index as index_module
-from viewer.dicom.cache import HeaderCache, default_db_path
+from viewer.dicom.cache import RETENTION_DAYS, HeaderCache, default_db_path, forget_index
 from viewer.dicom.dicomdir import OUTSIDE, check_file_id, read_dicomdir
 from viewer.dicom.headers import InstanceHeader, SkippedFile, read_header
 from viewer.dicom.index import StudyIndex, format_index, index_to_dict, scan
@@ -349,6 +349,38 @@ def test_changed_files_are_reread_and_deleted_ones_dropped(
         rows = cache.under(str(media))
     assert str(deleted) not in rows and str(touched) in rows
     assert rows[str(touched)].mtime_ns == touched.stat().st_mtime_ns
+
+
+def test_old_rows_are_dropped_and_read_again(
+    media: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Headers (patient names and IDs) are not kept for ever: a row older than the retention is read again."""
+    first = scan(media, workers=1)
+    old = media / "77654033" / "CR1" / "6154"
+    with HeaderCache() as cache:
+        row = cache.under(str(media))[str(old)]
+        cache.store([row], now=time.time() - (RETENTION_DAYS + 1) * 86400)
+    reads = ReadCounter(monkeypatch)
+    again = scan(media, workers=1)
+    assert reads.paths == [str(old)]
+    assert again.n_cached == first.n_files - 1 and _counts(again) == _counts(first)
+    with HeaderCache(retention_days=0) as cache:  # a retention of nothing empties it
+        assert cache.count() == 0
+
+
+def test_forget_index_removes_every_cached_header(media: Path, cache_dir: Path) -> None:
+    scan(media)
+    db = default_db_path()
+    assert db.exists()
+    forget_index()
+    assert not any(Path(f"{db}{suffix}").exists() for suffix in ("", "-wal", "-shm", "-journal"))
+    forget_index()  # nothing there: still fine
+    assert scan(media).n_cached == 0
+    db.unlink()
+    db.mkdir()  # something that cannot be unlinked as a file: a clear error naming it
+    with pytest.raises(ViewerError, match="Cannot delete the header index") as err:
+        forget_index()
+    assert err.value.path == str(db)
 
 
 def test_a_corrupt_cache_is_rebuilt(media: Path, cache_dir: Path) -> None:

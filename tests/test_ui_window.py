@@ -435,3 +435,21 @@ def test_cine_plays_and_stops(qtbot, study: MainWindow) -> None:
     qtbot.keyClick(view.canvas, Qt.Key.Key_Space)
     assert not view.cine_running
     assert study.settings.cine_fps == 50
+
+
+def test_forget_indexed_studies_asks_then_deletes_the_header_index(
+    qtbot, study: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    from viewer.dicom.cache import default_db_path
+
+    db = default_db_path()
+    assert db.exists()  # the scan of the opened folder wrote it
+    answers = [QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes]
+    monkeypatch.setattr(QMessageBox, "question", lambda *args: answers.pop(0))
+    study.forget_index_action.trigger()
+    assert db.exists() and answers == [QMessageBox.StandardButton.Yes]  # cancelled: nothing deleted
+    study.forget_index_action.trigger()
+    assert not db.exists() and "Header index deleted" in study.statusBar().currentMessage()
+    assert study.current_volume() is not None  # the series on screen stays

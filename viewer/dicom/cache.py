@@ -8,7 +8,8 @@ either.
 The cache is an optimisation and must never be the reason a scan fails: WAL mode lets two processes scan at
 once, a busy database is skipped rather than waited on for long, and a corrupt or foreign file is deleted and
 rebuilt. Headers hold patient names and IDs, so the folder and the database are private to the user
-(0700/0600).
+(0700/0600), a row is kept for :data:`RETENTION_DAYS` after it was last written (a folder opened again after
+that is read again), and :func:`forget_index` removes the whole index on request.
 Nothing is ever written next to the files scanned.
 """
 
@@ -17,15 +18,19 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from viewer.dicom.headers import HEADER_FORMAT_VERSION, InstanceHeader
+from viewer.errors import ViewerError
 
 CACHE_DIR_ENV = "GRU_VIEWER_CACHE_DIR"
 DB_NAME = "index.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Days a cached header is kept after it was last written.
+RETENTION_DAYS = 30
 _BUSY_TIMEOUT_S = 5.0
 _IN_BATCH = 500  # bound parameters per query, well under SQLite's limit
 
@@ -75,11 +80,14 @@ class HeaderCache:
     then says why (for logs, never for the user's way).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, retention_days: float = RETENTION_DAYS
+    ) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self.error: str | None = None
         self._conn: sqlite3.Connection | None = None
         self._open(allow_reset=True)
+        self.prune(retention_days * 86400.0)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -140,7 +148,8 @@ class HeaderCache:
                 conn.execute("DROP TABLE IF EXISTS files")
                 conn.execute(
                     "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL,"
-                    " mtime_ns INTEGER NOT NULL, header TEXT, reason TEXT) WITHOUT ROWID"
+                    " mtime_ns INTEGER NOT NULL, header TEXT, reason TEXT, stored_at INTEGER NOT NULL)"
+                    " WITHOUT ROWID"
                 )
                 conn.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?)", (_format_key(),)
@@ -162,11 +171,10 @@ class HeaderCache:
     def _delete_files(self) -> bool:
         self.close()
         try:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-            return True
-        except OSError:
+            forget_index(self.path)
+        except ViewerError:
             return False
+        return True
 
     def _disable(self, why: str) -> None:
         self.close()
@@ -216,22 +224,37 @@ class HeaderCache:
             return {}
         return out
 
-    def store(self, entries: Iterable[CachedFile]) -> None:
-        """Insert or replace rows, in one transaction."""
+    def store(self, entries: Iterable[CachedFile], *, now: float | None = None) -> None:
+        """Insert or replace rows, in one transaction, stamped with ``now`` (default the current time)."""
         if self._conn is None:
             return
-        rows = [(e.path, e.size, e.mtime_ns, e.header_json, e.reason) for e in entries]
+        stamp = int(time.time() if now is None else now)
+        rows = [(e.path, e.size, e.mtime_ns, e.header_json, e.reason, stamp) for e in entries]
         if not rows:
             return
         try:
             with _transaction(self._conn):
                 self._conn.executemany(
-                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, header, reason)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, header, reason, stored_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
         except sqlite3.Error as exc:
             self._fail(exc)
+
+    def prune(self, max_age_s: float) -> int:
+        """Drop rows written more than ``max_age_s`` seconds ago; how many went."""
+        if self._conn is None:
+            return 0
+        try:
+            with _transaction(self._conn):
+                cur = self._conn.execute(
+                    "DELETE FROM files WHERE stored_at <= ?", (int(time.time() - max_age_s),)
+                )
+            return max(0, cur.rowcount)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return 0
 
     def forget(self, paths: Iterable[str]) -> None:
         """Drop rows of files that no longer exist."""
@@ -254,6 +277,24 @@ class HeaderCache:
         except sqlite3.Error as exc:
             self._fail(exc)
             return 0
+
+
+def forget_index(path: str | os.PathLike[str] | None = None) -> None:
+    """Delete the persistent index (and its journal files): every cached header, with the patient names and IDs
+    it holds. The next scan of any folder reads its files again.
+
+    Raises
+    ------
+    ViewerError
+        A file of the index could not be removed.
+    """
+    db = Path(path) if path is not None else default_db_path()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        part = Path(f"{db}{suffix}")
+        try:
+            part.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ViewerError("Cannot delete the header index", exc.strerror or str(exc), part) from exc
 
 
 class _transaction:

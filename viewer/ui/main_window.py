@@ -23,7 +23,7 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
 
 from viewer.errors import ViewerError
 from viewer.ui.about import show_about
@@ -190,6 +190,12 @@ class MainWindow(QMainWindow):
         )
         self._action(self.tools_menu, "Cancel Running Job", self.progress.cancel_current, "Esc")
         self._action(self.tools_menu, "Clear Series Cache", self.clear_cache)
+        self.forget_index_action = self._action(
+            self.tools_menu,
+            "Forget Indexed Studies…",
+            self.forget_index,
+            tip="Delete the header index of the folders opened before (it holds their patient names and IDs)",
+        )
 
         help_menu = bar.addMenu("&Help")
         self.help_menu = help_menu
@@ -511,6 +517,34 @@ class MainWindow(QMainWindow):
     def clear_cache(self) -> None:
         self.cache.clear()
         self.statusBar().showMessage("Series cache cleared", 3000)
+
+    def forget_index(self, _checked: bool = False, *, confirm: bool = True) -> bool:
+        """Delete the persistent header index (after asking); True when it is gone.
+
+        The index keeps the headers of every folder opened, patient names and IDs included, for
+        :data:`~viewer.dicom.cache.RETENTION_DAYS`; this removes them at once. The images are not touched, and
+        the series on screen stay open.
+        """
+        from viewer.dicom.cache import forget_index
+
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                "Forget indexed studies",
+                "Delete the header index of every folder opened before? It holds those studies' patient names "
+                "and IDs. Folders then open a little more slowly the first time; the images are not touched.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Cancel,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        try:
+            forget_index()
+        except ViewerError as err:
+            report_exception(err)
+            return False
+        self.statusBar().showMessage("Header index deleted", 5000)
+        return True
 
     def _show_help_message(self) -> None:
         self.statusBar().showMessage(
