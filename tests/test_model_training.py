@@ -192,8 +192,9 @@ def test_train_command_and_its_errors(datasets, tmp_path: Path, capsys):
     out = tmp_path / "cli.safetensors"
     args = ["train", "--data", str(datasets[0]), "--val", str(datasets[1]), "--out", str(out), "-q"]
     args += ["--encoder-epochs", "1", "--sequence-epochs", "1", "--finetune-epochs", "0", "--device", "cpu"]
-    assert main(args) == 0
+    assert main([*args, "--patience", "3"]) == 0
     assert out.is_file() and (tmp_path / "cli.card.json").is_file()
+    assert read_card(tmp_path / "cli.card.json").training["settings"]["patience"] == 3
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(out), "-q"]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tmp_path / "none.safetensors"), "--data", str(datasets[1])]) == 1
@@ -244,3 +245,67 @@ def test_continued_training_can_read_slices_at_a_larger_size(datasets, tmp_path:
     assert not torch.equal(model.encoder.stem[0].weight, parent_model.encoder.stem[0].weight)
     assert torch.equal(model.slice_head.weight, parent_model.slice_head.weight)  # only the encoder stage ran
     assert parent.config.input_size == SMALL.input_size
+
+
+def _scripted_validation(trainer: Trainer, scores: list[float], snapshots: list[dict]) -> None:
+    """Make ``trainer`` see the given study AUROCs, one per epoch, and keep its weights at each validation."""
+    original = trainer._validate
+
+    def validate(stage: str) -> dict[str, float]:
+        snapshots.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        return {"study_auroc": scores.pop(0), "slice_auroc": 0.5} if scores else original(stage)
+
+    trainer._validate = validate  # type: ignore[method-assign]
+
+
+def test_early_stopping_keeps_the_best_epoch_and_resumes_the_same(datasets, tmp_path: Path):
+    train_series = _prepared(datasets[0], tmp_path / "cache")[1]
+    val_series = _prepared(datasets[1], tmp_path / "cache")[1]
+    settings = TrainSettings(
+        encoder_epochs=0, sequence_epochs=6, finetune_epochs=0, batch_slices=32, patience=2
+    )
+    messages: list[str] = []
+    whole = Trainer(
+        SMALL, settings, train_series, val_series, tmp_path / "a.safetensors", log=messages.append
+    )
+    snapshots: list[dict] = []
+    _scripted_validation(whole, [0.70, 0.90, 0.80, 0.85, 0.99, 0.99], snapshots)
+    result = whole.run()
+    # Epoch 2 is the best; epochs 3 and 4 do not beat it, so the stage stops there and keeps epoch 2.
+    assert [r.epoch for r in result.history] == [0, 1, 2, 3]
+    assert any("keeping epoch 2" in m for m in messages)
+    for key, value in snapshots[1].items():
+        torch.testing.assert_close(result.model.state_dict()[key], value)
+    assert any(not torch.equal(snapshots[3][k], v) for k, v in snapshots[1].items())
+
+    # Interrupted after epoch 3, then resumed: the best weights and the count come back from the checkpoint.
+    interrupted = Trainer(
+        SMALL,
+        settings,
+        train_series,
+        val_series,
+        tmp_path / "b.safetensors",
+        cancel=lambda: len(interrupted.history) >= 3,
+    )
+    _scripted_validation(interrupted, [0.70, 0.90, 0.80], [])
+    with pytest.raises(CancelledError):
+        interrupted.run()
+    resumed = Trainer(SMALL, settings, train_series, val_series, tmp_path / "b.safetensors")
+    _scripted_validation(resumed, [0.85], [])
+    again = resumed.run()
+    assert [r.epoch for r in again.history] == [0, 1, 2, 3]
+    for key, value in result.model.state_dict().items():
+        torch.testing.assert_close(again.model.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_without_patience_every_epoch_runs_and_the_last_weights_stay(datasets, tmp_path: Path):
+    train_series = _prepared(datasets[0], tmp_path / "cache")[1]
+    val_series = _prepared(datasets[1], tmp_path / "cache")[1]
+    settings = TrainSettings(encoder_epochs=0, sequence_epochs=3, finetune_epochs=0, batch_slices=32)
+    trainer = Trainer(SMALL, settings, train_series, val_series, tmp_path / "c.safetensors")
+    snapshots: list[dict] = []
+    _scripted_validation(trainer, [0.9, 0.5, 0.4], snapshots)
+    result = trainer.run()
+    assert len(result.history) == 3
+    for key, value in snapshots[2].items():
+        torch.testing.assert_close(result.model.state_dict()[key], value)

@@ -125,6 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         encoder_epochs=defaults.encoder_epochs if args.encoder_epochs is None else args.encoder_epochs,
         sequence_epochs=defaults.sequence_epochs if args.sequence_epochs is None else args.sequence_epochs,
         finetune_epochs=defaults.finetune_epochs if args.finetune_epochs is None else args.finetune_epochs,
+        patience=args.patience,
     )
     device = pick_device(args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.out)
@@ -329,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-epochs", type=int, help="epochs of the slice-CNN stage")
     p.add_argument("--sequence-epochs", type=int, help="epochs of the GRU stage")
     p.add_argument("--finetune-epochs", type=int, help="epochs of the end-to-end stage")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        metavar="N",
+        help="stop a stage after N epochs without a better validation score and keep its best epoch (default 0: "
+        "run every epoch)",
+    )
     p.add_argument(
         "--input-size",
         type=int,

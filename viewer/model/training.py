@@ -16,9 +16,13 @@ a sequence model over its features):
 A negative study's slices are all negative, so it teaches stage 1 without slice labels; a positive study without
 slice labels only teaches stages 2 and 3 (through the study loss).
 
-After every epoch the model, the optimiser and the progress are written to a checkpoint (safetensors plus JSON
-metadata; no pickles); a new run with the same settings continues from it. Each epoch draws its own random
-numbers from ``(seed, stage, epoch)``, so a resumed run makes the same draws as an uninterrupted one.
+Early stopping (``patience`` > 0): a stage ends when its validation score (study AUROC, slice AUROC for the
+encoder) has not improved for ``patience`` epochs, and the weights of its best epoch go on to the next stage.
+
+After every epoch the model, the optimiser and the progress (with the best epoch's weights when stopping early)
+are written to a checkpoint (safetensors plus JSON metadata; no pickles); a new run with the same settings
+continues from it. Each epoch draws its own random numbers from ``(seed, stage, epoch)``, so a resumed run makes
+the same draws as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -54,7 +58,11 @@ _CHECKPOINT_FORMAT = "gru-viewer-checkpoint-1"
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Everything that decides a training run besides the data (stored in the checkpoint and the card)."""
+    """Everything that decides a training run besides the data (stored in the checkpoint and the card).
+
+    ``patience``: epochs without a better validation score before a stage stops early, keeping its best epoch's
+    weights; 0 runs every epoch and keeps the last weights.
+    """
 
     seed: int = 0
     encoder_epochs: int = 12
@@ -73,6 +81,7 @@ class TrainSettings:
     min_crop_slices: int = 16
     grad_clip: float = 5.0
     study_loss_weight: float = 1.0
+    patience: int = 0
 
     def epochs(self, stage: str) -> int:
         return {
@@ -83,6 +92,16 @@ class TrainSettings:
 
     def lr(self, stage: str) -> float:
         return {"encoder": self.lr_encoder, "sequence": self.lr_sequence, "finetune": self.lr_finetune}[stage]
+
+
+@dataclass
+class _BestEpoch:
+    """The best epoch of the stage running, for early stopping: its index, score and weights."""
+
+    epoch: int = -1
+    score: float = float("nan")
+    stale: int = 0
+    state: dict[str, Tensor] | None = None
 
 
 @dataclass
@@ -236,6 +255,7 @@ class Trainer:
         self.init_sha256 = init_sha256
         self.slice_probe = nn.Linear(config.feature_size, 1).to(self.device)
         self.history: list[EpochRecord] = []
+        self._best = _BestEpoch()
 
     # ----------------------------------------------------------------------------------------------------------
     # Inputs
@@ -438,6 +458,37 @@ class Trainer:
         }
 
     # ----------------------------------------------------------------------------------------------------------
+    # Early stopping
+
+    def _weights(self) -> dict[str, Tensor]:
+        """The trained tensors (network and encoder probe), copied to the CPU."""
+        tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        tensors |= {f"probe.{k}": v.detach().cpu().clone() for k, v in self.slice_probe.state_dict().items()}
+        return tensors
+
+    def _load_weights(self, tensors: dict[str, Tensor]) -> None:
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.slice_probe.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("probe.")})
+
+    def _track_best(self, epoch: int, val: dict[str, float]) -> bool:
+        """Remember this epoch's weights when its score is the stage's best; True when the stage should stop."""
+        if self.settings.patience <= 0:
+            return False
+        score = val.get("study_auroc", val.get("slice_auroc", float("nan")))
+        best = self._best
+        if math.isfinite(score) and (best.state is None or score > best.score):
+            self._best = _BestEpoch(epoch, score, 0, self._weights())
+            return False
+        best.stale += 1
+        return best.stale >= self.settings.patience
+
+    def _restore_best(self, stage: str) -> None:
+        best = self._best
+        assert best.state is not None
+        self._load_weights(best.state)
+        self.log(f"{stage}: keeping epoch {best.epoch + 1} (validation {best.score:.4f})")
+
+    # ----------------------------------------------------------------------------------------------------------
     # Checkpoints
 
     def _optimizer(self, stage: str) -> torch.optim.Optimizer:
@@ -462,10 +513,9 @@ class Trainer:
         }
 
     def _save_checkpoint(self, stage: str, epoch: int, optimizer: torch.optim.Optimizer) -> None:
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        tensors |= {
-            f"probe.{k}": v.detach().cpu().contiguous() for k, v in self.slice_probe.state_dict().items()
-        }
+        tensors = {k: v.contiguous() for k, v in self._weights().items()}
+        if self._best.state is not None:
+            tensors |= {f"best.{k}": v.contiguous() for k, v in self._best.state.items()}
         opt = optimizer.state_dict()
         for idx, state in opt["state"].items():
             for key, value in state.items():
@@ -477,6 +527,7 @@ class Trainer:
             "epoch": epoch,
             "param_groups": opt["param_groups"],
             "history": [asdict(r) for r in self.history],
+            "best": {"epoch": self._best.epoch, "score": self._best.score, "stale": self._best.stale},
         }
         tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -502,9 +553,16 @@ class Trainer:
                 f"checkpoint {self.checkpoint} is from a different run (data or settings); starting over"
             )
             return None
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        self.slice_probe.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("probe.")})
+        self._load_weights(tensors)
         self.history = [EpochRecord(**r) for r in meta["history"]]
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        marks = meta.get("best") or {}
+        self._best = _BestEpoch(
+            int(marks.get("epoch", -1)),
+            float(marks.get("score", float("nan"))),
+            int(marks.get("stale", 0)),
+            best or None,
+        )
         optim = {k[6:]: v for k, v in tensors.items() if k.startswith("optim.")}
         return str(meta["stage"]), int(meta["epoch"]), optim, meta
 
@@ -541,8 +599,14 @@ class Trainer:
             optimizer = self._optimizer(stage)
             if saved_optim is not None and si == start_stage:
                 self._restore_optimizer(optimizer, *saved_optim)
-            bank = self._feature_bank() if stage == "sequence" else None
-            for epoch in range(start_epoch if si == start_stage else 0, epochs):
+            first = start_epoch if si == start_stage else 0
+            if first == 0:
+                self._best = _BestEpoch()
+            patience = self.settings.patience
+            if patience > 0 and self._best.stale >= patience:
+                first = epochs  # the checkpoint was written by the epoch that stopped this stage
+            bank = self._feature_bank() if stage == "sequence" and first < epochs else None
+            for epoch in range(first, epochs):
                 torch.manual_seed(int(_generator(self.settings.seed, stage, epoch).initial_seed()) + 7)
                 for group in optimizer.param_groups:
                     group["lr"] = _cosine(self.settings.lr(stage), epoch, epochs)
@@ -562,7 +626,15 @@ class Trainer:
                     f"{stage} epoch {epoch + 1}/{epochs}: loss {loss:.4f}, validation {scores} "
                     f"({record.seconds:.0f} s)"
                 )
+                stop = self._track_best(epoch, val)
                 self._save_checkpoint(stage, epoch, optimizer)
+                if stop:
+                    self.log(f"{stage}: no better validation score for {patience} epochs; stopping")
+                    break
+            if patience > 0 and self._best.state is not None:
+                self._restore_best(stage)
+                # Marks the stage done, with its best weights: a resumed run goes on to the next stage.
+                self._save_checkpoint(stage, epochs - 1, optimizer)
         self.model.requires_grad_(True)
         probs, _ = self.predict(self.val)
         study_labels = np.asarray([s.label for s in self.val])

@@ -35,8 +35,9 @@ RECIPE = (
     "GRU and slice head on frozen CNN features of whole series and of random runs of at least 16 slices (slice "
     "loss + study loss); then everything at a low learning rate on whole series. Augmentation: left-right "
     "mirroring, rotations up to 10°, shifts up to 8 px, HU offsets up to 5 HU, added noise up to 6 HU; gradient "
-    "norm clipped at 5; AdamW with a cosine learning-rate decay per stage; fixed seeds. The operating threshold "
-    "maximises Youden's J on the validation series."
+    "norm clipped at 5; AdamW with a cosine learning-rate decay per stage; fixed seeds. With a patience above 0 "
+    "(settings), a stage stops after that many epochs without a better validation score and keeps its best "
+    "epoch. The operating threshold maximises Youden's J on the validation series."
 )
 LIMITATIONS = (
     "Learned from synthetic phantoms only: real scans hold anatomy, artefacts (beam hardening, motion, metal) "
