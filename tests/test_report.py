@@ -270,6 +270,13 @@ def test_key_image_keeps_aspect_and_orientation(analysed) -> None:
     assert image.plain[:16, :16].mean() > 200 and image.plain[-16:, -16:].max() == 0
     shown = render_key_image(volume, result, result.key_slices[0], width_px=128)
     assert shown.overlay is not None and shown.overlay.shape == (128, 128, 3)
+    inverted = render_key_image(marked, None, 0, width_px=256, invert=True)
+    assert inverted.plain[:16, :16].mean() < 55 and inverted.plain[-16:, -16:].min() == 255
+    # The overlay threshold: nothing is coloured below it, so at 1.0 only the map's maximum still is.
+    faint = render_key_image(volume, result, result.key_slices[0], width_px=128, threshold=1.0)
+    grey = np.repeat(faint.plain[..., None], 3, axis=-1)
+    coloured = [(img.overlay != grey).any(axis=-1).mean() for img in (faint, shown)]
+    assert coloured[0] < 0.01 and coloured[0] < coloured[1] / 5
 
 
 def test_png_export_writes_an_image(analysed, tmp_path: Path) -> None:

@@ -137,7 +137,10 @@ def test_export_writes_pdf_dicom_png_and_json(qtbot, analysed: MainWindow, tmp_p
     key = result.key_slices[0]
     window.view.set_slice(key)
     window.view.set_window(75.0, 215.0)  # the subdural preset: the PNG must use the W/L on screen
-    window.analysis.panel.opacity_slider.setValue(80)  # and the overlay's opacity
+    window.analysis.panel.opacity_slider.setValue(80)  # and the overlay's opacity, threshold and inversion
+    window.analysis.panel.threshold_slider.setValue(50)
+    window.view.toggle_invert()
+    assert window.export.view_state().describe().endswith(", inverted, saliency overlay from 0.50")
     out = tmp_path / "exports"
     choices = ExportChoices(
         pdf=out / "report.pdf",
@@ -160,10 +163,20 @@ def test_export_writes_pdf_dicom_png_and_json(qtbot, analysed: MainWindow, tmp_p
     )
 
     reference = export_png(
-        tmp_path / "reference.png", volume, result, key, overlay=True, window=(75.0, 215.0), opacity=0.8
+        tmp_path / "reference.png",
+        volume,
+        result,
+        key,
+        overlay=True,
+        window=(75.0, 215.0),
+        opacity=0.8,
+        invert=True,
+        threshold=0.5,
     )
     written = np.asarray(Image.open(out / "view.png"))
     assert written.ndim == 3 and np.array_equal(written, np.asarray(Image.open(reference)))
+    as_before = export_png(tmp_path / "b.png", volume, result, key, window=(75.0, 215.0), opacity=0.8)
+    assert not np.array_equal(written, np.asarray(Image.open(as_before)))  # inversion and threshold show
 
     data = json.loads((out / "result.json").read_text())
     assert data["finding"] == result.finding and data["series"]["series_uid"] == volume.series_uid

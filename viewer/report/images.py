@@ -76,10 +76,13 @@ def saliency_alpha(t: np.ndarray, opacity: float) -> np.ndarray:
     return opacity * t * t * (3.0 - 2.0 * t)
 
 
-def blend(grey: np.ndarray, magnitude: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:
-    """``grey`` (uint8) with ``magnitude`` in [0, 1] drawn over it in colour; ``(h, w, 3)`` uint8."""
+def blend(
+    grey: np.ndarray, magnitude: np.ndarray, opacity: float = DEFAULT_OPACITY, threshold: float = 0.0
+) -> np.ndarray:
+    """``grey`` (uint8) with ``magnitude`` in [0, 1] drawn over it in colour, nothing below ``threshold`` (the
+    viewer's overlay threshold); ``(h, w, 3)`` uint8."""
     base = np.repeat((grey.astype(np.float32) / 255.0)[..., None], 3, axis=-1)
-    alpha = saliency_alpha(magnitude, opacity)[..., None]
+    alpha = (saliency_alpha(magnitude, opacity) * (magnitude >= threshold))[..., None]
     out = base * (1.0 - alpha) + saliency_colour(magnitude) * alpha
     return np.round(out * 255.0).astype(np.uint8)
 
@@ -92,19 +95,27 @@ def render_key_image(
     window: tuple[float, float] = BRAIN_WINDOW,
     width_px: int = DEFAULT_WIDTH_PX,
     opacity: float = DEFAULT_OPACITY,
+    invert: bool | None = None,
+    threshold: float = 0.0,
 ) -> KeyImage:
-    """Render original slice ``index`` of ``volume`` plain and with ``result``'s pixel saliency over it."""
+    """Render original slice ``index`` of ``volume`` plain and with ``result``'s pixel saliency over it.
+
+    ``invert``: grey scale inverted (None: as the series says, MONOCHROME1 inverted); ``threshold``: saliency
+    below it is left out of the overlay.
+    """
     center, width = window
+    if invert is None:
+        invert = bool(getattr(volume, "invert", False))
     values = np.asarray(volume.array[index], dtype=np.float32)
     spacing_yx = (float(volume.spacing[1]), float(volume.spacing[2]))
     shape = output_shape(values.shape, spacing_yx, width_px)
-    shown = to_display(values, center, width, bool(getattr(volume, "invert", False)))
+    shown = to_display(values, center, width, invert)
     plain = np.round(np.clip(resample(shown, shape), 0.0, 1.0) * 255.0).astype(np.uint8)
     saliency = result.saliency(index) if result is not None else None
     overlay = None
     if saliency is not None:
         magnitude = resample(normalise_map(saliency), shape)
-        overlay = blend(plain, magnitude, opacity)
+        overlay = blend(plain, magnitude, opacity, threshold)
     extent = (values.shape[1] * spacing_yx[1], values.shape[0] * spacing_yx[0])
     return KeyImage(index, plain, overlay, extent, (float(center), float(width)))
 
@@ -128,15 +139,25 @@ def export_png(
     window: tuple[float, float] = BRAIN_WINDOW,
     width_px: int = DEFAULT_WIDTH_PX,
     opacity: float = DEFAULT_OPACITY,
+    invert: bool | None = None,
+    threshold: float = 0.0,
 ) -> Path:
-    """Write original slice ``index`` as PNG, with ``result``'s saliency over it when ``overlay``.
+    """Write original slice ``index`` as PNG, with ``result``'s saliency over it when ``overlay``
+    (``invert`` and ``threshold`` as in :func:`render_key_image`, so the PNG can match the screen).
 
     Refuses (:class:`~viewer.errors.ViewerError`) a path inside the series' own folder.
     """
     path = Path(path)
     check_output_path(path, volume)
     image = render_key_image(
-        volume, result if overlay else None, index, window=window, width_px=width_px, opacity=opacity
+        volume,
+        result if overlay else None,
+        index,
+        window=window,
+        width_px=width_px,
+        opacity=opacity,
+        invert=invert,
+        threshold=threshold,
     )
     data = png_bytes(image.overlay if overlay and image.overlay is not None else image.plain)
     write_atomic(path, data)

@@ -120,6 +120,8 @@ def run_export(
                     overlay=view.overlay,
                     window=view.window,
                     opacity=view.opacity,
+                    invert=view.invert,
+                    threshold=view.threshold,
                 )
             )
         if choices.json is not None:
@@ -226,6 +228,8 @@ class ExportController(QObject):
             window=(float(view.center), float(view.width)),
             overlay=bool(overlay.enabled and overlay.active),
             opacity=float(overlay.opacity),
+            invert=bool(view.invert),
+            threshold=float(overlay.threshold),
         )
 
     def default_folder(self, protected: tuple[Path, ...]) -> Path:

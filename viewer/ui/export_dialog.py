@@ -70,17 +70,21 @@ class ExportChoices:
 
 @dataclass(frozen=True)
 class ViewState:
-    """What the PNG of the current view shows: slice ``index`` (0-based) in ``window`` (center, width)."""
+    """What the PNG of the current view shows: slice ``index`` (0-based) in ``window`` (center, width), grey
+    scale ``invert``-ed or not, the overlay with its ``opacity`` and ``threshold``."""
 
     index: int
     window: tuple[float, float]
     overlay: bool
     opacity: float
+    invert: bool = False
+    threshold: float = 0.0
 
     def describe(self) -> str:
         center, width = self.window
-        overlay = "saliency overlay on" if self.overlay else "no overlay"
-        return f"slice {self.index + 1}, W {width:g} / L {center:g}, {overlay}"
+        overlay = f"saliency overlay from {self.threshold:.2f}" if self.overlay else "no overlay"
+        inverted = ", inverted" if self.invert else ""
+        return f"slice {self.index + 1}, W {width:g} / L {center:g}{inverted}, {overlay}"
 
 
 def check_targets(choices: ExportChoices, folders: Sequence[Path], opened: Sequence[Path] = ()) -> None:
