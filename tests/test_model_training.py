@@ -46,6 +46,12 @@ def _prepared(folder: Path, cache: Path):
 # Metrics
 
 
+def _assert_same_weights(state: dict, expected: dict) -> None:
+    assert state.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(state[key], value, rtol=1e-5, atol=1e-6)
+
+
 def test_auroc_matches_pairwise_counting():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)
@@ -143,8 +149,7 @@ def test_training_resumes_to_the_same_weights(datasets, tmp_path: Path):
     assert [r.stage for r in interrupted.history] == ["encoder", "encoder", "sequence"]
     resumed = Trainer(SMALL, QUICK, train_series, val_series, tmp_path / "b.safetensors").run()
     assert len(resumed.history) == 5
-    for key, value in whole.model.state_dict().items():
-        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+    _assert_same_weights(resumed.model.state_dict(), whole.model.state_dict())
 
 
 def test_checkpoint_of_another_run_is_not_resumed(datasets, tmp_path: Path):
@@ -274,8 +279,7 @@ def test_early_stopping_keeps_the_best_epoch_and_resumes_the_same(datasets, tmp_
     # Epoch 2 is the best; epochs 3 and 4 do not beat it, so the stage stops there and keeps epoch 2.
     assert [r.epoch for r in result.history] == [0, 1, 2, 3]
     assert any("keeping epoch 2" in m for m in messages)
-    for key, value in snapshots[1].items():
-        torch.testing.assert_close(result.model.state_dict()[key], value)
+    _assert_same_weights(result.model.state_dict(), snapshots[1])
     assert any(not torch.equal(snapshots[3][k], v) for k, v in snapshots[1].items())
 
     # Interrupted after epoch 3, then resumed: the best weights and the count come back from the checkpoint.
@@ -294,8 +298,7 @@ def test_early_stopping_keeps_the_best_epoch_and_resumes_the_same(datasets, tmp_
     _scripted_validation(resumed, [0.85], [])
     again = resumed.run()
     assert [r.epoch for r in again.history] == [0, 1, 2, 3]
-    for key, value in result.model.state_dict().items():
-        torch.testing.assert_close(again.model.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+    _assert_same_weights(again.model.state_dict(), result.model.state_dict())
 
 
 def test_without_patience_every_epoch_runs_and_the_last_weights_stay(datasets, tmp_path: Path):
@@ -307,5 +310,4 @@ def test_without_patience_every_epoch_runs_and_the_last_weights_stay(datasets, t
     _scripted_validation(trainer, [0.9, 0.5, 0.4], snapshots)
     result = trainer.run()
     assert len(result.history) == 3
-    for key, value in snapshots[2].items():
-        torch.testing.assert_close(result.model.state_dict()[key], value)
+    _assert_same_weights(result.model.state_dict(), snapshots[2])
