@@ -53,6 +53,24 @@ def model_file(tmp_path_factory: pytest.TempPathFactory, small_config) -> Path:
     return path
 
 
+@pytest.fixture
+def gpu_out_of_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The analysis picks CUDA and moving the model there fails with an out-of-memory error, as on a full GPU."""
+    import torch
+
+    from viewer.analysis import run as analysis_run
+
+    original_place = analysis_run.place
+
+    def failing_place(model, device):
+        if device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original_place(model, device)
+
+    monkeypatch.setattr(analysis_run, "pick_device", lambda pref: torch.device("cuda"))
+    monkeypatch.setattr(analysis_run, "place", failing_place)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["GRU_VIEWER_CACHE_DIR"] = str(tmp_path_factory.mktemp("gru-viewer-cache"))

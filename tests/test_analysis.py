@@ -79,17 +79,8 @@ def test_cancel_stops_the_analysis(volume, model_file: Path):
         analyze_volume(volume, model, card, cancel=cancel)
 
 
-def test_gpu_failure_falls_back_to_cpu(volume, model_file: Path, monkeypatch):
+def test_gpu_failure_falls_back_to_cpu(volume, model_file: Path, gpu_out_of_memory):
     model, card = load_model(model_file)
-    original = analysis_run.place
-
-    def failing_place(m, device):
-        if device.type == "cuda":
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original(m, device)
-
-    monkeypatch.setattr(analysis_run, "pick_device", lambda pref: torch.device("cuda"))
-    monkeypatch.setattr(analysis_run, "place", failing_place)
     result = analyze_volume(volume, model, card, options=AnalysisOptions(device="auto"))
     assert result.device.startswith("CPU")
     assert "out of memory" in result.device_notice and "CPU" in result.device_notice

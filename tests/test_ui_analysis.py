@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtTest import QTest
 
@@ -281,18 +280,7 @@ def test_closing_mid_analysis_exits_cleanly(qtbot, phantom: MainWindow) -> None:
 # -- devices, errors, preferences, help -------------------------------------------------------------------------
 
 
-def test_gpu_failure_falls_back_to_cpu_with_a_notice(
-    qtbot, phantom: MainWindow, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    original_place = analysis_run.place
-
-    def failing_place(model, device):
-        if device.type == "cuda":
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original_place(model, device)
-
-    monkeypatch.setattr(analysis_run, "pick_device", lambda pref: torch.device("cuda"))
-    monkeypatch.setattr(analysis_run, "place", failing_place)
+def test_gpu_failure_falls_back_to_cpu_with_a_notice(qtbot, phantom: MainWindow, gpu_out_of_memory) -> None:
     result = analyze(qtbot, phantom)
     panel = phantom.analysis.panel
     assert result.device.startswith("CPU") and result.device_notice

@@ -80,14 +80,11 @@ class HeaderCache:
     then says why (for logs, never for the user's way).
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, retention_days: float = RETENTION_DAYS
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self.error: str | None = None
         self._conn: sqlite3.Connection | None = None
         self._open(allow_reset=True)
-        self.prune(retention_days * 86400.0)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from viewer.dicom.cache import CachedFile, HeaderCache, default_db_path
+from viewer.dicom.cache import RETENTION_DAYS, CachedFile, HeaderCache, default_db_path
 from viewer.dicom.dicomdir import read_dicomdir
 from viewer.dicom.geometry import GeometryWarning
 from viewer.dicom.headers import InstanceHeader, SkippedFile, is_dicomdir, read_header
@@ -497,6 +497,7 @@ def _answer_from_cache(
     with HeaderCache() as cache:
         if not cache.available:
             return list(found.files)
+        cache.prune(RETENTION_DAYS * 86400.0)  # once per scan, before anything is taken from it
         rows: dict[str, CachedFile] = {}
         for folder in found.folders:
             under = cache.under(folder)

@@ -29,7 +29,8 @@ def opened_folders(paths: Iterable[str | Path]) -> tuple[Path, ...]:
     return tuple(sorted(folders))
 
 
-def _inside(target: Path, folder: Path) -> bool:
+def is_inside(target: Path, folder: Path) -> bool:
+    """Whether resolved ``target`` is ``folder`` or lies below it."""
     return target == folder or folder in target.parents
 
 
@@ -51,7 +52,7 @@ def check_output_path(
     protected = set(folders)
     if volume is not None:
         protected.update(source_folders(volume))
-    if any(_inside(target, folder) for folder in protected):
+    if any(is_inside(target, folder) for folder in protected):
         raise ViewerError(
             "Cannot write the export",
             "the chosen place lies inside the folder of the series' images, which GRU Viewer never "
@@ -59,7 +60,7 @@ def check_output_path(
             target,
         )
     for folder in opened:
-        if _inside(target, Path(folder)):
+        if is_inside(target, Path(folder)):
             raise ViewerError(
                 "Cannot write the export",
                 f"the chosen place lies inside {folder}, which was opened as a study folder, and GRU Viewer "

@@ -153,8 +153,10 @@ def _user_error(exc: BaseException) -> ViewerError:
 
 
 def _outside(folder: Path, protected: tuple[Path, ...]) -> bool:
+    from viewer.report.output import is_inside
+
     resolved = folder.resolve()
-    return not any(resolved == p or p in resolved.parents for p in protected)
+    return not any(is_inside(resolved, p) for p in protected)
 
 
 class ExportController(QObject):
