@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,7 @@ from viewer.dicom.index import scan
 from viewer.dicom.stacks import Stack
 from viewer.dicom.volume import Volume, load_stack
 from viewer.errors import ViewerError
-
-ProgressFn = Callable[[int, int, str], None]
+from viewer.progress import ProgressFn
 
 
 @dataclass

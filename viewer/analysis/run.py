@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,11 +32,10 @@ from viewer.model.intended_use import check_series
 from viewer.model.network import SliceGRUNet, lse_weights
 from viewer.model.preprocess import Preprocessed, Preprocessor
 from viewer.model.weights import ModelCard
+from viewer.progress import CancelFn, ProgressFn
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int, str], None]
-CancelFn = Callable[[], bool]
 
 KEY_SLICES = 4
 _CHUNK = 16

@@ -33,9 +33,8 @@ from viewer.dicom.geometry import GeometryWarning
 from viewer.dicom.headers import InstanceHeader, SkippedFile, is_dicomdir, read_header
 from viewer.dicom.stacks import SliceRef, Stack, split_series
 from viewer.errors import CancelledError, ViewerError
+from viewer.progress import CancelFn, ProgressFn
 
-ProgressFn = Callable[[int, int, str], None]
-CancelFn = Callable[[], bool]
 PathLike = str | os.PathLike[str]
 
 PROGRESS_INTERVAL_S = 0.05  # progress is reported at most 20 times a second

@@ -19,9 +19,8 @@ from viewer.dicom.geometry import (
     order_along_normal,
 )
 from viewer.dicom.stacks import Stack
+from viewer.progress import CancelFn, ProgressFn
 
-ProgressFn = Callable[[int, int, str], None]
-CancelFn = Callable[[], bool]
 SliceFn = Callable[[int, np.ndarray], None]
 
 IDENTITY_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)

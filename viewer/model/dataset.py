@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +34,7 @@ from viewer.dicom.stacks import Stack
 from viewer.dicom.volume import Volume, load_stack
 from viewer.errors import CancelledError, ViewerError
 from viewer.model.preprocess import Preprocessor, SliceMapping
-
-ProgressFn = Callable[[int, int, str], None]
-CancelFn = Callable[[], bool]
+from viewer.progress import CancelFn, ProgressFn
 
 _CACHE_VERSION = 1
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +42,7 @@ from viewer.model.metrics import (
 )
 from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import Preprocessor
-
-ProgressFn = Callable[[int, int, str], None]
-CancelFn = Callable[[], bool]
+from viewer.progress import CancelFn, ProgressFn
 
 
 @dataclass

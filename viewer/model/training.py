@@ -47,10 +47,9 @@ from viewer.model.dataset import TrainingSeries
 from viewer.model.metrics import auroc, youden_threshold
 from viewer.model.network import ModelConfig, SliceGRUNet
 from viewer.model.preprocess import AIR_HU, WindowStack
+from viewer.progress import CancelFn, ProgressFn
 
-ProgressFn = Callable[[int, int, str], None]
 LogFn = Callable[[str], None]
-CancelFn = Callable[[], bool]
 
 STAGES: tuple[str, ...] = ("encoder", "sequence", "finetune")
 _CHECKPOINT_FORMAT = "gru-viewer-checkpoint-1"

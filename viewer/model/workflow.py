@@ -26,8 +26,8 @@ from viewer.model.network import ModelConfig
 from viewer.model.preprocess import Preprocessor
 from viewer.model.training import STAGES, Trainer, TrainSettings
 from viewer.model.weights import ModelCard, card_path_for, load_weights, save_weights, write_card
+from viewer.progress import ProgressFn
 
-ProgressFn = Callable[[int, int, str], None]
 LogFn = Callable[[str], None]
 
 RECIPE = (

@@ -7,7 +7,7 @@ requested slices that have none yet, computes their pixel saliency), so run it o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,14 +17,13 @@ from viewer import __version__
 from viewer.dicom.stacks import orientation_letters
 from viewer.errors import ViewerError
 from viewer.model.weights import ModelCard
+from viewer.progress import ProgressFn
 from viewer.report.content import ReportContent
 from viewer.report.deidentify import deidentify
 from viewer.report.identifiers import ReportIdentifiers, identifiers_from_volume
 from viewer.report.images import BRAIN_WINDOW, DEFAULT_OPACITY, DEFAULT_WIDTH_PX, render_key_image
 from viewer.report.output import check_output_path, source_folders, write_atomic
 from viewer.report.pdf import render_pdf
-
-ProgressFn = Callable[[int, int, str], None]
 
 
 @dataclass

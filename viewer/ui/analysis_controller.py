@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QToolBar
 
 from viewer.errors import CancelledError, ViewerError
+from viewer.progress import CancelFn, ProgressFn
 from viewer.ui.error_dialog import report_exception
 from viewer.ui.help_page import show_analysis_help
 from viewer.ui.results_panel import ResultsPanel, format_probability
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int, str], None]
-CancelFn = Callable[[], bool]
 
 LIVE_RESULTS = 3
 JOB_KEY = "analyze"

@@ -12,7 +12,7 @@ analysis result is untouched by an export, and the dialog opens again with the c
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, QStandardPaths, Signal
 from PySide6.QtGui import QAction, QKeySequence
 
 from viewer.errors import CancelledError, ViewerError
+from viewer.progress import CancelFn, ProgressFn
 from viewer.ui.error_dialog import report_exception
 from viewer.ui.export_dialog import ExportChoices, ExportDialog, ViewState, check_targets
 from viewer.ui.results_panel import format_probability
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int, str], None]
-CancelFn = Callable[[], bool]
 
 JOB_KEY = "export"
 

@@ -15,9 +15,7 @@ import numpy as np
 
 from viewer.dicom.pixels import to_display
 from viewer.dicom.volume import Volume, load_stack
-
-ProgressFn = Callable[[int, int, str], None]
-CancelFn = Callable[[], bool]
+from viewer.progress import CancelFn, ProgressFn
 
 THUMBNAIL_PIXELS = 112  # twice the browser's icon size, for high-DPI screens
 
