@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   := demo-data
 
-.PHONY: run test test-slow bench lint demo package clean
+.PHONY: run desktop-libs test test-slow bench lint demo package clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,21 +20,36 @@ $(DEMO)/labels.json: | $(STAMP)
 
 demo: $(DEMO)/labels.json
 
-run: $(STAMP) $(DEMO)/labels.json
+run: $(STAMP) $(DEMO)/labels.json desktop-libs
 	$(PY) -m viewer gui $(DEMO)
+
+# The system libraries Qt's xcb platform plugin needs (fresh Debian/Ubuntu desktops lack some): installed here when
+# this runs as root, else the command (with sudo) is printed and make stops before starting the app.
+desktop-libs: $(STAMP)
+	@cmd="$$($(PY) -m viewer preflight --install-command)" || exit 1; \
+	if [ -n "$$cmd" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing the system libraries Qt's window needs: $$cmd"; \
+	    sh -c "$$cmd" >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && sh -c "$$cmd" >/dev/null; } || exit 1; \
+	  else \
+	    echo "GRU Viewer's window needs system libraries that are missing here. Install them, then run make run again:"; \
+	    echo "    $$cmd"; exit 1; \
+	  fi; \
+	fi
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) desktop-libs
+	$(PY) -c "import PyInstaller" 2>/dev/null || $(PY) -m pip install --quiet "pyinstaller>=6.10"
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(PY) -m viewer bench
 
 # A one-folder desktop bundle in dist/gru-viewer (PyInstaller), checked by its own --self-test.
-package: $(STAMP)
+package: $(STAMP) desktop-libs
 	$(PY) -c "import PyInstaller" 2>/dev/null || $(PY) -m pip install --quiet "pyinstaller>=6.10"
 	$(PY) -m PyInstaller --noconfirm --clean --distpath dist --workpath build/pyinstaller packaging/gru-viewer.spec
 	dist/gru-viewer/gru-viewer --self-test

@@ -23,7 +23,8 @@ EXIT_NOTHING = 3
 EXIT_INTERRUPTED = 130
 
 EPILOG = """\
-commands run headless except 'gui'; 'gru-viewer PATH' is short for 'gru-viewer gui PATH'.
+commands run headless except 'gui' (which first checks, like 'preflight', that a window can open);
+'gru-viewer PATH' is short for 'gru-viewer gui PATH'.
 
 exit codes:
   0    success
@@ -77,9 +78,41 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    from viewer.ui.preflight import check
+
+    found = check()
+    if not found.ok:  # before any QApplication: Qt would abort the process with a message users cannot act on
+        print(found.problem, file=sys.stderr)
+        return EXIT_ERROR
     from viewer.ui.app import run_app
 
     return run_app(args.paths)
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    import os
+
+    from viewer.ui.preflight import check, install_command, missing_for_platform
+
+    if args.install_command:
+        missing = missing_for_platform("xcb")
+        if not missing:
+            return EXIT_OK
+        command = install_command(missing, sudo=os.geteuid() != 0)
+        if not command:
+            print(
+                f"Qt's xcb plugin lacks {', '.join(missing)}; no package is known for them here",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        print(command)
+        return EXIT_OK
+    found = check()
+    if not found.ok:
+        print(found.problem, file=sys.stderr)
+        return EXIT_ERROR
+    print(f"ok: Qt's '{found.platform}' platform plugin can start here")
+    return EXIT_OK
 
 
 def cmd_self_test(args: argparse.Namespace) -> int:
@@ -265,6 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gui", help="open the viewer (default)")
     p.add_argument("paths", nargs="*", help="folder, DICOMDIR or files to open")
     p.set_defaults(func=cmd_gui)
+
+    p = sub.add_parser(
+        "preflight", help="check that the viewer's window can open here (system libraries, display)"
+    )
+    p.add_argument(
+        "--install-command",
+        action="store_true",
+        help="print only the command that installs the system libraries Qt's xcb plugin lacks (nothing: none)",
+    )
+    p.set_defaults(func=cmd_preflight)
 
     p = sub.add_parser("index", help="list patients, studies and series in a folder, DICOMDIR or files")
     p.add_argument("paths", nargs="+", help="folder, DICOMDIR or files")

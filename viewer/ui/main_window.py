@@ -316,7 +316,8 @@ class MainWindow(QMainWindow):
         if skipped:
             message += f"; {skipped} file(s) skipped (View ▸ Import Log)"
         self.statusBar().showMessage(message, 10000)
-        self.setWindowTitle(f"GRU Viewer — {Path(self._opened_paths[0]).name}")
+        # Qt appends the application's display name on every desktop: "demo — GRU Viewer".
+        self.setWindowTitle(Path(self._opened_paths[0]).name)
         self.index_ready.emit(index)
         first = _first_stack(index)
         if first is None:

@@ -1,0 +1,158 @@
+"""A real window, as a desktop user gets it: the app under Xvfb on Qt's xcb platform, not offscreen.
+
+Only this sees what the offscreen platform hides (the xcb plugin's system libraries, a window that never maps, a
+dock that never shows). The app is started as a user starts it (``gru-viewer gui DEMO`` in a subprocess),
+driven with xdotool, looked at with a screenshot of the X screen, and closed with Ctrl+Q. Needs Xvfb, xdotool and
+ImageMagick's ``import`` (`.ci/run` installs them with Qt's xcb libraries); skipped, saying why, elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from viewer.ui.preflight import check
+
+pytestmark = [pytest.mark.xcb]
+
+REPO = Path(__file__).resolve().parent.parent
+SCREEN = (1600, 1000)
+
+
+def _require_tools() -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("Xvfb and the xcb platform are Linux's")
+    lacking = [t for t in ("Xvfb", "xdotool", "import") if shutil.which(t) is None]
+    if lacking:
+        pytest.skip(f"{', '.join(lacking)} not installed (apt-get install -y xvfb xdotool imagemagick)")
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    """A private Xvfb screen; its number is chosen by Xvfb itself (-displayfd), so parallel runs never clash."""
+    _require_tools()
+    read, write = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        number = pipe.readline().strip()
+    if not number:
+        server.kill()
+        pytest.skip("Xvfb did not start")
+    try:
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def demo_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("xcb") / "demo"
+    subprocess.run(
+        [sys.executable, "-m", "viewer", "demo-data", str(out)],
+        cwd=REPO,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    return out
+
+
+def _env(display: str, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
+    env.update(
+        DISPLAY=display,
+        QT_QPA_PLATFORM="xcb",
+        GRU_VIEWER_SETTINGS_DIR=str(tmp_path / "settings"),
+        GRU_VIEWER_CACHE_DIR=str(tmp_path / "cache"),
+        GRU_VIEWER_DATA_DIR=str(tmp_path / "data"),
+    )
+    return env
+
+
+def _xdotool(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, timeout=30)
+    return out.stdout.strip()
+
+
+def _screenshot(env: dict[str, str], path: Path) -> np.ndarray:
+    subprocess.run(["import", "-window", "root", str(path)], env=env, check=True, timeout=30)
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+
+
+def _coloured_pixels(shot: np.ndarray, x0: int, x1: int, y0: int, y1: int) -> int:
+    """Strongly coloured pixels in a box: plots, heatmap and overlays are colour, the CT image is grey."""
+    box = shot[y0:y1, x0:x1]
+    return int(((box.max(axis=2) - box.min(axis=2)) > 80).sum())
+
+
+def test_the_app_opens_a_real_window_analyses_and_closes_cleanly(
+    display: str, demo_study: Path, tmp_path: Path
+) -> None:
+    env = _env(display, tmp_path)
+    found = check(env)
+    if not found.ok:
+        pytest.skip(f"Qt's xcb plugin cannot load here: {found.problem.splitlines()[0]}")
+    app = subprocess.Popen(
+        [sys.executable, "-m", "viewer", "gui", str(demo_study)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        window = ""
+        deadline = time.monotonic() + 90
+        while not window and time.monotonic() < deadline and app.poll() is None:
+            window = next(iter(_xdotool(env, "search", "--onlyvisible", "--name", "GRU Viewer").split()), "")
+            time.sleep(0.5)
+        assert window, f"no window appeared; stderr: {app.stderr.read() if app.poll() is not None else ''}"
+        expected = f"{demo_study.name} — GRU Viewer"  # the folder, then Qt's application display name
+        title = ""
+        while title != expected and time.monotonic() < deadline:
+            title = _xdotool(env, "getwindowname", window)
+            time.sleep(0.5)
+        assert title == expected
+        time.sleep(3)  # the series loads and its first slice is drawn
+        before = _screenshot(env, tmp_path / "1-open.png")
+        assert before.std() > 10, "the screen is blank"
+        width, height = before.shape[1], before.shape[0]
+        right = (width // 2, width, 60, height - 60)
+        assert _coloured_pixels(before, *right) < 5000, "the results dock shows before Analyze"
+
+        _xdotool(env, "windowfocus", "--sync", window)
+        _xdotool(env, "key", "ctrl+r")
+        coloured, shot = 0, before
+        deadline = time.monotonic() + 120
+        while coloured < 20000 and time.monotonic() < deadline:
+            time.sleep(2)
+            shot = _screenshot(env, tmp_path / "2-analysed.png")
+            coloured = _coloured_pixels(shot, *right)
+        assert coloured >= 20000, f"no results dock after Analyze (screenshot {tmp_path / '2-analysed.png'})"
+
+        _xdotool(env, "windowfocus", "--sync", window)
+        _xdotool(env, "key", "ctrl+q")
+        out, err = app.communicate(timeout=60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.communicate()
+    assert app.returncode == 0, err
+    warnings = [line for line in err.splitlines() if line.strip()]
+    assert not warnings, "stderr:\n" + err
