@@ -65,3 +65,15 @@ def test_the_bundle_passes_its_own_self_test(bundle: Path) -> None:
         [str(bundle / "gru-viewer"), "--self-test"], capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_bundle_preflight_finds_its_own_xcb_plugin_complete(bundle: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "WAYLAND_DISPLAY")}
+    env.update(
+        DISPLAY=":0", QT_QPA_PLATFORM="xcb"
+    )  # the preflight only looks at files; no X server is needed
+    out = subprocess.run(
+        [str(bundle / "gru-viewer"), "preflight"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert "'xcb' platform plugin can start" in out.stdout
