@@ -90,12 +90,12 @@ def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_qthread_left_running(request: pytest.FixtureRequest):
-    """GUI tests (tests/test_ui_*.py) fail when a QThread they started is still running at teardown.
+    """GUI tests (marked ``gui``) fail when a QThread they started is still running at teardown.
 
     Every ``QThread.start`` is recorded while the test runs (napari's conftest habit). This fixture is set up
     before ``qtbot``, so its check runs after qtbot has closed the test's widgets (which stop their workers).
     """
-    if not request.node.path.name.startswith("test_ui"):
+    if request.node.get_closest_marker("gui") is None:
         yield
         return
     import weakref

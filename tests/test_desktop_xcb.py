@@ -118,11 +118,13 @@ def test_the_app_opens_a_real_window_analyses_and_closes_cleanly(
     )
     try:
         window = ""
-        deadline = time.monotonic() + 90
+        deadline = (
+            time.monotonic() + 300
+        )  # generous: a shared, busy machine may take minutes to start Python + Qt
         while not window and time.monotonic() < deadline and app.poll() is None:
             window = next(iter(_xdotool(env, "search", "--onlyvisible", "--name", "GRU Viewer").split()), "")
             time.sleep(0.5)
-        assert window, f"no window appeared; stderr: {app.stderr.read() if app.poll() is not None else ''}"
+        assert window, "no window appeared"
         expected = f"{demo_study.name} — GRU Viewer"  # the folder, then Qt's application display name
         title = ""
         while title != expected and time.monotonic() < deadline:
@@ -139,7 +141,7 @@ def test_the_app_opens_a_real_window_analyses_and_closes_cleanly(
         _xdotool(env, "windowfocus", "--sync", window)
         _xdotool(env, "key", "ctrl+r")
         coloured, shot = 0, before
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while coloured < 20000 and time.monotonic() < deadline:
             time.sleep(2)
             shot = _screenshot(env, tmp_path / "2-analysed.png")
@@ -148,11 +150,12 @@ def test_the_app_opens_a_real_window_analyses_and_closes_cleanly(
 
         _xdotool(env, "windowfocus", "--sync", window)
         _xdotool(env, "key", "ctrl+q")
-        out, err = app.communicate(timeout=60)
-    finally:
+        out, err = app.communicate(timeout=120)
+    except BaseException:
         if app.poll() is None:
             app.kill()
-            app.communicate()
+        print("app stderr:", app.communicate()[1])
+        raise
     assert app.returncode == 0, err
     warnings = [line for line in err.splitlines() if line.strip()]
     assert not warnings, "stderr:\n" + err

@@ -8,7 +8,6 @@ whose payload would leave a marker file behind if anything ever ran it.
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import io
 import json
@@ -205,13 +204,13 @@ def test_an_executable_preamble_is_read_as_dicom_and_never_run(
 
 
 class _Payload:
-    """Unpickling this creates ``path``: the marker that code from a model file ran."""
+    """Unpickling this creates the folder ``path``: the marker that code from a model file ran."""
 
     def __init__(self, path: Path) -> None:
         self.path = str(path)
 
     def __reduce__(self) -> tuple:
-        return (builtins.open, (self.path, "w"))
+        return (os.mkdir, (self.path,))
 
 
 def _with_card(bad: Path, good: Path, *, matching_sha: bool) -> None:
@@ -248,7 +247,7 @@ def test_a_model_file_that_runs_code_is_refused(
         data = _torch_zip(payload)
         torch.load(io.BytesIO(data), weights_only=False)  # the payload is live: torch.load runs it
     assert marker.exists()
-    marker.unlink()
+    marker.rmdir()
 
     bad = tmp_path / "models" / "hostile.safetensors"
     bad.write_bytes(data)
