@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from viewer.bench.load import head_phantom, write_bench_series
+from viewer.synth.simple import head_phantom, write_bench_series
 
 
 @contextmanager
@@ -79,8 +79,8 @@ def _bench_model(folder: Path) -> tuple[Path | None, str]:
 
 def bench_analysis_frames(n_slices: int = 32, matrix: int = 512, idle_frames: int = 100) -> dict[str, Any]:
     """GUI frame time (median, p95) scrolling a 32 × 5 mm head series idle and while Analyze runs on it."""
-    from viewer.bench.load import bench_meta, head_phantom
-    from viewer.dicom.writer import axial_geometry, write_ct_series
+    from viewer.synth.simple import bench_meta
+    from viewer.synth.writer import axial_geometry, write_ct_series
     from viewer.ui.bench import measure_frames_during_analysis
 
     with _scratch() as tmp:

@@ -27,14 +27,14 @@ import numpy as np
 from pydicom.uid import generate_uid
 from scipy import ndimage
 
-from viewer.dicom.writer import (
+from viewer.errors import CancelledError, ViewerError
+from viewer.synth.writer import (
     SeriesMeta,
     axial_geometry,
     series_folder_name,
     sop_instance_uid,
     write_ct_series,
 )
-from viewer.errors import CancelledError, ViewerError
 
 LABELS_FORMAT = "gru-viewer-phantom-labels"
 LABELS_VERSION = 1
