@@ -243,7 +243,7 @@ def ui_study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     from pydicom.uid import JPEG2000Lossless
 
-    from viewer.synth.phantom import write_phantom_dataset
+    from viewer.synth.dataset import write_phantom_dataset
     from viewer.synth.writer import axial_geometry, write_ct_series
 
     root = Path(tmp_path_factory.mktemp("ui-study"))

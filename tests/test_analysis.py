@@ -18,7 +18,7 @@ from viewer.cli import main
 from viewer.dicom.index import scan
 from viewer.dicom.volume import load_stack
 from viewer.errors import CancelledError, ViewerError
-from viewer.synth.phantom import write_phantom_dataset
+from viewer.synth.dataset import write_phantom_dataset
 
 
 @pytest.fixture(scope="module")

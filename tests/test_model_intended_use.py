@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from viewer.model.intended_use import check_series
-from viewer.synth.phantom import generate_study
+from viewer.synth.study import generate_study
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 

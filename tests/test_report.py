@@ -40,7 +40,7 @@ from viewer.report.identifiers import display_date, display_name, identifiers_fr
 from viewer.report.images import output_shape
 from viewer.report.output import check_output_path, opened_folders
 from viewer.report.summary import training_words
-from viewer.synth.phantom import write_phantom_dataset
+from viewer.synth.dataset import write_phantom_dataset
 
 KEY = b"test-pseudonym-key-0123456789abcdef"
 

@@ -1,7 +1,8 @@
 """Folders of many small synthetic CT slices, for the header index's tests and benchmark.
 
-Real UIDs, positions along z and a noise image: the index sees realistic headers without the cost of pixels
-worth reading. Written straight with pydicom, one dataset reused for every file, so thousands are quick to make.
+Real UIDs, positions along z and a noise image: the index sees realistic headers without the cost of
+pixels worth reading. Written straight with pydicom, one dataset reused for every file, so thousands are
+quick to make.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A skull ellipse around textured brain with noise, slice by slice: not anatomy, but structure enough that
 compressors and decoders behave as on real CT (white noise would not). Faster to make than the full phantom
-(:mod:`viewer.synth.phantom`), so benchmarks can write 300-slice 512² series; tests use it for compressed
+(:mod:`viewer.synth.dataset`), so benchmarks can write 300-slice 512² series; tests use it for compressed
 series too (:func:`transcode_with_gdcm` writes the syntaxes no pydicom encoder here writes).
 """
 
