@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 if TYPE_CHECKING:
-    from viewer.dicom.writer import SeriesMeta
+    from viewer.synth.writer import SeriesMeta
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -131,7 +131,7 @@ def _known_hu(n: int, m: int) -> np.ndarray:
 
 
 def _series_meta(patient: str, number: int, description: str) -> SeriesMeta:
-    from viewer.dicom.writer import SeriesMeta
+    from viewer.synth.writer import SeriesMeta
 
     return SeriesMeta.invented(
         f"Test^{patient}",
@@ -195,7 +195,7 @@ def _write_two_stack_series(folder: Path) -> None:
     import pydicom
     from pydicom.uid import generate_uid
 
-    from viewer.dicom.writer import axial_geometry, write_ct_series
+    from viewer.synth.writer import axial_geometry, write_ct_series
 
     axial_meta = _series_meta("multi", 8, "Two planes")
     positions, orientation = axial_geometry(8, 5.0, (1.0, 1.0), 32)
@@ -243,8 +243,8 @@ def ui_study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     from pydicom.uid import JPEG2000Lossless
 
-    from viewer.dicom.phantom import write_phantom_dataset
-    from viewer.dicom.writer import axial_geometry, write_ct_series
+    from viewer.synth.dataset import write_phantom_dataset
+    from viewer.synth.writer import axial_geometry, write_ct_series
 
     root = Path(tmp_path_factory.mktemp("ui-study"))
     write_phantom_dataset(root / "phantom", studies=1, seed=0, matrix=128)

@@ -16,9 +16,9 @@ from viewer.analysis.result import GATE_KEYS, MATRIX_KEYS
 from viewer.analysis.run import AnalysisOptions, analyze_volume
 from viewer.cli import main
 from viewer.dicom.index import scan
-from viewer.dicom.phantom import write_phantom_dataset
 from viewer.dicom.volume import load_stack
 from viewer.errors import CancelledError, ViewerError
+from viewer.synth.dataset import write_phantom_dataset
 
 
 @pytest.fixture(scope="module")

@@ -359,7 +359,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
 
 @pytest.fixture(scope="module")
 def phantom_series(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    from viewer.dicom.phantom import write_phantom_dataset
+    from viewer.synth.dataset import write_phantom_dataset
 
     manifest = write_phantom_dataset(tmp_path_factory.mktemp("fuzz-phantom"), studies=1, seed=0, matrix=48)
     return sorted(manifest.studies[0].series_dir.glob("*.dcm"))

@@ -19,13 +19,14 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.fileset import FileSet
 
-from viewer.bench.index import make_synthetic_folder, run_index_benchmark
+from viewer.bench.index import run_index_benchmark
 from viewer.dicom import index as index_module
 from viewer.dicom.cache import RETENTION_DAYS, HeaderCache, default_db_path, forget_index
 from viewer.dicom.dicomdir import OUTSIDE, check_file_id, read_dicomdir
 from viewer.dicom.headers import InstanceHeader, SkippedFile, read_header
 from viewer.dicom.index import StudyIndex, format_index, index_to_dict, scan
 from viewer.errors import CancelledError, ViewerError
+from viewer.synth.folders import make_synthetic_folder
 
 TEST_FILES = Path(get_testdata_file("CT_small.dcm")).parent
 DICOMDIR_TREE = TEST_FILES / "dicomdirtests"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from viewer.model import bench
+from viewer.bench import model as bench
 from viewer.model.network import ModelConfig
 from viewer.model.weights import default_model_paths, read_card
 

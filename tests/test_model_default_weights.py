@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from viewer.dicom.phantom import dataset_study
 from viewer.model.evaluation import pointing_tolerance_px
 from viewer.model.explanations import (
     DEFAULT_PIXEL_METHOD,
@@ -24,6 +23,7 @@ from viewer.model.explanations import (
 )
 from viewer.model.preprocess import Preprocessor
 from viewer.model.weights import card_to_markdown, default_model_paths, load_weights, read_card, sha256_file
+from viewer.synth.dataset import dataset_study
 
 PATHS = default_model_paths()
 GOALS = {"study_auroc": 0.97, "slice_auroc": 0.95, "pointing_game": 0.80}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from viewer.dicom.phantom import generate_study
 from viewer.model.intended_use import check_series
+from viewer.synth.study import generate_study
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 

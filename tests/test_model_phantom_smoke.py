@@ -10,7 +10,7 @@ from viewer.model import explanations as ex
 from viewer.model.network import ModelConfig, SliceGRUNet
 from viewer.model.preprocess import Preprocessor
 
-phantom = pytest.importorskip("viewer.dicom.phantom")
+phantom = pytest.importorskip("viewer.synth.study")
 
 
 def test_phantom_study_through_the_model():

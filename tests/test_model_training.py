@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from viewer.cli import main
-from viewer.dicom.phantom import write_phantom_dataset
 from viewer.errors import CancelledError, ViewerError
 from viewer.model import metrics
 from viewer.model.dataset import find_labelled, prepare_series, read_labels
@@ -21,6 +20,7 @@ from viewer.model.preprocess import Preprocessor
 from viewer.model.training import Trainer, TrainSettings
 from viewer.model.weights import load_weights, read_card
 from viewer.model.workflow import evaluate_folder, split_validation, train_from_folders
+from viewer.synth.dataset import write_phantom_dataset
 
 SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
 QUICK = TrainSettings(encoder_epochs=2, sequence_epochs=2, finetune_epochs=1, batch_slices=32)

@@ -17,21 +17,18 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from viewer.dicom.phantom import (
-    KINDS,
-    PhantomStudy,
-    generate_study,
-    load_labels,
-    write_phantom_dataset,
-)
-from viewer.dicom.writer import (
+from viewer.errors import CancelledError
+from viewer.synth.bleeds import KINDS
+from viewer.synth.dataset import write_phantom_dataset
+from viewer.synth.labels import load_labels
+from viewer.synth.study import PhantomStudy, generate_study
+from viewer.synth.writer import (
     SeriesMeta,
     axial_geometry,
     encoder_available,
     sop_instance_uid,
     write_ct_series,
 )
-from viewer.errors import CancelledError
 
 MATRIX = 96
 
@@ -317,7 +314,7 @@ def test_progress_and_cancel(tmp_path: Path) -> None:
 
 
 def test_dataset_study_is_the_written_study(tmp_path):
-    from viewer.dicom.phantom import dataset_study
+    from viewer.synth.dataset import dataset_study
 
     manifest = write_phantom_dataset(tmp_path / "set", studies=3, seed=4, matrix=64)
     for index in (0, 2):

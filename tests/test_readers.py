@@ -18,14 +18,14 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from viewer.bench.load import transcode_with_gdcm
 from viewer.dicom.headers import read_header
 from viewer.dicom.pixels import GDCM_READER, SourceFile
 from viewer.dicom.readers import PydicomReader, SimpleITKReader, get_reader
 from viewer.dicom.stacks import Stack, split_series
 from viewer.dicom.volume import Volume
-from viewer.dicom.writer import SeriesMeta, axial_geometry, write_ct_series
 from viewer.errors import ViewerError
+from viewer.synth.simple import transcode_with_gdcm
+from viewer.synth.writer import SeriesMeta, axial_geometry, write_ct_series
 
 PIXEL_SPACING = (0.8, 0.5)
 

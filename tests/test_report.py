@@ -23,7 +23,6 @@ from viewer.analysis.models import load_model
 from viewer.analysis.run import analyze_volume
 from viewer.cli import main
 from viewer.dicom.index import scan
-from viewer.dicom.phantom import write_phantom_dataset
 from viewer.dicom.volume import load_stack
 from viewer.errors import ViewerError
 from viewer.report import (
@@ -41,6 +40,7 @@ from viewer.report.identifiers import display_date, display_name, identifiers_fr
 from viewer.report.images import output_shape
 from viewer.report.output import check_output_path, opened_folders
 from viewer.report.summary import training_words
+from viewer.synth.dataset import write_phantom_dataset
 
 KEY = b"test-pseudonym-key-0123456789abcdef"
 

@@ -31,10 +31,10 @@ from viewer.cli import EXIT_ERROR, EXIT_OK, main
 from viewer.dicom.dicomdir import OUTSIDE, read_dicomdir
 from viewer.dicom.index import scan
 from viewer.dicom.volume import load_stack
-from viewer.dicom.writer import SeriesMeta, axial_geometry, write_ct_series
 from viewer.errors import ViewerError
 from viewer.model.network import ModelConfig, SliceGRUNet
 from viewer.model.weights import card_path_for, load_weights, save_weights, sha256_file
+from viewer.synth.writer import SeriesMeta, axial_geometry, write_ct_series
 
 TINY = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
 

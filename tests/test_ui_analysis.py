@@ -357,7 +357,7 @@ def test_default_weights_look_inside_the_bleed(qtbot, phantom: MainWindow, ui_st
     """On a bleed slice of the demo phantom, the overlay's strongest pixel lies inside the bleed mask."""
     if not default_model_paths().weights.is_file():
         pytest.skip("the shipped weights resources/models/slice_gru_default.safetensors are not installed")
-    from viewer.dicom.phantom import load_labels
+    from viewer.synth.labels import load_labels
 
     labels = load_labels(ui_study_dir / "phantom").studies[0]
     mask = labels.load_mask()

@@ -40,7 +40,7 @@ TIMEOUT_MS = 60_000
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo phantom (128², a bleed case) on its own: one series, opened at once."""
-    from viewer.dicom.phantom import write_phantom_dataset
+    from viewer.synth.dataset import write_phantom_dataset
 
     root = tmp_path_factory.mktemp("export-study")
     write_phantom_dataset(root, studies=1, seed=0, matrix=128)

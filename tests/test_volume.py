@@ -23,8 +23,8 @@ from pydicom.uid import (
 from viewer.dicom.headers import read_header
 from viewer.dicom.stacks import Stack, split_series
 from viewer.dicom.volume import Volume, build_geometry, load_stack
-from viewer.dicom.writer import SeriesMeta, axial_geometry, write_ct_series
 from viewer.errors import CancelledError, ViewerError
+from viewer.synth.writer import SeriesMeta, axial_geometry, write_ct_series
 
 PIXEL_SPACING = (0.7, 0.6)  # rows ≠ columns, so a swapped dy/dx shows
 

@@ -63,7 +63,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from viewer.dicom.phantom import write_phantom_dataset
+    from viewer.synth.dataset import write_phantom_dataset
 
     manifest = write_phantom_dataset(
         Path(args.out),

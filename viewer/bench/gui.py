@@ -2,7 +2,7 @@
 and the frame time while scrolling during an analysis.
 
 Library code: each function writes its data to a temporary folder (never the repository or the user's cache),
-drives the real window through :mod:`viewer.ui.bench` and returns a dict. Nothing is printed.
+drives the real window through :mod:`viewer.ui.measure` and returns a dict. Nothing is printed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from viewer.bench.load import head_phantom, write_bench_series
+from viewer.synth.simple import head_phantom, write_bench_series
 
 
 @contextmanager
@@ -34,7 +34,7 @@ def _scratch() -> Iterator[Path]:
 
 def bench_slice_change(n_slices: int = 40, matrix: int = 512, repeats: int = 200) -> dict[str, Any]:
     """Milliseconds from a slice change to the repainted 512² image with its annotations (goal: median ≤ 16)."""
-    from viewer.ui.bench import measure_slice_change
+    from viewer.ui.measure import measure_slice_change
 
     with _scratch() as tmp:
         write_bench_series(tmp / "series", n_slices, matrix)
@@ -43,7 +43,7 @@ def bench_slice_change(n_slices: int = 40, matrix: int = 512, repeats: int = 200
 
 def bench_first_slice(n_slices: int = 300, matrix: int = 512) -> dict[str, Any]:
     """Seconds from opening a 300-slice series to its first slice on screen (goal ≤ 0.5 s), and to all of it."""
-    from viewer.ui.bench import measure_first_slice
+    from viewer.ui.measure import measure_first_slice
 
     with _scratch() as tmp:
         write_bench_series(tmp / "series", n_slices, matrix)
@@ -54,7 +54,7 @@ def bench_memory(
     n_series: int = 20, n_slices: int = 30, matrix: int = 512, cache_mb: int = 256
 ) -> dict[str, Any]:
     """Resident memory after opening ``n_series`` series one after another (goal: bounded by the cache)."""
-    from viewer.ui.bench import measure_memory
+    from viewer.ui.measure import measure_memory
 
     with _scratch() as tmp:
         hu = head_phantom(n_slices, matrix)
@@ -79,9 +79,9 @@ def _bench_model(folder: Path) -> tuple[Path | None, str]:
 
 def bench_analysis_frames(n_slices: int = 32, matrix: int = 512, idle_frames: int = 100) -> dict[str, Any]:
     """GUI frame time (median, p95) scrolling a 32 × 5 mm head series idle and while Analyze runs on it."""
-    from viewer.bench.load import bench_meta, head_phantom
-    from viewer.dicom.writer import axial_geometry, write_ct_series
-    from viewer.ui.bench import measure_frames_during_analysis
+    from viewer.synth.simple import bench_meta
+    from viewer.synth.writer import axial_geometry, write_ct_series
+    from viewer.ui.measure import measure_frames_during_analysis
 
     with _scratch() as tmp:
         positions, orientation = axial_geometry(n_slices, 5.0, (0.45, 0.45), matrix)

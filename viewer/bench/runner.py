@@ -44,13 +44,13 @@ def _gui(quick: bool) -> dict[str, Any]:
 
 
 def _model(quick: bool) -> dict[str, Any]:
-    from viewer.model.bench import run_all
+    from viewer.bench.model import run_all
 
     return run_all(quick=quick)
 
 
 def _analysis(quick: bool) -> dict[str, Any]:
-    from viewer.analysis.bench import bench_analysis
+    from viewer.bench.analysis import bench_analysis
 
     if quick:
         return bench_analysis(matrix=128, repeats=1, series={"32x5mm": (32, 5.0)})

@@ -119,7 +119,7 @@ def check_codecs(state: _State) -> str:
 
     from viewer.dicom.index import scan
     from viewer.dicom.volume import load_stack
-    from viewer.dicom.writer import SeriesMeta, axial_geometry, write_ct_series
+    from viewer.synth.writer import SeriesMeta, axial_geometry, write_ct_series
 
     wanted = {
         tsuids.RLELossless: "pylibjpeg",
@@ -157,7 +157,7 @@ def check_codecs(state: _State) -> str:
 
 
 def check_demo_study(state: _State) -> str:
-    from viewer.dicom.phantom import write_phantom_dataset
+    from viewer.synth.dataset import write_phantom_dataset
 
     manifest = write_phantom_dataset(state.tmp / "demo", studies=1, seed=0, matrix=DEMO_MATRIX)
     study = manifest.studies[0]

@@ -16,14 +16,14 @@ import numpy as np
 
 from viewer.analysis.models import load_model
 from viewer.analysis.run import analyze_volume
-from viewer.bench.load import bench_meta, head_phantom
 from viewer.dicom.headers import read_header
 from viewer.dicom.stacks import split_series
 from viewer.dicom.volume import load_stack
-from viewer.dicom.writer import axial_geometry, write_ct_series
 from viewer.errors import ViewerError
 from viewer.model.network import SliceGRUNet
 from viewer.model.weights import ModelCard
+from viewer.synth.simple import bench_meta, head_phantom
+from viewer.synth.writer import axial_geometry, write_ct_series
 
 SERIES: dict[str, tuple[int, float]] = {"32x5mm": (32, 5.0), "300x0.625mm": (300, 0.625)}
 

@@ -1,4 +1,4 @@
-"""GUI timings on folders that already hold DICOM series (the data is written by :mod:`viewer.bench.gui`).
+"""Timings of the real window on folders that already hold DICOM series, for :mod:`viewer.bench.gui`.
 
 Frame times are measured idle and while an analysis runs on a worker (:func:`measure_frames_during_analysis`).
 
