@@ -10,15 +10,15 @@ panel and the overlay are cleared the moment another series is opened, and a res
 ``result.matches(volume)`` holds for the loaded volume on screen. Pixel saliency of slices the analysis did not
 compute is computed on demand, one slice at a time on a worker, for the slice on screen.
 
-Holding the on-demand saliency keeps each result's model inputs in memory, so only the :data:`LIVE_RESULTS` most
-recently shown results keep it; older ones are ``release()``d (their computed maps stay).
+Each result comes with its :class:`~viewer.analysis.session.AnalysisSession`, which computes the on-demand maps and
+holds the model inputs in memory to do so, so only the :data:`LIVE_RESULTS` most recently shown results keep an
+open session; older ones are ``close()``d (their computed maps stay).
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +27,17 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QToolBar
 
-from viewer.errors import CancelledError, ViewerError
-from viewer.progress import CancelFn, ProgressFn
+from viewer.analysis.session import (
+    AnalysisOutcome,
+    AnalysisSession,
+    analyse_for_display,
+    analysis_error,
+    slice_display_map,
+)
 from viewer.ui.error_dialog import report_exception
 from viewer.ui.help_page import show_analysis_help
 from viewer.ui.results_panel import ResultsPanel, format_probability
-from viewer.ui.saliency_overlay import MAP_LEVELS, SaliencyOverlay
+from viewer.ui.saliency_overlay import SaliencyOverlay
 from viewer.ui.workers import WorkerThread
 
 if TYPE_CHECKING:
@@ -56,79 +61,11 @@ class AnalysisTag:
 
 @dataclass(eq=False, slots=True)
 class SaliencyTag:
-    """An on-demand pixel-saliency job: slice ``k`` of ``result`` (compared by identity)."""
+    """An on-demand pixel-saliency job: slice ``k`` of ``session`` (compared by identity)."""
 
     stack_uid: str
     k: int
-    result: Any
-
-
-@dataclass(slots=True)
-class AnalysisOutcome:
-    """What the analysis worker returns: the result and its key slices' maps scaled for display."""
-
-    result: AnalysisResult
-    display_maps: dict[int, np.ndarray] = field(default_factory=dict)
-
-
-def to_display_map(raw: np.ndarray) -> np.ndarray:
-    """A signed attribution map as the overlay draws it: ``normalise_map`` (|values| scaled to [0, 1] by the
-    99.5th percentile), stored as uint8 0–255 (a quarter of float32's memory; the colour table has 256 entries)."""
-    from viewer.model.explanations import normalise_map
-
-    return np.round(normalise_map(raw) * MAP_LEVELS).astype(np.uint8)
-
-
-def run_analysis(
-    volume: Any,
-    model_path: str | Path | None,
-    device: str,
-    *,
-    progress: ProgressFn,
-    cancel: CancelFn,
-) -> AnalysisOutcome:
-    """Load the model (cached after the first time) and analyse ``volume``; runs on a worker, no Qt."""
-    progress(0, 0, "Loading the model")
-    from viewer.analysis.models import load_model
-    from viewer.analysis.run import AnalysisOptions, analyze_volume
-
-    model, card = load_model(model_path)
-    if cancel():
-        raise CancelledError("Analysis cancelled")
-    result = analyze_volume(
-        volume, model, card, options=AnalysisOptions(device=device), progress=progress, cancel=cancel
-    )
-    maps = {k: to_display_map(m) for k, m in result.pixel_saliency.items()}
-    return AnalysisOutcome(result, maps)
-
-
-def compute_slice_saliency(
-    result: Any, k: int, *, progress: ProgressFn, cancel: CancelFn
-) -> tuple[int, np.ndarray | None]:
-    """Pixel saliency of slice ``k`` of ``result``, scaled for display (None when it cannot be computed)."""
-    raw = result.saliency(k)
-    if raw is None:
-        return k, None
-    return k, to_display_map(raw)
-
-
-def _user_error(exc: BaseException) -> ViewerError:
-    """A failure as the dialog shows it: what and why in plain words, never a traceback."""
-    if isinstance(exc, ViewerError):
-        return exc
-    if isinstance(exc, MemoryError):
-        return ViewerError(
-            "The analysis failed",
-            "not enough memory; close other programs or lower the series cache in Preferences, then try again",
-        )
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = " <- ".join(f"{f.name} ({Path(f.filename).name}:{f.lineno})" for f in reversed(frames[-4:]))
-    log.error("analysis failed with %s at %s", type(exc).__name__, where or "?")
-    return ViewerError(
-        "The analysis failed",
-        f"the model stopped with an internal error ({type(exc).__name__}). The viewer is still usable; "
-        "try again, or choose 'CPU only' under Tools ▸ Preferences",
-    )
+    session: AnalysisSession
 
 
 class AnalysisController(QObject):
@@ -160,7 +97,7 @@ class AnalysisController(QObject):
         self.view = window.view
         #: Weights to analyse with; None = the shipped default (tests point this at their own file).
         self.model_path: str | Path | None = None
-        self.results: dict[str, AnalysisResult] = {}
+        self.sessions: dict[str, AnalysisSession] = {}
         self._display_maps: dict[str, dict[int, np.ndarray]] = {}
         self._unavailable: dict[str, set[int]] = {}
         self._live: list[str] = []
@@ -168,7 +105,7 @@ class AnalysisController(QObject):
         self._thread: WorkerThread | None = None
         self._tag: AnalysisTag | None = None
         self._pending_uid: str | None = None
-        self._shown: AnalysisResult | None = None
+        self._shown: AnalysisSession | None = None
         self._saliency_thread: WorkerThread | None = None
         self._wanted: tuple[str, int] | None = None
 
@@ -226,6 +163,16 @@ class AnalysisController(QObject):
     # -- state ------------------------------------------------------------------------------------------------
 
     @property
+    def results(self) -> dict[str, AnalysisResult]:
+        """Every series' latest result this session, by stack uid."""
+        return {uid: session.result for uid, session in self.sessions.items()}
+
+    @property
+    def shown_session(self) -> AnalysisSession | None:
+        """The session whose result is on screen, or None."""
+        return self._shown
+
+    @property
     def running(self) -> bool:
         return self._thread is not None
 
@@ -236,7 +183,7 @@ class AnalysisController(QObject):
     @property
     def shown_result(self) -> AnalysisResult | None:
         """The result on screen (panel and overlay), or None."""
-        return self._shown
+        return self._shown.result if self._shown is not None else None
 
     def display_map(self, uid: str, k: int) -> np.ndarray | None:
         """The pixel map of slice ``k`` of series ``uid`` as drawn (uint8, 255 = strongest), if computed."""
@@ -278,7 +225,7 @@ class AnalysisController(QObject):
         self._generation += 1
         tag = AnalysisTag(uid, self._generation)
         thread = WorkerThread(
-            run_analysis,
+            analyse_for_display,
             volume,
             self.model_path,
             self.window.settings.analysis_device,
@@ -328,12 +275,13 @@ class AnalysisController(QObject):
             return
         self._thread, self._tag = None, None
         self.window.progress.end(JOB_KEY)
-        result = outcome.result
+        session = outcome.session
+        result = session.result
         uid = tag.stack_uid
-        old = self.results.get(uid)
-        if old is not None and old is not result:
-            old.release()
-        self.results[uid] = result
+        old = self.sessions.get(uid)
+        if old is not None and old is not session:
+            old.close()
+        self.sessions[uid] = session
         self._display_maps[uid] = dict(outcome.display_maps)
         self._unavailable[uid] = set()
         self._keep_live(uid)
@@ -349,7 +297,7 @@ class AnalysisController(QObject):
             return
         self._thread, self._tag = None, None
         self.window.progress.end(JOB_KEY)
-        error = _user_error(exc)
+        error = analysis_error(exc)
         message = str(error)
         if self.view.stack_uid == tag.stack_uid:
             self.panel.show_failed(message)
@@ -374,7 +322,7 @@ class AnalysisController(QObject):
             self._pending_uid = None
         if self._tag is not None and self._tag.stack_uid == uid:
             self.panel.show_running()
-        elif uid in self.results:
+        elif uid in self.sessions:
             self.panel.show_empty("Loading the series to show its analysis…")
         else:
             self.panel.show_empty()
@@ -387,25 +335,26 @@ class AnalysisController(QObject):
             if volume is not None:
                 self._start(uid, volume)
             return
-        if uid in self.results:
+        if uid in self.sessions:
             self._show_if_current(uid)
         elif self._tag is None or self._tag.stack_uid != uid:
             self.panel.show_empty()
 
     def _show_if_current(self, uid: str) -> bool:
         """Show ``uid``'s result if that exact series is loaded on screen."""
-        result = self.results.get(uid)
+        session = self.sessions.get(uid)
+        result = session.result if session is not None else None
         volume = self.window.current_volume()
         if result is None or self.view.stack_uid != uid or volume is None or not result.matches(volume):
             if result is not None and volume is not None and self.view.stack_uid == uid:
                 self.panel.show_empty("The series changed since it was analysed: analyse it again.")
             return False
-        self._shown = result
+        self._shown = session
         self._keep_live(uid)
         self.panel.show_result(result, self.view.index)
         self.panel.set_overlay_controls(self.overlay.enabled, self.overlay.opacity, self.overlay.threshold)
         self.view.set_slice_marks(list(result.key_slices))
-        self.overlay.show_maps(lambda k, u=uid, r=result: self._map_for(u, r, k), result.pixel_label)
+        self.overlay.show_maps(lambda k, u=uid, s=session: self._map_for(u, s, k), result.pixel_label)
         self._update_overlay_status()
         self.dock.show()
         self.result_shown.emit(uid)
@@ -417,12 +366,12 @@ class AnalysisController(QObject):
         self.overlay.clear()
         self.view.set_slice_marks([])
 
-    def _map_for(self, uid: str, result: Any, k: int) -> np.ndarray | None:
+    def _map_for(self, uid: str, session: AnalysisSession, k: int) -> np.ndarray | None:
         """The overlay's source: only ever the shown result's maps, and only on its own series."""
-        if self._shown is not result or self.view.stack_uid != uid:
+        if self._shown is not session or self.view.stack_uid != uid:
             return None
         data = self._display_maps.get(uid, {}).get(k)
-        if data is not None and data.shape != tuple(result.identity.shape[1:]):
+        if data is not None and data.shape != tuple(session.result.identity.shape[1:]):
             return None
         return data
 
@@ -432,8 +381,8 @@ class AnalysisController(QObject):
         self._live.append(uid)
         while len(self._live) > LIVE_RESULTS:
             old = self._live.pop(0)
-            if old in self.results:
-                self.results[old].release()
+            if old in self.sessions:
+                self.sessions[old].close()
 
     # -- overlay ----------------------------------------------------------------------------------------------
 
@@ -451,10 +400,10 @@ class AnalysisController(QObject):
         self._update_overlay_status()
 
     def _update_overlay_status(self) -> None:
-        result = self._shown
-        if result is None:
+        session = self._shown
+        if session is None:
             return
-        uid = result.identity.stack_uid
+        uid = session.result.identity.stack_uid
         k = self.view.index
         if k in self._display_maps.get(uid, {}):
             self.overlay.set_status("")
@@ -465,10 +414,10 @@ class AnalysisController(QObject):
 
     def _request_saliency(self, k: int) -> None:
         """The overlay found no map for slice ``k`` on screen: compute it (the latest request wins)."""
-        result = self._shown
-        if result is None or not self._accepting():
+        session = self._shown
+        if session is None or not self._accepting():
             return
-        uid = result.identity.stack_uid
+        uid = session.result.identity.stack_uid
         if self.view.stack_uid != uid:  # asked while another series replaces this one on screen
             return
         if k in self._display_maps.get(uid, {}) or k in self._unavailable.get(uid, set()):
@@ -479,12 +428,12 @@ class AnalysisController(QObject):
 
     def _start_saliency(self) -> None:
         wanted, self._wanted = self._wanted, None
-        result = self._shown
-        if wanted is None or result is None or wanted[0] != result.identity.stack_uid:
+        session = self._shown
+        if wanted is None or session is None or wanted[0] != session.result.identity.stack_uid:
             return
         uid, k = wanted
         thread = WorkerThread(
-            compute_slice_saliency, result, k, tag=SaliencyTag(uid, k, result), name="saliency"
+            slice_display_map, session, k, tag=SaliencyTag(uid, k, session), name="saliency"
         )
         thread.finished_ok.connect(self._on_saliency)
         thread.errored.connect(self._on_saliency_failed)
@@ -493,14 +442,14 @@ class AnalysisController(QObject):
         self.window.pool.start(thread)
 
     def _on_saliency(self, tag: SaliencyTag, value: tuple[int, np.ndarray | None]) -> None:
-        if not self._accepting() or self.results.get(tag.stack_uid) is not tag.result:
+        if not self._accepting() or self.sessions.get(tag.stack_uid) is not tag.session:
             return
         k, data = value
         if data is None:
             self._unavailable.setdefault(tag.stack_uid, set()).add(k)
         else:
             self._display_maps.setdefault(tag.stack_uid, {})[k] = data
-        if self._shown is tag.result:
+        if self._shown is tag.session:
             if self.view.index == k:
                 self.overlay.refresh()
             self._update_overlay_status()
@@ -509,7 +458,7 @@ class AnalysisController(QObject):
     def _on_saliency_failed(self, tag: SaliencyTag, exc: BaseException) -> None:
         log.warning("pixel saliency of one slice failed: %s", type(exc).__name__)
         self._unavailable.setdefault(tag.stack_uid, set()).add(tag.k)
-        if self._shown is tag.result:
+        if self._shown is tag.session:
             self._update_overlay_status()
 
     def _on_saliency_stopped(self, tag: SaliencyTag) -> None:

@@ -2,28 +2,36 @@
 Encapsulated PDF, the current view as PNG and the result as JSON.
 
 Enabled only while the series on screen shows its own analysis result. The dialog
-(:class:`~viewer.ui.export_dialog.ExportDialog`) chooses; :func:`run_export` writes, on a worker from the
-window's pool (building the report renders key images and may compute pixel saliency), with progress and Cancel
-in the status bar. Every target is checked before anything is written: a path inside the series' own folder is
-refused as a whole, and writes go through a temporary file, so a failure leaves no half file behind. The
-analysis result is untouched by an export, and the dialog opens again with the choices of a failed export.
+(:class:`~viewer.ui.export_dialog.ExportDialog`) chooses; :func:`viewer.report.export.run_export` writes, on a
+worker from the window's pool (building the report renders key images and may compute pixel saliency), with
+progress and Cancel in the status bar. The analysis result is untouched by an export, and the dialog opens again
+with the choices of a failed export.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QStandardPaths, Signal
 from PySide6.QtGui import QAction, QKeySequence
 
-from viewer.errors import CancelledError, ViewerError
-from viewer.progress import CancelFn, ProgressFn
+from viewer.analysis.session import AnalysisSession
+from viewer.dicom.volume import Volume
+from viewer.report.export import (
+    ExportChoices,
+    ExportOutcome,
+    ViewState,
+    check_targets,
+    export_error,
+    outside_all,
+    run_export,
+)
+from viewer.report.output import source_folders
 from viewer.ui.error_dialog import report_exception
-from viewer.ui.export_dialog import ExportChoices, ExportDialog, ViewState, check_targets
+from viewer.ui.export_dialog import ExportDialog
 from viewer.ui.results_panel import format_probability
 from viewer.ui.workers import WorkerThread
 
@@ -43,119 +51,6 @@ class ExportTag:
     generation: int
     stack_uid: str
     choices: ExportChoices
-
-
-@dataclass
-class ExportOutcome:
-    """What an export wrote: the PDF first, then the extras in the order they were written."""
-
-    pdf: Path
-    written: list[Path] = field(default_factory=list)
-
-
-def run_export(
-    volume: Any,
-    result: Any,
-    model_path: str | Path | None,
-    choices: ExportChoices,
-    view: ViewState,
-    opened: Sequence[Path] = (),
-    *,
-    progress: ProgressFn,
-    cancel: CancelFn,
-) -> ExportOutcome:
-    """Build the report of ``result`` on ``volume`` and write what ``choices`` ask for; runs on a worker, no Qt.
-
-    Raises
-    ------
-    ViewerError
-        A target lies inside the series' folder or a folder in ``opened`` (nothing is written then), or a
-        write failed (the message names the files already written).
-    CancelledError
-        Cancelled while the report was being built (nothing written yet).
-    """
-    from viewer.analysis.models import load_model
-    from viewer.report import ReportOptions, build_report, export_json, export_png, save_dicom, save_pdf
-    from viewer.report.output import source_folders
-
-    check_targets(choices, source_folders(volume), opened)
-    extras = [p for p in (choices.dicom_folder, choices.png, choices.json) if p is not None]
-    build_steps = len(result.key_slices) + 1
-    total = 1 + build_steps + 1 + len(extras)
-
-    def step(done: int, text: str) -> None:
-        if cancel():
-            raise CancelledError("Export cancelled")
-        progress(done, total, text)
-
-    step(0, "Reading the model card")
-    _model, card = load_model(model_path)
-    report = build_report(
-        volume,
-        result,
-        card,
-        ReportOptions(anonymize=choices.anonymize),
-        progress=lambda done, _total, text: step(1 + done, text),
-    )
-    # From here on no cancel: the writes are quick, and stopping halfway would leave half an export.
-    written: list[Path] = []
-    done = 1 + build_steps
-    try:
-        progress(done, total, "Writing the PDF")
-        written.append(save_pdf(report, choices.pdf))
-        if choices.dicom_folder is not None:
-            done += 1
-            progress(done, total, "Writing the DICOM copy")
-            written.append(save_dicom(report, choices.dicom_folder))
-        if choices.png is not None:
-            done += 1
-            progress(done, total, "Writing the PNG")
-            written.append(
-                export_png(
-                    choices.png,
-                    volume,
-                    result,
-                    view.index,
-                    overlay=view.overlay,
-                    window=view.window,
-                    opacity=view.opacity,
-                    invert=view.invert,
-                    threshold=view.threshold,
-                )
-            )
-        if choices.json is not None:
-            done += 1
-            progress(done, total, "Writing the JSON")
-            written.append(export_json(choices.json, result, volume, anonymize=choices.anonymize))
-    except ViewerError as exc:
-        if not written:
-            raise
-        names = ", ".join(str(p) for p in written)
-        raise ViewerError(exc.what, f"{exc.why}. Already written: {names}", exc.path) from exc
-    progress(total, total, "Export done")
-    return ExportOutcome(pdf=written[0], written=written)
-
-
-def _user_error(exc: BaseException) -> ViewerError:
-    """A failure as the dialog shows it: what and why in plain words."""
-    if isinstance(exc, ViewerError):
-        return exc
-    if isinstance(exc, MemoryError):
-        return ViewerError("The export failed", "not enough memory; close other series and try again")
-    if isinstance(exc, OSError):
-        return ViewerError("The export failed", exc.strerror or str(exc), exc.filename)
-    log.error("export failed with %s", type(exc).__name__)
-    return ViewerError(
-        "The export failed",
-        f"an internal error ({type(exc).__name__}); the analysis is kept, try again or choose other paths",
-    )
-
-
-def _outside(folder: Path, protected: tuple[Path, ...]) -> bool:
-    from viewer.report.output import is_inside
-
-    resolved = folder.resolve()
-    return not any(is_inside(resolved, p) for p in protected)
 
 
 class ExportController(QObject):
@@ -209,13 +104,13 @@ class ExportController(QObject):
     def running(self) -> bool:
         return self._thread is not None
 
-    def target(self) -> tuple[Any, Any] | None:
-        """``(volume, result)`` when the series on screen is loaded and shows its own result, else None."""
-        result = self.window.analysis.shown_result
+    def target(self) -> tuple[Volume, AnalysisSession] | None:
+        """``(volume, session)`` when the series on screen is loaded and shows its own result, else None."""
+        session = self.window.analysis.shown_session
         volume = self.window.current_volume()
-        if result is None or volume is None or not result.matches(volume):
+        if session is None or volume is None or not session.result.matches(volume):
             return None
-        return volume, result
+        return volume, session
 
     def update_enabled(self, *_: Any) -> None:
         self.action.setEnabled(not self.running and self.target() is not None)
@@ -237,7 +132,7 @@ class ExportController(QObject):
         """The last export folder, else Documents, else home; never inside ``protected`` when one is outside."""
         documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
         for candidate in (self.window.settings.last_export_folder, documents, str(Path.home())):
-            if candidate and Path(candidate).is_dir() and _outside(Path(candidate), protected):
+            if candidate and Path(candidate).is_dir() and outside_all(Path(candidate), protected):
                 return Path(candidate)
         return Path.home()
 
@@ -255,9 +150,8 @@ class ExportController(QObject):
         if self.running:
             self.window.statusBar().showMessage("An export is running; wait for it to finish.", 5000)
             return None
-        from viewer.report.output import source_folders
-
-        volume, result = target
+        volume, session = target
+        result = session.result
         sources = source_folders(volume)
         opened = self.window.opened_folders
         display = self.window.view.display
@@ -307,16 +201,15 @@ class ExportController(QObject):
                 "Nothing to export: analyse the series on screen first.", 5000
             )
             return False
-        volume, result = target
+        volume, session = target
         settings = self.window.settings
         settings.export_deidentify = choices.anonymize
         self._generation += 1
-        tag = ExportTag(self._generation, result.identity.stack_uid, choices)
+        tag = ExportTag(self._generation, session.result.identity.stack_uid, choices)
         thread = WorkerThread(
             run_export,
             volume,
-            result,
-            self.window.analysis.model_path,
+            session,
             choices,
             self.view_state(),
             self.window.opened_folders,
@@ -364,7 +257,7 @@ class ExportController(QObject):
         if not self._is_current(tag):
             return
         self._retry[tag.stack_uid] = tag.choices
-        error = _user_error(exc)
+        error = export_error(exc)
         self.window.statusBar().showMessage(
             "The export failed; Ctrl+E opens it again with the same choices", 8000
         )
