@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
@@ -34,11 +34,13 @@ from viewer.analysis.session import (
     analysis_error,
     slice_display_map,
 )
+from viewer.dicom.volume import Volume
 from viewer.ui.error_dialog import report_exception
 from viewer.ui.help_page import show_analysis_help
+from viewer.ui.jobs import JobTag
 from viewer.ui.results_panel import ResultsPanel, format_probability
 from viewer.ui.saliency_overlay import SaliencyOverlay
-from viewer.ui.workers import WorkerThread
+from viewer.ui.workers import Handlers, WorkerThread
 
 if TYPE_CHECKING:
     from viewer.analysis.result import AnalysisResult
@@ -49,14 +51,6 @@ log = logging.getLogger(__name__)
 
 LIVE_RESULTS = 3
 JOB_KEY = "analyze"
-
-
-@dataclass(frozen=True, slots=True)
-class AnalysisTag:
-    """Which analysis a signal belongs to: the stack and the controller's analysis generation."""
-
-    stack_uid: str
-    generation: int
 
 
 @dataclass(eq=False, slots=True)
@@ -103,7 +97,7 @@ class AnalysisController(QObject):
         self._live: list[str] = []
         self._generation = 0
         self._thread: WorkerThread | None = None
-        self._tag: AnalysisTag | None = None
+        self._tag: JobTag | None = None
         self._pending_uid: str | None = None
         self._shown: AnalysisSession | None = None
         self._saliency_thread: WorkerThread | None = None
@@ -218,26 +212,12 @@ class AnalysisController(QObject):
         self._start(uid, volume)
         return True
 
-    def _start(self, uid: str, volume: Any) -> None:
+    def _start(self, uid: str, volume: Volume) -> None:
         self._pending_uid = None
         if self._thread is not None:
             self._thread.cancel()  # one analysis at a time: the newest request wins
         self._generation += 1
-        tag = AnalysisTag(uid, self._generation)
-        thread = WorkerThread(
-            analyse_for_display,
-            volume,
-            self.model_path,
-            self.window.settings.analysis_device,
-            tag=tag,
-            name="analysis",
-        )
-        thread.progress.connect(self._on_progress)
-        thread.finished_ok.connect(self._on_finished)
-        thread.errored.connect(self._on_errored)
-        thread.cancelled.connect(self._on_cancelled)
-        thread.stopped.connect(self._on_stopped)
-        self._thread, self._tag = thread, tag
+        tag = JobTag(uid, self._generation)
         if self.view.stack_uid == uid:
             self._hide_result()
             self.panel.show_running()
@@ -245,7 +225,22 @@ class AnalysisController(QObject):
         title = getattr(stack, "label", "") or "series"
         self.window.progress.begin(JOB_KEY, f"Analysing {title}", self.cancel)
         self._status("Analysing… the viewer stays usable meanwhile (Esc or Cancel stops it).")
-        self.window.pool.start(thread)
+        self._thread = self.window.pool.run(
+            analyse_for_display,
+            volume,
+            self.model_path,
+            self.window.settings.analysis_device,
+            tag=tag,
+            name="analysis",
+            handlers=Handlers(
+                progress=self._on_progress,
+                finished=self._on_result_arrived,
+                errored=self._on_errored,
+                cancelled=self._on_cancelled,
+                stopped=self._on_stopped,
+            ),
+        )
+        self._tag = tag
         self.started.emit(uid)
 
     def cancel(self) -> None:
@@ -266,11 +261,12 @@ class AnalysisController(QObject):
 
     # -- worker signals ---------------------------------------------------------------------------------------
 
-    def _on_progress(self, tag: Any, done: int, total: int, text: str) -> None:
+    def _on_progress(self, tag: JobTag, done: int, total: int, text: str) -> None:
         if tag == self._tag:
             self.window.progress.update_job(JOB_KEY, done, total, f"Analysing: {text}" if text else "")
 
-    def _on_finished(self, tag: Any, outcome: AnalysisOutcome) -> None:
+    def _on_result_arrived(self, tag: JobTag, outcome: AnalysisOutcome) -> None:
+        """The one place a fresh result arrives: keep its session, then show it if its series is on screen."""
         if tag != self._tag or not self._accepting():
             return
         self._thread, self._tag = None, None
@@ -292,7 +288,7 @@ class AnalysisController(QObject):
         if self.view.stack_uid == uid:
             self._show_if_current(uid)
 
-    def _on_errored(self, tag: Any, exc: BaseException) -> None:
+    def _on_errored(self, tag: JobTag, exc: BaseException) -> None:
         if tag != self._tag or not self._accepting():
             return
         self._thread, self._tag = None, None
@@ -305,11 +301,11 @@ class AnalysisController(QObject):
         report_exception(error)
         self.failed.emit(tag.stack_uid, message)
 
-    def _on_cancelled(self, tag: Any) -> None:
-        if isinstance(tag, AnalysisTag) and self._accepting():
+    def _on_cancelled(self, tag: JobTag) -> None:
+        if isinstance(tag, JobTag) and self._accepting():
             self.cancelled.emit(tag.stack_uid)
 
-    def _on_stopped(self, tag: Any) -> None:
+    def _on_stopped(self, tag: JobTag) -> None:
         if self._thread is not None and self._thread.tag == tag:
             self._thread, self._tag = None, None
             self.window.progress.end(JOB_KEY)
@@ -432,14 +428,18 @@ class AnalysisController(QObject):
         if wanted is None or session is None or wanted[0] != session.result.identity.stack_uid:
             return
         uid, k = wanted
-        thread = WorkerThread(
-            slice_display_map, session, k, tag=SaliencyTag(uid, k, session), name="saliency"
+        self._saliency_thread = self.window.pool.run(
+            slice_display_map,
+            session,
+            k,
+            tag=SaliencyTag(uid, k, session),
+            name="saliency",
+            handlers=Handlers(
+                finished=self._on_saliency,
+                errored=self._on_saliency_failed,
+                stopped=self._on_saliency_stopped,
+            ),
         )
-        thread.finished_ok.connect(self._on_saliency)
-        thread.errored.connect(self._on_saliency_failed)
-        thread.stopped.connect(self._on_saliency_stopped)
-        self._saliency_thread = thread
-        self.window.pool.start(thread)
 
     def _on_saliency(self, tag: SaliencyTag, value: tuple[int, np.ndarray | None]) -> None:
         if not self._accepting() or self.sessions.get(tag.stack_uid) is not tag.session:

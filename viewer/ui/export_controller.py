@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QStandardPaths, Signal
 from PySide6.QtGui import QAction, QKeySequence
@@ -33,7 +33,7 @@ from viewer.report.output import source_folders
 from viewer.ui.error_dialog import report_exception
 from viewer.ui.export_dialog import ExportDialog
 from viewer.ui.results_panel import format_probability
-from viewer.ui.workers import WorkerThread
+from viewer.ui.workers import Handlers, WorkerThread
 
 if TYPE_CHECKING:
     from viewer.ui.main_window import MainWindow
@@ -112,7 +112,7 @@ class ExportController(QObject):
             return None
         return volume, session
 
-    def update_enabled(self, *_: Any) -> None:
+    def update_enabled(self, *_: object) -> None:
         self.action.setEnabled(not self.running and self.target() is not None)
 
     def view_state(self) -> ViewState:
@@ -206,7 +206,7 @@ class ExportController(QObject):
         settings.export_deidentify = choices.anonymize
         self._generation += 1
         tag = ExportTag(self._generation, session.result.identity.stack_uid, choices)
-        thread = WorkerThread(
+        self._thread = self.window.pool.run(
             run_export,
             volume,
             session,
@@ -215,17 +215,17 @@ class ExportController(QObject):
             self.window.opened_folders,
             tag=tag,
             name="export",
+            handlers=Handlers(
+                progress=self._on_progress,
+                finished=self._on_finished,
+                errored=self._on_errored,
+                cancelled=self._on_cancelled,
+                stopped=self._on_stopped,
+            ),
         )
-        thread.progress.connect(self._on_progress)
-        thread.finished_ok.connect(self._on_finished)
-        thread.errored.connect(self._on_errored)
-        thread.cancelled.connect(self._on_cancelled)
-        thread.stopped.connect(self._on_stopped)
-        self._thread = thread
         self.update_enabled()
         self.window.progress.begin(JOB_KEY, "Exporting the report", self.cancel)
         self.window.statusBar().showMessage(f"Exporting the report to {choices.pdf}…")
-        self.window.pool.start(thread)
         return True
 
     def cancel(self) -> None:
@@ -233,10 +233,10 @@ class ExportController(QObject):
         if thread is not None:
             thread.cancel()
 
-    def _is_current(self, tag: Any) -> bool:
+    def _is_current(self, tag: ExportTag) -> bool:
         return self._thread is not None and self._thread.tag == tag
 
-    def _on_progress(self, tag: Any, done: int, total: int, text: str) -> None:
+    def _on_progress(self, tag: ExportTag, done: int, total: int, text: str) -> None:
         if self._is_current(tag):
             self.window.progress.update_job(JOB_KEY, done, total, f"Export: {text}" if text else "")
 
@@ -264,11 +264,11 @@ class ExportController(QObject):
         report_exception(error)
         self.failed.emit(str(error))
 
-    def _on_cancelled(self, tag: Any) -> None:
+    def _on_cancelled(self, tag: ExportTag) -> None:
         if self._is_current(tag):
             self.window.statusBar().showMessage("Export cancelled; nothing was written", 5000)
 
-    def _on_stopped(self, tag: Any) -> None:
+    def _on_stopped(self, tag: ExportTag) -> None:
         if self._is_current(tag):
             self._thread = None
             self.window.progress.end(JOB_KEY)
