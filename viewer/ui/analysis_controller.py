@@ -2,8 +2,8 @@
 
 The analysis (model loading included: the first load reads and hashes the weights) runs on a
 :class:`~viewer.ui.workers.WorkerThread` from the window's pool, with progress and Cancel in the status bar, so
-scrolling, windowing and switching series go on meanwhile. Its signals carry an :class:`AnalysisTag` (stack uid +
-generation), like the load jobs: a cancelled or superseded job's late result is dropped.
+scrolling, windowing and switching series go on meanwhile. Its signals carry a :class:`~viewer.ui.jobs.JobTag`
+(stack uid + analysis generation), like the load jobs: a cancelled or superseded job's late result is dropped.
 
 Results are kept per stack uid for the session. A result is drawn only over the series it was computed on: the
 panel and the overlay are cleared the moment another series is opened, and a result is shown again only after
@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QToolBar
+from PySide6.QtWidgets import QDockWidget, QWidget
 
+from viewer.analysis.result import AnalysisResult
 from viewer.analysis.session import (
     AnalysisOutcome,
     AnalysisSession,
@@ -34,19 +35,46 @@ from viewer.analysis.session import (
     analysis_error,
     slice_display_map,
 )
+from viewer.dicom.stacks import Stack
 from viewer.dicom.volume import Volume
 from viewer.ui.error_dialog import report_exception
 from viewer.ui.help_page import show_analysis_help
+from viewer.ui.image_view import ImageView
 from viewer.ui.jobs import JobTag
 from viewer.ui.results_panel import ResultsPanel, format_probability
 from viewer.ui.saliency_overlay import SaliencyOverlay
-from viewer.ui.workers import Handlers, WorkerThread
-
-if TYPE_CHECKING:
-    from viewer.analysis.result import AnalysisResult
-    from viewer.ui.main_window import MainWindow
+from viewer.ui.settings import ViewerSettings
+from viewer.ui.workers import Handlers, JobHost, WorkerThread
 
 log = logging.getLogger(__name__)
+
+
+class SeriesOnScreen(Protocol):
+    """The series on screen as the analysis needs to know it (the main window is one)."""
+
+    @property
+    def current_uid(self) -> str | None: ...
+
+    @property
+    def loading(self) -> bool: ...
+
+    def current_volume(self) -> Volume | None: ...
+
+    def stack(self, uid: str) -> Stack | None: ...
+
+
+class DockFactory(Protocol):
+    """Adds ``widget`` as a dock of the window, listed under View (the main window's ``add_dock``)."""
+
+    def __call__(
+        self,
+        widget: QWidget,
+        title: str,
+        area: Qt.DockWidgetArea,
+        *,
+        min_width: int = 0,
+        width: int | None = None,
+    ) -> QDockWidget: ...
 
 
 LIVE_RESULTS = 3
@@ -63,7 +91,11 @@ class SaliencyTag:
 
 
 class AnalysisController(QObject):
-    """The Analyze command, its worker, the results dock and the saliency overlay of one :class:`MainWindow`.
+    """The Analyze command, its worker, the results dock and the saliency overlay of one window.
+
+    The window composes it: it hands over the image view, the series on screen, where jobs run, the settings and
+    a way to add a dock, connects ``on_series_opened`` and ``on_volume_loaded`` to its own signals, and places
+    :attr:`analyze_action`, :attr:`overlay_action` and :attr:`help_action` in its menus and toolbar.
 
     Signals
     -------
@@ -85,10 +117,20 @@ class AnalysisController(QObject):
     cancelled = Signal(str)
     saliency_ready = Signal(str, int)
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
-        self.view = window.view
+    def __init__(
+        self,
+        view: ImageView,
+        series: SeriesOnScreen,
+        jobs: JobHost,
+        settings: ViewerSettings,
+        add_dock: DockFactory,
+        parent: QWidget,
+    ) -> None:
+        super().__init__(parent)
+        self.view = view
+        self.series = series
+        self.jobs = jobs
+        self.settings = settings
         #: Weights to analyse with; None = the shipped default (tests point this at their own file).
         self.model_path: str | Path | None = None
         self.sessions: dict[str, AnalysisSession] = {}
@@ -104,46 +146,28 @@ class AnalysisController(QObject):
         self._wanted: tuple[str, int] | None = None
 
         self.panel = ResultsPanel()
-        self.dock = window.add_dock(self.panel, "Analysis", Qt.DockWidgetArea.RightDockWidgetArea)
-        self.dock.setMinimumWidth(400)
-        window.resizeDocks([self.dock], [470], Qt.Orientation.Horizontal)
+        self.dock = add_dock(
+            self.panel, "Analysis", Qt.DockWidgetArea.RightDockWidgetArea, min_width=400, width=470
+        )
         self.dock.hide()
         self.overlay = SaliencyOverlay(self.view, on_missing=self._request_saliency)
         self.panel.set_overlay_controls(self.overlay.enabled, self.overlay.opacity, self.overlay.threshold)
 
-        self.analyze_action = QAction("&Analyze Series", window)
+        self.analyze_action = QAction("&Analyze Series", parent)
         self.analyze_action.setShortcut(QKeySequence("Ctrl+R"))
         self.analyze_action.setStatusTip("Run the slice-GRU model on the series on screen (Ctrl+R)")
         self.analyze_action.setToolTip("Analyze the series on screen (Ctrl+R)")
         self.analyze_action.triggered.connect(self.analyze)
-        tools = window.tools_menu
-        first = tools.actions()[0] if tools.actions() else None
-        tools.insertAction(first, self.analyze_action)
-        if first is not None:
-            tools.insertSeparator(first)
 
-        self.overlay_action = QAction("Pixel Saliency &Overlay", window)
+        self.overlay_action = QAction("Pixel Saliency &Overlay", parent)
         self.overlay_action.setCheckable(True)
         self.overlay_action.setChecked(self.overlay.enabled)
         self.overlay_action.setShortcut(QKeySequence("O"))
         self.overlay_action.setStatusTip("Show or hide the pixel saliency map over the image (O)")
         self.overlay_action.toggled.connect(self.set_overlay_enabled)
-        window.view_menu.addSeparator()
-        window.view_menu.addAction(self.overlay_action)
 
-        self.help_action = QAction("How to Read the &Analysis", window)
-        self.help_action.triggered.connect(lambda _=False: show_analysis_help(window))
-        help_menu = window.help_menu
-        help_menu.insertAction(help_menu.actions()[0] if help_menu.actions() else None, self.help_action)
-
-        self.toolbar = QToolBar("Analysis", window)
-        self.toolbar.setObjectName("toolbar-analysis")
-        self.toolbar.setMovable(False)
-        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        self.toolbar.addAction(self.analyze_action)
-        self.toolbar.addAction(self.overlay_action)
-        self.toolbar.addAction(self.dock.toggleViewAction())
-        window.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.toolbar)
+        self.help_action = QAction("How to Read the &Analysis", parent)
+        self.help_action.triggered.connect(lambda _=False: show_analysis_help(parent))
 
         self.panel.analyze_requested.connect(self.analyze)
         self.panel.slice_clicked.connect(self.view.set_slice)
@@ -151,14 +175,12 @@ class AnalysisController(QObject):
         self.panel.opacity_changed.connect(self.overlay.set_opacity)
         self.panel.threshold_changed.connect(self.overlay.set_threshold)
         self.view.slice_changed.connect(self._on_slice_changed)
-        window.series_opened.connect(self._on_series_opened)
-        window.volume_loaded.connect(self._on_volume_loaded)
 
     # -- state ------------------------------------------------------------------------------------------------
 
     @property
     def results(self) -> dict[str, AnalysisResult]:
-        """Every series' latest result this session, by stack uid."""
+        """The latest result of every series analysed, by stack uid."""
         return {uid: session.result for uid, session in self.sessions.items()}
 
     @property
@@ -184,10 +206,10 @@ class AnalysisController(QObject):
         return self._display_maps.get(uid, {}).get(k)
 
     def _accepting(self) -> bool:
-        return self.window.pool.accepting
+        return self.jobs.pool.accepting
 
     def _status(self, text: str, ms: int = 5000) -> None:
-        self.window.statusBar().showMessage(text, ms)
+        self.jobs.status_bar.showMessage(text, ms)
 
     # -- starting and stopping --------------------------------------------------------------------------------
 
@@ -195,14 +217,14 @@ class AnalysisController(QObject):
         """Analyse the series on screen (once it has loaded); True when an analysis started or is queued."""
         if not self._accepting():
             return False
-        uid = self.window.current_uid
+        uid = self.series.current_uid
         if uid is None:
             self._status("Open a series first, then Analyze (Ctrl+R).")
             return False
         self.dock.show()
-        volume = self.window.current_volume()
+        volume = self.series.current_volume()
         if volume is None:
-            if self.window.loading:
+            if self.series.loading:
                 self._pending_uid = uid
                 self.panel.show_waiting()
                 self._status("The analysis starts once the series has loaded.")
@@ -221,15 +243,15 @@ class AnalysisController(QObject):
         if self.view.stack_uid == uid:
             self._hide_result()
             self.panel.show_running()
-        stack = self.window.stack(uid)
+        stack = self.series.stack(uid)
         title = getattr(stack, "label", "") or "series"
-        self.window.progress.begin(JOB_KEY, f"Analysing {title}", self.cancel)
+        self.jobs.progress.begin(JOB_KEY, f"Analysing {title}", self.cancel)
         self._status("Analysing… the viewer stays usable meanwhile (Esc or Cancel stops it).")
-        self._thread = self.window.pool.run(
+        self._thread = self.jobs.pool.run(
             analyse_for_display,
             volume,
             self.model_path,
-            self.window.settings.analysis_device,
+            self.settings.analysis_device,
             tag=tag,
             name="analysis",
             handlers=Handlers(
@@ -254,7 +276,7 @@ class AnalysisController(QObject):
             return
         thread.cancel()
         self._thread, self._tag = None, None
-        self.window.progress.end(JOB_KEY)
+        self.jobs.progress.end(JOB_KEY)
         if self.view.stack_uid == thread.tag.stack_uid:
             self.panel.show_cancelled()
         self._status("Analysis cancelled", 3000)
@@ -263,14 +285,14 @@ class AnalysisController(QObject):
 
     def _on_progress(self, tag: JobTag, done: int, total: int, text: str) -> None:
         if tag == self._tag:
-            self.window.progress.update_job(JOB_KEY, done, total, f"Analysing: {text}" if text else "")
+            self.jobs.progress.update_job(JOB_KEY, done, total, f"Analysing: {text}" if text else "")
 
     def _on_result_arrived(self, tag: JobTag, outcome: AnalysisOutcome) -> None:
         """The one place a fresh result arrives: keep its session, then show it if its series is on screen."""
         if tag != self._tag or not self._accepting():
             return
         self._thread, self._tag = None, None
-        self.window.progress.end(JOB_KEY)
+        self.jobs.progress.end(JOB_KEY)
         session = outcome.session
         result = session.result
         uid = tag.stack_uid
@@ -292,7 +314,7 @@ class AnalysisController(QObject):
         if tag != self._tag or not self._accepting():
             return
         self._thread, self._tag = None, None
-        self.window.progress.end(JOB_KEY)
+        self.jobs.progress.end(JOB_KEY)
         error = analysis_error(exc)
         message = str(error)
         if self.view.stack_uid == tag.stack_uid:
@@ -308,11 +330,12 @@ class AnalysisController(QObject):
     def _on_stopped(self, tag: JobTag) -> None:
         if self._thread is not None and self._thread.tag == tag:
             self._thread, self._tag = None, None
-            self.window.progress.end(JOB_KEY)
+            self.jobs.progress.end(JOB_KEY)
 
     # -- which result is on screen ----------------------------------------------------------------------------
 
-    def _on_series_opened(self, uid: str) -> None:
+    def on_series_opened(self, uid: str) -> None:
+        """Another series is on screen (loaded or not yet): no result may stay drawn over it."""
         self._hide_result()
         if self._pending_uid is not None and self._pending_uid != uid:
             self._pending_uid = None
@@ -323,11 +346,12 @@ class AnalysisController(QObject):
         else:
             self.panel.show_empty()
 
-    def _on_volume_loaded(self, uid: str) -> None:
+    def on_volume_loaded(self, uid: str) -> None:
+        """Series ``uid`` finished loading: start a queued analysis of it, or show its result."""
         if uid != self.view.stack_uid:
             return
         if self._pending_uid == uid:
-            volume = self.window.current_volume()
+            volume = self.series.current_volume()
             if volume is not None:
                 self._start(uid, volume)
             return
@@ -340,7 +364,7 @@ class AnalysisController(QObject):
         """Show ``uid``'s result if that exact series is loaded on screen."""
         session = self.sessions.get(uid)
         result = session.result if session is not None else None
-        volume = self.window.current_volume()
+        volume = self.series.current_volume()
         if result is None or self.view.stack_uid != uid or volume is None or not result.matches(volume):
             if result is not None and volume is not None and self.view.stack_uid == uid:
                 self.panel.show_empty("The series changed since it was analysed: analyse it again.")
@@ -428,7 +452,7 @@ class AnalysisController(QObject):
         if wanted is None or session is None or wanted[0] != session.result.identity.stack_uid:
             return
         uid, k = wanted
-        self._saliency_thread = self.window.pool.run(
+        self._saliency_thread = self.jobs.pool.run(
             slice_display_map,
             session,
             k,

@@ -11,12 +11,14 @@ with the choices of a failed export.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtCore import QObject, QStandardPaths, Signal
 from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QWidget
 
 from viewer.analysis.session import AnalysisSession
 from viewer.dicom.volume import Volume
@@ -32,16 +34,25 @@ from viewer.report.export import (
 from viewer.report.output import source_folders
 from viewer.ui.error_dialog import report_exception
 from viewer.ui.export_dialog import ExportDialog
+from viewer.ui.image_view import ImageView
 from viewer.ui.results_panel import format_probability
-from viewer.ui.workers import Handlers, WorkerThread
-
-if TYPE_CHECKING:
-    from viewer.ui.main_window import MainWindow
+from viewer.ui.saliency_overlay import SaliencyOverlay
+from viewer.ui.settings import ViewerSettings
+from viewer.ui.workers import Handlers, JobHost, WorkerThread
 
 log = logging.getLogger(__name__)
 
 
 JOB_KEY = "export"
+
+
+class ExportSource(Protocol):
+    """The series on screen as an export needs it (the main window is one)."""
+
+    @property
+    def opened_folders(self) -> tuple[Path, ...]: ...
+
+    def current_volume(self) -> Volume | None: ...
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,11 @@ class ExportTag:
 
 
 class ExportController(QObject):
-    """The Export Report command of one :class:`~viewer.ui.main_window.MainWindow`.
+    """The Export Report command of one window.
+
+    The window composes it: it hands over the image view, the saliency overlay, how to get the analysis on
+    screen, the series on screen, where jobs run and the settings; it places :attr:`action` in its File menu and
+    connects the signals after which Export may become (un)available to :meth:`update_enabled`.
 
     Signals
     -------
@@ -67,35 +82,35 @@ class ExportController(QObject):
     exported = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(
+        self,
+        view: ImageView,
+        overlay: SaliencyOverlay,
+        shown_session: Callable[[], AnalysisSession | None],
+        series: ExportSource,
+        jobs: JobHost,
+        settings: ViewerSettings,
+        parent: QWidget,
+    ) -> None:
+        super().__init__(parent)
+        self.view = view
+        self.overlay = overlay
+        self.shown_session = shown_session
+        self.series = series
+        self.jobs = jobs
+        self.settings = settings
+        self._parent = parent
         self.dialog: ExportDialog | None = None
         self._thread: WorkerThread | None = None
         self._generation = 0
         self._retry: dict[str, ExportChoices] = {}
 
-        self.action = QAction("Export &Report…", window)
+        self.action = QAction("Export &Report…", parent)
         self.action.setShortcut(QKeySequence("Ctrl+E"))
         self.action.setStatusTip(
             "Save the analysis of the series on screen as a PDF report (and DICOM, PNG, JSON) (Ctrl+E)"
         )
         self.action.triggered.connect(self.open_dialog)
-        menu = window.file_menu
-        menu.insertAction(window.file_quit_separator, self.action)
-        menu.insertSeparator(self.action)
-        menu.aboutToShow.connect(self.update_enabled)
-
-        analysis = window.analysis
-        for signal in (
-            window.series_opened,
-            window.volume_loaded,
-            analysis.result_shown,
-            analysis.started,
-            analysis.failed,
-            analysis.cancelled,
-        ):
-            signal.connect(self.update_enabled)
         self.update_enabled()
 
     # -- state ------------------------------------------------------------------------------------------------
@@ -106,19 +121,19 @@ class ExportController(QObject):
 
     def target(self) -> tuple[Volume, AnalysisSession] | None:
         """``(volume, session)`` when the series on screen is loaded and shows its own result, else None."""
-        session = self.window.analysis.shown_session
-        volume = self.window.current_volume()
+        session = self.shown_session()
+        volume = self.series.current_volume()
         if session is None or volume is None or not session.result.matches(volume):
             return None
         return volume, session
 
     def update_enabled(self, *_: object) -> None:
+        """Enable Export only while nothing is being exported and the series on screen shows its own result."""
         self.action.setEnabled(not self.running and self.target() is not None)
 
     def view_state(self) -> ViewState:
         """The slice, window and overlay on screen now (what the PNG shows)."""
-        view = self.window.view
-        overlay = self.window.analysis.overlay
+        view, overlay = self.view, self.overlay
         return ViewState(
             index=view.index,
             window=(float(view.center), float(view.width)),
@@ -131,7 +146,7 @@ class ExportController(QObject):
     def default_folder(self, protected: tuple[Path, ...]) -> Path:
         """The last export folder, else Documents, else home; never inside ``protected`` when one is outside."""
         documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
-        for candidate in (self.window.settings.last_export_folder, documents, str(Path.home())):
+        for candidate in (self.settings.last_export_folder, documents, str(Path.home())):
             if candidate and Path(candidate).is_dir() and outside_all(Path(candidate), protected):
                 return Path(candidate)
         return Path.home()
@@ -142,20 +157,20 @@ class ExportController(QObject):
         """Show the export dialog (window-modal, not blocking); None when there is nothing to export."""
         target = self.target()
         if target is None:
-            self.window.statusBar().showMessage(
+            self.jobs.status_bar.showMessage(
                 "Nothing to export: analyse the series on screen first (Ctrl+R).", 5000
             )
             self.update_enabled()
             return None
         if self.running:
-            self.window.statusBar().showMessage("An export is running; wait for it to finish.", 5000)
+            self.jobs.status_bar.showMessage("An export is running; wait for it to finish.", 5000)
             return None
         volume, session = target
         result = session.result
         sources = source_folders(volume)
-        opened = self.window.opened_folders
-        display = self.window.view.display
-        settings = self.window.settings
+        opened = self.series.opened_folders
+        display = self.view.display
+        settings = self.settings
         view = self.view_state()
         title = display.series_title if display is not None else "Series"
         summary = (
@@ -172,7 +187,7 @@ class ExportController(QObject):
             summary=summary,
             anonymize=settings.export_deidentify,
             check=lambda choices: check_targets(choices, sources, opened),
-            parent=self.window,
+            parent=self._parent,
         )
         retry = self._retry.get(result.identity.stack_uid)
         if retry is not None:
@@ -193,26 +208,24 @@ class ExportController(QObject):
     def export(self, choices: ExportChoices) -> bool:
         """Export the result on screen as ``choices`` say, on a worker; True when the export started."""
         target = self.target()
-        if self.running or not self.window.pool.accepting:
-            self.window.statusBar().showMessage("An export is running; wait for it to finish.", 5000)
+        if self.running or not self.jobs.pool.accepting:
+            self.jobs.status_bar.showMessage("An export is running; wait for it to finish.", 5000)
             return False
         if target is None:
-            self.window.statusBar().showMessage(
-                "Nothing to export: analyse the series on screen first.", 5000
-            )
+            self.jobs.status_bar.showMessage("Nothing to export: analyse the series on screen first.", 5000)
             return False
         volume, session = target
-        settings = self.window.settings
+        settings = self.settings
         settings.export_deidentify = choices.anonymize
         self._generation += 1
         tag = ExportTag(self._generation, session.result.identity.stack_uid, choices)
-        self._thread = self.window.pool.run(
+        self._thread = self.jobs.pool.run(
             run_export,
             volume,
             session,
             choices,
             self.view_state(),
-            self.window.opened_folders,
+            self.series.opened_folders,
             tag=tag,
             name="export",
             handlers=Handlers(
@@ -224,8 +237,8 @@ class ExportController(QObject):
             ),
         )
         self.update_enabled()
-        self.window.progress.begin(JOB_KEY, "Exporting the report", self.cancel)
-        self.window.statusBar().showMessage(f"Exporting the report to {choices.pdf}…")
+        self.jobs.progress.begin(JOB_KEY, "Exporting the report", self.cancel)
+        self.jobs.status_bar.showMessage(f"Exporting the report to {choices.pdf}…")
         return True
 
     def cancel(self) -> None:
@@ -238,17 +251,17 @@ class ExportController(QObject):
 
     def _on_progress(self, tag: ExportTag, done: int, total: int, text: str) -> None:
         if self._is_current(tag):
-            self.window.progress.update_job(JOB_KEY, done, total, f"Export: {text}" if text else "")
+            self.jobs.progress.update_job(JOB_KEY, done, total, f"Export: {text}" if text else "")
 
     def _on_finished(self, tag: ExportTag, outcome: ExportOutcome) -> None:
         if not self._is_current(tag):
             return
         self._retry.pop(tag.stack_uid, None)
-        self.window.settings.last_export_folder = str(outcome.pdf.parent)
-        self.window.settings.sync()
+        self.settings.last_export_folder = str(outcome.pdf.parent)
+        self.settings.sync()
         extras = len(outcome.written) - 1
         more = f" and {extras} more file{'s' if extras != 1 else ''}" if extras else ""
-        self.window.statusBar().showMessage(
+        self.jobs.status_bar.showMessage(
             f"Report saved: {outcome.pdf.name}{more} in {outcome.pdf.parent}", 15000
         )
         self.exported.emit(outcome)
@@ -258,7 +271,7 @@ class ExportController(QObject):
             return
         self._retry[tag.stack_uid] = tag.choices
         error = export_error(exc)
-        self.window.statusBar().showMessage(
+        self.jobs.status_bar.showMessage(
             "The export failed; Ctrl+E opens it again with the same choices", 8000
         )
         report_exception(error)
@@ -266,10 +279,10 @@ class ExportController(QObject):
 
     def _on_cancelled(self, tag: ExportTag) -> None:
         if self._is_current(tag):
-            self.window.statusBar().showMessage("Export cancelled; nothing was written", 5000)
+            self.jobs.status_bar.showMessage("Export cancelled; nothing was written", 5000)
 
     def _on_stopped(self, tag: ExportTag) -> None:
         if self._is_current(tag):
             self._thread = None
-            self.window.progress.end(JOB_KEY)
+            self.jobs.progress.end(JOB_KEY)
             self.update_enabled()

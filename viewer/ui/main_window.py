@@ -4,13 +4,12 @@ Indexing, loading and thumbnails run on :class:`~viewer.ui.workers.WorkerThread`
 (stack uid + load generation), so switching series mid-load never mixes slices of two series. Loaded volumes go
 to a memory-bounded LRU cache, so going back to a series is instant.
 
-Extension points for the Analyze step: ``volume_loaded(stack_uid)`` and :meth:`MainWindow.current_volume` give
-the volume to analyse; :attr:`MainWindow.pool` runs the worker and :attr:`MainWindow.progress` shows its
-progress with Cancel; :meth:`MainWindow.add_dock` adds a results dock; ``view.slice_changed`` /
-``view.set_slice`` keep plots on the current slice; ``view.set_overlay`` draws saliency over the image;
-:attr:`MainWindow.tools_menu` holds the command. :attr:`MainWindow.analysis` (an
-:class:`~viewer.ui.analysis_controller.AnalysisController`) is that step: Analyze, the results dock, the overlay.
-:attr:`MainWindow.export` (an :class:`~viewer.ui.export_controller.ExportController`) is File ▸ Export Report….
+The window is the composition root of the steps after reading: it builds :attr:`MainWindow.analysis` (an
+:class:`~viewer.ui.analysis_controller.AnalysisController`: Analyze, the results dock, the overlay) and
+:attr:`MainWindow.export` (an :class:`~viewer.ui.export_controller.ExportController`: File ▸ Export Report…),
+hands each the few things it works with (the image view, the series on screen, a
+:class:`~viewer.ui.workers.JobHost` with the pool, the progress panel and the status bar, the settings), places
+their actions in its menus and toolbar and connects its signals to them. Neither controller knows the window.
 """
 
 from __future__ import annotations
@@ -23,7 +22,16 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QToolBar,
+    QWidget,
+)
 
 from viewer.dicom.index import StudyIndex
 from viewer.dicom.stacks import Stack
@@ -42,7 +50,7 @@ from viewer.ui.preferences import PreferencesDialog
 from viewer.ui.progress import ProgressPanel
 from viewer.ui.series_info import series_display_from_stack
 from viewer.ui.settings import ViewerSettings, WindowPreset
-from viewer.ui.workers import Handlers, WorkerPool, WorkerThread
+from viewer.ui.workers import Handlers, JobHost, WorkerPool, WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +107,9 @@ class MainWindow(QMainWindow):
         self.view = ImageView()
         self.setCentralWidget(self.view)
         self.browser = StudyBrowser()
-        self.browser_dock = self.add_dock(self.browser, "Studies", Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.browser_dock.setMinimumWidth(280)
-        self.resizeDocks([self.browser_dock], [330], Qt.Orientation.Horizontal)
+        self.browser_dock = self.add_dock(
+            self.browser, "Studies", Qt.DockWidgetArea.LeftDockWidgetArea, min_width=280, width=330
+        )
         self.browser.stack_activated.connect(self.open_stack)
 
         self.value_label = QLabel("")
@@ -120,14 +128,36 @@ class MainWindow(QMainWindow):
 
         self._build_menus()
         # Before the layout is restored, so the Analysis dock and toolbar get their saved places back.
-        self.analysis = AnalysisController(self)
-        self.export = ExportController(self)
+        jobs = JobHost(self.pool, self.progress, status)
+        self.analysis = AnalysisController(
+            self.view, series=self, jobs=jobs, settings=self.settings, add_dock=self.add_dock, parent=self
+        )
+        self._place_analysis(self.analysis)
+        self.export = ExportController(
+            self.view,
+            self.analysis.overlay,
+            shown_session=lambda: self.analysis.shown_session,
+            series=self,
+            jobs=jobs,
+            settings=self.settings,
+            parent=self,
+        )
+        self._place_export(self.export, self.analysis)
         self._restore_layout()
 
     # -- building ---------------------------------------------------------------------------------------------
 
-    def add_dock(self, widget: QWidget, title: str, area: Qt.DockWidgetArea) -> QDockWidget:
-        """Add a dock (the browser now; the analysis results next) that View ▸ can show and hide."""
+    def add_dock(
+        self,
+        widget: QWidget,
+        title: str,
+        area: Qt.DockWidgetArea,
+        *,
+        min_width: int = 0,
+        width: int | None = None,
+    ) -> QDockWidget:
+        """Add a dock (the browser, the analysis results) that View ▸ can show and hide, ``width`` pixels wide
+        at first and never narrower than ``min_width``."""
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock-{title.lower().replace(' ', '-')}")
         dock.setWidget(widget)
@@ -139,7 +169,54 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         if hasattr(self, "view_menu"):
             self.view_menu.insertAction(self._docks_anchor, dock.toggleViewAction())
+        if min_width:
+            dock.setMinimumWidth(min_width)
+        if width is not None:
+            self.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
         return dock
+
+    def _place_analysis(self, analysis: AnalysisController) -> None:
+        """Put Analyze first in Tools, the overlay switch in View, the help first in Help, and all three with the
+        Analysis dock's switch on a toolbar; the analysis follows the series on screen."""
+        tools = self.tools_menu
+        first = tools.actions()[0] if tools.actions() else None
+        tools.insertAction(first, analysis.analyze_action)
+        if first is not None:
+            tools.insertSeparator(first)
+        self.view_menu.addSeparator()
+        self.view_menu.addAction(analysis.overlay_action)
+        help_menu = self.help_menu
+        help_menu.insertAction(help_menu.actions()[0] if help_menu.actions() else None, analysis.help_action)
+
+        toolbar = QToolBar("Analysis", self)
+        toolbar.setObjectName("toolbar-analysis")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        toolbar.addAction(analysis.analyze_action)
+        toolbar.addAction(analysis.overlay_action)
+        toolbar.addAction(analysis.dock.toggleViewAction())
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, toolbar)
+        self.analysis_toolbar = toolbar
+
+        self.series_opened.connect(analysis.on_series_opened)
+        self.volume_loaded.connect(analysis.on_volume_loaded)
+
+    def _place_export(self, export: ExportController, analysis: AnalysisController) -> None:
+        """Put Export Report… above Quit in File, and re-check whether it is available whenever the series on
+        screen or its analysis changes."""
+        menu = self.file_menu
+        menu.insertAction(self.file_quit_separator, export.action)
+        menu.insertSeparator(export.action)
+        menu.aboutToShow.connect(export.update_enabled)
+        for signal in (
+            self.series_opened,
+            self.volume_loaded,
+            analysis.result_shown,
+            analysis.started,
+            analysis.failed,
+            analysis.cancelled,
+        ):
+            signal.connect(export.update_enabled)
 
     def _action(
         self,

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtWidgets import QStatusBar
 
 from viewer.errors import CancelledError
 from viewer.ui.error_dialog import report_exception
+from viewer.ui.progress import ProgressPanel
 
 log = logging.getLogger(__name__)
 
@@ -211,3 +213,13 @@ class WorkerPool(QObject):
                 ok = False
         self._reap()
         return ok
+
+
+@dataclass(frozen=True, slots=True)
+class JobHost:
+    """Where a controller's jobs run and show themselves: the window's pool, its progress panel (with Cancel) and
+    its status bar."""
+
+    pool: WorkerPool
+    progress: ProgressPanel
+    status_bar: QStatusBar
