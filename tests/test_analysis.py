@@ -11,9 +11,10 @@ import torch
 
 from viewer.analysis import run as analysis_run
 from viewer.analysis.batch import analyze_paths
-from viewer.analysis.models import load_model
+from viewer.analysis.model_cache import load_model
 from viewer.analysis.result import GATE_KEYS, MATRIX_KEYS
 from viewer.analysis.run import AnalysisOptions, analyze_volume
+from viewer.analysis.session import AnalysisSession
 from viewer.cli import main
 from viewer.dicom.index import scan
 from viewer.dicom.volume import load_stack
@@ -37,7 +38,8 @@ def volume(study: Path):
 def test_result_covers_every_slice_and_names_its_series(volume, model_file: Path):
     model, card = load_model(model_file)
     steps: list[tuple[int, int, str]] = []
-    result = analyze_volume(volume, model, card, progress=lambda d, t, s: steps.append((d, t, s)))
+    session = AnalysisSession(volume, model, card, progress=lambda d, t, s: steps.append((d, t, s)))
+    result = session.result
     n = volume.array.shape[0]
     assert 0.0 <= result.probability <= 1.0
     assert result.positive == (result.probability >= card.operating_threshold)
@@ -51,8 +53,8 @@ def test_result_covers_every_slice_and_names_its_series(volume, model_file: Path
     for k in result.key_slices:
         assert result.pixel_saliency[k].shape == volume.array.shape[1:]
     other = next(i for i in range(n) if i not in result.key_slices)
-    assert result.saliency(other).shape == volume.array.shape[1:]
-    assert result.saliency(n) is None
+    assert session.pixel_map(other).shape == volume.array.shape[1:]
+    assert session.pixel_map(n) is None
     assert result.matches(volume) and result.warnings == []
     assert result.model.sha256 == card.sha256 and result.device.startswith("CPU")
     assert steps[-1][0] == steps[-1][1]

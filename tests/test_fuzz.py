@@ -40,7 +40,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from viewer.analysis.models import load_model
+from viewer.analysis.model_cache import load_model
 from viewer.analysis.run import AnalysisOptions, analyze_volume
 from viewer.dicom.index import scan
 from viewer.dicom.volume import load_stack

@@ -19,7 +19,7 @@ from pydicom.uid import UID
 from pypdf import PdfReader
 
 from viewer import __version__
-from viewer.analysis.models import load_model
+from viewer.analysis.model_cache import load_model
 from viewer.analysis.run import analyze_volume
 from viewer.cli import main
 from viewer.dicom.index import scan

@@ -25,7 +25,7 @@ import pytest
 import torch
 from pydicom.fileset import FileSet
 
-from viewer.analysis.models import load_model
+from viewer.analysis.model_cache import load_model
 from viewer.analysis.run import AnalysisOptions, analyze_volume
 from viewer.cli import EXIT_ERROR, EXIT_OK, main
 from viewer.dicom.dicomdir import OUTSIDE, read_dicomdir

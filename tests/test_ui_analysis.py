@@ -15,6 +15,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtTest import QTest
 
 from viewer.analysis import run as analysis_run
+from viewer.analysis import session as analysis_session
 from viewer.errors import ViewerError
 from viewer.model.weights import default_model_paths
 from viewer.ui.app import create_application
@@ -312,7 +313,7 @@ def test_a_failed_analysis_says_why_and_the_viewer_goes_on(
     def failing(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(analysis_run, "analyze_volume", failing)
+    monkeypatch.setattr(analysis_session, "run_analysis", failing)
     controller = phantom.analysis
     with qtbot.waitSignal(controller.failed, timeout=TIMEOUT_MS) as blocker:
         controller.analyze()
@@ -373,7 +374,7 @@ def test_default_weights_look_inside_the_bleed(qtbot, phantom: MainWindow, ui_st
             view.set_slice(k)
     else:
         view.set_slice(k)
-    strongest = np.unravel_index(int(np.argmax(np.abs(result.saliency(k)))), mask.shape[1:])
+    strongest = np.unravel_index(int(np.argmax(np.abs(result.pixel_saliency[k]))), mask.shape[1:])
     assert mask[k][strongest], f"strongest saliency at {strongest} on slice {k + 1}, outside the bleed"
     drawn = controller.overlay.item
     assert (

@@ -264,7 +264,7 @@ def _report_paths(pdf: Path, runs: Sequence) -> list[Path]:
 
 
 def _write_reports(args: argparse.Namespace, runs: Sequence) -> None:
-    from viewer.analysis.models import load_model
+    from viewer.analysis.model_cache import load_model
     from viewer.report import ReportOptions, build_report, save_dicom, save_pdf
 
     _model, card = load_model(args.model)

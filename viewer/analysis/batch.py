@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from viewer.analysis.models import load_model
+from viewer.analysis.model_cache import load_model
 from viewer.analysis.result import AnalysisResult
-from viewer.analysis.run import AnalysisOptions, analyze_volume
+from viewer.analysis.run import AnalysisOptions
+from viewer.analysis.session import AnalysisSession
 from viewer.dicom.dicomdir import OUTSIDE
 from viewer.dicom.index import scan
 from viewer.dicom.stacks import Stack
@@ -108,7 +109,9 @@ def analyze_paths(
         report.runs.append(run)
         try:
             volume = load_stack(stack)
-            run.result = analyze_volume(volume, model, card, options=options)
+            session = AnalysisSession(volume, model, card, options)
+            session.close()  # the key slices' maps are all a terminal or a report shows
+            run.result = session.result
             if keep_volumes:
                 run.volume = volume
         except ViewerError as exc:

@@ -57,7 +57,8 @@ class ModelIdentity:
     sha256: str
 
 
-PixelSaliencyFn = Callable[[int], np.ndarray]
+#: Pixel saliency of an original slice index, or None when there is none (e.g. ``AnalysisSession.pixel_map``).
+PixelMapFn = Callable[[int], np.ndarray | None]
 
 
 @dataclass
@@ -85,8 +86,8 @@ class AnalysisResult:
         Original slice indices carrying the largest shares of the pooled study score (the slices the finding
         rests on), largest first.
     pixel_saliency:
-        Original slice index → ``(y, x)`` signed attribution (computed for the key slices; more on demand through
-        :meth:`saliency`).
+        Original slice index → ``(y, x)`` signed attribution (computed for the key slices; an open
+        :class:`~viewer.analysis.session.AnalysisSession` adds more on demand).
     pixel_method:
         Name of the pixel method and what its map means.
     warnings:
@@ -118,7 +119,6 @@ class AnalysisResult:
     device_notice: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     finished_at: datetime | None = None
-    _compute_pixel: PixelSaliencyFn | None = field(default=None, repr=False, compare=False)
 
     @property
     def positive(self) -> bool:
@@ -132,19 +132,6 @@ class AnalysisResult:
     def matches(self, volume: Any) -> bool:
         """True when ``volume`` is exactly the series this result was computed on."""
         return volume is not None and SeriesIdentity.of(volume) == self.identity
-
-    def saliency(self, index: int) -> np.ndarray | None:
-        """Pixel saliency of original slice ``index``, computed (and kept) on first request; None if unavailable."""
-        if index in self.pixel_saliency:
-            return self.pixel_saliency[index]
-        if self._compute_pixel is None or not 0 <= index < self.identity.n_slices:
-            return None
-        self.pixel_saliency[index] = self._compute_pixel(index)
-        return self.pixel_saliency[index]
-
-    def release(self) -> None:
-        """Drop the model and volume the on-demand saliency holds (what was computed stays)."""
-        self._compute_pixel = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (pixel maps are left out; they are images, see the report)."""

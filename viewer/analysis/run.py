@@ -12,12 +12,12 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import torch
 
 from viewer.analysis.result import AnalysisResult, ModelIdentity, SeriesIdentity
+from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
 from viewer.model.device import describe_device, pick_device
 from viewer.model.explanations import (
@@ -25,8 +25,7 @@ from viewer.model.explanations import (
     DEFAULT_PIXEL_TARGET,
     EXPLAINERS,
     Explanation,
-    gate_traces,
-    hidden_state_saliency,
+    analyse_sequence,
 )
 from viewer.model.intended_use import check_series
 from viewer.model.network import SliceGRUNet, lse_weights
@@ -91,14 +90,36 @@ def key_slices_from(scores: np.ndarray, inputs: Preprocessed, count: int) -> lis
     return [int((mapping.starts[j] + mapping.stops[j] - 1) // 2) for j in order]
 
 
+@dataclass
+class SliceExplainer:
+    """What pixel saliency of more slices needs once an analysis ran: the model (on its device), its inputs and
+    their slice features. An :class:`~viewer.analysis.session.AnalysisSession` holds one while it is open."""
+
+    model: SliceGRUNet
+    inputs: Preprocessed
+    features: torch.Tensor
+    method: str
+    target: str
+
+    def explain(self, index: int) -> Explanation:
+        """The pixel method's explanation of original slice ``index``."""
+        return EXPLAINERS[self.method](
+            self.model, self.inputs, slices=[index], target=self.target, features=self.features
+        )
+
+    def __call__(self, index: int) -> np.ndarray:
+        """Pixel saliency of original slice ``index`` (signed, at the original resolution)."""
+        return self.explain(index).pixel_maps[index]
+
+
 def _run(
-    volume: Any,
+    volume: Volume,
     model: SliceGRUNet,
     card: ModelCard,
     device: torch.device,
     options: AnalysisOptions,
     steps: _Steps,
-) -> AnalysisResult:
+) -> tuple[AnalysisResult, SliceExplainer]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     model = place(model, device).eval()
@@ -115,46 +136,36 @@ def _run(
             steps.check()
             chunks.append(model.encode(part.to(device)))
             steps.advance("Reading slices", 0)
-    feats = torch.cat(chunks).unsqueeze(0)
-    with torch.enable_grad():
-        out = model.forward_features(feats)
+    features = torch.cat(chunks)
     timings["forward"] = time.perf_counter() - t0
     steps.advance("Model run")
 
     t0 = time.perf_counter()
-    gates = gate_traces(model, inputs, output=out)
-    hidden = hidden_state_saliency(model, inputs, output=out)
+    sequence = analyse_sequence(model, inputs, features=features)
+    out, gates, hidden = sequence.output, sequence.gates, sequence.hidden_saliency
     timings["gates"] = time.perf_counter() - t0
     steps.advance("Gates and hidden-state saliency")
 
     mapping = inputs.mapping
     # Key slices carry the largest shares of the pooled study score. The hidden-state saliency is not used: its
     # total derivative also credits the slices whose state the recurrence carries to a bleed (docs/model.md).
-    shares = lse_weights(out.slice_logits[0].detach(), model.config.lse_sharpness).cpu().numpy()
+    shares = lse_weights(out.slice_logits[0], model.config.lse_sharpness).cpu().numpy()
     key = key_slices_from(shares, inputs, options.key_slices)
-    explain = EXPLAINERS[options.pixel_method]
-    features = feats[0].detach()
-
-    def explain_slice(index: int) -> Explanation:
-        return explain(model, inputs, slices=[index], target=options.pixel_target, features=features)
-
-    def pixel(index: int) -> np.ndarray:
-        return explain_slice(index).pixel_maps[index]
+    explainer = SliceExplainer(model, inputs, features, options.pixel_method, options.pixel_target)
 
     t0 = time.perf_counter()
     pixel_maps: dict[int, np.ndarray] = {}
     label = ""
     for index in key:
         steps.check()
-        expl = explain_slice(index)
+        expl = explainer.explain(index)
         pixel_maps[index] = expl.pixel_maps[index]
         label = expl.labels.get("pixel", options.pixel_method)
         steps.advance(f"Pixel saliency {len(pixel_maps)}/{len(key)}")
     timings["pixel"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
 
-    out = out.detach()
-    return AnalysisResult(
+    result = AnalysisResult(
         identity=SeriesIdentity.of(volume),
         probability=float(out.study_probability[0]),
         threshold=float(card.operating_threshold),
@@ -184,20 +195,22 @@ def _run(
         device=describe_device(device),
         timings=timings,
         finished_at=datetime.now().astimezone(),
-        _compute_pixel=pixel,
     )
+    return result, explainer
 
 
-def analyze_volume(
-    volume: Any,
+def run_analysis(
+    volume: Volume,
     model: SliceGRUNet,
     card: ModelCard,
     *,
     options: AnalysisOptions | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
-) -> AnalysisResult:
-    """Analyse a loaded series with ``model``; see the module docstring.
+) -> tuple[AnalysisResult, SliceExplainer]:
+    """Analyse a loaded series with ``model``; the result and what computing more pixel maps needs.
+
+    See the module docstring; :class:`~viewer.analysis.session.AnalysisSession` is the usual way in.
 
     Raises
     ------
@@ -225,9 +238,23 @@ def analyze_volume(
         if device.type == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()
         steps = _Steps(progress, cancel, 3 + options.key_slices)
-        result = _run(volume, model, card, torch.device("cpu"), options, steps)
+        result, explainer = _run(volume, model, card, torch.device("cpu"), options, steps)
         result.device_notice = f"The {describe_device(device)} failed ({_short_reason(exc)}); the analysis ran on the CPU instead."
-        return result
+        return result, explainer
+
+
+def analyze_volume(
+    volume: Volume,
+    model: SliceGRUNet,
+    card: ModelCard,
+    *,
+    options: AnalysisOptions | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> AnalysisResult:
+    """One analysis of a loaded series that keeps nothing open: :func:`run_analysis` without its explainer."""
+    result, _explainer = run_analysis(volume, model, card, options=options, progress=progress, cancel=cancel)
+    return result
 
 
 def _short_reason(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from viewer.analysis.models import load_model
+from viewer.analysis.model_cache import load_model
 from viewer.analysis.run import analyze_volume
 from viewer.dicom.headers import read_header
 from viewer.dicom.stacks import split_series

@@ -229,14 +229,17 @@ def hidden_state_saliency(
     return expl
 
 
-def analyse_sequence(model: SliceGRUNet, inputs: Preprocessed) -> SequenceAnalysis:
+def analyse_sequence(
+    model: SliceGRUNet, inputs: Preprocessed, *, features: Tensor | None = None
+) -> SequenceAnalysis:
     """One forward giving the prediction, the gate traces and the hidden-state saliency.
 
-    The encoder runs without a graph; only the GRU and the head record one, and the backward pass runs through
-    them alone, so the explanations cost a fraction of the forward.
+    The encoder runs without a graph (or not at all, given the slice ``features`` it already gave); only the GRU
+    and the head record one, and the backward pass runs through them alone, so the explanations cost a fraction
+    of the forward.
     """
     _require_eval(model)
-    feats = _features(model, inputs, None)
+    feats = _features(model, inputs, features)
     with torch.enable_grad():
         out = model.forward_features(feats)
         hidden = hidden_state_saliency(model, inputs, output=out)

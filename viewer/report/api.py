@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from viewer import __version__
+from viewer.analysis.result import PixelMapFn
 from viewer.dicom.stacks import orientation_letters
 from viewer.errors import ViewerError
 from viewer.model.weights import ModelCard
@@ -40,6 +41,9 @@ class ReportOptions:
         ``(center, width)`` HU of the key images (default the brain window 40/80).
     key_slices:
         Original slice indices to show (default the result's key slices, largest share of the study score first).
+    pixel_map:
+        Where a key image's saliency map comes from (default: the maps the result holds; an open
+        :class:`~viewer.analysis.session.AnalysisSession`'s ``pixel_map`` computes missing ones).
     width_px:
         Pixels along the longer side of each embedded image.
     opacity:
@@ -52,6 +56,7 @@ class ReportOptions:
     key: bytes | None = field(default=None, repr=False)
     window: tuple[float, float] = BRAIN_WINDOW
     key_slices: Sequence[int] | None = None
+    pixel_map: PixelMapFn | None = field(default=None, repr=False)
     width_px: int = DEFAULT_WIDTH_PX
     opacity: float = DEFAULT_OPACITY
     analysed_at: datetime | None = None
@@ -102,7 +107,13 @@ def build_report(
             progress(done, total, f"Key image {done + 1} of {len(key_slices)}")
         images.append(
             render_key_image(
-                volume, result, k, window=options.window, width_px=options.width_px, opacity=options.opacity
+                volume,
+                result,
+                k,
+                window=options.window,
+                width_px=options.width_px,
+                opacity=options.opacity,
+                pixel_map=options.pixel_map,
             )
         )
     if progress is not None:

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from viewer.analysis.display import saliency_magnitude
+from viewer.analysis.result import PixelMapFn
 from viewer.dicom.pixels import to_display
-from viewer.model.explanations import normalise_map
 from viewer.report.output import check_output_path, write_atomic
 
 BRAIN_WINDOW: tuple[float, float] = (40.0, 80.0)  # (center, width) in HU
@@ -97,11 +98,13 @@ def render_key_image(
     opacity: float = DEFAULT_OPACITY,
     invert: bool | None = None,
     threshold: float = 0.0,
+    pixel_map: PixelMapFn | None = None,
 ) -> KeyImage:
     """Render original slice ``index`` of ``volume`` plain and with ``result``'s pixel saliency over it.
 
     ``invert``: grey scale inverted (None: as the series says, MONOCHROME1 inverted); ``threshold``: saliency
-    below it is left out of the overlay.
+    below it is left out of the overlay; ``pixel_map``: where the map comes from (default: the maps ``result``
+    holds; an open analysis session's ``pixel_map`` computes a missing one).
     """
     center, width = window
     if invert is None:
@@ -111,10 +114,12 @@ def render_key_image(
     shape = output_shape(values.shape, spacing_yx, width_px)
     shown = to_display(values, center, width, invert)
     plain = np.round(np.clip(resample(shown, shape), 0.0, 1.0) * 255.0).astype(np.uint8)
-    saliency = result.saliency(index) if result is not None else None
+    saliency = None
+    if result is not None:
+        saliency = pixel_map(index) if pixel_map is not None else result.pixel_saliency.get(index)
     overlay = None
     if saliency is not None:
-        magnitude = resample(normalise_map(saliency), shape)
+        magnitude = resample(saliency_magnitude(saliency), shape)
         overlay = blend(plain, magnitude, opacity, threshold)
     extent = (values.shape[1] * spacing_yx[1], values.shape[0] * spacing_yx[0])
     return KeyImage(index, plain, overlay, extent, (float(center), float(width)))
@@ -141,9 +146,11 @@ def export_png(
     opacity: float = DEFAULT_OPACITY,
     invert: bool | None = None,
     threshold: float = 0.0,
+    pixel_map: PixelMapFn | None = None,
 ) -> Path:
     """Write original slice ``index`` as PNG, with ``result``'s saliency over it when ``overlay``
-    (``invert`` and ``threshold`` as in :func:`render_key_image`, so the PNG can match the screen).
+    (``invert``, ``threshold`` and ``pixel_map`` as in :func:`render_key_image`, so the PNG can match the
+    screen).
 
     Refuses (:class:`~viewer.errors.ViewerError`) a path inside the series' own folder.
     """
@@ -158,6 +165,7 @@ def export_png(
         opacity=opacity,
         invert=invert,
         threshold=threshold,
+        pixel_map=pixel_map,
     )
     data = png_bytes(image.overlay if overlay and image.overlay is not None else image.plain)
     write_atomic(path, data)

@@ -2,137 +2,100 @@
 
 The analysis (model loading included: the first load reads and hashes the weights) runs on a
 :class:`~viewer.ui.workers.WorkerThread` from the window's pool, with progress and Cancel in the status bar, so
-scrolling, windowing and switching series go on meanwhile. Its signals carry an :class:`AnalysisTag` (stack uid +
-generation), like the load jobs: a cancelled or superseded job's late result is dropped.
+scrolling, windowing and switching series go on meanwhile. Its signals carry a :class:`~viewer.ui.jobs.JobTag`
+(stack uid + analysis generation), like the load jobs: a cancelled or superseded job's late result is dropped.
 
 Results are kept per stack uid for the session. A result is drawn only over the series it was computed on: the
 panel and the overlay are cleared the moment another series is opened, and a result is shown again only after
 ``result.matches(volume)`` holds for the loaded volume on screen. Pixel saliency of slices the analysis did not
 compute is computed on demand, one slice at a time on a worker, for the slice on screen.
 
-Holding the on-demand saliency keeps each result's model inputs in memory, so only the :data:`LIVE_RESULTS` most
-recently shown results keep it; older ones are ``release()``d (their computed maps stay).
+Each result comes with its :class:`~viewer.analysis.session.AnalysisSession`, which computes the on-demand maps and
+holds the model inputs in memory to do so, so only the :data:`LIVE_RESULTS` most recently shown results keep an
+open session; older ones are ``close()``d (their computed maps stay).
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QToolBar
+from PySide6.QtWidgets import QDockWidget, QWidget
 
-from viewer.errors import CancelledError, ViewerError
-from viewer.progress import CancelFn, ProgressFn
+from viewer.analysis.result import AnalysisResult
+from viewer.analysis.session import (
+    AnalysisOutcome,
+    AnalysisSession,
+    analyse_for_display,
+    analysis_error,
+    slice_display_map,
+)
+from viewer.dicom.stacks import Stack
+from viewer.dicom.volume import Volume
 from viewer.ui.error_dialog import report_exception
 from viewer.ui.help_page import show_analysis_help
+from viewer.ui.image_view import ImageView
+from viewer.ui.jobs import JobTag
 from viewer.ui.results_panel import ResultsPanel, format_probability
-from viewer.ui.saliency_overlay import MAP_LEVELS, SaliencyOverlay
-from viewer.ui.workers import WorkerThread
-
-if TYPE_CHECKING:
-    from viewer.analysis.result import AnalysisResult
-    from viewer.ui.main_window import MainWindow
+from viewer.ui.saliency_overlay import SaliencyOverlay
+from viewer.ui.settings import ViewerSettings
+from viewer.ui.workers import Handlers, JobHost, WorkerThread
 
 log = logging.getLogger(__name__)
+
+
+class SeriesOnScreen(Protocol):
+    """The series on screen as the analysis needs to know it (the main window is one)."""
+
+    @property
+    def current_uid(self) -> str | None: ...
+
+    @property
+    def loading(self) -> bool: ...
+
+    def current_volume(self) -> Volume | None: ...
+
+    def stack(self, uid: str) -> Stack | None: ...
+
+
+class DockFactory(Protocol):
+    """Adds ``widget`` as a dock of the window, listed under View (the main window's ``add_dock``)."""
+
+    def __call__(
+        self,
+        widget: QWidget,
+        title: str,
+        area: Qt.DockWidgetArea,
+        *,
+        min_width: int = 0,
+        width: int | None = None,
+    ) -> QDockWidget: ...
 
 
 LIVE_RESULTS = 3
 JOB_KEY = "analyze"
 
 
-@dataclass(frozen=True, slots=True)
-class AnalysisTag:
-    """Which analysis a signal belongs to: the stack and the controller's analysis generation."""
-
-    stack_uid: str
-    generation: int
-
-
 @dataclass(eq=False, slots=True)
 class SaliencyTag:
-    """An on-demand pixel-saliency job: slice ``k`` of ``result`` (compared by identity)."""
+    """An on-demand pixel-saliency job: slice ``k`` of ``session`` (compared by identity)."""
 
     stack_uid: str
     k: int
-    result: Any
-
-
-@dataclass(slots=True)
-class AnalysisOutcome:
-    """What the analysis worker returns: the result and its key slices' maps scaled for display."""
-
-    result: AnalysisResult
-    display_maps: dict[int, np.ndarray] = field(default_factory=dict)
-
-
-def to_display_map(raw: np.ndarray) -> np.ndarray:
-    """A signed attribution map as the overlay draws it: ``normalise_map`` (|values| scaled to [0, 1] by the
-    99.5th percentile), stored as uint8 0–255 (a quarter of float32's memory; the colour table has 256 entries)."""
-    from viewer.model.explanations import normalise_map
-
-    return np.round(normalise_map(raw) * MAP_LEVELS).astype(np.uint8)
-
-
-def run_analysis(
-    volume: Any,
-    model_path: str | Path | None,
-    device: str,
-    *,
-    progress: ProgressFn,
-    cancel: CancelFn,
-) -> AnalysisOutcome:
-    """Load the model (cached after the first time) and analyse ``volume``; runs on a worker, no Qt."""
-    progress(0, 0, "Loading the model")
-    from viewer.analysis.models import load_model
-    from viewer.analysis.run import AnalysisOptions, analyze_volume
-
-    model, card = load_model(model_path)
-    if cancel():
-        raise CancelledError("Analysis cancelled")
-    result = analyze_volume(
-        volume, model, card, options=AnalysisOptions(device=device), progress=progress, cancel=cancel
-    )
-    maps = {k: to_display_map(m) for k, m in result.pixel_saliency.items()}
-    return AnalysisOutcome(result, maps)
-
-
-def compute_slice_saliency(
-    result: Any, k: int, *, progress: ProgressFn, cancel: CancelFn
-) -> tuple[int, np.ndarray | None]:
-    """Pixel saliency of slice ``k`` of ``result``, scaled for display (None when it cannot be computed)."""
-    raw = result.saliency(k)
-    if raw is None:
-        return k, None
-    return k, to_display_map(raw)
-
-
-def _user_error(exc: BaseException) -> ViewerError:
-    """A failure as the dialog shows it: what and why in plain words, never a traceback."""
-    if isinstance(exc, ViewerError):
-        return exc
-    if isinstance(exc, MemoryError):
-        return ViewerError(
-            "The analysis failed",
-            "not enough memory; close other programs or lower the series cache in Preferences, then try again",
-        )
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = " <- ".join(f"{f.name} ({Path(f.filename).name}:{f.lineno})" for f in reversed(frames[-4:]))
-    log.error("analysis failed with %s at %s", type(exc).__name__, where or "?")
-    return ViewerError(
-        "The analysis failed",
-        f"the model stopped with an internal error ({type(exc).__name__}). The viewer is still usable; "
-        "try again, or choose 'CPU only' under Tools ▸ Preferences",
-    )
+    session: AnalysisSession
 
 
 class AnalysisController(QObject):
-    """The Analyze command, its worker, the results dock and the saliency overlay of one :class:`MainWindow`.
+    """The Analyze command, its worker, the results dock and the saliency overlay of one window.
+
+    The window composes it: it hands over the image view, the series on screen, where jobs run, the settings and
+    a way to add a dock, connects ``on_series_opened`` and ``on_volume_loaded`` to its own signals, and places
+    :attr:`analyze_action`, :attr:`overlay_action` and :attr:`help_action` in its menus and toolbar.
 
     Signals
     -------
@@ -154,65 +117,57 @@ class AnalysisController(QObject):
     cancelled = Signal(str)
     saliency_ready = Signal(str, int)
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
-        self.view = window.view
+    def __init__(
+        self,
+        view: ImageView,
+        series: SeriesOnScreen,
+        jobs: JobHost,
+        settings: ViewerSettings,
+        add_dock: DockFactory,
+        parent: QWidget,
+    ) -> None:
+        super().__init__(parent)
+        self.view = view
+        self.series = series
+        self.jobs = jobs
+        self.settings = settings
         #: Weights to analyse with; None = the shipped default (tests point this at their own file).
         self.model_path: str | Path | None = None
-        self.results: dict[str, AnalysisResult] = {}
+        self.sessions: dict[str, AnalysisSession] = {}
         self._display_maps: dict[str, dict[int, np.ndarray]] = {}
         self._unavailable: dict[str, set[int]] = {}
         self._live: list[str] = []
         self._generation = 0
         self._thread: WorkerThread | None = None
-        self._tag: AnalysisTag | None = None
+        self._tag: JobTag | None = None
         self._pending_uid: str | None = None
-        self._shown: AnalysisResult | None = None
+        self._shown: AnalysisSession | None = None
         self._saliency_thread: WorkerThread | None = None
         self._wanted: tuple[str, int] | None = None
 
         self.panel = ResultsPanel()
-        self.dock = window.add_dock(self.panel, "Analysis", Qt.DockWidgetArea.RightDockWidgetArea)
-        self.dock.setMinimumWidth(400)
-        window.resizeDocks([self.dock], [470], Qt.Orientation.Horizontal)
+        self.dock = add_dock(
+            self.panel, "Analysis", Qt.DockWidgetArea.RightDockWidgetArea, min_width=400, width=470
+        )
         self.dock.hide()
         self.overlay = SaliencyOverlay(self.view, on_missing=self._request_saliency)
         self.panel.set_overlay_controls(self.overlay.enabled, self.overlay.opacity, self.overlay.threshold)
 
-        self.analyze_action = QAction("&Analyze Series", window)
+        self.analyze_action = QAction("&Analyze Series", parent)
         self.analyze_action.setShortcut(QKeySequence("Ctrl+R"))
         self.analyze_action.setStatusTip("Run the slice-GRU model on the series on screen (Ctrl+R)")
         self.analyze_action.setToolTip("Analyze the series on screen (Ctrl+R)")
         self.analyze_action.triggered.connect(self.analyze)
-        tools = window.tools_menu
-        first = tools.actions()[0] if tools.actions() else None
-        tools.insertAction(first, self.analyze_action)
-        if first is not None:
-            tools.insertSeparator(first)
 
-        self.overlay_action = QAction("Pixel Saliency &Overlay", window)
+        self.overlay_action = QAction("Pixel Saliency &Overlay", parent)
         self.overlay_action.setCheckable(True)
         self.overlay_action.setChecked(self.overlay.enabled)
         self.overlay_action.setShortcut(QKeySequence("O"))
         self.overlay_action.setStatusTip("Show or hide the pixel saliency map over the image (O)")
         self.overlay_action.toggled.connect(self.set_overlay_enabled)
-        window.view_menu.addSeparator()
-        window.view_menu.addAction(self.overlay_action)
 
-        self.help_action = QAction("How to Read the &Analysis", window)
-        self.help_action.triggered.connect(lambda _=False: show_analysis_help(window))
-        help_menu = window.help_menu
-        help_menu.insertAction(help_menu.actions()[0] if help_menu.actions() else None, self.help_action)
-
-        self.toolbar = QToolBar("Analysis", window)
-        self.toolbar.setObjectName("toolbar-analysis")
-        self.toolbar.setMovable(False)
-        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        self.toolbar.addAction(self.analyze_action)
-        self.toolbar.addAction(self.overlay_action)
-        self.toolbar.addAction(self.dock.toggleViewAction())
-        window.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.toolbar)
+        self.help_action = QAction("How to Read the &Analysis", parent)
+        self.help_action.triggered.connect(lambda _=False: show_analysis_help(parent))
 
         self.panel.analyze_requested.connect(self.analyze)
         self.panel.slice_clicked.connect(self.view.set_slice)
@@ -220,10 +175,18 @@ class AnalysisController(QObject):
         self.panel.opacity_changed.connect(self.overlay.set_opacity)
         self.panel.threshold_changed.connect(self.overlay.set_threshold)
         self.view.slice_changed.connect(self._on_slice_changed)
-        window.series_opened.connect(self._on_series_opened)
-        window.volume_loaded.connect(self._on_volume_loaded)
 
     # -- state ------------------------------------------------------------------------------------------------
+
+    @property
+    def results(self) -> dict[str, AnalysisResult]:
+        """The latest result of every series analysed, by stack uid."""
+        return {uid: session.result for uid, session in self.sessions.items()}
+
+    @property
+    def shown_session(self) -> AnalysisSession | None:
+        """The session whose result is on screen, or None."""
+        return self._shown
 
     @property
     def running(self) -> bool:
@@ -236,17 +199,17 @@ class AnalysisController(QObject):
     @property
     def shown_result(self) -> AnalysisResult | None:
         """The result on screen (panel and overlay), or None."""
-        return self._shown
+        return self._shown.result if self._shown is not None else None
 
     def display_map(self, uid: str, k: int) -> np.ndarray | None:
         """The pixel map of slice ``k`` of series ``uid`` as drawn (uint8, 255 = strongest), if computed."""
         return self._display_maps.get(uid, {}).get(k)
 
     def _accepting(self) -> bool:
-        return self.window.pool.accepting
+        return self.jobs.pool.accepting
 
     def _status(self, text: str, ms: int = 5000) -> None:
-        self.window.statusBar().showMessage(text, ms)
+        self.jobs.status_bar.showMessage(text, ms)
 
     # -- starting and stopping --------------------------------------------------------------------------------
 
@@ -254,14 +217,14 @@ class AnalysisController(QObject):
         """Analyse the series on screen (once it has loaded); True when an analysis started or is queued."""
         if not self._accepting():
             return False
-        uid = self.window.current_uid
+        uid = self.series.current_uid
         if uid is None:
             self._status("Open a series first, then Analyze (Ctrl+R).")
             return False
         self.dock.show()
-        volume = self.window.current_volume()
+        volume = self.series.current_volume()
         if volume is None:
-            if self.window.loading:
+            if self.series.loading:
                 self._pending_uid = uid
                 self.panel.show_waiting()
                 self._status("The analysis starts once the series has loaded.")
@@ -271,34 +234,35 @@ class AnalysisController(QObject):
         self._start(uid, volume)
         return True
 
-    def _start(self, uid: str, volume: Any) -> None:
+    def _start(self, uid: str, volume: Volume) -> None:
         self._pending_uid = None
         if self._thread is not None:
             self._thread.cancel()  # one analysis at a time: the newest request wins
         self._generation += 1
-        tag = AnalysisTag(uid, self._generation)
-        thread = WorkerThread(
-            run_analysis,
-            volume,
-            self.model_path,
-            self.window.settings.analysis_device,
-            tag=tag,
-            name="analysis",
-        )
-        thread.progress.connect(self._on_progress)
-        thread.finished_ok.connect(self._on_finished)
-        thread.errored.connect(self._on_errored)
-        thread.cancelled.connect(self._on_cancelled)
-        thread.stopped.connect(self._on_stopped)
-        self._thread, self._tag = thread, tag
+        tag = JobTag(uid, self._generation)
         if self.view.stack_uid == uid:
             self._hide_result()
             self.panel.show_running()
-        stack = self.window.stack(uid)
+        stack = self.series.stack(uid)
         title = getattr(stack, "label", "") or "series"
-        self.window.progress.begin(JOB_KEY, f"Analysing {title}", self.cancel)
+        self.jobs.progress.begin(JOB_KEY, f"Analysing {title}", self.cancel)
         self._status("Analysing… the viewer stays usable meanwhile (Esc or Cancel stops it).")
-        self.window.pool.start(thread)
+        self._thread = self.jobs.pool.run(
+            analyse_for_display,
+            volume,
+            self.model_path,
+            self.settings.analysis_device,
+            tag=tag,
+            name="analysis",
+            handlers=Handlers(
+                progress=self._on_progress,
+                finished=self._on_result_arrived,
+                errored=self._on_errored,
+                cancelled=self._on_cancelled,
+                stopped=self._on_stopped,
+            ),
+        )
+        self._tag = tag
         self.started.emit(uid)
 
     def cancel(self) -> None:
@@ -312,28 +276,30 @@ class AnalysisController(QObject):
             return
         thread.cancel()
         self._thread, self._tag = None, None
-        self.window.progress.end(JOB_KEY)
+        self.jobs.progress.end(JOB_KEY)
         if self.view.stack_uid == thread.tag.stack_uid:
             self.panel.show_cancelled()
         self._status("Analysis cancelled", 3000)
 
     # -- worker signals ---------------------------------------------------------------------------------------
 
-    def _on_progress(self, tag: Any, done: int, total: int, text: str) -> None:
+    def _on_progress(self, tag: JobTag, done: int, total: int, text: str) -> None:
         if tag == self._tag:
-            self.window.progress.update_job(JOB_KEY, done, total, f"Analysing: {text}" if text else "")
+            self.jobs.progress.update_job(JOB_KEY, done, total, f"Analysing: {text}" if text else "")
 
-    def _on_finished(self, tag: Any, outcome: AnalysisOutcome) -> None:
+    def _on_result_arrived(self, tag: JobTag, outcome: AnalysisOutcome) -> None:
+        """The one place a fresh result arrives: keep its session, then show it if its series is on screen."""
         if tag != self._tag or not self._accepting():
             return
         self._thread, self._tag = None, None
-        self.window.progress.end(JOB_KEY)
-        result = outcome.result
+        self.jobs.progress.end(JOB_KEY)
+        session = outcome.session
+        result = session.result
         uid = tag.stack_uid
-        old = self.results.get(uid)
-        if old is not None and old is not result:
-            old.release()
-        self.results[uid] = result
+        old = self.sessions.get(uid)
+        if old is not None and old is not session:
+            old.close()
+        self.sessions[uid] = session
         self._display_maps[uid] = dict(outcome.display_maps)
         self._unavailable[uid] = set()
         self._keep_live(uid)
@@ -344,12 +310,12 @@ class AnalysisController(QObject):
         if self.view.stack_uid == uid:
             self._show_if_current(uid)
 
-    def _on_errored(self, tag: Any, exc: BaseException) -> None:
+    def _on_errored(self, tag: JobTag, exc: BaseException) -> None:
         if tag != self._tag or not self._accepting():
             return
         self._thread, self._tag = None, None
-        self.window.progress.end(JOB_KEY)
-        error = _user_error(exc)
+        self.jobs.progress.end(JOB_KEY)
+        error = analysis_error(exc)
         message = str(error)
         if self.view.stack_uid == tag.stack_uid:
             self.panel.show_failed(message)
@@ -357,55 +323,58 @@ class AnalysisController(QObject):
         report_exception(error)
         self.failed.emit(tag.stack_uid, message)
 
-    def _on_cancelled(self, tag: Any) -> None:
-        if isinstance(tag, AnalysisTag) and self._accepting():
+    def _on_cancelled(self, tag: JobTag) -> None:
+        if isinstance(tag, JobTag) and self._accepting():
             self.cancelled.emit(tag.stack_uid)
 
-    def _on_stopped(self, tag: Any) -> None:
+    def _on_stopped(self, tag: JobTag) -> None:
         if self._thread is not None and self._thread.tag == tag:
             self._thread, self._tag = None, None
-            self.window.progress.end(JOB_KEY)
+            self.jobs.progress.end(JOB_KEY)
 
     # -- which result is on screen ----------------------------------------------------------------------------
 
-    def _on_series_opened(self, uid: str) -> None:
+    def on_series_opened(self, uid: str) -> None:
+        """Another series is on screen (loaded or not yet): no result may stay drawn over it."""
         self._hide_result()
         if self._pending_uid is not None and self._pending_uid != uid:
             self._pending_uid = None
         if self._tag is not None and self._tag.stack_uid == uid:
             self.panel.show_running()
-        elif uid in self.results:
+        elif uid in self.sessions:
             self.panel.show_empty("Loading the series to show its analysis…")
         else:
             self.panel.show_empty()
 
-    def _on_volume_loaded(self, uid: str) -> None:
+    def on_volume_loaded(self, uid: str) -> None:
+        """Series ``uid`` finished loading: start a queued analysis of it, or show its result."""
         if uid != self.view.stack_uid:
             return
         if self._pending_uid == uid:
-            volume = self.window.current_volume()
+            volume = self.series.current_volume()
             if volume is not None:
                 self._start(uid, volume)
             return
-        if uid in self.results:
+        if uid in self.sessions:
             self._show_if_current(uid)
         elif self._tag is None or self._tag.stack_uid != uid:
             self.panel.show_empty()
 
     def _show_if_current(self, uid: str) -> bool:
         """Show ``uid``'s result if that exact series is loaded on screen."""
-        result = self.results.get(uid)
-        volume = self.window.current_volume()
+        session = self.sessions.get(uid)
+        result = session.result if session is not None else None
+        volume = self.series.current_volume()
         if result is None or self.view.stack_uid != uid or volume is None or not result.matches(volume):
             if result is not None and volume is not None and self.view.stack_uid == uid:
                 self.panel.show_empty("The series changed since it was analysed: analyse it again.")
             return False
-        self._shown = result
+        self._shown = session
         self._keep_live(uid)
         self.panel.show_result(result, self.view.index)
         self.panel.set_overlay_controls(self.overlay.enabled, self.overlay.opacity, self.overlay.threshold)
         self.view.set_slice_marks(list(result.key_slices))
-        self.overlay.show_maps(lambda k, u=uid, r=result: self._map_for(u, r, k), result.pixel_label)
+        self.overlay.show_maps(lambda k, u=uid, s=session: self._map_for(u, s, k), result.pixel_label)
         self._update_overlay_status()
         self.dock.show()
         self.result_shown.emit(uid)
@@ -417,12 +386,12 @@ class AnalysisController(QObject):
         self.overlay.clear()
         self.view.set_slice_marks([])
 
-    def _map_for(self, uid: str, result: Any, k: int) -> np.ndarray | None:
+    def _map_for(self, uid: str, session: AnalysisSession, k: int) -> np.ndarray | None:
         """The overlay's source: only ever the shown result's maps, and only on its own series."""
-        if self._shown is not result or self.view.stack_uid != uid:
+        if self._shown is not session or self.view.stack_uid != uid:
             return None
         data = self._display_maps.get(uid, {}).get(k)
-        if data is not None and data.shape != tuple(result.identity.shape[1:]):
+        if data is not None and data.shape != tuple(session.result.identity.shape[1:]):
             return None
         return data
 
@@ -432,8 +401,8 @@ class AnalysisController(QObject):
         self._live.append(uid)
         while len(self._live) > LIVE_RESULTS:
             old = self._live.pop(0)
-            if old in self.results:
-                self.results[old].release()
+            if old in self.sessions:
+                self.sessions[old].close()
 
     # -- overlay ----------------------------------------------------------------------------------------------
 
@@ -451,10 +420,10 @@ class AnalysisController(QObject):
         self._update_overlay_status()
 
     def _update_overlay_status(self) -> None:
-        result = self._shown
-        if result is None:
+        session = self._shown
+        if session is None:
             return
-        uid = result.identity.stack_uid
+        uid = session.result.identity.stack_uid
         k = self.view.index
         if k in self._display_maps.get(uid, {}):
             self.overlay.set_status("")
@@ -465,10 +434,10 @@ class AnalysisController(QObject):
 
     def _request_saliency(self, k: int) -> None:
         """The overlay found no map for slice ``k`` on screen: compute it (the latest request wins)."""
-        result = self._shown
-        if result is None or not self._accepting():
+        session = self._shown
+        if session is None or not self._accepting():
             return
-        uid = result.identity.stack_uid
+        uid = session.result.identity.stack_uid
         if self.view.stack_uid != uid:  # asked while another series replaces this one on screen
             return
         if k in self._display_maps.get(uid, {}) or k in self._unavailable.get(uid, set()):
@@ -479,28 +448,32 @@ class AnalysisController(QObject):
 
     def _start_saliency(self) -> None:
         wanted, self._wanted = self._wanted, None
-        result = self._shown
-        if wanted is None or result is None or wanted[0] != result.identity.stack_uid:
+        session = self._shown
+        if wanted is None or session is None or wanted[0] != session.result.identity.stack_uid:
             return
         uid, k = wanted
-        thread = WorkerThread(
-            compute_slice_saliency, result, k, tag=SaliencyTag(uid, k, result), name="saliency"
+        self._saliency_thread = self.jobs.pool.run(
+            slice_display_map,
+            session,
+            k,
+            tag=SaliencyTag(uid, k, session),
+            name="saliency",
+            handlers=Handlers(
+                finished=self._on_saliency,
+                errored=self._on_saliency_failed,
+                stopped=self._on_saliency_stopped,
+            ),
         )
-        thread.finished_ok.connect(self._on_saliency)
-        thread.errored.connect(self._on_saliency_failed)
-        thread.stopped.connect(self._on_saliency_stopped)
-        self._saliency_thread = thread
-        self.window.pool.start(thread)
 
     def _on_saliency(self, tag: SaliencyTag, value: tuple[int, np.ndarray | None]) -> None:
-        if not self._accepting() or self.results.get(tag.stack_uid) is not tag.result:
+        if not self._accepting() or self.sessions.get(tag.stack_uid) is not tag.session:
             return
         k, data = value
         if data is None:
             self._unavailable.setdefault(tag.stack_uid, set()).add(k)
         else:
             self._display_maps.setdefault(tag.stack_uid, {})[k] = data
-        if self._shown is tag.result:
+        if self._shown is tag.session:
             if self.view.index == k:
                 self.overlay.refresh()
             self._update_overlay_status()
@@ -509,7 +482,7 @@ class AnalysisController(QObject):
     def _on_saliency_failed(self, tag: SaliencyTag, exc: BaseException) -> None:
         log.warning("pixel saliency of one slice failed: %s", type(exc).__name__)
         self._unavailable.setdefault(tag.stack_uid, set()).add(tag.k)
-        if self._shown is tag.result:
+        if self._shown is tag.session:
             self._update_overlay_status()
 
     def _on_saliency_stopped(self, tag: SaliencyTag) -> None:

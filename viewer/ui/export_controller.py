@@ -2,38 +2,57 @@
 Encapsulated PDF, the current view as PNG and the result as JSON.
 
 Enabled only while the series on screen shows its own analysis result. The dialog
-(:class:`~viewer.ui.export_dialog.ExportDialog`) chooses; :func:`run_export` writes, on a worker from the
-window's pool (building the report renders key images and may compute pixel saliency), with progress and Cancel
-in the status bar. Every target is checked before anything is written: a path inside the series' own folder is
-refused as a whole, and writes go through a temporary file, so a failure leaves no half file behind. The
-analysis result is untouched by an export, and the dialog opens again with the choices of a failed export.
+(:class:`~viewer.ui.export_dialog.ExportDialog`) chooses; :func:`viewer.report.export.run_export` writes, on a
+worker from the window's pool (building the report renders key images and may compute pixel saliency), with
+progress and Cancel in the status bar. The analysis result is untouched by an export, and the dialog opens again
+with the choices of a failed export.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from PySide6.QtCore import QObject, QStandardPaths, Signal
 from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QWidget
 
-from viewer.errors import CancelledError, ViewerError
-from viewer.progress import CancelFn, ProgressFn
+from viewer.analysis.session import AnalysisSession
+from viewer.dicom.volume import Volume
+from viewer.report.export import (
+    ExportChoices,
+    ExportOutcome,
+    ViewState,
+    check_targets,
+    export_error,
+    outside_all,
+    run_export,
+)
+from viewer.report.output import source_folders
 from viewer.ui.error_dialog import report_exception
-from viewer.ui.export_dialog import ExportChoices, ExportDialog, ViewState, check_targets
+from viewer.ui.export_dialog import ExportDialog
+from viewer.ui.image_view import ImageView
 from viewer.ui.results_panel import format_probability
-from viewer.ui.workers import WorkerThread
-
-if TYPE_CHECKING:
-    from viewer.ui.main_window import MainWindow
+from viewer.ui.saliency_overlay import SaliencyOverlay
+from viewer.ui.settings import ViewerSettings
+from viewer.ui.workers import Handlers, JobHost, WorkerThread
 
 log = logging.getLogger(__name__)
 
 
 JOB_KEY = "export"
+
+
+class ExportSource(Protocol):
+    """The series on screen as an export needs it (the main window is one)."""
+
+    @property
+    def opened_folders(self) -> tuple[Path, ...]: ...
+
+    def current_volume(self) -> Volume | None: ...
 
 
 @dataclass(frozen=True)
@@ -45,121 +64,12 @@ class ExportTag:
     choices: ExportChoices
 
 
-@dataclass
-class ExportOutcome:
-    """What an export wrote: the PDF first, then the extras in the order they were written."""
-
-    pdf: Path
-    written: list[Path] = field(default_factory=list)
-
-
-def run_export(
-    volume: Any,
-    result: Any,
-    model_path: str | Path | None,
-    choices: ExportChoices,
-    view: ViewState,
-    opened: Sequence[Path] = (),
-    *,
-    progress: ProgressFn,
-    cancel: CancelFn,
-) -> ExportOutcome:
-    """Build the report of ``result`` on ``volume`` and write what ``choices`` ask for; runs on a worker, no Qt.
-
-    Raises
-    ------
-    ViewerError
-        A target lies inside the series' folder or a folder in ``opened`` (nothing is written then), or a
-        write failed (the message names the files already written).
-    CancelledError
-        Cancelled while the report was being built (nothing written yet).
-    """
-    from viewer.analysis.models import load_model
-    from viewer.report import ReportOptions, build_report, export_json, export_png, save_dicom, save_pdf
-    from viewer.report.output import source_folders
-
-    check_targets(choices, source_folders(volume), opened)
-    extras = [p for p in (choices.dicom_folder, choices.png, choices.json) if p is not None]
-    build_steps = len(result.key_slices) + 1
-    total = 1 + build_steps + 1 + len(extras)
-
-    def step(done: int, text: str) -> None:
-        if cancel():
-            raise CancelledError("Export cancelled")
-        progress(done, total, text)
-
-    step(0, "Reading the model card")
-    _model, card = load_model(model_path)
-    report = build_report(
-        volume,
-        result,
-        card,
-        ReportOptions(anonymize=choices.anonymize),
-        progress=lambda done, _total, text: step(1 + done, text),
-    )
-    # From here on no cancel: the writes are quick, and stopping halfway would leave half an export.
-    written: list[Path] = []
-    done = 1 + build_steps
-    try:
-        progress(done, total, "Writing the PDF")
-        written.append(save_pdf(report, choices.pdf))
-        if choices.dicom_folder is not None:
-            done += 1
-            progress(done, total, "Writing the DICOM copy")
-            written.append(save_dicom(report, choices.dicom_folder))
-        if choices.png is not None:
-            done += 1
-            progress(done, total, "Writing the PNG")
-            written.append(
-                export_png(
-                    choices.png,
-                    volume,
-                    result,
-                    view.index,
-                    overlay=view.overlay,
-                    window=view.window,
-                    opacity=view.opacity,
-                    invert=view.invert,
-                    threshold=view.threshold,
-                )
-            )
-        if choices.json is not None:
-            done += 1
-            progress(done, total, "Writing the JSON")
-            written.append(export_json(choices.json, result, volume, anonymize=choices.anonymize))
-    except ViewerError as exc:
-        if not written:
-            raise
-        names = ", ".join(str(p) for p in written)
-        raise ViewerError(exc.what, f"{exc.why}. Already written: {names}", exc.path) from exc
-    progress(total, total, "Export done")
-    return ExportOutcome(pdf=written[0], written=written)
-
-
-def _user_error(exc: BaseException) -> ViewerError:
-    """A failure as the dialog shows it: what and why in plain words."""
-    if isinstance(exc, ViewerError):
-        return exc
-    if isinstance(exc, MemoryError):
-        return ViewerError("The export failed", "not enough memory; close other series and try again")
-    if isinstance(exc, OSError):
-        return ViewerError("The export failed", exc.strerror or str(exc), exc.filename)
-    log.error("export failed with %s", type(exc).__name__)
-    return ViewerError(
-        "The export failed",
-        f"an internal error ({type(exc).__name__}); the analysis is kept, try again or choose other paths",
-    )
-
-
-def _outside(folder: Path, protected: tuple[Path, ...]) -> bool:
-    from viewer.report.output import is_inside
-
-    resolved = folder.resolve()
-    return not any(is_inside(resolved, p) for p in protected)
-
-
 class ExportController(QObject):
-    """The Export Report command of one :class:`~viewer.ui.main_window.MainWindow`.
+    """The Export Report command of one window.
+
+    The window composes it: it hands over the image view, the saliency overlay, how to get the analysis on
+    screen, the series on screen, where jobs run and the settings; it places :attr:`action` in its File menu and
+    connects the signals after which Export may become (un)available to :meth:`update_enabled`.
 
     Signals
     -------
@@ -172,35 +82,35 @@ class ExportController(QObject):
     exported = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(
+        self,
+        view: ImageView,
+        overlay: SaliencyOverlay,
+        shown_session: Callable[[], AnalysisSession | None],
+        series: ExportSource,
+        jobs: JobHost,
+        settings: ViewerSettings,
+        parent: QWidget,
+    ) -> None:
+        super().__init__(parent)
+        self.view = view
+        self.overlay = overlay
+        self.shown_session = shown_session
+        self.series = series
+        self.jobs = jobs
+        self.settings = settings
+        self._parent = parent
         self.dialog: ExportDialog | None = None
         self._thread: WorkerThread | None = None
         self._generation = 0
         self._retry: dict[str, ExportChoices] = {}
 
-        self.action = QAction("Export &Report…", window)
+        self.action = QAction("Export &Report…", parent)
         self.action.setShortcut(QKeySequence("Ctrl+E"))
         self.action.setStatusTip(
             "Save the analysis of the series on screen as a PDF report (and DICOM, PNG, JSON) (Ctrl+E)"
         )
         self.action.triggered.connect(self.open_dialog)
-        menu = window.file_menu
-        menu.insertAction(window.file_quit_separator, self.action)
-        menu.insertSeparator(self.action)
-        menu.aboutToShow.connect(self.update_enabled)
-
-        analysis = window.analysis
-        for signal in (
-            window.series_opened,
-            window.volume_loaded,
-            analysis.result_shown,
-            analysis.started,
-            analysis.failed,
-            analysis.cancelled,
-        ):
-            signal.connect(self.update_enabled)
         self.update_enabled()
 
     # -- state ------------------------------------------------------------------------------------------------
@@ -209,21 +119,21 @@ class ExportController(QObject):
     def running(self) -> bool:
         return self._thread is not None
 
-    def target(self) -> tuple[Any, Any] | None:
-        """``(volume, result)`` when the series on screen is loaded and shows its own result, else None."""
-        result = self.window.analysis.shown_result
-        volume = self.window.current_volume()
-        if result is None or volume is None or not result.matches(volume):
+    def target(self) -> tuple[Volume, AnalysisSession] | None:
+        """``(volume, session)`` when the series on screen is loaded and shows its own result, else None."""
+        session = self.shown_session()
+        volume = self.series.current_volume()
+        if session is None or volume is None or not session.result.matches(volume):
             return None
-        return volume, result
+        return volume, session
 
-    def update_enabled(self, *_: Any) -> None:
+    def update_enabled(self, *_: object) -> None:
+        """Enable Export only while nothing is being exported and the series on screen shows its own result."""
         self.action.setEnabled(not self.running and self.target() is not None)
 
     def view_state(self) -> ViewState:
         """The slice, window and overlay on screen now (what the PNG shows)."""
-        view = self.window.view
-        overlay = self.window.analysis.overlay
+        view, overlay = self.view, self.overlay
         return ViewState(
             index=view.index,
             window=(float(view.center), float(view.width)),
@@ -236,8 +146,8 @@ class ExportController(QObject):
     def default_folder(self, protected: tuple[Path, ...]) -> Path:
         """The last export folder, else Documents, else home; never inside ``protected`` when one is outside."""
         documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
-        for candidate in (self.window.settings.last_export_folder, documents, str(Path.home())):
-            if candidate and Path(candidate).is_dir() and _outside(Path(candidate), protected):
+        for candidate in (self.settings.last_export_folder, documents, str(Path.home())):
+            if candidate and Path(candidate).is_dir() and outside_all(Path(candidate), protected):
                 return Path(candidate)
         return Path.home()
 
@@ -247,21 +157,20 @@ class ExportController(QObject):
         """Show the export dialog (window-modal, not blocking); None when there is nothing to export."""
         target = self.target()
         if target is None:
-            self.window.statusBar().showMessage(
+            self.jobs.status_bar.showMessage(
                 "Nothing to export: analyse the series on screen first (Ctrl+R).", 5000
             )
             self.update_enabled()
             return None
         if self.running:
-            self.window.statusBar().showMessage("An export is running; wait for it to finish.", 5000)
+            self.jobs.status_bar.showMessage("An export is running; wait for it to finish.", 5000)
             return None
-        from viewer.report.output import source_folders
-
-        volume, result = target
+        volume, session = target
+        result = session.result
         sources = source_folders(volume)
-        opened = self.window.opened_folders
-        display = self.window.view.display
-        settings = self.window.settings
+        opened = self.series.opened_folders
+        display = self.view.display
+        settings = self.settings
         view = self.view_state()
         title = display.series_title if display is not None else "Series"
         summary = (
@@ -278,7 +187,7 @@ class ExportController(QObject):
             summary=summary,
             anonymize=settings.export_deidentify,
             check=lambda choices: check_targets(choices, sources, opened),
-            parent=self.window,
+            parent=self._parent,
         )
         retry = self._retry.get(result.identity.stack_uid)
         if retry is not None:
@@ -299,40 +208,37 @@ class ExportController(QObject):
     def export(self, choices: ExportChoices) -> bool:
         """Export the result on screen as ``choices`` say, on a worker; True when the export started."""
         target = self.target()
-        if self.running or not self.window.pool.accepting:
-            self.window.statusBar().showMessage("An export is running; wait for it to finish.", 5000)
+        if self.running or not self.jobs.pool.accepting:
+            self.jobs.status_bar.showMessage("An export is running; wait for it to finish.", 5000)
             return False
         if target is None:
-            self.window.statusBar().showMessage(
-                "Nothing to export: analyse the series on screen first.", 5000
-            )
+            self.jobs.status_bar.showMessage("Nothing to export: analyse the series on screen first.", 5000)
             return False
-        volume, result = target
-        settings = self.window.settings
+        volume, session = target
+        settings = self.settings
         settings.export_deidentify = choices.anonymize
         self._generation += 1
-        tag = ExportTag(self._generation, result.identity.stack_uid, choices)
-        thread = WorkerThread(
+        tag = ExportTag(self._generation, session.result.identity.stack_uid, choices)
+        self._thread = self.jobs.pool.run(
             run_export,
             volume,
-            result,
-            self.window.analysis.model_path,
+            session,
             choices,
             self.view_state(),
-            self.window.opened_folders,
+            self.series.opened_folders,
             tag=tag,
             name="export",
+            handlers=Handlers(
+                progress=self._on_progress,
+                finished=self._on_finished,
+                errored=self._on_errored,
+                cancelled=self._on_cancelled,
+                stopped=self._on_stopped,
+            ),
         )
-        thread.progress.connect(self._on_progress)
-        thread.finished_ok.connect(self._on_finished)
-        thread.errored.connect(self._on_errored)
-        thread.cancelled.connect(self._on_cancelled)
-        thread.stopped.connect(self._on_stopped)
-        self._thread = thread
         self.update_enabled()
-        self.window.progress.begin(JOB_KEY, "Exporting the report", self.cancel)
-        self.window.statusBar().showMessage(f"Exporting the report to {choices.pdf}…")
-        self.window.pool.start(thread)
+        self.jobs.progress.begin(JOB_KEY, "Exporting the report", self.cancel)
+        self.jobs.status_bar.showMessage(f"Exporting the report to {choices.pdf}…")
         return True
 
     def cancel(self) -> None:
@@ -340,22 +246,22 @@ class ExportController(QObject):
         if thread is not None:
             thread.cancel()
 
-    def _is_current(self, tag: Any) -> bool:
+    def _is_current(self, tag: ExportTag) -> bool:
         return self._thread is not None and self._thread.tag == tag
 
-    def _on_progress(self, tag: Any, done: int, total: int, text: str) -> None:
+    def _on_progress(self, tag: ExportTag, done: int, total: int, text: str) -> None:
         if self._is_current(tag):
-            self.window.progress.update_job(JOB_KEY, done, total, f"Export: {text}" if text else "")
+            self.jobs.progress.update_job(JOB_KEY, done, total, f"Export: {text}" if text else "")
 
     def _on_finished(self, tag: ExportTag, outcome: ExportOutcome) -> None:
         if not self._is_current(tag):
             return
         self._retry.pop(tag.stack_uid, None)
-        self.window.settings.last_export_folder = str(outcome.pdf.parent)
-        self.window.settings.sync()
+        self.settings.last_export_folder = str(outcome.pdf.parent)
+        self.settings.sync()
         extras = len(outcome.written) - 1
         more = f" and {extras} more file{'s' if extras != 1 else ''}" if extras else ""
-        self.window.statusBar().showMessage(
+        self.jobs.status_bar.showMessage(
             f"Report saved: {outcome.pdf.name}{more} in {outcome.pdf.parent}", 15000
         )
         self.exported.emit(outcome)
@@ -364,19 +270,19 @@ class ExportController(QObject):
         if not self._is_current(tag):
             return
         self._retry[tag.stack_uid] = tag.choices
-        error = _user_error(exc)
-        self.window.statusBar().showMessage(
+        error = export_error(exc)
+        self.jobs.status_bar.showMessage(
             "The export failed; Ctrl+E opens it again with the same choices", 8000
         )
         report_exception(error)
         self.failed.emit(str(error))
 
-    def _on_cancelled(self, tag: Any) -> None:
+    def _on_cancelled(self, tag: ExportTag) -> None:
         if self._is_current(tag):
-            self.window.statusBar().showMessage("Export cancelled; nothing was written", 5000)
+            self.jobs.status_bar.showMessage("Export cancelled; nothing was written", 5000)
 
-    def _on_stopped(self, tag: Any) -> None:
+    def _on_stopped(self, tag: ExportTag) -> None:
         if self._is_current(tag):
             self._thread = None
-            self.window.progress.end(JOB_KEY)
+            self.jobs.progress.end(JOB_KEY)
             self.update_enabled()

@@ -1,19 +1,15 @@
 """File ▸ Export Report…: the dialog that picks where the report (and its extras) go.
 
 The dialog only chooses; :class:`~viewer.ui.export_controller.ExportController` writes, on a worker. What the
-dialog returns is an :class:`ExportChoices` (plain data), so a test or a script can hand the same choices to
-:meth:`ExportDialog.apply_choices` and :meth:`ExportDialog.accept` without a modal ``exec()``.
-
-Default names come from the series number and description (never the patient's name); with "De-identify" ticked
-the description is left out too, as the Basic Profile removes it. The extras' paths follow the PDF's until the
-user edits them.
+dialog returns is an :class:`~viewer.report.export.ExportChoices` (plain data), so a test or a script can hand
+the same choices to :meth:`ExportDialog.apply_choices` and :meth:`ExportDialog.accept` without a modal
+``exec()``. Default names and the extras' paths follow the rules of :mod:`viewer.report.export`; the extras'
+paths follow the PDF's until the user edits them.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -32,112 +28,16 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.errors import ViewerError
-from viewer.report.output import check_output_path
+from viewer.report.export import (
+    ExportChoices,
+    ViewState,
+    default_stem,
+    derived_dicom_folder,
+    derived_json,
+    derived_png,
+    unused_pdf_path,
+)
 from viewer.ui import theme
-
-REPORT_PREFIX = "GRU report"
-MAX_STEM = 80
-
-
-@dataclass(frozen=True)
-class ExportChoices:
-    """Where one export goes. ``None`` for an extra means: not wanted.
-
-    Attributes
-    ----------
-    pdf:
-        The PDF report.
-    anonymize:
-        De-identify the PDF, the DICOM copy and the JSON (DICOM PS3.15 Annex E Basic Profile).
-    dicom_folder:
-        Folder for the DICOM Encapsulated PDF (written as ``<SOP Instance UID>.dcm``).
-    png:
-        The current view (slice on screen, its window and overlay) as PNG.
-    json:
-        The analysis result as JSON.
-    """
-
-    pdf: Path
-    anonymize: bool = False
-    dicom_folder: Path | None = None
-    png: Path | None = None
-    json: Path | None = None
-
-    def targets(self) -> list[Path]:
-        """Every path the export writes to (the DICOM entry is the folder)."""
-        return [p for p in (self.pdf, self.dicom_folder, self.png, self.json) if p is not None]
-
-
-@dataclass(frozen=True)
-class ViewState:
-    """What the PNG of the current view shows: slice ``index`` (0-based) in ``window`` (center, width), grey
-    scale ``invert``-ed or not, the overlay with its ``opacity`` and ``threshold``."""
-
-    index: int
-    window: tuple[float, float]
-    overlay: bool
-    opacity: float
-    invert: bool = False
-    threshold: float = 0.0
-
-    def describe(self) -> str:
-        center, width = self.window
-        overlay = f"saliency overlay from {self.threshold:.2f}" if self.overlay else "no overlay"
-        inverted = ", inverted" if self.invert else ""
-        return f"slice {self.index + 1}, W {width:g} / L {center:g}{inverted}, {overlay}"
-
-
-def check_targets(choices: ExportChoices, folders: Sequence[Path], opened: Sequence[Path] = ()) -> None:
-    """Raise :class:`ViewerError` when any target lies inside ``folders`` (the series' own folders) or
-    ``opened`` (the folders opened as studies).
-
-    Checked for every target before anything is written, so a refused extra never leaves the PDF alone behind.
-    """
-    for target in choices.targets():
-        check_output_path(target, folders=folders, opened=opened)
-
-
-def safe_file_name(text: str) -> str:
-    """``text`` as a file name that every desktop system accepts: letters, digits, space, ``.-_()`` only."""
-    cleaned = re.sub(r"[^\w .()-]+", "_", text, flags=re.ASCII)
-    cleaned = re.sub(r"\s+", " ", cleaned).strip(" ._")
-    return cleaned[:MAX_STEM].rstrip(" ._") or "report"
-
-
-def default_stem(series_number: int | None, description: str, *, deidentified: bool) -> str:
-    """``GRU report - series 3 - HEAD 5mm AXIAL``; no description when ``deidentified`` (PS3.15 removes it)."""
-    parts = [REPORT_PREFIX]
-    if series_number is not None:
-        parts.append(f"series {series_number}")
-    if description.strip() and not deidentified:
-        parts.append(description.strip())
-    return safe_file_name(" - ".join(parts))
-
-
-def derived_dicom_folder(pdf: Path) -> Path:
-    return pdf.with_name(f"{pdf.stem} DICOM")
-
-
-def derived_png(pdf: Path, view: ViewState) -> Path:
-    """``<stem> slice 15 W80 L40.png``: the slice number as the viewer shows it (1-based) and the window used."""
-    center, width = view.window
-    return pdf.with_name(f"{pdf.stem} slice {view.index + 1} W{width:g} L{center:g}.png")
-
-
-def derived_json(pdf: Path) -> Path:
-    return pdf.with_name(f"{pdf.stem}.json")
-
-
-def unused_pdf_path(folder: Path, stem: str, view: ViewState) -> Path:
-    """``folder/stem.pdf``, or ``stem (2).pdf`` … when that name (or one of its extras) is taken already."""
-    n = 1
-    while True:
-        name = stem if n == 1 else f"{stem} ({n})"
-        pdf = folder / f"{name}.pdf"
-        taken = (pdf, derived_dicom_folder(pdf), derived_png(pdf, view), derived_json(pdf))
-        if not any(p.exists() for p in taken):
-            return pdf
-        n += 1
 
 
 class _PathRow:

@@ -1,7 +1,9 @@
-"""The plain functions the window runs on workers: index, load (tagged), thumbnails. No Qt here.
+"""The plain functions the window runs on workers: index, load (tagged), thumbnails, and the tag of a job on one
+series. No Qt here.
 
 Each takes ``progress`` and ``cancel`` like every headless job; what a worker thread delivers is tagged with the
-stack uid and the load generation, so the window can drop what a superseded load still sends.
+stack uid and its owner's generation (:class:`JobTag`), so the window and its controllers can drop what a
+superseded job still sends.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 
+from viewer.dicom.index import StudyIndex, scan
 from viewer.dicom.pixels import to_display
+from viewer.dicom.stacks import Stack
 from viewer.dicom.volume import Volume, load_stack
 from viewer.progress import CancelFn, ProgressFn
 
@@ -21,8 +25,9 @@ THUMBNAIL_PIXELS = 112  # twice the browser's icon size, for high-DPI screens
 
 
 @dataclass(frozen=True, slots=True)
-class LoadTag:
-    """Which load a signal belongs to: the stack and the window's load generation."""
+class JobTag:
+    """Which job on one series a worker signal belongs to: the stack and its owner's generation (the window's
+    load generation, the analysis controller's analysis generation)."""
 
     stack_uid: str
     generation: int
@@ -30,14 +35,19 @@ class LoadTag:
 
 @dataclass(frozen=True, slots=True)
 class SliceReady:
-    tag: LoadTag
+    tag: JobTag
     k: int
     array: np.ndarray
 
 
+def index_paths(paths: Sequence[str | Path], *, progress: ProgressFn, cancel: CancelFn) -> StudyIndex:
+    """Index the folders, DICOMDIRs and files at ``paths`` (headers only)."""
+    return scan([str(p) for p in paths], progress=progress, cancel=cancel)
+
+
 def load_tagged(
-    stack: Any,
-    tag: LoadTag,
+    stack: Stack,
+    tag: JobTag,
     *,
     progress: ProgressFn,
     cancel: CancelFn,
@@ -74,14 +84,14 @@ def thumbnail_from_slice(
     return (shown * 255.0 + 0.5).astype(np.uint8)
 
 
-def middle_slice_stack(stack: Any) -> Any:
+def middle_slice_stack(stack: Stack) -> Stack:
     """The same stack reduced to its middle slice (headers only; nothing is read)."""
     mid = stack.slices[len(stack.slices) // 2]
     return dataclasses.replace(stack, slices=[mid], distances=None, spacing=None, warnings=[])
 
 
 def make_thumbnails(
-    stacks: Sequence[Any], *, progress: ProgressFn, cancel: CancelFn
+    stacks: Sequence[Stack], *, progress: ProgressFn, cancel: CancelFn
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(stack_uid, thumbnail)`` for each stack, from its middle slice; unreadable stacks are passed."""
     total = len(stacks)

@@ -4,27 +4,38 @@ Indexing, loading and thumbnails run on :class:`~viewer.ui.workers.WorkerThread`
 (stack uid + load generation), so switching series mid-load never mixes slices of two series. Loaded volumes go
 to a memory-bounded LRU cache, so going back to a series is instant.
 
-Extension points for the Analyze step: ``volume_loaded(stack_uid)`` and :meth:`MainWindow.current_volume` give
-the volume to analyse; :attr:`MainWindow.pool` runs the worker and :attr:`MainWindow.progress` shows its
-progress with Cancel; :meth:`MainWindow.add_dock` adds a results dock; ``view.slice_changed`` /
-``view.set_slice`` keep plots on the current slice; ``view.set_overlay`` draws saliency over the image;
-:attr:`MainWindow.tools_menu` holds the command. :attr:`MainWindow.analysis` (an
-:class:`~viewer.ui.analysis_controller.AnalysisController`) is that step: Analyze, the results dock, the overlay.
-:attr:`MainWindow.export` (an :class:`~viewer.ui.export_controller.ExportController`) is File ▸ Export Report….
+The window is the composition root of the steps after reading: it builds :attr:`MainWindow.analysis` (an
+:class:`~viewer.ui.analysis_controller.AnalysisController`: Analyze, the results dock, the overlay) and
+:attr:`MainWindow.export` (an :class:`~viewer.ui.export_controller.ExportController`: File ▸ Export Report…),
+hands each the few things it works with (the image view, the series on screen, a
+:class:`~viewer.ui.workers.JobHost` with the pool, the progress panel and the status bar, the settings), places
+their actions in its menus and toolbar and connects its signals to them. Neither controller knows the window.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QToolBar,
+    QWidget,
+)
 
+from viewer.dicom.index import StudyIndex
+from viewer.dicom.stacks import Stack
+from viewer.dicom.volume import Volume
 from viewer.errors import ViewerError
 from viewer.ui.about import show_about
 from viewer.ui.analysis_controller import AnalysisController
@@ -34,25 +45,19 @@ from viewer.ui.error_dialog import report_exception
 from viewer.ui.export_controller import ExportController
 from viewer.ui.image_view import CursorInfo, ImageView
 from viewer.ui.import_log import ImportLog, ImportLogDialog
-from viewer.ui.jobs import LoadTag, SliceReady, load_tagged, make_thumbnails
+from viewer.ui.jobs import JobTag, SliceReady, index_paths, load_tagged, make_thumbnails
 from viewer.ui.preferences import PreferencesDialog
 from viewer.ui.progress import ProgressPanel
 from viewer.ui.series_info import series_display_from_stack
 from viewer.ui.settings import ViewerSettings, WindowPreset
-from viewer.ui.workers import WorkerPool, WorkerThread
+from viewer.ui.workers import Handlers, JobHost, WorkerPool, WorkerThread
 
 log = logging.getLogger(__name__)
 
 LAYOUT_VERSION = 1
 
 
-def _scan(paths: Sequence[str], *, progress: Any, cancel: Any) -> Any:
-    from viewer.dicom.index import scan
-
-    return scan(list(paths), progress=progress, cancel=cancel)
-
-
-def _first_stack(index: Any) -> Any | None:
+def _first_stack(index: StudyIndex) -> Stack | None:
     """The stack a reader looks at first: the first series' largest volume, localizers last."""
     candidates = []
     for patient in index.patients:
@@ -88,10 +93,10 @@ class MainWindow(QMainWindow):
         self.import_log = ImportLog()
         self._log_dialog: ImportLogDialog | None = None
 
-        self.index: Any | None = None
-        self._stacks: dict[str, Any] = {}
+        self.index: StudyIndex | None = None
+        self._stacks: dict[str, Stack] = {}
         self._generation = 0
-        self._current_tag: LoadTag | None = None
+        self._current_tag: JobTag | None = None
         self._load_thread: WorkerThread | None = None
         self._index_thread: WorkerThread | None = None
         self._thumb_thread: WorkerThread | None = None
@@ -102,9 +107,9 @@ class MainWindow(QMainWindow):
         self.view = ImageView()
         self.setCentralWidget(self.view)
         self.browser = StudyBrowser()
-        self.browser_dock = self.add_dock(self.browser, "Studies", Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.browser_dock.setMinimumWidth(280)
-        self.resizeDocks([self.browser_dock], [330], Qt.Orientation.Horizontal)
+        self.browser_dock = self.add_dock(
+            self.browser, "Studies", Qt.DockWidgetArea.LeftDockWidgetArea, min_width=280, width=330
+        )
         self.browser.stack_activated.connect(self.open_stack)
 
         self.value_label = QLabel("")
@@ -123,14 +128,36 @@ class MainWindow(QMainWindow):
 
         self._build_menus()
         # Before the layout is restored, so the Analysis dock and toolbar get their saved places back.
-        self.analysis = AnalysisController(self)
-        self.export = ExportController(self)
+        jobs = JobHost(self.pool, self.progress, status)
+        self.analysis = AnalysisController(
+            self.view, series=self, jobs=jobs, settings=self.settings, add_dock=self.add_dock, parent=self
+        )
+        self._place_analysis(self.analysis)
+        self.export = ExportController(
+            self.view,
+            self.analysis.overlay,
+            shown_session=lambda: self.analysis.shown_session,
+            series=self,
+            jobs=jobs,
+            settings=self.settings,
+            parent=self,
+        )
+        self._place_export(self.export, self.analysis)
         self._restore_layout()
 
     # -- building ---------------------------------------------------------------------------------------------
 
-    def add_dock(self, widget: QWidget, title: str, area: Qt.DockWidgetArea) -> QDockWidget:
-        """Add a dock (the browser now; the analysis results next) that View ▸ can show and hide."""
+    def add_dock(
+        self,
+        widget: QWidget,
+        title: str,
+        area: Qt.DockWidgetArea,
+        *,
+        min_width: int = 0,
+        width: int | None = None,
+    ) -> QDockWidget:
+        """Add a dock (the browser, the analysis results) that View ▸ can show and hide, ``width`` pixels wide
+        at first and never narrower than ``min_width``."""
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock-{title.lower().replace(' ', '-')}")
         dock.setWidget(widget)
@@ -142,9 +169,63 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         if hasattr(self, "view_menu"):
             self.view_menu.insertAction(self._docks_anchor, dock.toggleViewAction())
+        if min_width:
+            dock.setMinimumWidth(min_width)
+        if width is not None:
+            self.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
         return dock
 
-    def _action(self, menu: QMenu, text: str, slot: Any, shortcut: Any = None, tip: str = "") -> QAction:
+    def _place_analysis(self, analysis: AnalysisController) -> None:
+        """Put Analyze first in Tools, the overlay switch in View, the help first in Help, and all three with the
+        Analysis dock's switch on a toolbar; the analysis follows the series on screen."""
+        tools = self.tools_menu
+        first = tools.actions()[0] if tools.actions() else None
+        tools.insertAction(first, analysis.analyze_action)
+        if first is not None:
+            tools.insertSeparator(first)
+        self.view_menu.addSeparator()
+        self.view_menu.addAction(analysis.overlay_action)
+        help_menu = self.help_menu
+        help_menu.insertAction(help_menu.actions()[0] if help_menu.actions() else None, analysis.help_action)
+
+        toolbar = QToolBar("Analysis", self)
+        toolbar.setObjectName("toolbar-analysis")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        toolbar.addAction(analysis.analyze_action)
+        toolbar.addAction(analysis.overlay_action)
+        toolbar.addAction(analysis.dock.toggleViewAction())
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, toolbar)
+        self.analysis_toolbar = toolbar
+
+        self.series_opened.connect(analysis.on_series_opened)
+        self.volume_loaded.connect(analysis.on_volume_loaded)
+
+    def _place_export(self, export: ExportController, analysis: AnalysisController) -> None:
+        """Put Export Report… above Quit in File, and re-check whether it is available whenever the series on
+        screen or its analysis changes."""
+        menu = self.file_menu
+        menu.insertAction(self.file_quit_separator, export.action)
+        menu.insertSeparator(export.action)
+        menu.aboutToShow.connect(export.update_enabled)
+        for signal in (
+            self.series_opened,
+            self.volume_loaded,
+            analysis.result_shown,
+            analysis.started,
+            analysis.failed,
+            analysis.cancelled,
+        ):
+            signal.connect(export.update_enabled)
+
+    def _action(
+        self,
+        menu: QMenu,
+        text: str,
+        slot: Callable[..., object],
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
+        tip: str = "",
+    ) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
@@ -262,37 +343,43 @@ class MainWindow(QMainWindow):
         label = first.name or str(first)
         if len(paths) > 1:
             label += f" and {len(paths) - 1} more"
-        thread = WorkerThread(_scan, paths, tag=("index", self._index_generation), name="index")
-        thread.progress.connect(self._on_index_progress)
-        thread.finished_ok.connect(self._on_index_ready)
-        thread.errored.connect(self._on_index_failed)
-        thread.stopped.connect(self._on_index_stopped)
+        thread = self.pool.run(
+            index_paths,
+            paths,
+            tag=("index", self._index_generation),
+            name="index",
+            handlers=Handlers(
+                progress=self._on_index_progress,
+                finished=self._on_index_ready,
+                errored=self._on_index_failed,
+                stopped=self._on_index_stopped,
+            ),
+        )
         self._index_thread = thread
         self.progress.begin("index", f"Indexing {label}", thread.cancel)
         self.statusBar().showMessage(f"Indexing {label}…")
-        self.pool.start(thread)
 
-    def _is_current_index(self, tag: Any) -> bool:
+    def _is_current_index(self, tag: tuple[str, int]) -> bool:
         return tag == ("index", self._index_generation)
 
-    def _on_index_progress(self, tag: Any, done: int, total: int, text: str) -> None:
+    def _on_index_progress(self, tag: tuple[str, int], done: int, total: int, text: str) -> None:
         if self._is_current_index(tag):
             self.progress.update_job(
                 "index", done, total, f"Indexing: {done}/{total} files" if total else text
             )
 
-    def _on_index_stopped(self, tag: Any) -> None:
+    def _on_index_stopped(self, tag: tuple[str, int]) -> None:
         if self._is_current_index(tag):
             self.progress.end("index")
             self._index_thread = None
 
-    def _on_index_failed(self, tag: Any, exc: BaseException) -> None:
+    def _on_index_failed(self, tag: tuple[str, int], exc: BaseException) -> None:
         if not self._is_current_index(tag):
             return
         self.statusBar().showMessage("Indexing failed", 5000)
         report_exception(exc)
 
-    def _on_index_ready(self, tag: Any, index: Any) -> None:
+    def _on_index_ready(self, tag: tuple[str, int], index: StudyIndex) -> None:
         if not self._is_current_index(tag):
             return
         self.index = index
@@ -336,26 +423,27 @@ class MainWindow(QMainWindow):
         stacks = list(self._stacks.values())
         if not stacks:
             return
-        thread = WorkerThread(
-            make_thumbnails, stacks, tag=("thumbs", self._index_generation), name="thumbnails"
+        self._thumb_thread = self.pool.run(
+            make_thumbnails,
+            stacks,
+            tag=("thumbs", self._index_generation),
+            name="thumbnails",
+            handlers=Handlers(yielded=self._on_thumbnail, stopped=self._on_thumbnails_stopped),
         )
-        thread.yielded.connect(self._on_thumbnail)
-        thread.stopped.connect(self._on_thumbnails_stopped)
-        self._thumb_thread = thread
-        self.pool.start(thread)
 
-    def _on_thumbnail(self, tag: Any, item: Any) -> None:
+    def _on_thumbnail(self, tag: tuple[str, int], item: tuple[str, np.ndarray]) -> None:
         if tag == ("thumbs", self._index_generation):
             uid, image = item
             self.browser.set_thumbnail(uid, image)
 
-    def _on_thumbnails_stopped(self, tag: Any) -> None:
+    def _on_thumbnails_stopped(self, tag: tuple[str, int]) -> None:
         if tag == ("thumbs", self._index_generation):
             self._thumb_thread = None
 
     # -- series -----------------------------------------------------------------------------------------------
 
-    def stack(self, uid: str) -> Any | None:
+    def stack(self, uid: str) -> Stack | None:
+        """The indexed stack ``uid``, if any."""
         return self._stacks.get(uid)
 
     @property
@@ -366,7 +454,7 @@ class MainWindow(QMainWindow):
     def loading(self) -> bool:
         return self._load_thread is not None
 
-    def current_volume(self) -> Any | None:
+    def current_volume(self) -> Volume | None:
         """The volume on screen once it is completely loaded (what the Analyze step will take)."""
         uid = self.current_uid
         return self.cache.get(uid) if uid is not None and not self.loading else None
@@ -380,7 +468,7 @@ class MainWindow(QMainWindow):
             return
         self.cancel_load()
         self._generation += 1
-        tag = LoadTag(uid, self._generation)
+        tag = JobTag(uid, self._generation)
         self._current_tag = tag
         self.browser.select_stack(uid)
         display = series_display_from_stack(stack)
@@ -392,17 +480,24 @@ class MainWindow(QMainWindow):
             self.view.canvas.setFocus()
             return
         self.view.set_series(display)
-        thread = WorkerThread(load_tagged, stack, tag, tag=tag, yield_to="emit", name="load")
-        thread.yielded.connect(self._on_slice_ready)
-        thread.progress.connect(self._on_load_progress)
-        thread.finished_ok.connect(self._on_load_finished)
-        thread.errored.connect(self._on_load_failed)
-        thread.cancelled.connect(self._on_load_cancelled)
-        thread.stopped.connect(self._on_load_stopped)
-        self._load_thread = thread
+        self._load_thread = self.pool.run(
+            load_tagged,
+            stack,
+            tag,
+            tag=tag,
+            yield_to="emit",
+            name="load",
+            handlers=Handlers(
+                progress=self._on_load_progress,
+                yielded=self._on_slice_ready,
+                finished=self._on_load_finished,
+                errored=self._on_load_failed,
+                cancelled=self._on_load_cancelled,
+                stopped=self._on_load_stopped,
+            ),
+        )
         self.progress.begin("load", f"Loading {display.series_title}", self.cancel_load)
         self.series_opened.emit(uid)
-        self.pool.start(thread)
         self.view.canvas.setFocus()
 
     def cancel_load(self) -> None:
@@ -419,18 +514,18 @@ class MainWindow(QMainWindow):
         if thread is not None:
             thread.cancel()
 
-    def _is_current(self, tag: Any) -> bool:
+    def _is_current(self, tag: JobTag) -> bool:
         return tag == self._current_tag
 
-    def _on_slice_ready(self, tag: Any, item: SliceReady) -> None:
+    def _on_slice_ready(self, tag: JobTag, item: SliceReady) -> None:
         if self._is_current(tag) and self._load_thread is not None:
             self.view.set_slice_data(item.k, item.array)
 
-    def _on_load_progress(self, tag: Any, done: int, total: int, text: str) -> None:
+    def _on_load_progress(self, tag: JobTag, done: int, total: int, text: str) -> None:
         if self._is_current(tag) and self._load_thread is not None:
             self.progress.update_job("load", done, total, text)
 
-    def _on_load_finished(self, tag: Any, volume: Any) -> None:
+    def _on_load_finished(self, tag: JobTag, volume: Volume) -> None:
         self.cache.put(tag.stack_uid, volume)
         if not self._is_current(tag):
             return
@@ -442,7 +537,7 @@ class MainWindow(QMainWindow):
         self.view.set_volume(volume)
         self.volume_loaded.emit(tag.stack_uid)
 
-    def _on_load_failed(self, tag: Any, exc: BaseException) -> None:
+    def _on_load_failed(self, tag: JobTag, exc: BaseException) -> None:
         if not self._is_current(tag):
             return
         self._load_thread = None
@@ -462,13 +557,13 @@ class MainWindow(QMainWindow):
             report_exception(exc)
         self.load_failed.emit(tag.stack_uid, message)
 
-    def _on_load_cancelled(self, tag: Any) -> None:
+    def _on_load_cancelled(self, tag: JobTag) -> None:
         if self._is_current(tag):
             self._load_thread = None
             self.progress.end("load")
             self.view.mark_load_cancelled()
 
-    def _on_load_stopped(self, tag: Any) -> None:
+    def _on_load_stopped(self, tag: JobTag) -> None:
         if self._load_thread is not None and self._load_thread.tag == tag:
             self._load_thread = None
             self.progress.end("load")

@@ -1,7 +1,7 @@
 """Pixel saliency over the image: a heat colour map with a threshold and an opacity, and a legend that says what it is.
 
 The maps arrive normalised (``|attribution|`` scaled by its 99.5th percentile per slice, see
-:func:`viewer.model.explanations.normalise_map`) as uint8 0–255 (:data:`MAP_LEVELS` = 1); values below the threshold are fully transparent, so the grey
+:func:`viewer.analysis.display.to_display_map`) as uint8 0–255 (:data:`MAP_LEVELS` = 1); values below the threshold are fully transparent, so the grey
 image stays readable around the few pixels that matter. The colour map starts at dark red, not black, because a
 black-starting map (inferno, magma) disappears over dark brain in a head-CT window.
 """
@@ -16,13 +16,13 @@ from PySide6.QtCore import QEvent, QObject, QPoint, Qt
 from PySide6.QtGui import QFontMetrics, QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from viewer.analysis.display import MAP_LEVELS
 from viewer.ui.image_view import Z_OVERLAY, ImageView
 
 OVERLAY_NAME = "pixel-saliency"
 DEFAULT_OPACITY = 0.5
 DEFAULT_THRESHOLD = 0.3
-LUT_SIZE = 256
-MAP_LEVELS = LUT_SIZE - 1  # a map value of 255 is a normalised saliency of 1
+LUT_SIZE = MAP_LEVELS + 1
 
 #: Colour stops (position in [0, 1], RGB): dark red → red → orange → yellow. No white at the top: a hyperdense
 #: bleed is near-white in a brain window, and a white-topped map would hide the very thing it points at.

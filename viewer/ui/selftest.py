@@ -97,7 +97,7 @@ def check_resources(state: _State) -> str:
 
 
 def check_model(state: _State) -> str:
-    from viewer.analysis.models import load_model
+    from viewer.analysis.model_cache import load_model
     from viewer.model.weights import default_model_paths, sha256_file
 
     try:

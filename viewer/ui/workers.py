@@ -8,7 +8,9 @@ emitted one by one, like superqt's ``GeneratorWorker``. ``yield_to`` names a cal
 
 Signals are emitted from the worker thread and, because every receiver lives in the GUI thread, Qt queues them:
 slots run on the GUI thread, where widgets may be touched. :class:`WorkerPool` keeps a reference to every
-running thread and stops them all when the window closes.
+running thread and stops them all when the window closes; :meth:`WorkerPool.run` starts one with its handlers
+(:class:`Handlers`) in one call, like superqt's ``create_worker(_connect=...)``, and sends an error no handler
+takes to the one error path (:func:`~viewer.ui.error_dialog.report_exception`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ import inspect
 import logging
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtWidgets import QStatusBar
 
 from viewer.errors import CancelledError
+from viewer.ui.error_dialog import report_exception
+from viewer.ui.progress import ProgressPanel
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +65,7 @@ class WorkerThread(QThread):
         self,
         fn: Callable[..., Any],
         *args: Any,
-        tag: Any = None,
+        tag: object = None,
         yield_to: str | None = None,
         name: str = "",
         **kwargs: Any,
@@ -71,7 +77,7 @@ class WorkerThread(QThread):
         self._yield_to = yield_to
         self.name = name or getattr(fn, "__name__", "worker")
         self.setObjectName(self.name)
-        self.tag: Any = tag
+        self.tag: object = tag
         self.error: BaseException | None = None
         self.was_cancelled = False
 
@@ -117,6 +123,26 @@ class WorkerThread(QThread):
             self.stopped.emit(self.tag)
 
 
+@dataclass(frozen=True, slots=True)
+class Handlers:
+    """The slots of one worker's signals (see :class:`WorkerThread`); each receives the tag first.
+
+    ``errored`` left out: the error goes to :func:`~viewer.ui.error_dialog.report_exception`, so no failure is
+    ever dropped silently.
+    """
+
+    progress: Callable[[Any, int, int, str], None] | None = None
+    yielded: Callable[[Any, Any], None] | None = None
+    finished: Callable[[Any, Any], None] | None = None
+    errored: Callable[[Any, BaseException], None] | None = None
+    cancelled: Callable[[Any], None] | None = None
+    stopped: Callable[[Any], None] | None = None
+
+
+def _report_unhandled(_tag: object, exc: BaseException) -> None:
+    report_exception(exc)
+
+
 class WorkerPool(QObject):
     """Owns running worker threads: starts them, keeps references, and stops them all on shutdown."""
 
@@ -135,6 +161,31 @@ class WorkerPool(QObject):
         thread.finished.connect(self._reap)
         thread.start()
         return thread
+
+    def run(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        handlers: Handlers,
+        tag: object = None,
+        yield_to: str | None = None,
+        name: str = "",
+        **kwargs: Any,
+    ) -> WorkerThread:
+        """Run ``fn(*args, **kwargs)`` on a new :class:`WorkerThread` whose signals go to ``handlers``; the one
+        way the window and its controllers start a job."""
+        thread = WorkerThread(fn, *args, tag=tag, yield_to=yield_to, name=name, **kwargs)
+        for signal, slot in (
+            (thread.progress, handlers.progress),
+            (thread.yielded, handlers.yielded),
+            (thread.finished_ok, handlers.finished),
+            (thread.errored, handlers.errored or _report_unhandled),
+            (thread.cancelled, handlers.cancelled),
+            (thread.stopped, handlers.stopped),
+        ):
+            if slot is not None:
+                signal.connect(slot)
+        return self.start(thread)
 
     def _reap(self) -> None:
         for t in [t for t in self._threads if t.isFinished()]:
@@ -162,3 +213,13 @@ class WorkerPool(QObject):
                 ok = False
         self._reap()
         return ok
+
+
+@dataclass(frozen=True, slots=True)
+class JobHost:
+    """Where a controller's jobs run and show themselves: the window's pool, its progress panel (with Cancel) and
+    its status bar."""
+
+    pool: WorkerPool
+    progress: ProgressPanel
+    status_bar: QStatusBar
