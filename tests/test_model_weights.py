@@ -28,7 +28,7 @@ def saved(tmp_path: Path) -> tuple[SliceGRUNet, Path, w.ModelCard]:
         path,
         name="test-model",
         version="0.0.1",
-        training_data="Phantom studies from viewer.dicom.phantom (seed 0).",
+        training_data="Phantom studies from viewer.synth (seed 0).",
         metrics={"study_auroc": 0.91, "slice_auroc": 0.88},
     )
     return model, path, card

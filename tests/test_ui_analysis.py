@@ -150,6 +150,29 @@ def test_analyze_shows_finding_plots_and_overlay(qtbot, phantom: MainWindow, sma
     assert panel.slice_label.text().startswith(f"<b>Slice 4 / {n}</b>")
 
 
+def test_a_result_lands_on_the_first_key_slice(qtbot, phantom: MainWindow) -> None:
+    assert phantom.view.index == 0
+    result = analyze(qtbot, phantom)
+    assert result.key_slices and phantom.view.index == result.key_slices[0]
+
+
+def test_a_reader_who_scrolled_meanwhile_stays_where_they_are(
+    qtbot, phantom: MainWindow, slow_pixels
+) -> None:
+    QTest.keyClick(phantom, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    wait_for_steps(qtbot, phantom, 1)
+    phantom.view.set_slice(5)
+    with qtbot.waitSignal(phantom.analysis.result_shown, timeout=TIMEOUT_MS):
+        pass
+    assert phantom.view.index == 5
+
+
+def test_the_jump_to_the_key_slice_can_be_turned_off(qtbot, phantom: MainWindow) -> None:
+    phantom.settings.jump_to_key_slice = False
+    analyze(qtbot, phantom)
+    assert phantom.view.index == 0
+
+
 def test_analyze_while_loading_starts_once_loaded(qtbot, phantom: MainWindow) -> None:
     uid = phantom.current_uid
     phantom.cache.clear()

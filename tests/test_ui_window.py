@@ -12,7 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
-from PySide6.QtGui import QMouseEvent, QWheelEvent
+from PySide6.QtGui import QGuiApplication, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from viewer.dicom.volume import load_stack
@@ -453,3 +453,17 @@ def test_forget_indexed_studies_asks_then_deletes_the_header_index(
     study.forget_index_action.trigger()
     assert not db.exists() and "Header index deleted" in study.statusBar().currentMessage()
     assert study.current_volume() is not None  # the series on screen stays
+
+
+def test_the_first_run_opens_maximised_then_as_it_was_left(qtbot, tmp_path: Path) -> None:
+    create_application()
+    settings = ViewerSettings(tmp_path / "first.ini")
+    first = MainWindow(settings)
+    qtbot.addWidget(first)
+    screen = QGuiApplication.primaryScreen().availableGeometry()
+    assert first.opens_maximised and first.geometry() == screen
+    first.resize(900, 700)
+    first.save_layout()
+    again = MainWindow(ViewerSettings(tmp_path / "first.ini"))
+    qtbot.addWidget(again)
+    assert not again.opens_maximised and again.geometry() != screen

@@ -141,6 +141,7 @@ class AnalysisController(QObject):
         self._thread: WorkerThread | None = None
         self._tag: JobTag | None = None
         self._pending_uid: str | None = None
+        self._asked_at: tuple[str, int] | None = None
         self._shown: AnalysisSession | None = None
         self._saliency_thread: WorkerThread | None = None
         self._wanted: tuple[str, int] | None = None
@@ -222,6 +223,10 @@ class AnalysisController(QObject):
             self._status("Open a series first, then Analyze (Ctrl+R).")
             return False
         self.dock.show()
+        self._asked_at = (
+            uid,
+            self.view.index,
+        )  # where the reader was: a result moves the view only if still there
         volume = self.series.current_volume()
         if volume is None:
             if self.series.loading:
@@ -309,6 +314,12 @@ class AnalysisController(QObject):
         self.result_ready.emit(uid, result)
         if self.view.stack_uid == uid:
             self._show_if_current(uid)
+            self._go_to_evidence(uid, result)
+
+    def _go_to_evidence(self, uid: str, result: AnalysisResult) -> None:
+        """Land on the first key slice, unless the reader scrolled since asking (or turned this off)."""
+        if result.key_slices and self.settings.jump_to_key_slice and self._asked_at == (uid, self.view.index):
+            self.view.set_slice(result.key_slices[0])
 
     def _on_errored(self, tag: JobTag, exc: BaseException) -> None:
         if tag != self._tag or not self._accepting():

@@ -58,7 +58,10 @@ def run_app(paths: list[str]) -> int:
     """Open the main window on ``paths`` (folder, DICOMDIR or files) and run the event loop."""
     app = create_application()
     window = MainWindow()
-    window.show()
+    if window.opens_maximised:
+        window.showMaximized()
+    else:
+        window.show()
     if paths:
         QTimer.singleShot(0, lambda: window.open_paths(paths))
     delay = exit_after_ms()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -678,10 +678,14 @@ class MainWindow(QMainWindow):
 
     def _restore_layout(self) -> None:
         geometry = self.settings.window_geometry()
+        #: True on the first run (no saved geometry): the window opens maximised, later as it was left.
+        self.opens_maximised = geometry is None
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1400, 900)
+            screen = QGuiApplication.primaryScreen()
+            if screen is not None:  # the whole screen even where no window manager maximises (Xvfb, kiosks)
+                self.setGeometry(screen.availableGeometry())
         state = self.settings.window_state()
         if state is not None:
             self.restoreState(state, LAYOUT_VERSION)

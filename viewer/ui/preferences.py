@@ -1,8 +1,10 @@
-"""Tools → Preferences: the six W/L presets (keys 1–6), the cine rate, the volume cache size, the analysis device."""
+"""Tools → Preferences: the six W/L presets (keys 1–6), the cine rate, the volume cache size, the analysis device
+and whether a result moves the view to its first key slice."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -75,6 +77,10 @@ class PreferencesDialog(QDialog):
             "Where the model runs. Automatic uses a GPU when one is usable and falls back to the CPU if it fails."
         )
         analysis_form.addRow("Device", self.device)
+        self.jump = QCheckBox("Go to the first key slice when the result arrives")
+        self.jump.setChecked(settings.jump_to_key_slice)
+        self.jump.setToolTip("Not when you have scrolled since clicking Analyze.")
+        analysis_form.addRow("", self.jump)
 
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -105,5 +111,6 @@ class PreferencesDialog(QDialog):
         self._settings.cine_fps = self.fps.value()
         self._settings.cache_mb = self.cache.value()
         self._settings.analysis_device = str(self.device.currentData())
+        self._settings.jump_to_key_slice = self.jump.isChecked()
         self._settings.sync()
         super().accept()

@@ -165,6 +165,15 @@ class ViewerSettings:
             raise ValueError(f"analysis device must be one of {ANALYSIS_DEVICES}, got {device!r}")
         self.qsettings.setValue("analysis/device", device)
 
+    @property
+    def jump_to_key_slice(self) -> bool:
+        """Whether a fresh result moves the view to its first key slice (unless the reader scrolled meanwhile)."""
+        return self._str("analysis/jump_to_key_slice", "true") != "false"
+
+    @jump_to_key_slice.setter
+    def jump_to_key_slice(self, on: bool) -> None:
+        self.qsettings.setValue("analysis/jump_to_key_slice", "true" if on else "false")
+
     # Export --------------------------------------------------------------------------------------------------
     @property
     def last_export_folder(self) -> str:
