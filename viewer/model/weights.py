@@ -395,7 +395,7 @@ HIDDEN_TRACK_NOTE = (
 _LOOK_LABELS = {
     "model": "the model's metrics",
     "hidden_track_state_difference": "the hidden-state track (state difference)",
-    "hidden_track_sensitivity": "the hidden-state track (sensitivity, before 1.1.0's new track)",
+    "hidden_track_sensitivity": "the hidden-state track (sensitivity, the earlier track)",
 }
 
 
