@@ -46,7 +46,7 @@ def test_result_covers_every_slice_and_names_its_series(volume, model_file: Path
     assert result.slice_probabilities.shape == (n,)
     assert set(result.gates) >= set(GATE_KEYS) and all(result.gates[k].shape == (n,) for k in GATE_KEYS)
     assert all(result.gate_matrices[k].shape == (model.config.hidden_size, n) for k in MATRIX_KEYS)
-    assert result.hidden_saliency["combined"].max() == pytest.approx(1.0)
+    assert np.all(np.isfinite(result.hidden_saliency["combined"]))
     assert len(result.key_slices) == 4 and len(set(result.key_slices)) == 4
     top_four = np.sort(result.slice_probabilities)[::-1][:4]
     assert result.slice_probabilities[result.key_slices] == pytest.approx(top_four)  # largest shares first

@@ -17,6 +17,7 @@ from viewer.model.explanations import (
     DEFAULT_PIXEL_TARGET,
     EXPLAINERS,
     analyse_sequence,
+    hidden_state_saliency,
     pointing_game,
     randomize_weights_cascading,
     spearman_rank_correlation,
@@ -87,6 +88,41 @@ def test_demo_bleed_is_found_and_located(shipped, demo):
     assert top in bleed_slices or min(abs(top - s) for s in bleed_slices) <= 1
 
 
+def test_reference_series_ships_checked_by_the_card(shipped):
+    model, card = shipped
+    ref_file = PATHS.weights.with_name(card.reference["file"])
+    assert ref_file.is_file() and ref_file.stat().st_size < 100_000
+    assert card.reference["sha256"] == sha256_file(ref_file)
+    assert tuple(model.reference_features.shape) == (card.reference["positions"], model.config.feature_size)
+    assert card.reference["sha256"] in PATHS.card.with_suffix(".md").read_text(encoding="utf-8")
+
+
+def test_hidden_track_passes_the_randomisation_sanity_check(shipped, demo):
+    """The track of a copy with the GRU and slice head randomised must not follow the model's (|ρ| < 0.5)."""
+    model, _ = shipped
+    inputs = Preprocessor.from_config(model.config)(demo.hu, demo.spacing)
+    track = hidden_state_saliency(model, inputs)
+    rho = {}
+    for seed in range(3):
+        randomised = hidden_state_saliency(randomize_weights_cascading(model, "gru", seed=seed), inputs)
+        rho[seed] = spearman_rank_correlation(
+            track.slice_values["combined"], randomised.slice_values["combined"], absolute=False
+        )
+    print(rho)
+    assert all(abs(r) < 0.5 for r in rho.values()), rho
+
+
+def test_hidden_track_points_at_the_demo_bleed(shipped, demo):
+    """Positive on the bleed, on the logit scale: the bleed slices hold most of the evidence for it."""
+    model, _ = shipped
+    inputs = Preprocessor.from_config(model.config)(demo.hu, demo.spacing)
+    track = hidden_state_saliency(model, inputs)
+    combined = track.on_original_slices("combined")
+    bleed = demo.slice_labels > 0
+    assert combined[bleed].min() > combined[~bleed].max()
+    assert combined[bleed].sum() > 0.5 * track.params["logit_change"]
+
+
 def test_pixel_saliency_passes_the_randomisation_sanity_check(shipped, demo):
     """Adebayo et al. 2018: as the weights are randomised from the top down, the maps must change.
 
@@ -140,6 +176,8 @@ def test_card_numbers_are_what_evaluate_prints(shipped, tmp_path: Path):
     copy.write_bytes(PATHS.weights.read_bytes())
     card_copy = tmp_path / PATHS.card.name
     card_copy.write_text(PATHS.card.read_text())
+    reference = PATHS.weights.with_name(card.reference["file"])
+    (tmp_path / reference.name).write_bytes(reference.read_bytes())
     subprocess.run(
         [
             sys.executable,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from viewer.model import explanations as ex
-from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.network import ModelConfig, SliceGRUNet, lse_pool
 from viewer.model.preprocess import AIR_HU, Preprocessed, Preprocessor
+from viewer.model.reference import reference_for_length
 
 CONFIG = ModelConfig(input_size=32, encoder_channels=(8, 16, 32), hidden_size=16)
 SPACING = (2.5, 0.5, 0.5)  # 2.5 mm → two original slices per 5 mm model slice
@@ -49,26 +52,126 @@ def test_gate_traces(model, inputs):
     assert expl.on_original_slices("z_mean_forward").shape == (12,)
 
 
-def test_hidden_state_saliency_shape_and_scale(model, inputs):
+def _cell(x: torch.Tensor, h: torch.Tensor, gru: torch.nn.Module, suffix: str) -> torch.Tensor:
+    """One GRU step, PyTorch's equations written out."""
+    gi = x @ getattr(gru, f"weight_ih_l0{suffix}").double().T + getattr(gru, f"bias_ih_l0{suffix}").double()
+    gh = h @ getattr(gru, f"weight_hh_l0{suffix}").double().T + getattr(gru, f"bias_hh_l0{suffix}").double()
+    i_r, i_z, i_n = gi.chunk(3)
+    h_r, h_z, h_n = gh.chunk(3)
+    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h
+
+
+def _slow_state_and_gradient(
+    model: SliceGRUNet, feats: torch.Tensor, direction: int, t: int, direct_only: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``h_t`` of one direction and ``∂ study logit / ∂ h_t``, slice by slice, autograd on one injected state.
+
+    The state at ``t`` is replaced by a leaf that the head at ``t`` reads; with ``direct_only`` the recurrence
+    goes on from a detached copy, so only the head's path reaches the leaf.
+    """
+    n, hidden = feats.shape[0], model.config.hidden_size
+    states: list[list[torch.Tensor]] = [[torch.zeros(0)] * n, [torch.zeros(0)] * n]
+    leaf = torch.zeros(0)
+    for d, suffix in enumerate(("", "_reverse")):
+        h = torch.zeros(hidden, dtype=torch.float64)
+        for s in range(n) if d == 0 else reversed(range(n)):
+            h = _cell(feats[s], h, model.gru, suffix)
+            if d == direction and s == t:
+                leaf = h.detach().requires_grad_(True)
+                states[d][s] = leaf
+                h = h.detach() if direct_only else leaf
+            else:
+                states[d][s] = h
+    hidden_states = torch.stack([torch.cat([states[0][s], states[1][s]]) for s in range(n)])
+    head = model.slice_head
+    logits = hidden_states @ head.weight.double()[0] + head.bias.double()[0]
+    study = lse_pool(logits, model.config.lse_sharpness)
+    (grad,) = torch.autograd.grad(study, leaf)
+    return leaf.detach(), grad
+
+
+def test_hidden_track_is_the_state_difference_of_the_slow_definition(model, inputs):
+    """Per slice and direction: (h_t(X) − h_t(R)) · ½ (∂y/∂h_t at X + at R), total and direct path."""
+    rng = torch.Generator().manual_seed(3)
+    stored = torch.randn(7, CONFIG.feature_size, generator=rng)
+    ref_model = copy.deepcopy(model)
+    ref_model.reference_features = stored
+    expl = ex.hidden_state_saliency(ref_model, inputs)
+    with torch.no_grad():
+        feats = model.encode(inputs.tensor).double()
+    ref = reference_for_length(stored, feats.shape[0]).double()
+    for d, name in enumerate(ex.DIRECTIONS):
+        for part, direct_only in (("", False), ("_direct", True)):
+            expected = []
+            for t in range(feats.shape[0]):
+                h_x, g_x = _slow_state_and_gradient(model, feats, d, t, direct_only)
+                h_r, g_r = _slow_state_and_gradient(model, ref, d, t, direct_only)
+                expected.append(float(((h_x - h_r) * 0.5 * (g_x + g_r)).sum()))
+            np.testing.assert_allclose(expl.slice_values[f"{name}{part}"], expected, rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(
+            expl.slice_values[f"{name}_carried"],
+            expl.slice_values[name] - expl.slice_values[f"{name}_direct"],
+            atol=1e-15,
+        )
+    np.testing.assert_allclose(
+        expl.slice_values["combined"], expl.slice_values["forward"] + expl.slice_values["reverse"]
+    )
+    assert expl.params["reference"] == "normal-series reference"
+    # The last forward state and the first reverse state feed only the head: nothing is carried from them.
+    assert expl.slice_values["forward_carried"][-1] == pytest.approx(0.0, abs=1e-15)
+    assert expl.slice_values["reverse_carried"][0] == pytest.approx(0.0, abs=1e-15)
+
+
+def test_hidden_track_is_on_a_fixed_logit_scale(model, inputs):
+    """Not scaled per series: the sum over slices and directions is comparable to the change in the logit."""
     expl = ex.hidden_state_saliency(model, inputs)
-    fwd, rev = expl.slice_values["forward"], expl.slice_values["reverse"]
-    assert fwd.shape == rev.shape == (6,)
-    both = np.concatenate([fwd, rev])
-    assert both.min() >= 0 and both.max() == pytest.approx(1.0)
-    assert expl.matrices["grad_forward"].shape == (16, 6)
+    assert expl.on_original_slices("combined").shape == (12,)
+    assert expl.matrices["units_forward"].shape == (16, 6)
+    assert expl.params["sum_of_contributions"] == pytest.approx(float(expl.slice_values["combined"].sum()))
+    assert "no reference" in expl.params["reference"]
+    np.testing.assert_allclose(
+        expl.slice_values["combined"],
+        expl.matrices["units_forward"].sum(0) + expl.matrices["units_reverse"].sum(0),
+        rtol=1e-12,
+    )
+    assert np.abs(expl.slice_values["combined"]).max() != pytest.approx(1.0)
 
 
-def test_hidden_saliency_total_equals_direct_where_no_later_state(model, inputs):
-    """The last forward state and the first reverse state feed only the head: both derivatives agree there."""
-    total = ex.hidden_state_saliency(model, inputs)
-    direct = ex.hidden_state_saliency(model, inputs, through_recurrence=False)
+def test_hidden_track_methods(model, inputs):
+    sens = ex.hidden_state_saliency(model, inputs, method="sensitivity")
+    assert np.all(sens.slice_values["forward"] >= 0)
+    gxs = ex.hidden_state_saliency(model, inputs, method="gradient_x_state")
     np.testing.assert_allclose(
-        total.slice_values["raw_forward"][-1], direct.slice_values["raw_forward"][-1], rtol=1e-5
+        gxs.slice_values["forward"], gxs.matrices["units_forward"].sum(0), rtol=1e-12, atol=1e-15
     )
-    np.testing.assert_allclose(
-        total.slice_values["raw_reverse"][0], direct.slice_values["raw_reverse"][0], rtol=1e-5
+    with pytest.raises(ValueError, match="method"):
+        ex.hidden_state_saliency(model, inputs, method="gates")  # type: ignore[arg-type]
+
+
+def test_hidden_track_has_no_float32_underflow(model, inputs):
+    """A slice far below the top one gets a pooling weight softmax(r · s) that is 0 in float32; not in float64."""
+    steep = copy.deepcopy(model)
+    with torch.no_grad():
+        steep.slice_head.weight.mul_(400.0)
+        logits = steep.forward_features(steep.encode(inputs.tensor).unsqueeze(0)).slice_logits[0]
+        weights32 = torch.softmax(steep.config.lse_sharpness * logits, dim=-1)
+    assert (weights32 == 0).any()  # the case that gave exact zeros
+    for method in ex.HIDDEN_METHODS:
+        expl = ex.hidden_state_saliency(steep, inputs, method=method)
+        assert np.all(expl.slice_values["forward_direct"] != 0), method
+        assert np.all(expl.slice_values["reverse_direct"] != 0), method
+
+
+def test_hidden_track_passes_the_randomisation_check(model, inputs):
+    """With the GRU and head randomised the track must change (Adebayo et al., 2018)."""
+    expl = ex.hidden_state_saliency(model, inputs)
+    rand = ex.hidden_state_saliency(ex.randomize_weights_cascading(model, "gru", seed=1), inputs)
+    rho = ex.spearman_rank_correlation(
+        expl.slice_values["combined"], rand.slice_values["combined"], absolute=False
     )
-    assert not np.allclose(total.slice_values["raw_forward"][0], direct.slice_values["raw_forward"][0])
+    assert abs(rho) < 0.9
 
 
 def test_analyse_sequence_matches_separate_calls_and_keeps_eval(model, inputs):

@@ -17,9 +17,10 @@ from viewer.model.dataset import find_labelled, prepare_series, read_labels
 from viewer.model.evaluation import evaluate_series, format_metrics
 from viewer.model.network import ModelConfig
 from viewer.model.preprocess import Preprocessor
+from viewer.model.reference import REFERENCE_POSITIONS
 from viewer.model.training import Trainer, TrainSettings
-from viewer.model.weights import load_weights, read_card
-from viewer.model.workflow import evaluate_folder, split_validation, train_from_folders
+from viewer.model.weights import load_weights, read_card, sha256_file
+from viewer.model.workflow import evaluate_folder, portable_command, split_validation, train_from_folders
 from viewer.synth.dataset import write_phantom_dataset
 
 SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
@@ -214,7 +215,18 @@ def test_evaluation_scores_a_labelled_folder(datasets, tmp_path: Path):
     assert len(report.outcomes) == 4 and not report.failed
     for outcome in report.outcomes:
         assert outcome.slice_probabilities.shape == outcome.hidden_saliency.shape
-        assert outcome.hidden_saliency.max() == pytest.approx(1.0)
+        assert np.all(np.isfinite(outcome.hidden_saliency))
+        assert outcome.hidden_randomised is not None
+        assert outcome.hidden_randomised.shape == outcome.hidden_saliency.shape
+        np.testing.assert_allclose(
+            outcome.hidden_parts["forward"] + outcome.hidden_parts["reverse"], outcome.hidden_saliency
+        )
+    for key in (
+        "hidden_saliency_auroc",
+        "hidden_carried_share_forward",
+        "hidden_saliency_randomised_spearman",
+    ):
+        assert key in report.metrics
         assert len(outcome.pointing_hits) == (int(outcome.slice_labels.sum()) if outcome.label else 0)
 
 
@@ -311,3 +323,47 @@ def test_without_patience_every_epoch_runs_and_the_last_weights_stay(datasets, t
     result = trainer.run()
     assert len(result.history) == 3
     _assert_same_weights(result.model.state_dict(), snapshots[2])
+
+
+def test_reference_command_rebuilds_what_training_wrote(datasets, tmp_path: Path, capsys):
+    out = tmp_path / "r.safetensors"
+    card = train_from_folders([datasets[0]], out, val_data=datasets[1], settings=QUICK, config=SMALL)
+    ref_file = tmp_path / "r.reference.safetensors"
+    assert card.reference["file"] == ref_file.name and card.reference["sha256"] == sha256_file(ref_file)
+    assert "without a bleed among the training series" in card.reference["data"]
+    trained, _ = load_weights(out)
+    assert trained.reference_features.shape == (REFERENCE_POSITIONS, SMALL.feature_size)
+    ref_file.unlink()
+    with pytest.raises(ViewerError, match="reference series"):
+        load_weights(out)
+    assert main(["reference", "--model", str(out), "--data", str(datasets[0]), "--device", "cpu", "-q"]) == 0
+    assert "weights did not change" in capsys.readouterr().out
+    rebuilt, again = load_weights(out)
+    assert again.sha256 == card.sha256 == sha256_file(out)
+    assert again.reference["sha256"] == sha256_file(ref_file)
+    assert "seed 11" in again.reference["data"]
+    torch.testing.assert_close(rebuilt.reference_features, trained.reference_features, atol=1e-4, rtol=1e-4)
+
+
+def test_evaluation_card_counts_looks_and_keeps_no_machine_paths(datasets, tmp_path: Path):
+    out = tmp_path / "looks.safetensors"
+    train_from_folders([datasets[0]], out, val_data=datasets[1], settings=QUICK, config=SMALL)
+    for look in (1, 2):
+        command = ["gru-viewer", "evaluate", "--model", str(out), "--data", str(datasets[1]), "--update-card"]
+        _, card, _ = evaluate_folder(
+            out, datasets[1], update_card=True, command=[*command, f"--json={out}.json"]
+        )
+        assert card.evaluation["looks"] == {"model": look, "hidden_track_state_difference": look}
+    assert (
+        card.evaluation["command"] == "gru-viewer evaluate --model FILE --data DIR --update-card --json=FILE"
+    )
+    assert str(tmp_path) not in read_card(tmp_path / "looks.card.json").evaluation["command"]
+    assert "looked at" in (tmp_path / "looks.card.md").read_text()
+
+
+def test_portable_command_keeps_project_paths_relative(tmp_path: Path):
+    inside = tmp_path / "resources" / "m.safetensors"
+    command = ["gru-viewer", "evaluate", "--model", str(inside), "--data", "/elsewhere/heldout", "-q"]
+    assert portable_command(command, root=tmp_path) == (
+        "gru-viewer evaluate --model resources/m.safetensors --data DIR -q"
+    )

@@ -160,3 +160,57 @@ def test_default_paths(monkeypatch, tmp_path):
     assert (
         w.default_model_paths().weights == tmp_path / "resources" / "models" / "slice_gru_default.safetensors"
     )
+
+
+@pytest.fixture()
+def with_reference(saved) -> tuple[Path, torch.Tensor]:
+    _, path, _ = saved
+    features = torch.rand(5, CONFIG.feature_size)
+    w.attach_reference(path, features, "five test positions")
+    return path, features
+
+
+def test_reference_series_is_named_and_hashed_on_the_card(with_reference):
+    path, features = with_reference
+    card = w.read_card(w.card_path_for(path))
+    ref_file = path.with_name("test_model.reference.safetensors")
+    assert card.reference["file"] == ref_file.name
+    assert card.reference["sha256"] == w.sha256_file(ref_file)
+    assert card.reference["positions"] == 5 and card.reference["data"] == "five test positions"
+    assert card.sha256 == w.sha256_file(path)  # the weights did not change
+    assert card.reference["sha256"] in w.card_to_markdown(card)
+    model, _ = w.load_weights(path)
+    torch.testing.assert_close(model.reference_features, features)
+    assert "reference_features" not in model.state_dict()
+
+
+def test_changed_reference_series_is_refused(with_reference):
+    path, features = with_reference
+    ref_file = path.with_name("test_model.reference.safetensors")
+    save_file({"features": features + 1e-3}, str(ref_file))
+    with pytest.raises(ViewerError, match="SHA-256") as info:
+        w.load_weights(path)
+    assert info.value.path == str(ref_file)
+    model, _ = w.load_weights(path, with_reference=False)
+    assert model.reference_features.numel() == 0
+
+
+def test_missing_reference_series_is_refused_by_name(with_reference):
+    path, _ = with_reference
+    ref_file = path.with_name("test_model.reference.safetensors")
+    ref_file.unlink()
+    with pytest.raises(ViewerError, match="reference series") as info:
+        w.load_weights(path)
+    assert info.value.path == str(ref_file)
+    assert "does not exist" in str(info.value)
+
+
+def test_pickled_reference_series_is_refused(with_reference):
+    path, _ = with_reference
+    ref_file = path.with_name("test_model.reference.safetensors")
+    ref_file.write_bytes(pickle.dumps({"features": [1.0]}, protocol=4))
+    _rewrite_card(
+        path, reference={**w.read_card(w.card_path_for(path)).reference, "sha256": w.sha256_file(ref_file)}
+    )
+    with pytest.raises(ViewerError, match="pickle"):
+        w.load_weights(path)

@@ -215,6 +215,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK if report.outcomes else EXIT_NOTHING
 
 
+def cmd_reference(args: argparse.Namespace) -> int:
+    from viewer.model.device import pick_device
+    from viewer.model.workflow import reference_from_folders
+
+    card = reference_from_folders(
+        args.model,
+        args.data,
+        labels=args.labels or None,
+        device=pick_device(args.device),
+        progress=_progress_printer(not args.quiet),
+    )
+    print(
+        f"wrote {card.reference['file']} (sha256 {card.reference['sha256'][:12]}…) from {card.reference['data']}"
+    )
+    print("model card updated; the weights did not change")
+    return EXIT_OK
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from viewer.analysis.batch import analyze_paths, summary_line
     from viewer.analysis.run import AnalysisOptions
@@ -417,6 +435,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update-card", action="store_true", help="write these metrics into the model card")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "reference",
+        help="rebuild the normal reference series of the hidden-state track (after the encoder changed)",
+    )
+    p.add_argument("--model", required=True, metavar="FILE", help="weights (.safetensors with its card)")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="folder of labelled studies (repeatable)",
+    )
+    p.add_argument(
+        "--labels", action="append", metavar="FILE", help="labels per --data folder (default DIR/labels.json)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reference)
 
     return parser
 

@@ -6,8 +6,13 @@ explanations), so the card describes what a user gets. Metrics:
 - study level: AUROC of the study probability, sensitivity and specificity at the card's operating threshold,
   expected calibration error (10 equal-width bins);
 - slice level: AUROC of the per-slice probabilities against the bleed slices (all series with slice labels);
-- hidden-state saliency: AUROC of the ``combined`` track against the bleed slices, within series with a bleed
-  (the track is scaled per series, so only its ranking inside a series means something);
+- hidden-state track (each slice's contribution to the study logit against the normal reference, in logit
+  units shared by all series): AUROC of the ``combined`` track against the bleed slices, all slices of the series
+  with a bleed pooled, the same over all series, and over the bleed series the model misses at the threshold;
+  the share of the evidence on bleed slices that each direction carries on to later states
+  (``Σ carried / Σ total``); and the
+  Spearman correlation, all slices pooled, with the track of a copy whose GRU and slice head are randomised
+  (the model-randomisation sanity check: a track that explains this model correlates weakly with it);
 - pixel saliency: the pointing game (the map's maximum on the bleed mask, dilated by one model pixel, see
   :func:`pointing_tolerance_px`) on every bleed slice, with the same game played by a fully randomised copy of
   the model as the control a meaningful map must beat.
@@ -26,13 +31,17 @@ import numpy as np
 from viewer.errors import CancelledError
 from viewer.model.dataset import LabelledStack, iter_volumes
 from viewer.model.explanations import (
+    DEFAULT_HIDDEN_METHOD,
     DEFAULT_PIXEL_METHOD,
     DEFAULT_PIXEL_TARGET,
+    DIRECTIONS,
     EXPLAINERS,
     PIXEL_METHODS,
     analyse_sequence,
+    hidden_state_saliency,
     pointing_game,
     randomize_weights_cascading,
+    spearman_rank_correlation,
 )
 from viewer.model.metrics import (
     METRIC_LABELS,
@@ -55,6 +64,8 @@ class SeriesOutcome:
     slice_labels: np.ndarray | None
     slice_probabilities: np.ndarray
     hidden_saliency: np.ndarray
+    hidden_parts: dict[str, np.ndarray] = field(default_factory=dict)
+    hidden_randomised: np.ndarray | None = None
     pointing_hits: list[bool] = field(default_factory=list)
     pointing_hits_randomised: list[bool] = field(default_factory=list)
     seconds: float = 0.0
@@ -68,12 +79,14 @@ class EvaluationReport:
     pixel_method: str
     seconds: float
     pixel_target: str = DEFAULT_PIXEL_TARGET
+    hidden_method: str = DEFAULT_HIDDEN_METHOD
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "metrics": self.metrics,
             "pixel_method": self.pixel_method,
             "pixel_target": self.pixel_target,
+            "hidden_method": self.hidden_method,
             "failed": self.failed,
             "seconds": round(self.seconds, 1),
             "series": [
@@ -131,6 +144,7 @@ def evaluate_series(
     started = time.perf_counter()
     model = model.eval()
     randomised = randomize_weights_cascading(model, len(model.layer_names_top_down()), seed=control_seed)
+    sequence_randomised = randomize_weights_cascading(model, "gru", seed=control_seed)
     prep = Preprocessor.from_config(model.config)
     outcomes: list[SeriesOutcome] = []
     failed: list[str] = []
@@ -144,7 +158,9 @@ def evaluate_series(
         inputs = prep(volume.array, volume.spacing)
         result = analyse_sequence(model, inputs)
         slice_probs = inputs.mapping.to_original(result.output.slice_probabilities[0])
-        hidden = result.hidden_saliency.on_original_slices("combined")
+        hidden_expl = result.hidden_saliency
+        hidden = hidden_expl.on_original_slices("combined")
+        control = hidden_state_saliency(sequence_randomised, inputs, output=result.output)
         labels = item.label.slice_labels(volume.sop_uids)
         outcome = SeriesOutcome(
             item.label.series_uid,
@@ -153,6 +169,12 @@ def evaluate_series(
             labels,
             slice_probs,
             hidden,
+            {
+                k: hidden_expl.on_original_slices(k)
+                for k in hidden_expl.slice_values
+                if k.startswith(DIRECTIONS)
+            },
+            control.on_original_slices("combined"),
         )
         mask = item.label.mask(volume.sop_uids) if item.label.label else None
         if mask is not None:
@@ -188,6 +210,28 @@ def _pooled_slice_auroc(outcomes: Sequence[SeriesOutcome], scores: str) -> float
     )
 
 
+def _carried_share(outcomes: Sequence[SeriesOutcome], direction: str) -> float:
+    """``Σ carried / Σ total`` of one direction's track over the bleed slices (NaN without any)."""
+    carried = total = 0.0
+    for o in outcomes:
+        if o.slice_labels is None or f"{direction}_carried" not in o.hidden_parts:
+            continue
+        on = np.asarray(o.slice_labels) > 0.5
+        carried += float(o.hidden_parts[f"{direction}_carried"][on].sum())
+        total += float(o.hidden_parts[direction][on].sum())
+    return carried / total if total != 0 else float("nan")
+
+
+def _randomised_spearman(outcomes: Sequence[SeriesOutcome]) -> float:
+    """Signed Spearman correlation of the hidden track with the GRU+head-randomised model's, slices pooled."""
+    pairs = [(o.hidden_saliency, o.hidden_randomised) for o in outcomes if o.hidden_randomised is not None]
+    if not pairs:
+        return float("nan")
+    return spearman_rank_correlation(
+        np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs]), absolute=False
+    )
+
+
 def summarise(outcomes: Sequence[SeriesOutcome], threshold: float) -> dict[str, float]:
     """The metrics of :data:`METRIC_LABELS` from per-series outcomes."""
     labels = np.asarray([o.label for o in outcomes], dtype=float)
@@ -195,7 +239,9 @@ def summarise(outcomes: Sequence[SeriesOutcome], threshold: float) -> dict[str, 
     sens, spec = sensitivity_specificity(labels, probs, threshold)
     with_slices = [o for o in outcomes if o.slice_labels is not None]
     slice_auc = _pooled_slice_auroc(with_slices, "slice_probabilities")
-    hidden_auc = _pooled_slice_auroc([o for o in with_slices if o.label == 1], "hidden_saliency")
+    bleeds = [o for o in with_slices if o.label == 1]
+    hidden_auc = _pooled_slice_auroc(bleeds, "hidden_saliency")
+    missed = _pooled_slice_auroc([o for o in bleeds if o.probability < threshold], "hidden_saliency")
     hits = [h for o in outcomes for h in o.pointing_hits]
     hits_rand = [h for o in outcomes for h in o.pointing_hits_randomised]
     return {
@@ -208,6 +254,10 @@ def summarise(outcomes: Sequence[SeriesOutcome], threshold: float) -> dict[str, 
         "calibration_error": expected_calibration_error(labels, probs),
         "slice_auroc": slice_auc,
         "hidden_saliency_auroc": hidden_auc,
+        "hidden_saliency_auroc_all_series": _pooled_slice_auroc(with_slices, "hidden_saliency"),
+        "hidden_saliency_auroc_missed": missed,
+        **{f"hidden_carried_share_{d}": _carried_share(bleeds, d) for d in DIRECTIONS},
+        "hidden_saliency_randomised_spearman": _randomised_spearman(outcomes),
         "pointing_game": float(np.mean(hits)) if hits else float("nan"),
         "pointing_game_randomised": float(np.mean(hits_rand)) if hits_rand else float("nan"),
         "pointing_slices": float(len(hits)),

@@ -1,7 +1,8 @@
 """Explanations of one series' prediction, one function per method, all called ``fn(model, inputs, **opts)``.
 
 - :func:`gate_traces`: the GRU's own account, update gate z and reset gate r per slice and direction.
-- :func:`hidden_state_saliency`: ``|∂ study logit / ∂ h_t|`` per slice and direction.
+- :func:`hidden_state_saliency`: each slice's hidden state's contribution to the study logit, against a normal
+  reference series, per direction, split into the direct and the carried part.
 - :func:`gradient_x_input`, :func:`smoothgrad`, :func:`integrated_gradients`: pixel saliency on chosen original
   slices, at the original image resolution (the gradient reaches the original HU slice through the windows,
   the resize and the slab average).
@@ -26,11 +27,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from scipy import ndimage, stats
-from torch import Tensor
+from torch import Tensor, nn
 
 from viewer.model.gated_gru import GATE_LABELS
 from viewer.model.network import NetOutput, SliceGRUNet
 from viewer.model.preprocess import AIR_HU, Preprocessed, SliceMapping
+from viewer.model.reference import reference_for_length
 
 Target = Literal["study", "slice"]
 Baseline = float | Literal["blur"]
@@ -127,15 +129,6 @@ def _features(model: SliceGRUNet, inputs: Preprocessed, features: Tensor | None)
         return model.encode(inputs.tensor.to(_device(model))).unsqueeze(0)
 
 
-def _sequence_output(model: SliceGRUNet, inputs: Preprocessed, output: NetOutput | None) -> NetOutput:
-    """Forward with the GRU and head in the graph (the encoder outside it, which saliency on h does not need)."""
-    if output is not None:
-        return output
-    feats = _features(model, inputs, None)
-    with torch.enable_grad():
-        return model.forward_features(feats)
-
-
 def gate_traces(
     model: SliceGRUNet, inputs: Preprocessed, *, output: NetOutput | None = None, layer: int = -1
 ) -> Explanation:
@@ -170,62 +163,162 @@ def gate_traces(
     return expl
 
 
+HiddenMethod = Literal["state_difference", "gradient_x_state", "sensitivity"]
+HIDDEN_METHODS: tuple[str, ...] = ("state_difference", "gradient_x_state", "sensitivity")
+DEFAULT_HIDDEN_METHOD: HiddenMethod = "state_difference"
+HIDDEN_PARTS: tuple[str, ...] = ("direct", "carried")
+_HIDDEN_PART_LABELS = {
+    "direct": "direct: read by the head at this slice",
+    "carried": "carried: passed on to later states",
+}
+
+
+class _SequencePart(nn.Module):
+    """The GRU, slice head and pooling of a model (its ``forward_features``), for a float64 functional call."""
+
+    def __init__(self, net: SliceGRUNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, features: Tensor) -> NetOutput:
+        return self.net.forward_features(features)
+
+
+def _forward_float64(model: SliceGRUNet, features: Tensor) -> NetOutput:
+    """``model.forward_features`` in float64 (the model itself is not changed), recording a graph.
+
+    In float32 the pooling weights ``softmax(r · slice logits)`` underflow to exactly 0 on slices far below the
+    top slice, and every gradient through the head at such a slice with them; float64 keeps them.
+    """
+    params = {
+        f"net.{name}": p.detach().double()
+        for name, p in model.named_parameters()
+        if not name.startswith("encoder.")
+    }
+    leaf = features.detach().double().requires_grad_(True)
+    result: NetOutput = torch.func.functional_call(_SequencePart(model), params, (leaf,))
+    return result
+
+
+def _reference_series(model: SliceGRUNet, feats: Tensor) -> tuple[Tensor, str]:
+    """``(1, n, F)`` reference features for a series of ``n`` slices, and what they are."""
+    stored: Tensor = model.reference_features  # type: ignore[assignment]
+    n = feats.shape[1]
+    if stored.numel():
+        return reference_for_length(stored.to(feats), n).unsqueeze(0), "normal-series reference"
+    return feats.mean(1, keepdim=True).expand(-1, n, -1), "mean of this series' slice features (no reference)"
+
+
 def hidden_state_saliency(
     model: SliceGRUNet,
     inputs: Preprocessed,
     *,
     output: NetOutput | None = None,
-    through_recurrence: bool = True,
+    method: HiddenMethod = DEFAULT_HIDDEN_METHOD,
     layer: int = -1,
 ) -> Explanation:
-    """How much the study logit depends on each slice's hidden state, per direction.
+    """How much each slice's hidden state contributes to the study logit, per direction (in logit units).
 
-    ``slice_values['forward' | 'reverse']`` is ``‖∂ study logit / ∂ h_t‖₂`` over the units, scaled so that the
-    largest value over both directions is 1 (the two directions stay comparable); ``raw_*`` keep the unscaled
-    norms and ``matrices['grad_*']`` the signed gradients (units × slices). ``combined`` is the norm over both
-    directions' units (scaled to a maximum of 1): one track per slice.
+    ``method="state_difference"`` (default; one-step conductance, Dhamdhere et al. 2018): per direction,
+    ``(h_t(X) − h_t(R)) · ½ (∂y/∂h_t at X + ∂y/∂h_t at R)`` summed over the units, where ``y`` is the study
+    logit, ``X`` the series and ``R`` the model's reference series (mean slice features of normal series by
+    relative position, see :mod:`viewer.model.reference`; a model without one uses the series' own mean slice
+    features, as ``params['reference']`` says). Positive values push the study towards a bleed. The values share
+    one logit scale across all slices and series (no per-series scaling). Their sum over slices and directions
+    approximates ``y(X) − y(R)`` (``params['logit_change']``); a one-step path overshoots it (docs/model.md
+    gives the measured size).
+
+    ``method="gradient_x_state"``: ``h_t · ∂y/∂h_t``. ``method="sensitivity"``: ``‖∂y/∂h_t‖₂``, which is not a
+    contribution: in the forward direction every state before a finding feeds it and scores high.
+
+    Everything is computed in float64 on a float64 copy of the GRU and head parameters.
+
+    Returns
+    -------
+    Explanation
+        ``slice_values``: ``forward``, ``reverse`` and ``combined`` (their sum; for ``sensitivity`` the norm over
+        both directions' units), each also split into ``*_direct`` (the path through the head reading ``h_t``)
+        and ``*_carried`` (the paths through the later states ``h_t`` feeds; total = direct + carried; for
+        ``sensitivity`` only ``*_direct``, a norm). ``matrices['units_forward' | 'units_reverse']``: the
+        per-unit terms (units × slices).
 
     Parameters
     ----------
     output:
-        A forward run with gradients enabled on the GRU (as :func:`analyse_sequence` does); else one is run.
-    through_recurrence:
-        True (default): the total derivative, counting every path from ``h_t`` to the study (through the head
-        at slice t and through the later states ``h_t`` feeds). False: only the direct path through the head.
+        A forward already run on ``inputs``: its slice features are reused (the encoder does not run again).
+    method:
+        See above; one of :data:`HIDDEN_METHODS`.
     layer:
-        GRU layer (total derivative only); default the last.
+        GRU layer, default the last (for a lower layer, "direct" is the path through the layer above at ``t``).
     """
     _require_eval(model)
+    if method not in HIDDEN_METHODS:
+        raise ValueError(f"method must be one of {HIDDEN_METHODS}, got {method!r}")
+    feats = output.features.detach() if output is not None else _features(model, inputs, None)
+    feats = feats.reshape(1, inputs.mapping.n_model, -1)
+    params: dict[str, Any] = {"method": method, "layer": layer}
+    batch = feats
+    if method == "state_difference":
+        ref, params["reference"] = _reference_series(model, feats)
+        batch = torch.cat([feats, ref.to(feats)])
     with torch.enable_grad():
-        out = _sequence_output(model, inputs, output)
-        target = out.study_logit[0]
-        if not target.requires_grad:
-            raise ValueError("the given output has no autograd graph; run it with gradients enabled")
-        if through_recurrence:
-            grads = out.trace.state_gradient(target, layer=layer)[:, 0]  # (D, T, H)
-        else:
-            (g,) = torch.autograd.grad(target, out.hidden, retain_graph=True)
-            grads = torch.stack(g[0].chunk(2, dim=-1))
-    grads_np = grads.cpu().numpy().astype(np.float32)
-    norms = np.linalg.norm(grads_np, axis=-1)  # (D, T)
-    top = float(norms.max())
-    scaled = norms / top if top > 0 else np.zeros_like(norms)
-    expl = Explanation(
-        "hidden_saliency",
-        inputs.mapping,
-        params={"through_recurrence": through_recurrence, "layer": layer},
+        out = _forward_float64(model, batch)
+        states = out.trace.layers[layer]
+        steps = out.trace.steps[layer]
+        study = out.study_logit.sum()  # the series in the batch are independent
+        grads = torch.autograd.grad(study, [*steps, *(s.h for s in states)], allow_unused=True)
+    n_dir = len(states)
+    totals = [
+        torch.zeros_like(s) if g is None else g for g, s in zip(grads[: len(steps)], steps, strict=True)
+    ]
+    total = torch.stack(totals, dim=2)  # (D, B, T, H) in each direction's reading order
+    if n_dir == 2:
+        total = torch.stack([total[0], total[1].flip(1)])
+    direct = torch.stack(
+        [torch.zeros_like(s.h) if g is None else g for g, s in zip(grads[len(steps) :], states, strict=True)]
     )
-    combined = np.linalg.norm(norms, axis=0)
-    top_combined = float(combined.max())
-    expl.slice_values["combined"] = combined / top_combined if top_combined > 0 else np.zeros_like(combined)
-    expl.labels["combined"] = "|∂ study logit / ∂ h_t| over both directions (scaled)"
-    for d, direction in enumerate(DIRECTIONS[: grads_np.shape[0]]):
-        expl.slice_values[direction] = scaled[d]
-        expl.slice_values[f"raw_{direction}"] = norms[d]
-        expl.matrices[f"grad_{direction}"] = grads_np[d].T
-        expl.labels[direction] = f"|∂ study logit / ∂ h_t| (scaled), {DIRECTION_LABELS[direction]}"
-        expl.labels[f"raw_{direction}"] = f"|∂ study logit / ∂ h_t|, {DIRECTION_LABELS[direction]}"
-        expl.labels[f"grad_{direction}"] = f"∂ study logit / ∂ h_t per unit, {DIRECTION_LABELS[direction]}"
+    h = torch.stack([s.h.detach() for s in states])  # (D, B, T, H)
+    parts: dict[str, Tensor] = {}
+    if method == "sensitivity":
+        parts[""] = total[:, 0].norm(dim=-1)
+        parts["_direct"] = direct[:, 0].norm(dim=-1)
+        units = total[:, 0]
+    else:
+        if method == "state_difference":
+            delta = h[:, 0] - h[:, 1]
+            g_total, g_direct = 0.5 * (total[:, 0] + total[:, 1]), 0.5 * (direct[:, 0] + direct[:, 1])
+        else:
+            delta, g_total, g_direct = h[:, 0], total[:, 0], direct[:, 0]
+        units = delta * g_total
+        parts[""] = units.sum(-1)
+        parts["_direct"] = (delta * g_direct).sum(-1)
+        parts["_carried"] = parts[""] - parts["_direct"]
+    study_logits = out.study_logit.detach()
+    params["study_logit"] = float(study_logits[0])
+    if method == "state_difference":
+        params["reference_logit"] = float(study_logits[1])
+        params["logit_change"] = float(study_logits[0] - study_logits[1])
+    if method != "sensitivity":
+        params["sum_of_contributions"] = float(parts[""].sum())
+    expl = Explanation("hidden_saliency", inputs.mapping, params=params)
+    what = {
+        "state_difference": "contribution to the study logit (state vs normal reference)",
+        "gradient_x_state": "h_t · ∂ study logit / ∂ h_t",
+        "sensitivity": "|∂ study logit / ∂ h_t|",
+    }[method]
+    for suffix, values in parts.items():
+        per_dir = values.cpu().numpy().astype(np.float64)  # (D, T)
+        combined = np.linalg.norm(per_dir, axis=0) if method == "sensitivity" else per_dir.sum(0)
+        part = suffix.lstrip("_")
+        tail = f", {_HIDDEN_PART_LABELS[part]}" if part else ""
+        expl.slice_values[f"combined{suffix}"] = combined
+        expl.labels[f"combined{suffix}"] = f"{what}, both directions{tail}"
+        for d, direction in enumerate(DIRECTIONS[:n_dir]):
+            expl.slice_values[f"{direction}{suffix}"] = per_dir[d]
+            expl.labels[f"{direction}{suffix}"] = f"{what}, {DIRECTION_LABELS[direction]}{tail}"
+    for d, direction in enumerate(DIRECTIONS[:n_dir]):
+        expl.matrices[f"units_{direction}"] = units[d].cpu().numpy().T
+        expl.labels[f"units_{direction}"] = f"{what} per unit, {DIRECTION_LABELS[direction]}"
     return expl
 
 

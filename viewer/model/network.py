@@ -234,6 +234,9 @@ class SliceGRUNet(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.slice_head = nn.Linear(2 * cfg.hidden_size, 1)
         nn.init.constant_(self.slice_head.bias, -2.0)  # most slices are negative
+        # The normal series the hidden-state track compares with (viewer/model/reference.py); not part of the
+        # weights: empty until load_weights attaches the file named on the card.
+        self.register_buffer("reference_features", torch.zeros(0, cfg.feature_size), persistent=False)
 
     def layer_names_top_down(self) -> list[str]:
         """Named blocks from the output to the input: ``slice_head``, ``gru``, encoder stages, ``encoder.stem``."""

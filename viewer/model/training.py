@@ -47,6 +47,7 @@ from viewer.model.dataset import TrainingSeries
 from viewer.model.metrics import auroc, youden_threshold
 from viewer.model.network import ModelConfig, SliceGRUNet
 from viewer.model.preprocess import AIR_HU, WindowStack
+from viewer.model.reference import build_reference
 from viewer.progress import CancelFn, ProgressFn
 
 LogFn = Callable[[str], None]
@@ -426,6 +427,18 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------------------
     # Validation
+
+    def reference_features(self, normal: Sequence[TrainingSeries]) -> Tensor:
+        """The reference series of the current encoder: mean slice features of ``normal`` by relative position.
+
+        See :mod:`viewer.model.reference`; the series are read as they are (not mirrored, not augmented).
+        """
+        feats = []
+        for k, series in enumerate(normal):
+            self._check_cancel()
+            feats.append(self._features(series).cpu())
+            self._report(k + 1, len(normal), "building the reference series")
+        return build_reference(feats)
 
     @torch.no_grad()
     def predict(self, series: Sequence[TrainingSeries]) -> tuple[np.ndarray, list[np.ndarray]]:

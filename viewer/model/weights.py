@@ -8,6 +8,9 @@ A card is a JSON file next to the weights (``name.safetensors`` → ``name.card.
 SHA-256 of the weights file, the :class:`~viewer.model.network.ModelConfig`, intended use, input requirements,
 training data, metrics and the operating threshold. Loading checks the weights against the card's hash before
 using them.
+
+A card may also name a reference series (``name.reference.safetensors``, see :mod:`viewer.model.reference`) with its
+SHA-256; loading then requires that file, checks its hash the same way and attaches it to the model.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 from viewer.errors import ViewerError
 from viewer.model.metrics import METRIC_LABELS, format_metric
 from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.reference import REFERENCE_TENSOR, reference_path_for
 from viewer.resources import resource_path
 
 CARD_SUFFIX = ".card.json"
@@ -58,6 +63,7 @@ class ModelCard:
     limitations: str = ""
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +79,7 @@ class ModelCard:
             "limitations": self.limitations,
             "training": dict(self.training),
             "evaluation": dict(self.evaluation),
+            "reference": dict(self.reference),
         }
 
     @classmethod
@@ -82,9 +89,12 @@ class ModelCard:
         if missing:
             raise KeyError(f"missing fields {missing}")
         sha = str(data["sha256"]).lower()
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        if not _is_sha256(sha):
             raise ValueError("sha256 is not a 64-digit hex digest")
         config = ModelConfig.from_dict(dict(data["config"]))
+        reference = dict(data.get("reference", {}))
+        if reference and not _is_sha256(str(reference.get("sha256", ""))):
+            raise ValueError("reference.sha256 is not a 64-digit hex digest")
         threshold = float(data.get("operating_threshold", config.operating_threshold))
         if not 0.0 < threshold < 1.0:
             raise ValueError("operating_threshold must lie in (0, 1)")
@@ -101,7 +111,12 @@ class ModelCard:
             limitations=str(data.get("limitations", "")),
             training=dict(data.get("training", {})),
             evaluation=dict(data.get("evaluation", {})),
+            reference=reference,
         )
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 @dataclass(frozen=True)
@@ -131,14 +146,13 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _check_safetensors_format(path: Path) -> None:
+def _check_safetensors_format(path: Path, what: str = "Cannot load model weights") -> None:
     """Refuse anything that is not a safetensors file, before any parser sees it.
 
     A safetensors file is an 8-byte little-endian header length, a JSON object, then raw tensor bytes. Only when
     that layout is absent is the file diagnosed further (zip checkpoint, pickle), since a valid header length can
     begin with any byte.
     """
-    what = "Cannot load model weights"
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
@@ -205,10 +219,14 @@ def save_weights(
     limitations: str = "",
     operating_threshold: float | None = None,
     training: dict[str, Any] | None = None,
+    reference: Tensor | None = None,
+    reference_data: str = "",
 ) -> ModelCard:
     """Write ``model``'s weights as safetensors at ``path`` and its card next to them; returns the card.
 
-    The operating threshold defaults to the model config's.
+    The operating threshold defaults to the model config's. ``reference`` (``(positions, feature_size)`` slice
+    features of normal series, see :mod:`viewer.model.reference`) is written beside the weights and named on the
+    card, with ``reference_data`` saying where it came from.
     """
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -231,21 +249,93 @@ def save_weights(
         limitations=limitations,
         training=dict(training or {}),
     )
+    if reference is not None:
+        card.reference = write_reference(reference, path, reference_data)
     write_card(card, card_path_for(path))
     return card
 
 
-def load_weights(
-    path: str | Path, card_path: str | Path | None = None, device: str | torch.device = "cpu"
-) -> tuple[SliceGRUNet, ModelCard]:
-    """Load weights checked against their card; returns the model in eval mode and the card.
+def write_reference(features: Tensor, weights: str | Path, data: str = "") -> dict[str, Any]:
+    """Write a reference series beside ``weights``; returns the card's ``reference`` entry (file, SHA-256, data).
+
+    The card itself is not written (see :func:`attach_reference`).
+    """
+    if features.dim() != 2 or features.shape[0] < 1:
+        raise ValueError("a reference series is (positions, feature_size) with at least one position")
+    path = reference_path_for(weights)
+    tensors = {REFERENCE_TENSOR: features.detach().to("cpu", torch.float32).contiguous()}
+    save_file(tensors, str(path), metadata={"format": "pt", "kind": "gru-viewer-reference-series"})
+    return {"file": path.name, "sha256": sha256_file(path), "positions": int(features.shape[0]), "data": data}
+
+
+def attach_reference(weights: str | Path, features: Tensor, data: str = "") -> ModelCard:
+    """Write (or replace) the reference series of the weights at ``weights`` and record it on their card.
+
+    The weights and their SHA-256 stay as they are; only the card's ``reference`` entry changes.
+    """
+    card = read_card(card_path_for(weights))
+    if features.dim() != 2 or features.shape[1] != card.config.feature_size:
+        raise ValueError(f"the reference must be (positions, {card.config.feature_size}) slice features")
+    card.reference = write_reference(features, weights, data)
+    write_card(card, card_path_for(weights))
+    return card
+
+
+def load_reference(weights: str | Path, card: ModelCard) -> Tensor:
+    """The reference series named on ``card``, checked against its SHA-256; ``(positions, feature_size)``.
 
     Raises
     ------
     ViewerError
-        The weights or the card are missing; the file is a pickle or otherwise not safetensors; its SHA-256 is
-        not the card's (changed or damaged); tensors are missing, unexpected or of the wrong shape for the
-        card's config.
+        The file is missing, not safetensors, not the one on the card, or of the wrong shape.
+    """
+    path = reference_path_for(weights)
+    what = "Cannot load the model's reference series"
+    if not path.is_file():
+        raise ViewerError(
+            what,
+            "the file does not exist; the model card names it (rebuild it with `gru-viewer reference --model "
+            "FILE --data DIR`)",
+            path,
+        )
+    _check_safetensors_format(path, what)
+    actual = sha256_file(path)
+    if actual != card.reference.get("sha256"):
+        raise ViewerError(
+            what,
+            f"the file's SHA-256 ({actual[:12]}…) is not the one on the model card "
+            f"({str(card.reference.get('sha256'))[:12]}…): it was changed or damaged after the card was written",
+            path,
+        )
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ViewerError(what, f"the safetensors file is damaged ({exc})", path) from exc
+    features = tensors.get(REFERENCE_TENSOR)
+    size = card.config.feature_size
+    if features is None or features.dim() != 2 or features.shape[0] < 1 or features.shape[1] != size:
+        raise ViewerError(what, f"it does not hold a ({REFERENCE_TENSOR}: positions × {size}) tensor", path)
+    return features.to(torch.float32)
+
+
+def load_weights(
+    path: str | Path,
+    card_path: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    with_reference: bool = True,
+) -> tuple[SliceGRUNet, ModelCard]:
+    """Load weights checked against their card; returns the model in eval mode and the card.
+
+    When the card names a reference series, it is loaded (checked the same way) into
+    ``model.reference_features``; ``with_reference=False`` skips it (to rebuild a lost or stale one).
+
+    Raises
+    ------
+    ViewerError
+        The weights, the card or the reference series the card names are missing; a file is a pickle or
+        otherwise not safetensors; its SHA-256 is not the card's (changed or damaged); tensors are missing,
+        unexpected or of the wrong shape for the card's config.
     """
     path = Path(path)
     what = "Cannot load model weights"
@@ -285,12 +375,28 @@ def load_weights(
             what, f"the weights do not fit the architecture on the model card ({', '.join(problems)})", path
         )
     model.load_state_dict(tensors, strict=True)
+    if with_reference and card.reference:
+        model.reference_features = load_reference(path, card)
     return model.to(device).eval(), card
 
 
 def _short(keys: list[str], limit: int = 5) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+HIDDEN_TRACK_NOTE = (
+    "Hidden-state track: {method}, each slice's contribution to the study logit against the normal reference "
+    "series, per direction (positive pushes towards a bleed), split into the direct part (the head reading the "
+    "slice's state) and the carried part (later states passing it on). It is a one-step estimate, not an exact "
+    "split: its sum over the slices overshoots the change in the study logit from the reference to the series "
+    "(docs/model.md gives the measured size)."
+)
+_LOOK_LABELS = {
+    "model": "the model's metrics",
+    "hidden_track_state_difference": "the hidden-state track (state difference)",
+    "hidden_track_sensitivity": "the hidden-state track (sensitivity, the earlier track)",
+}
 
 
 def card_to_markdown(card: ModelCard) -> str:
@@ -332,6 +438,17 @@ def card_to_markdown(card: ModelCard) -> str:
         if card.evaluation.get("pixel_method"):
             target = card.evaluation.get("pixel_target", "study")
             lines += ["", f"Pixel saliency: {card.evaluation['pixel_method']} of the {target} logit."]
+        if card.evaluation.get("hidden_method"):
+            lines += ["", HIDDEN_TRACK_NOTE.format(method=card.evaluation["hidden_method"])]
+        if card.evaluation.get("command"):
+            lines += ["", f"Command: `{card.evaluation['command']}`"]
+        looks = card.evaluation.get("looks")
+        if isinstance(looks, dict) and looks:
+            counts = "; ".join(f"{_LOOK_LABELS.get(k, k)}: {int(v)}" for k, v in looks.items())
+            lines += [
+                "",
+                f"Times this evaluation data has been looked at (this evaluation included): {counts}.",
+            ]
     else:
         lines.append("None recorded.")
     lines += [
@@ -341,7 +458,16 @@ def card_to_markdown(card: ModelCard) -> str:
     ]
     if card.limitations:
         lines += ["", "## Limitations", card.limitations]
-    lines += ["", "## Integrity", f"SHA-256 of the weights file: `{card.sha256}`", ""]
+    lines += ["", "## Integrity", f"SHA-256 of the weights file: `{card.sha256}`"]
+    if card.reference:
+        ref = card.reference
+        lines += [
+            "",
+            f"Reference series of the hidden-state track: `{ref.get('file')}`, mean slice features at "
+            f"{ref.get('positions')} relative positions of {ref.get('data') or 'normal series'}; "
+            f"SHA-256 `{ref.get('sha256')}` (checked at load, like the weights).",
+        ]
+    lines.append("")
     return "\n".join(lines)
 
 

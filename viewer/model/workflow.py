@@ -1,4 +1,4 @@
-"""``gru-viewer train`` and ``gru-viewer evaluate`` as plain functions: folders in, weights, card and metrics out."""
+"""``gru-viewer train``, ``evaluate`` and ``reference`` as plain functions: folders in, weights, card and metrics out."""
 
 from __future__ import annotations
 
@@ -17,15 +17,24 @@ from viewer.model.dataset import (
     TrainingSeries,
     default_labels_path,
     find_labelled,
+    iter_volumes,
     prepare_series,
     read_labels,
 )
 from viewer.model.evaluation import EvaluationReport, evaluate_series
 from viewer.model.explanations import DEFAULT_PIXEL_METHOD, DEFAULT_PIXEL_TARGET
-from viewer.model.network import ModelConfig
+from viewer.model.network import ModelConfig, SliceGRUNet
 from viewer.model.preprocess import Preprocessor
+from viewer.model.reference import build_reference
 from viewer.model.training import STAGES, Trainer, TrainSettings
-from viewer.model.weights import ModelCard, card_path_for, load_weights, save_weights, write_card
+from viewer.model.weights import (
+    ModelCard,
+    attach_reference,
+    card_path_for,
+    load_weights,
+    save_weights,
+    write_card,
+)
 from viewer.progress import ProgressFn
 
 LogFn = Callable[[str], None]
@@ -187,6 +196,12 @@ def train_from_folders(
         init_sha256=init_card.sha256 if init_card is not None else "",
     )
     result = trainer.run()
+    normal = [s for s in train_series if s.label == 0]
+    reference = trainer.reference_features(normal) if normal else None
+    if reference is None:
+        log(
+            "no training series without a bleed: no reference series (the hidden-state track uses each series' mean)"
+        )
     training_text = "; ".join(ds.description for ds in train_sets)
     if val_data is None:
         training_text += f" (less the {len(val_series)} validation series)"
@@ -219,8 +234,11 @@ def train_from_folders(
             "device": str(device or "cpu"),
             **history,
         },
+        reference=reference,
+        reference_data=f"the {len(normal)} series without a bleed among the training series",
     )
-    log(f"wrote {out} and {card_path_for(out).name} (sha256 {card.sha256[:12]}…)")
+    written = ", ".join(filter(None, [card_path_for(out).name, card.reference.get("file")]))
+    log(f"wrote {out} and {written} (sha256 {card.sha256[:12]}…)")
     return card
 
 
@@ -236,7 +254,12 @@ def evaluate_folder(
     command: Sequence[str] | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[EvaluationReport, ModelCard, Dataset]:
-    """Score the weights at ``model_path`` on a labelled folder; with ``update_card`` the card takes the numbers."""
+    """Score the weights at ``model_path`` on a labelled folder; with ``update_card`` the card takes the numbers.
+
+    The card then also records the command (paths made portable, :func:`portable_command`) and how many times the
+    same data has been looked at (``evaluation['looks']``: by the model's metrics, and by the hidden-state track
+    of each method), counting on from what the card said when it was evaluated on the same data before.
+    """
     model, card = load_weights(model_path, device=device or "cpu")
     dataset = open_dataset(data, labels, progress)
     report = evaluate_series(
@@ -248,13 +271,114 @@ def evaluate_folder(
         progress=progress,
     )
     if update_card:
+        previous = card.evaluation
+        same_data = previous.get("data") == dataset.description
+        looks = {str(k): int(v) for k, v in dict(previous.get("looks", {})).items()} if same_data else {}
+        for key in ("model", f"hidden_track_{report.hidden_method}"):
+            looks[key] = looks.get(key, 0) + 1
         card.metrics = dict(report.metrics)
         card.evaluation = {
             "data": dataset.description,
             "pixel_method": pixel_method,
             "pixel_target": pixel_target,
-            "command": shlex.join(command) if command else "",
+            "hidden_method": report.hidden_method,
+            "command": portable_command(command) if command else "",
+            "looks": looks,
             "failed": list(report.failed),
         }
         write_card(card, card_path_for(model_path))
     return report, card, dataset
+
+
+def reference_from_folders(
+    model_path: str | Path,
+    data: Sequence[str | Path],
+    *,
+    labels: Sequence[str | Path | None] | None = None,
+    device: torch.device | None = None,
+    progress: ProgressFn | None = None,
+) -> ModelCard:
+    """Rebuild the reference series of the weights at ``model_path`` from the normal series under ``data``.
+
+    Every series labelled without a bleed goes through the viewer's path (loader → :class:`Preprocessor` →
+    encoder); the mean of their slice features by relative position is written beside the weights and recorded,
+    with its SHA-256, on the card (:func:`~viewer.model.weights.attach_reference`). The weights do not change.
+    A missing or stale reference does not stop this (it is what the command repairs).
+    """
+    model, card = load_weights(model_path, device=device or "cpu", with_reference=False)
+    labels = list(labels) if labels is not None else [None] * len(data)
+    if len(labels) != len(data):
+        raise ViewerError(
+            "Cannot build the reference series", "give one labels file per data folder, or none"
+        )
+    sets = [open_dataset(folder, lab, progress) for folder, lab in zip(data, labels, strict=True)]
+    normal = [item for ds in sets for item in ds.items if item.label.label == 0]
+    if not normal:
+        raise ViewerError("Cannot build the reference series", "the data holds no series without a bleed")
+    feats = series_features(model, normal, progress)
+    if not feats:
+        raise ViewerError("Cannot build the reference series", "none of the normal series could be read")
+    where = "; ".join(ds.description for ds in sets)
+    return attach_reference(
+        model_path, build_reference(feats), f"the {len(feats)} series without a bleed of {where}"
+    )
+
+
+def series_features(
+    model: SliceGRUNet, items: Sequence[LabelledStack], progress: ProgressFn | None = None
+) -> list[torch.Tensor]:
+    """Slice features ``(n_model, F)`` of each readable series, as the viewer computes them (on the CPU)."""
+    prep = Preprocessor.from_config(model.config)
+    device = next(model.parameters()).device
+    feats = []
+    for k, (_item, volume, _reason) in enumerate(iter_volumes(items)):
+        if progress is not None:
+            progress(k, len(items), "Reading normal series")
+        if volume is None:
+            continue
+        inputs = prep(volume.array, volume.spacing)
+        with torch.no_grad():
+            feats.append(model.encode(inputs.tensor.to(device)).cpu())
+    return feats
+
+
+#: Options of ``gru-viewer`` commands that take a path, and the placeholder a card shows for one outside the project.
+PATH_OPTIONS: dict[str, str] = {
+    "--model": "FILE",
+    "--data": "DIR",
+    "--labels": "FILE",
+    "--json": "FILE",
+    "--val": "DIR",
+    "--out": "FILE",
+    "--init": "FILE",
+}
+
+
+def portable_command(command: Sequence[str], root: str | Path | None = None) -> str:
+    """A command line for a card: paths relative to ``root`` (default: the working folder), or placeholders.
+
+    A path given to one of :data:`PATH_OPTIONS` is written relative to ``root`` when it lies inside it, and as the
+    option's placeholder (``--data DIR``) otherwise, so no machine's folders end up on the card.
+    """
+    base = Path(root if root is not None else Path.cwd()).resolve()
+    out: list[str] = []
+    pending: str | None = None
+    for arg in command:
+        option, eq, value = arg.partition("=")
+        if pending is not None:
+            out.append(_portable_path(arg, base, pending))
+            pending = None
+        elif option in PATH_OPTIONS and eq:
+            out.append(f"{option}={_portable_path(value, base, PATH_OPTIONS[option])}")
+        else:
+            out.append(arg)
+            pending = PATH_OPTIONS.get(arg)
+    return shlex.join(out)
+
+
+def _portable_path(value: str, base: Path, placeholder: str) -> str:
+    path = Path(value)
+    resolved = (path if path.is_absolute() else base / path).resolve()
+    if resolved.is_relative_to(base):
+        return resolved.relative_to(base).as_posix()
+    return placeholder
