@@ -22,7 +22,7 @@ from PIL import Image
 
 from viewer.ui.preflight import check
 
-pytestmark = [pytest.mark.xcb]
+pytestmark = [pytest.mark.xcb, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parent.parent
 SCREEN = (1600, 1000)
@@ -86,7 +86,10 @@ def _env(display: str, tmp_path: Path) -> dict[str, str]:
 
 
 def _xdotool(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, timeout=30)
+    # A UTF-8 locale: the title holds an em dash, which xdotool cannot read back in the C locale.
+    out = subprocess.run(
+        ["xdotool", *args], env={**env, "LC_ALL": "C.UTF-8"}, capture_output=True, text=True, timeout=30
+    )
     return out.stdout.strip()
 
 
@@ -108,21 +111,21 @@ def test_the_app_opens_a_real_window_analyses_and_closes_cleanly(
     found = check(env)
     if not found.ok:
         pytest.skip(f"Qt's xcb plugin cannot load here: {found.problem.splitlines()[0]}")
-    app = subprocess.Popen(
-        [sys.executable, "-m", "viewer", "gui", str(demo_study)],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = tmp_path / "app-stderr.txt"  # a file, not a pipe: a pipe nobody reads can block the app
+    with log.open("w") as stderr:
+        app = subprocess.Popen(
+            [sys.executable, "-m", "viewer", "gui", str(demo_study)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
         window = ""
-        deadline = (
-            time.monotonic() + 300
-        )  # generous: a shared, busy machine may take minutes to start Python + Qt
+        # Generous: a shared, busy machine may take minutes to start Python and Qt.
+        deadline = time.monotonic() + 300
         while not window and time.monotonic() < deadline and app.poll() is None:
-            window = next(iter(_xdotool(env, "search", "--onlyvisible", "--name", "GRU Viewer").split()), "")
+            window = next(iter(_xdotool(env, "search", "--onlyvisible", "--pid", str(app.pid)).split()), "")
             time.sleep(0.5)
         assert window, "no window appeared"
         expected = f"{demo_study.name} — GRU Viewer"  # the folder, then Qt's application display name
@@ -150,12 +153,15 @@ def test_the_app_opens_a_real_window_analyses_and_closes_cleanly(
 
         _xdotool(env, "windowfocus", "--sync", window)
         _xdotool(env, "key", "ctrl+q")
-        out, err = app.communicate(timeout=120)
+        app.wait(timeout=120)
     except BaseException:
         if app.poll() is None:
+            _screenshot(env, tmp_path / "failed.png")
             app.kill()
-        print("app stderr:", app.communicate()[1])
+            app.wait()
+        print(f"app stderr: {log.read_text()}; screen: {tmp_path / 'failed.png'}")
         raise
+    err = log.read_text()
     assert app.returncode == 0, err
     warnings = [line for line in err.splitlines() if line.strip()]
     assert not warnings, "stderr:\n" + err

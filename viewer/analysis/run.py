@@ -19,7 +19,7 @@ import torch
 from viewer.analysis.result import AnalysisResult, ModelIdentity, SeriesIdentity
 from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
-from viewer.model.device import describe_device, pick_device
+from viewer.model.device import describe_device, pick_device, use_cpu_threads
 from viewer.model.explanations import (
     DEFAULT_PIXEL_METHOD,
     DEFAULT_PIXEL_TARGET,
@@ -103,6 +103,8 @@ class SliceExplainer:
 
     def explain(self, index: int) -> Explanation:
         """The pixel method's explanation of original slice ``index``."""
+        if self.features.device.type == "cpu":
+            use_cpu_threads()
         return EXPLAINERS[self.method](
             self.model, self.inputs, slices=[index], target=self.target, features=self.features
         )
@@ -122,6 +124,8 @@ def _run(
 ) -> tuple[AnalysisResult, SliceExplainer]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    if device.type == "cpu":
+        use_cpu_threads()  # the cores other programs leave free now (a reading room's workstation is rarely idle)
     model = place(model, device).eval()
     prep = Preprocessor.from_config(model.config)
     t0 = time.perf_counter()
