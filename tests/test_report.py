@@ -24,7 +24,7 @@ from viewer.analysis.run import analyze_volume
 from viewer.cli import main
 from viewer.dicom.index import scan
 from viewer.dicom.phantom import write_phantom_dataset
-from viewer.dicom.volume import load_stack
+from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
 from viewer.report import (
     ReportOptions,

@@ -31,7 +31,7 @@ from viewer.analysis.run import AnalysisOptions, analyze_volume
 from viewer.cli import EXIT_ERROR, EXIT_OK, main
 from viewer.dicom.dicomdir import OUTSIDE, read_dicomdir
 from viewer.dicom.index import scan
-from viewer.dicom.volume import load_stack
+from viewer.dicom.readers import load_stack
 from viewer.dicom.writer import SeriesMeta, axial_geometry, write_ct_series
 from viewer.errors import ViewerError
 from viewer.model.network import ModelConfig, SliceGRUNet

@@ -20,9 +20,11 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from viewer.dicom.geometry import build_geometry
 from viewer.dicom.headers import read_header
+from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import Stack, split_series
-from viewer.dicom.volume import Volume, build_geometry, load_stack
+from viewer.dicom.volume import Volume
 from viewer.dicom.writer import SeriesMeta, axial_geometry, write_ct_series
 from viewer.errors import CancelledError, ViewerError
 

@@ -12,8 +12,9 @@ from viewer.analysis.result import AnalysisResult
 from viewer.analysis.run import AnalysisOptions, analyze_volume
 from viewer.dicom.dicomdir import OUTSIDE
 from viewer.dicom.index import scan
+from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import Stack
-from viewer.dicom.volume import Volume, load_stack
+from viewer.dicom.volume import Volume
 from viewer.errors import ViewerError
 from viewer.progress import ProgressFn
 

@@ -18,8 +18,8 @@ from viewer.analysis.models import load_model
 from viewer.analysis.run import analyze_volume
 from viewer.bench.load import bench_meta, head_phantom
 from viewer.dicom.headers import read_header
+from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import split_series
-from viewer.dicom.volume import load_stack
 from viewer.dicom.writer import axial_geometry, write_ct_series
 from viewer.errors import ViewerError
 from viewer.model.network import SliceGRUNet

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
 
-from viewer.dicom.geometry import GeometryWarning
+from viewer.dicom.geometry import GeometryWarning, VolumeGeometry, build_geometry, normal_from_orientation
 from viewer.dicom.headers import InstanceHeader
 from viewer.dicom.pixels import (
     DecodeError,
@@ -25,15 +26,11 @@ from viewer.dicom.pixels import (
     robust_window,
 )
 from viewer.dicom.stacks import SliceRef, Stack
-from viewer.dicom.volume import (
-    CancelFn,
-    ProgressFn,
-    SliceFn,
-    Volume,
-    VolumeGeometry,
-    build_geometry,
-)
+from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
+from viewer.progress import CancelFn, ProgressFn
+
+SliceFn = Callable[[int, np.ndarray], None]
 
 MAX_WORKERS = 4
 
@@ -53,7 +50,7 @@ COLOUR_WINDOW = (127.5, 255.0)
 
 
 class VolumeReader(Protocol):
-    """What :func:`viewer.dicom.volume.load_stack` needs from a reader."""
+    """What :func:`load_stack` needs from a reader."""
 
     name: str
 
@@ -154,8 +151,6 @@ def _derived_positions(stack: Stack, source: SourceFile) -> tuple[list, tuple[fl
     PS3.3 C.8.8.3.2: offsets are relative to IPP when the first offset is 0, otherwise they are z values along
     the normal and IPP's own projection is subtracted.
     """
-    from viewer.dicom.geometry import normal_from_orientation
-
     files = stack.files
     if len(files) != 1 or any(r.geometry.position is not None for r in stack.slices):
         return None
@@ -409,8 +404,6 @@ class PydicomReader:
 
 
 def _normal(orientation: tuple[float, ...] | None) -> np.ndarray:
-    from viewer.dicom.geometry import normal_from_orientation
-
     return normal_from_orientation(orientation) if orientation is not None else np.array([0.0, 0.0, 1.0])
 
 
@@ -592,3 +585,43 @@ def _assemble(
         reader=reader,
         decoders=decoders,
     )
+
+
+def load_stack(
+    stack: Stack,
+    *,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    on_slice: SliceFn | None = None,
+    reader: str = "auto",
+    workers: int | None = None,
+) -> Volume:
+    """Load one stack into a :class:`Volume`.
+
+    Parameters
+    ----------
+    stack:
+        From :func:`viewer.dicom.stacks.split_series` (slices already in display order).
+    progress:
+        ``progress(done, total, text)`` after each slice.
+    cancel:
+        Checked between slices; when it returns True the load stops with :class:`~viewer.errors.CancelledError`.
+    on_slice:
+        ``on_slice(k, slice_array)`` as each slice is ready, in display order, so a viewer can show the first
+        slices at once. ``slice_array`` is a view into the volume being filled: copy it to keep it. ``k`` is the
+        index in ``stack.slices``; if a damaged slice is skipped, the final volume has fewer slices.
+    reader:
+        ``"auto"`` or ``"pydicom"`` (ours: decoder chosen per transfer syntax, direct reads, one preallocated
+        array) or ``"simpleitk"`` (``ImageSeriesReader`` on the same file order).
+    workers:
+        Threads for decoders that release the GIL (default: up to 4).
+
+    Raises
+    ------
+    ViewerError
+        When no slice of the stack can be loaded, naming the series and why.
+    CancelledError
+        When ``cancel()`` returned True.
+    """
+    name = "pydicom" if reader == "auto" else reader
+    return get_reader(name, workers=workers).read(stack, progress=progress, cancel=cancel, on_slice=on_slice)

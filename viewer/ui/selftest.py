@@ -118,7 +118,7 @@ def check_codecs(state: _State) -> str:
     from pydicom.pixels import get_decoder
 
     from viewer.dicom.index import scan
-    from viewer.dicom.volume import load_stack
+    from viewer.dicom.readers import load_stack
     from viewer.dicom.writer import SeriesMeta, axial_geometry, write_ct_series
 
     wanted = {
