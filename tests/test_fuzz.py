@@ -45,7 +45,8 @@ from viewer.analysis.run import AnalysisOptions, analyze_volume
 from viewer.dicom.index import scan
 from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
-from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.config import ModelConfig
+from viewer.model.network import SliceGRUNet
 from viewer.model.weights import save_weights
 
 pytestmark = [pytest.mark.filterwarnings("ignore")]

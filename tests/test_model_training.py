@@ -14,9 +14,9 @@ from viewer.cli import main
 from viewer.dicom.phantom import write_phantom_dataset
 from viewer.errors import CancelledError, ViewerError
 from viewer.model import metrics
+from viewer.model.config import ModelConfig
 from viewer.model.dataset import find_labelled, prepare_series, read_labels
 from viewer.model.evaluation import evaluate_series, format_metrics
-from viewer.model.network import ModelConfig
 from viewer.model.preprocess import Preprocessor
 from viewer.model.training import Trainer, TrainSettings
 from viewer.model.weights import load_weights, read_card

@@ -34,7 +34,8 @@ from viewer.dicom.index import scan
 from viewer.dicom.readers import load_stack
 from viewer.dicom.writer import SeriesMeta, axial_geometry, write_ct_series
 from viewer.errors import ViewerError
-from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.config import ModelConfig
+from viewer.model.network import SliceGRUNet
 from viewer.model.weights import card_path_for, load_weights, save_weights, sha256_file
 
 TINY = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
