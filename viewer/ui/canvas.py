@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
@@ -18,9 +18,6 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsView
 
 from viewer.ui import theme
-
-if TYPE_CHECKING:
-    from viewer.ui.image_view import ImageView
 
 WHEEL_STEP = 120  # angle delta of one notch
 ZOOM_PER_PIXEL = 0.01
@@ -92,9 +89,16 @@ class SliceViewBox(pg.ViewBox):
 
 
 class SliceCanvas(pg.GraphicsView):
-    """The graphics view: holds the ViewBox and paints the annotations over it."""
+    """The graphics view: holds the ViewBox and paints the annotations over it.
 
-    def __init__(self, owner: ImageView) -> None:
+    It knows nothing of its owner: key presses and resizes go out as signals. A slot of ``sigKeyPressed``
+    accepts the event to mark it handled; an event left ignored goes on to the graphics view.
+    """
+
+    sigKeyPressed = Signal(object)  # QKeyEvent
+    sigResized = Signal()
+
+    def __init__(self) -> None:
         super().__init__(background=theme.IMAGE_BACKGROUND)
         self.vb = SliceViewBox()
         self.setCentralItem(self.vb)
@@ -110,19 +114,17 @@ class SliceCanvas(pg.GraphicsView):
         self.font_letters.setBold(True)
         self.font_message = QFont(self.font())
         self.font_message.setPixelSize(15)
-        self._owner = owner
 
     def keyPressEvent(self, ev: QKeyEvent) -> None:  # noqa: N802 (Qt override)
-        if self._owner.handle_key(ev):
-            ev.accept()
+        ev.ignore()
+        self.sigKeyPressed.emit(ev)
+        if ev.isAccepted():
             return
         super().keyPressEvent(ev)
 
     def resizeEvent(self, ev: Any) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(ev)
-        owner = getattr(self, "_owner", None)  # resize events arrive during pyqtgraph's own __init__
-        if owner is not None:
-            owner.on_canvas_resized()
+        self.sigResized.emit()
 
     # -- painting ---------------------------------------------------------------------------------------------
 

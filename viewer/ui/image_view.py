@@ -166,7 +166,7 @@ class ImageView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.canvas = SliceCanvas(self)
+        self.canvas = SliceCanvas()
         self.vb = self.canvas.vb
         self.image_item = pg.ImageItem()
         self.image_item.setZValue(Z_IMAGE)
@@ -232,6 +232,8 @@ class ImageView(QWidget):
         self.vb.sigUserZoom.connect(self._on_user_zoom)
         self.vb.sigRangeChanged.connect(self._on_range_changed)
         self.canvas.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.canvas.sigKeyPressed.connect(self._on_canvas_key)
+        self.canvas.sigResized.connect(self.on_canvas_resized)
         self.show_message("Open a folder, a DICOMDIR or files (File ▸ Open, Ctrl+O, or drop them here).")
 
     # -- content ----------------------------------------------------------------------------------------------
@@ -397,6 +399,10 @@ class ImageView(QWidget):
         else:
             return False
         return True
+
+    def _on_canvas_key(self, ev: QKeyEvent) -> None:
+        if self.handle_key(ev):
+            ev.accept()
 
     def _on_slider(self, value: int) -> None:
         self._user_moved = True
