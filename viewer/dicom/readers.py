@@ -18,6 +18,7 @@ import numpy as np
 
 from viewer.dicom.geometry import GeometryWarning, VolumeGeometry, build_geometry, normal_from_orientation
 from viewer.dicom.headers import InstanceHeader
+from viewer.dicom.identifiers import SeriesIdentifiers
 from viewer.dicom.pixels import (
     DecodeError,
     SourceFile,
@@ -86,23 +87,11 @@ def stack_name(stack: Stack) -> str:
     return f"{number}{desc} ({stack.label}, {stack.uid})"
 
 
-def _meta(header: InstanceHeader, source: SourceFile | None) -> dict[str, str]:
+def _identifiers(header: InstanceHeader, source: SourceFile | None) -> SeriesIdentifiers:
     institution = ""
     if source is not None:
         institution = str(source.ds.get("InstitutionName", "") or "").strip()
-    return {
-        "patient_name": header.patient_name,
-        "patient_id": header.patient_id,
-        "patient_birth_date": header.patient_birth_date,
-        "patient_sex": header.patient_sex,
-        "study_date": header.study_date,
-        "study_time": header.study_time,
-        "study_description": header.study_description,
-        "accession_number": header.accession_number,
-        "series_number": "" if header.series_number is None else str(header.series_number),
-        "series_description": header.series_description,
-        "institution": institution,
-    }
+    return SeriesIdentifiers.from_header(header, institution=institution)
 
 
 def _window(
@@ -578,7 +567,7 @@ def _assemble(
         invert=invert and not colour,
         is_colour=colour,
         slice_thickness=_slice_thickness(refs),
-        meta=_meta(h, source),
+        identifiers=_identifiers(h, source),
         warnings=warnings,
         skipped=skipped,
         sources=[(r.header.path, r.frame) for r in refs],

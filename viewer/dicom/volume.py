@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from viewer.dicom.geometry import normal_from_orientation
+from viewer.dicom.identifiers import SeriesIdentifiers
 
 
 @dataclass(slots=True)
@@ -22,7 +23,7 @@ class Volume:
     Slice ``k`` lies at ``positions[k]`` (LPS, mm); slice 0 has the smallest position along the normal.
     ``affine`` maps (k, j, i) to patient coordinates; for a tilted stack its slice column is the real step
     between slices, not the normal, so patient coordinates stay true. ``spacing[0]`` is the slice spacing
-    measured along the normal.
+    measured along the normal. ``identifiers`` holds the patient, study and series attributes of the headers.
     """
 
     array: np.ndarray
@@ -41,7 +42,7 @@ class Volume:
     invert: bool = False
     is_colour: bool = False
     slice_thickness: float | None = None
-    meta: dict[str, str] = field(default_factory=dict)
+    identifiers: SeriesIdentifiers = field(default_factory=SeriesIdentifiers)
     warnings: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     sources: list[tuple[str, int]] = field(default_factory=list)  # (file, frame) per slice
