@@ -195,8 +195,23 @@ class ResultsPanel(QWidget):
         self.state = "empty"
         self._n = 0
         self._index = 0
+        self._build_state()
+        self._build_finding()
+        self.overlay_box = self._build_overlay_controls()
+        self._build_probability_plot()
+        self._build_gate_plot()
+        matrix_row = self._build_heatmap()
+        self._build_saliency_plot()
+        self._link_plots()
+        self.result_widget = self._build_result_body(matrix_row)
+        self._build_layout()
+        self.setMinimumWidth(380)
+        self.show_empty()
 
-        # -- state (no result) ---------------------------------------------------------------------------------
+    # -- building -----------------------------------------------------------------------------------------------
+
+    def _build_state(self) -> None:
+        """What shows when there is no result: a state line and the Analyze button."""
         self.state_label = QLabel()
         self.state_label.setWordWrap(True)
         self.state_label.setStyleSheet(f"color: {theme.TEXT}; font-size: 14px; padding: 6px 0px;")
@@ -204,7 +219,8 @@ class ResultsPanel(QWidget):
         self.analyze_button.setToolTip("Run the slice-GRU model on the series on screen")
         self.analyze_button.clicked.connect(self.analyze_requested)
 
-        # -- finding -------------------------------------------------------------------------------------------
+    def _build_finding(self) -> None:
+        """The finding, its probability, warnings, device notice, run info, key slices and the slice line."""
         self.finding_label = QLabel()
         self.finding_label.setStyleSheet("font-size: 22px; font-weight: bold;")
         self.probability_label = QLabel()
@@ -228,7 +244,8 @@ class ResultsPanel(QWidget):
         self.slice_label.setWordWrap(True)
         self.slice_label.setStyleSheet(f"color: {theme.TEXT};")
 
-        # -- overlay controls ----------------------------------------------------------------------------------
+    def _build_overlay_controls(self) -> QFrame:
+        """The pixel-saliency overlay's switch, opacity and threshold."""
         overlay_box = QFrame()
         overlay_box.setFrameShape(QFrame.Shape.StyledPanel)
         grid = QGridLayout(overlay_box)
@@ -253,9 +270,10 @@ class ResultsPanel(QWidget):
         grid.addWidget(QLabel("Threshold"), 1, 2)
         grid.addWidget(self.threshold_slider, 1, 3)
         grid.addWidget(self.threshold_value, 1, 4)
-        self.overlay_box = overlay_box
+        return overlay_box
 
-        # -- plots ---------------------------------------------------------------------------------------------
+    def _build_probability_plot(self) -> None:
+        """Slice probabilities with the operating threshold as a dashed line."""
         self.probability_plot = SlicePlot("probability", height=120)
         self.probability_curve = self.probability_plot.plot(
             pen=pg.mkPen(PROBABILITY_COLOUR, width=2), symbol="o", symbolSize=4, symbolPen=None,
@@ -266,6 +284,8 @@ class ResultsPanel(QWidget):
         )
         self.probability_plot.plot_item.addItem(self.threshold_line, ignoreBounds=True)
 
+    def _build_gate_plot(self) -> None:
+        """Mean update and reset gates per slice, forward and reverse, with a legend."""
         self.gate_plot = SlicePlot("mean gate", height=165)
         self.gate_curves: dict[str, pg.PlotDataItem] = {}
         styles = {
@@ -280,6 +300,8 @@ class ResultsPanel(QWidget):
             self.gate_curves[key] = curve
             self.gate_legend.addItem(curve, name)
 
+    def _build_heatmap(self) -> QHBoxLayout:
+        """The unit × slice gate heatmap; returns its header row (matrix choice and colour scale)."""
         self.heatmap_plot = SlicePlot("GRU unit", y_range=None, height=128)
         self.heatmap_image = pg.ImageItem()
         self.heatmap_lut = pg.colormap.get("viridis").getLookupTable(0.0, 1.0, 256)
@@ -296,7 +318,16 @@ class ResultsPanel(QWidget):
         colour_scale = QLabel()
         colour_scale.setPixmap(_gradient_pixmap(self.heatmap_lut))
         colour_scale.setToolTip("Gate value: 0 (dark blue) … 1 (yellow)")
+        matrix_row = QHBoxLayout()
+        matrix_row.addWidget(QLabel("<b>Gates per unit</b>"))
+        matrix_row.addWidget(self.matrix_combo, 1)
+        matrix_row.addWidget(QLabel("0"))
+        matrix_row.addWidget(colour_scale)
+        matrix_row.addWidget(QLabel("1"))
+        return matrix_row
 
+    def _build_saliency_plot(self) -> None:
+        """Hidden-state saliency per slice: forward, reverse and combined."""
         self.saliency_plot = SlicePlot("saliency", height=150)
         self.saliency_curves = {
             "forward": self.saliency_plot.plot(pen=pg.mkPen(SALIENCY_COLOUR, width=1.5)),
@@ -309,19 +340,18 @@ class ResultsPanel(QWidget):
         for key, curve in self.saliency_curves.items():
             self.saliency_legend.addItem(curve, key)
 
+    def _link_plots(self) -> None:
+        """One slice axis for all plots; a click on any of them asks for that slice."""
         self.plots = [self.probability_plot, self.gate_plot, self.heatmap_plot, self.saliency_plot]
         for plot in self.plots:
             plot.slice_clicked.connect(self._on_plot_click)
             if plot is not self.probability_plot:
                 plot.plot_item.setXLink(self.probability_plot.plot_item)
 
-        disclaimer = QLabel(DISCLAIMER)
-        disclaimer.setWordWrap(True)
-        disclaimer.setStyleSheet(f"color: {theme.DIM_TEXT}; font-size: 11px; padding-top: 6px;")
-
-        # -- layout --------------------------------------------------------------------------------------------
-        self.result_widget = QWidget()
-        body = QVBoxLayout(self.result_widget)
+    def _build_result_body(self, matrix_row: QHBoxLayout) -> QWidget:
+        """The result's widgets in reading order, each plot under its heading."""
+        result_widget = QWidget()
+        body = QVBoxLayout(result_widget)
         body.setContentsMargins(0, 0, 0, 0)
         body.setSpacing(4)
         body.addWidget(self.finding_label)
@@ -330,7 +360,7 @@ class ResultsPanel(QWidget):
         body.addWidget(self.notice_label)
         body.addWidget(self.info_label)
         body.addWidget(self.key_label)
-        body.addWidget(overlay_box)
+        body.addWidget(self.overlay_box)
         body.addWidget(self.slice_label)
         body.addWidget(
             _heading("<b>Slice probability</b> · dashed grey: operating threshold · amber: key slices")
@@ -344,12 +374,6 @@ class ResultsPanel(QWidget):
             )
         )
         body.addWidget(self.gate_plot)
-        matrix_row = QHBoxLayout()
-        matrix_row.addWidget(QLabel("<b>Gates per unit</b>"))
-        matrix_row.addWidget(self.matrix_combo, 1)
-        matrix_row.addWidget(QLabel("0"))
-        matrix_row.addWidget(colour_scale)
-        matrix_row.addWidget(QLabel("1"))
         body.addLayout(matrix_row)
         body.addWidget(self.heatmap_plot)
         body.addWidget(
@@ -359,7 +383,13 @@ class ResultsPanel(QWidget):
             )
         )
         body.addWidget(self.saliency_plot)
+        return result_widget
 
+    def _build_layout(self) -> None:
+        """State, button, result and disclaimer in one scrolling column."""
+        disclaimer = QLabel(DISCLAIMER)
+        disclaimer.setWordWrap(True)
+        disclaimer.setStyleSheet(f"color: {theme.DIM_TEXT}; font-size: 11px; padding-top: 6px;")
         content = QWidget()
         outer = QVBoxLayout(content)
         outer.setContentsMargins(8, 6, 8, 6)
@@ -376,8 +406,6 @@ class ResultsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
-        self.setMinimumWidth(380)
-        self.show_empty()
 
     # -- states -----------------------------------------------------------------------------------------------
 
