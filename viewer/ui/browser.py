@@ -8,13 +8,12 @@ the text of any level (a patient's name, a study's description, a series' modali
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from PySide6.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QKeyEvent, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QTreeView, QVBoxLayout, QWidget
 
+from viewer.dicom.index import StudyIndex
 from viewer.ui.series_info import format_dicom_date, format_dicom_time, format_person_name
 
 STACK_UID_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -100,7 +99,7 @@ class StudyBrowser(QWidget):
         self._stack_items.clear()
         self._thumbnails.clear()
 
-    def set_index(self, index: Any) -> None:
+    def set_index(self, index: StudyIndex) -> None:
         """Fill the tree from a :class:`viewer.dicom.index.StudyIndex`."""
         self.clear()
         root = self.model.invisibleRootItem()

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyqtgraph as pg
+from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent, MouseDragEvent
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPen
-from PySide6.QtWidgets import QGraphicsView
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPen, QResizeEvent, QWheelEvent
+from PySide6.QtWidgets import QGraphicsSceneWheelEvent, QGraphicsView
 
 from viewer.ui import theme
 
@@ -58,7 +58,7 @@ class SliceViewBox(pg.ViewBox):
         super().__init__(lockAspect=True, invertY=True, enableMenu=False, defaultPadding=0.0)
         self._wheel_accumulated = 0
 
-    def wheelEvent(self, ev: Any, axis: int | None = None) -> None:  # noqa: N802 (Qt override)
+    def wheelEvent(self, ev: QGraphicsSceneWheelEvent | QWheelEvent, axis: int | None = None) -> None:  # noqa: N802 (Qt override)
         delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
         self._wheel_accumulated += int(delta)
         steps = int(self._wheel_accumulated / WHEEL_STEP)
@@ -67,7 +67,7 @@ class SliceViewBox(pg.ViewBox):
             self.sigWheelSteps.emit(-steps)  # wheel forward (away from the user) = previous slice
         ev.accept()
 
-    def mouseDragEvent(self, ev: Any, axis: int | None = None) -> None:  # noqa: N802 (Qt override)
+    def mouseDragEvent(self, ev: MouseDragEvent, axis: int | None = None) -> None:  # noqa: N802 (Qt override)
         ev.accept()
         button = ev.button()
         delta = ev.screenPos() - ev.lastScreenPos()
@@ -82,7 +82,7 @@ class SliceViewBox(pg.ViewBox):
             self.translateBy(t=-shift)
             self.sigUserZoom.emit()
 
-    def mouseClickEvent(self, ev: Any) -> None:  # noqa: N802 (Qt override)
+    def mouseClickEvent(self, ev: MouseClickEvent) -> None:  # noqa: N802 (Qt override)
         ev.accept()
         if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
             self.sigFit.emit()
@@ -122,7 +122,7 @@ class SliceCanvas(pg.GraphicsView):
             return
         super().keyPressEvent(ev)
 
-    def resizeEvent(self, ev: Any) -> None:  # noqa: N802 (Qt override)
+    def resizeEvent(self, ev: QResizeEvent) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(ev)
         self.sigResized.emit()
 

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from viewer.dicom.pixels import robust_window
 from viewer.dicom.stacks import orientation_letters
+from viewer.dicom.volume import Volume
 from viewer.ui.canvas import Annotations, SliceCanvas
 from viewer.ui.series_info import SeriesDisplay, update_from_volume
 from viewer.ui.settings import WindowPreset
@@ -246,7 +247,7 @@ class ImageView(QWidget):
     def stack_uid(self) -> str | None:
         return self.display.stack_uid if self.display is not None else None
 
-    def set_series(self, display: SeriesDisplay, volume: Any | None = None) -> None:
+    def set_series(self, display: SeriesDisplay, volume: Volume | None = None) -> None:
         """Show a new stack: its slices arrive later through :meth:`set_slice_data` or :meth:`set_volume`."""
         self.stop_cine()
         self.display = display
@@ -290,7 +291,7 @@ class ImageView(QWidget):
                 self.center, self.width = robust_window(array)
             self._refresh()
 
-    def set_volume(self, volume: Any) -> None:
+    def set_volume(self, volume: Volume) -> None:
         """All slices at once (a finished load, or a cached volume).
 
         The volume may hold fewer slices than the series listed (damaged slices are skipped by the loader):
@@ -477,7 +478,7 @@ class ImageView(QWidget):
     def _on_user_zoom(self) -> None:
         self._zoom_by_user = True
 
-    def _on_range_changed(self, *_: Any) -> None:
+    def _on_range_changed(self, *_: object) -> None:
         self._update_annotations()
 
     def on_canvas_resized(self) -> None:

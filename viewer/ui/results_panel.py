@@ -9,11 +9,11 @@ AnalysisController` decides what to show and when.
 from __future__ import annotations
 
 import html
-from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.analysis.result import AnalysisResult
 from viewer.ui import theme
 
 AXIS_WIDTH = 46
@@ -160,14 +161,14 @@ class SlicePlot(pg.PlotWidget):
             self.plot_item.addItem(line, ignoreBounds=True)
             self._marks.append(line)
 
-    def slice_at(self, scene_pos: Any) -> int | None:
+    def slice_at(self, scene_pos: QPointF) -> int | None:
         """The 0-based slice under a scene position, or None outside the plot area."""
         vb = self.plot_item.getViewBox()
         if not vb.sceneBoundingRect().contains(scene_pos):
             return None
         return round(vb.mapSceneToView(scene_pos).x()) - 1
 
-    def _on_click(self, ev: Any) -> None:
+    def _on_click(self, ev: MouseClickEvent) -> None:
         if ev.button() != Qt.MouseButton.LeftButton:
             return
         k = self.slice_at(ev.scenePos())
@@ -191,7 +192,7 @@ class ResultsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.result: Any | None = None
+        self.result: AnalysisResult | None = None
         self.state = "empty"
         self._n = 0
         self._index = 0
@@ -453,7 +454,7 @@ class ResultsPanel(QWidget):
 
     # -- the result -------------------------------------------------------------------------------------------
 
-    def show_result(self, result: Any, current_slice: int = 0) -> None:
+    def show_result(self, result: AnalysisResult, current_slice: int = 0) -> None:
         """Display ``result`` (an AnalysisResult of the series on screen)."""
         self.result = result
         self.state = "result"

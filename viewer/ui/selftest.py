@@ -21,9 +21,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from viewer.errors import ViewerError
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QMessageLogContext, QtMsgType
 
 OFFSCREEN = "offscreen"
 DEFAULT_TIMEOUT_S = 180.0
@@ -165,7 +168,7 @@ def check_demo_study(state: _State) -> str:
     return f"{len(study.sop_uids)} slices of {DEMO_MATRIX}², {'bleed' if study.label else 'no bleed'} ({study.kind})"
 
 
-def _quiet_offscreen_notes(mode: Any, context: Any, message: str) -> None:
+def _quiet_offscreen_notes(mode: QtMsgType, context: QMessageLogContext, message: str) -> None:
     """Qt's offscreen platform says it cannot resize or raise windows: true, and not a fault of the app."""
     if "does not support" not in message:
         sys.stderr.write(message + "\n")
