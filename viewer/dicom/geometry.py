@@ -45,6 +45,7 @@ class StackGeometry:
 
     @property
     def uniform(self) -> bool:
+        """True when no gap, non-uniform spacing or duplicate position was found."""
         return not any(w.kind in ("gap", "nonuniform", "duplicate") for w in self.warnings)
 
 
@@ -67,6 +68,7 @@ def orientation_key(orientation: Sequence[float] | None) -> tuple[int, ...] | No
 
 
 def same_orientation(a: Sequence[float], b: Sequence[float], tol: float = ORIENTATION_TOLERANCE) -> bool:
+    """Whether two ImageOrientationPatient values agree within ``tol`` (per direction cosine)."""
     return bool(np.max(np.abs(np.asarray(a, float) - np.asarray(b, float))) < tol)
 
 

@@ -62,7 +62,8 @@ class VolumeReader(Protocol):
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
         on_slice: SliceFn | None = None,
-    ) -> Volume: ...
+    ) -> Volume:
+        """Load ``stack`` into a :class:`~viewer.dicom.volume.Volume`; arguments as in :func:`load_stack`."""
 
 
 def get_reader(name: str, *, workers: int | None = None) -> VolumeReader:
@@ -81,6 +82,7 @@ def get_reader(name: str, *, workers: int | None = None) -> VolumeReader:
 
 
 def stack_name(stack: Stack) -> str:
+    """How errors name a stack: series number, description, label and uid."""
     h = stack.first
     number = f"series {h.series_number}" if h.series_number is not None else "series"
     desc = f" “{h.series_description}”" if h.series_description else ""
@@ -521,6 +523,14 @@ class SimpleITKReader:
         cancel: CancelFn | None = None,
         on_slice: SliceFn | None = None,
     ) -> Volume:
+        """Load ``stack`` with SimpleITK (``ImageFileReader`` for one file); arguments as in :func:`load_stack`.
+
+        Raises
+        ------
+        ViewerError
+            For a stack that is not made of whole files (some frames of a multi-frame file), or when
+            SimpleITK cannot read it.
+        """
         import SimpleITK as sitk
 
         refs = list(stack.slices)

@@ -51,18 +51,22 @@ class Volume:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the array."""
         return int(self.array.nbytes)
 
     @property
     def n_slices(self) -> int:
+        """Number of slices."""
         return int(self.array.shape[0])
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """Shape of the array."""
         return tuple(self.array.shape)
 
     @property
     def normal(self) -> np.ndarray:
+        """Unit slice normal (row × column direction cosines)."""
         return normal_from_orientation(self.orientation)
 
     def _slice_point(self, k: float) -> np.ndarray:

@@ -95,6 +95,7 @@ class StudyBrowser(QWidget):
     # -- content ----------------------------------------------------------------------------------------------
 
     def clear(self) -> None:
+        """Empty the tree and forget the stacks and thumbnails."""
         self.model.removeRows(0, self.model.rowCount())
         self._stack_items.clear()
         self._thumbnails.clear()
@@ -172,12 +173,15 @@ class StudyBrowser(QWidget):
         self._thumbnails.add(stack_uid)
 
     def has_thumbnail(self, stack_uid: str) -> bool:
+        """Whether the stack's row shows a thumbnail already."""
         return stack_uid in self._thumbnails
 
     def stack_uids(self) -> list[str]:
+        """The stacks listed, in tree order."""
         return list(self._stack_items)
 
     def select_stack(self, stack_uid: str) -> None:
+        """Select and scroll to the stack's row (no activation); unknown uids are ignored."""
         item = self._stack_items.get(stack_uid)
         if item is None:
             return
@@ -204,6 +208,7 @@ class StudyBrowser(QWidget):
     # -- interaction ------------------------------------------------------------------------------------------
 
     def activate_index(self, index: QModelIndex) -> None:
+        """Act as if the row at ``index`` (a proxy index) were double-clicked."""
         self._activate(index)
 
     def _activate(self, index: QModelIndex) -> None:

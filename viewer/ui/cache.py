@@ -41,6 +41,7 @@ class VolumeCache:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of all cached volumes."""
         return sum(v.nbytes for v in self._items.values())
 
     def keys(self) -> list[str]:
@@ -48,21 +49,25 @@ class VolumeCache:
         return list(self._items)
 
     def get(self, key: str) -> Volume | None:
+        """The volume under ``key`` (now the most recently used), or None."""
         item = self._items.get(key)
         if item is not None:
             self._items.move_to_end(key)
         return item
 
     def put(self, key: str, item: Volume) -> None:
+        """Store ``item`` as the most recently used, then evict the oldest beyond the limit."""
         self._items[key] = item
         self._items.move_to_end(key)
         self._evict()
 
     def set_limit(self, max_bytes: int) -> None:
+        """Change the byte limit and evict what no longer fits."""
         self.max_bytes = int(max_bytes)
         self._evict()
 
     def clear(self) -> None:
+        """Drop every volume."""
         self._items.clear()
 
     def _evict(self) -> None:

@@ -128,6 +128,7 @@ class SlicePlot(pg.PlotWidget):
 
     @property
     def plot_item(self) -> pg.PlotItem:
+        """The plot's :class:`pyqtgraph.PlotItem`."""
         return self.getPlotItem()
 
     def add_legend_below(self, columns: int) -> pg.LegendItem:
@@ -138,15 +139,18 @@ class SlicePlot(pg.PlotWidget):
         return legend
 
     def set_slices(self, n: int) -> None:
+        """Show slices 1 … ``n`` on the x axis and bound the cursor to them."""
         self.plot_item.setXRange(0.5, n + 0.5, padding=0.0)
         self.cursor.setBounds((1, max(1, n)))
 
     def set_cursor(self, k: int) -> None:
+        """Put the cursor at slice ``k`` (0-based) without emitting ``slice_clicked``."""
         self.cursor.blockSignals(True)
         self.cursor.setValue(k + 1)
         self.cursor.blockSignals(False)
 
     def set_key_slices(self, indices: list[int]) -> None:
+        """Mark these 0-based slices with dashed amber lines (replacing earlier marks)."""
         for line in self._marks:
             self.plot_item.removeItem(line)
         self._marks = []
@@ -421,20 +425,25 @@ class ResultsPanel(QWidget):
         self.result_widget.hide()
 
     def show_empty(self, text: str = "This series has not been analysed.") -> None:
+        """No result: ``text`` and the Analyze button."""
         self._show_state("empty", text, button=True)
 
     def show_waiting(self) -> None:
+        """The analysis waits for the series to load."""
         self._show_state("waiting", "The analysis starts once the series has loaded…", button=False)
 
     def show_running(self) -> None:
+        """The analysis runs (its progress is in the status bar)."""
         self._show_state(
             "running", "Analysing this series… (progress and Cancel in the status bar)", button=False
         )
 
     def show_cancelled(self) -> None:
+        """The analysis was cancelled; Analyze can start it again."""
         self._show_state("cancelled", "The analysis was cancelled.", button=True)
 
     def show_failed(self, message: str) -> None:
+        """The analysis failed with ``message``; Analyze can try again."""
         self._show_state("failed", f"The analysis failed: {message}", button=True, error=True)
 
     def set_overlay_controls(self, enabled: bool, opacity: float, threshold: float) -> None:

@@ -49,6 +49,8 @@ class _Skipped(Exception):
 
 @dataclass
 class CheckResult:
+    """One self-test check: name, status ("ok", "FAIL" or "skip"), detail and duration."""
+
     name: str
     status: str  # "ok", "FAIL" or "skip"
     detail: str
@@ -88,6 +90,7 @@ def _private_environment(tmp: Path) -> Iterator[None]:
 
 
 def check_resources(state: _State) -> str:
+    """The resources folder and the application icon are there."""
     from viewer.resources import resources_root
 
     root = resources_root()
@@ -100,6 +103,7 @@ def check_resources(state: _State) -> str:
 
 
 def check_model(state: _State) -> str:
+    """The shipped model loads and its weights match the SHA-256 on its card."""
     from viewer.analysis.models import load_model
     from viewer.model.weights import default_model_paths, sha256_file
 
@@ -160,6 +164,7 @@ def check_codecs(state: _State) -> str:
 
 
 def check_demo_study(state: _State) -> str:
+    """A phantom demo study can be written."""
     from viewer.dicom.phantom import write_phantom_dataset
 
     manifest = write_phantom_dataset(state.tmp / "demo", studies=1, seed=0, matrix=DEMO_MATRIX)
@@ -236,6 +241,7 @@ def check_window(state: _State) -> str:
 
 
 def check_analysis(state: _State) -> str:
+    """The model analyses the demo volume into a sane result with the expected finding."""
     import numpy as np
 
     from viewer.analysis.run import analyze_volume
@@ -259,6 +265,7 @@ def check_analysis(state: _State) -> str:
 
 
 def check_report(state: _State) -> str:
+    """The report of that result is written as a PDF and as a DICOM Encapsulated PDF."""
     import pydicom
 
     from viewer.report import ReportOptions, build_report, save_dicom, save_pdf

@@ -38,6 +38,7 @@ def format_dicom_date(value: str) -> str:
 
 
 def format_dicom_time(value: str) -> str:
+    """``143012.5`` → ``14:30`` (left unchanged when it is not a TM value)."""
     value = str(value or "").strip().split(".")[0]
     if len(value) >= 4 and value[:4].isdigit():
         return f"{value[:2]}:{value[2:4]}"
@@ -80,6 +81,7 @@ class SeriesDisplay:
 
     @property
     def series_title(self) -> str:
+        """``#number description``, or "Series" when both are missing."""
         number = f"#{self.series_number} " if self.series_number is not None else ""
         text = f"{number}{self.series_description}".strip() or "Series"
         return text
@@ -100,6 +102,7 @@ class SeriesDisplay:
         return self.positions[k] + row * (i * dx) + col * (j * dy)
 
     def normal(self) -> np.ndarray | None:
+        """Unit slice normal, or None without an orientation."""
         if self.orientation is None:
             return None
         return normal_from_orientation(self.orientation)
