@@ -27,7 +27,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def small_config():
     """A network small enough for tests that need a real model file, not a trained one."""
-    from viewer.model.network import ModelConfig
+    from viewer.model.config import ModelConfig
 
     return ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
 

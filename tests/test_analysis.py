@@ -17,7 +17,7 @@ from viewer.analysis.run import AnalysisOptions, analyze_volume
 from viewer.analysis.session import AnalysisSession
 from viewer.cli import main
 from viewer.dicom.index import scan
-from viewer.dicom.volume import load_stack
+from viewer.dicom.readers import load_stack
 from viewer.errors import CancelledError, ViewerError
 from viewer.synth.dataset import write_phantom_dataset
 

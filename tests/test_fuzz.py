@@ -43,9 +43,10 @@ from pydicom.data import get_testdata_file
 from viewer.analysis.model_cache import load_model
 from viewer.analysis.run import AnalysisOptions, analyze_volume
 from viewer.dicom.index import scan
-from viewer.dicom.volume import load_stack
+from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
-from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.config import ModelConfig
+from viewer.model.network import SliceGRUNet
 from viewer.model.weights import save_weights
 
 pytestmark = [pytest.mark.filterwarnings("ignore")]
@@ -477,7 +478,7 @@ warnings.simplefilter("ignore")
 resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))  # an allocation blow-up fails, not the machine
 
 from viewer.dicom.index import scan
-from viewer.dicom.volume import load_stack
+from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
 
 

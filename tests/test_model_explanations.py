@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from viewer.model import explanations as ex
-from viewer.model.network import ModelConfig, SliceGRUNet, lse_pool
+from viewer.model.config import ModelConfig
+from viewer.model.network import SliceGRUNet, lse_pool
 from viewer.model.preprocess import AIR_HU, Preprocessed, Preprocessor
 from viewer.model.reference import reference_for_length
 

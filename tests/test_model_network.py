@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from viewer.errors import ViewerError
+from viewer.model.config import ModelConfig
 from viewer.model.device import available_devices, describe_device, pick_device
 from viewer.model.gated_gru import GatedGRU
-from viewer.model.network import ModelConfig, SliceGRUNet, lse_pool
+from viewer.model.network import SliceGRUNet, lse_pool
 
 SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16, 32), hidden_size=12)
 

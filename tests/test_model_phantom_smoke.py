@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from viewer.model import explanations as ex
-from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.config import ModelConfig
+from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import Preprocessor
 
 phantom = pytest.importorskip("viewer.synth.study")

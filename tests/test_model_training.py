@@ -13,9 +13,9 @@ import torch
 from viewer.cli import main
 from viewer.errors import CancelledError, ViewerError
 from viewer.model import metrics
+from viewer.model.config import ModelConfig
 from viewer.model.dataset import find_labelled, prepare_series, read_labels
 from viewer.model.evaluation import evaluate_series, format_metrics
-from viewer.model.network import ModelConfig
 from viewer.model.preprocess import Preprocessor
 from viewer.model.reference import REFERENCE_POSITIONS
 from viewer.model.training import Trainer, TrainSettings

@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 
 from viewer.errors import ViewerError
 from viewer.model import weights as w
-from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.config import ModelConfig
+from viewer.model.network import SliceGRUNet
 
 CONFIG = ModelConfig(input_size=32, encoder_channels=(8, 16, 32), hidden_size=8)
 

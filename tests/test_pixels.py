@@ -29,8 +29,8 @@ from viewer.dicom.pixels import (
     to_rgb8,
     window_from_lut,
 )
+from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import split_series
-from viewer.dicom.volume import load_stack
 from viewer.errors import ViewerError
 
 
@@ -324,7 +324,7 @@ CORRUPT_J2K_SCRIPT = """
 import os, shutil, sys, pydicom, pydicom.data
 from viewer.dicom.headers import read_header
 from viewer.dicom.stacks import split_series
-from viewer.dicom.volume import load_stack
+from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
 p = os.path.join(sys.argv[1], "corrupt.dcm")
 shutil.copy(pydicom.data.get_testdata_file("MR_small_jp2klossless.dcm"), p)

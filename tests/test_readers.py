@@ -96,12 +96,12 @@ def _assert_same_volume(a: Volume, b: Volume) -> None:
     np.testing.assert_allclose(a.positions, b.positions, atol=1e-3)
     np.testing.assert_allclose(a.affine, b.affine, atol=1e-3)
     assert a.sop_uids == b.sop_uids
-    assert (a.window, a.units, a.invert, a.is_colour, a.meta) == (
+    assert (a.window, a.units, a.invert, a.is_colour, a.identifiers) == (
         b.window,
         b.units,
         b.invert,
         b.is_colour,
-        b.meta,
+        b.identifiers,
     )
 
 

@@ -23,7 +23,7 @@ from viewer.analysis.model_cache import load_model
 from viewer.analysis.run import analyze_volume
 from viewer.cli import main
 from viewer.dicom.index import scan
-from viewer.dicom.volume import load_stack
+from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
 from viewer.report import (
     ReportOptions,
@@ -73,20 +73,20 @@ def _text(pdf: bytes) -> str:
 
 def _phi(volume) -> list[str]:
     """Every identifying string of the source the anonymised outputs must not hold."""
-    meta = volume.meta
+    meta = volume.identifiers
     values = [
-        meta["patient_name"],
-        display_name(meta["patient_name"]),
-        *[part for part in meta["patient_name"].split("^") if len(part) > 3],
-        meta["patient_id"],
-        meta["patient_birth_date"],
-        display_date(meta["patient_birth_date"]),
-        meta["study_date"],
-        display_date(meta["study_date"]),
-        meta["accession_number"],
-        meta["study_description"],
-        meta["series_description"],
-        meta["institution"],
+        meta.patient_name,
+        display_name(meta.patient_name),
+        *[part for part in meta.patient_name.split("^") if len(part) > 3],
+        meta.patient_id,
+        meta.patient_birth_date,
+        display_date(meta.patient_birth_date),
+        meta.study_date,
+        display_date(meta.study_date),
+        meta.accession_number,
+        meta.study_description,
+        meta.series_description,
+        meta.institution,
         volume.study_uid,
         volume.series_uid,
         *volume.sop_uids[:3],
@@ -109,15 +109,15 @@ def test_pdf_shows_identifiers_finding_probability_and_model(analysed, reports) 
     plain, _ = reports
     assert plain.pdf.startswith(b"%PDF") and 100_000 < len(plain.pdf) < 8_000_000
     text = _text(plain.pdf)
-    meta = volume.meta
+    meta = volume.identifiers
     for expected in (
-        display_name(meta["patient_name"]),
-        meta["patient_id"],
-        display_date(meta["patient_birth_date"]),
-        display_date(meta["study_date"]),
-        meta["accession_number"],
-        meta["study_description"],
-        meta["series_description"],
+        display_name(meta.patient_name),
+        meta.patient_id,
+        display_date(meta.patient_birth_date),
+        display_date(meta.study_date),
+        meta.accession_number,
+        meta.study_description,
+        meta.series_description,
         result.finding,
         "probability {} (threshold {})".format(*probability_words(result.probability, result.threshold)),
         f"model test {card.version}",
@@ -213,7 +213,7 @@ def test_dicom_encapsulated_pdf_reads_back(analysed, reports, tmp_path: Path, an
         raw = path.read_bytes()
         assert [s for s in _phi(volume) if s.encode() in raw] == []
     else:
-        assert ds.StudyInstanceUID == volume.study_uid and ds.PatientID == volume.meta["patient_id"]
+        assert ds.StudyInstanceUID == volume.study_uid and ds.PatientID == volume.identifiers.patient_id
         assert ds.SourceInstanceSequence[0].ReferencedSOPInstanceUID == volume.sop_uids[0]
     output = _dciodvfy(path)
     errors = [line for line in output.splitlines() if line.startswith("Error")]

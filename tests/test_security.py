@@ -30,9 +30,10 @@ from viewer.analysis.run import AnalysisOptions, analyze_volume
 from viewer.cli import EXIT_ERROR, EXIT_OK, main
 from viewer.dicom.dicomdir import OUTSIDE, read_dicomdir
 from viewer.dicom.index import scan
-from viewer.dicom.volume import load_stack
+from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
-from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.config import ModelConfig
+from viewer.model.network import SliceGRUNet
 from viewer.model.weights import card_path_for, load_weights, save_weights, sha256_file
 from viewer.synth.writer import SeriesMeta, axial_geometry, write_ct_series
 

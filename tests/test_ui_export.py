@@ -153,7 +153,7 @@ def test_export_writes_pdf_dicom_png_and_json(qtbot, analysed: MainWindow, tmp_p
     assert outcome.pdf == (out / "report.pdf").resolve()
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
     text = pdf_text(out / "report.pdf")
-    assert result.finding in text and display_name(volume.meta["patient_name"]) in text
+    assert result.finding in text and display_name(volume.identifiers.patient_name) in text
 
     (dcm,) = sorted((out / "dicom").glob("*.dcm"))
     ds = pydicom.dcmread(dcm)
@@ -206,20 +206,20 @@ def test_png_without_the_overlay_when_it_is_off(qtbot, analysed: MainWindow, tmp
 
 def test_deidentified_export_holds_no_patient_name(qtbot, analysed: MainWindow, tmp_path: Path) -> None:
     window = analysed
-    meta = window.current_volume().meta
-    name = meta["patient_name"]
+    meta = window.current_volume().identifiers
+    name = meta.patient_name
     given = [part for part in name.split("^") if len(part) > 3]
     choices = ExportChoices(
         pdf=tmp_path / "anon.pdf", anonymize=True, dicom_folder=tmp_path / "dcm", json=tmp_path / "anon.json"
     )
     export_via_dialog(qtbot, window, choices)
     text = pdf_text(tmp_path / "anon.pdf")
-    for value in (display_name(name), *given, meta["patient_id"]):
+    for value in (display_name(name), *given, meta.patient_id):
         assert value not in text
     (dcm,) = (tmp_path / "dcm").glob("*.dcm")
     ds = pydicom.dcmread(dcm)
     assert ds.SOPClassUID == ENCAPSULATED_PDF_STORAGE and ds.PatientIdentityRemoved == "YES"
-    assert str(ds.PatientName) != name and meta["patient_id"] not in str(ds.PatientID)
+    assert str(ds.PatientName) != name and meta.patient_id not in str(ds.PatientID)
     assert json.loads((tmp_path / "anon.json").read_text())["series"]["deidentified"] is True
 
     # The choice is remembered: the next dialog starts de-identified, its default name without the description.
@@ -227,9 +227,9 @@ def test_deidentified_export_holds_no_patient_name(qtbot, analysed: MainWindow, 
     dialog = open_dialog(window)
     assert dialog.deidentify_check.isChecked()
     pdf_name = dialog.choices().pdf.name
-    assert meta["series_description"] not in pdf_name and "series" in pdf_name
+    assert meta.series_description not in pdf_name and "series" in pdf_name
     dialog.deidentify_check.setChecked(False)
-    assert meta["series_description"] in dialog.choices().pdf.name
+    assert meta.series_description in dialog.choices().pdf.name
     dialog.reject()
 
 
@@ -240,15 +240,15 @@ def test_dialog_defaults_to_the_last_export_folder_with_a_name_from_the_series(
     qtbot, analysed: MainWindow, tmp_path: Path
 ) -> None:
     window = analysed
-    meta = window.current_volume().meta
+    meta = window.current_volume().identifiers
     dialog = open_dialog(window)
     choices = dialog.choices()
     out = tmp_path / "out"
     assert choices.pdf.parent == out and choices.pdf.suffix == ".pdf"
     assert choices.pdf.stem == default_stem(
-        int(meta["series_number"]), meta["series_description"], deidentified=False
+        int(meta.series_number), meta.series_description, deidentified=False
     )
-    for part in meta["patient_name"].split("^"):
+    for part in meta.patient_name.split("^"):
         assert part not in choices.pdf.name
     assert choices.dicom_folder is None and choices.png is None and choices.json is None
     dialog.png_row.check.setChecked(True)
@@ -267,7 +267,7 @@ def test_dialog_defaults_to_the_last_export_folder_with_a_name_from_the_series(
     assert "will be replaced" in dialog.replace_label.text()
     dialog.reject()
 
-    default = default_stem(int(meta["series_number"]), meta["series_description"], deidentified=False)
+    default = default_stem(int(meta.series_number), meta.series_description, deidentified=False)
     (out / f"{default}.pdf").touch()  # a default name never replaces an earlier report
     assert open_dialog(window).choices().pdf.name == f"{default} (2).pdf"
 

@@ -15,7 +15,7 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QGuiApplication, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from viewer.dicom.volume import load_stack
+from viewer.dicom.readers import load_stack
 from viewer.ui.app import create_application
 from viewer.ui.image_view import CANCELLED
 from viewer.ui.main_window import MainWindow

@@ -20,9 +20,11 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from viewer.dicom.geometry import build_geometry
 from viewer.dicom.headers import read_header
+from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import Stack, split_series
-from viewer.dicom.volume import Volume, build_geometry, load_stack
+from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
 from viewer.synth.writer import SeriesMeta, axial_geometry, write_ct_series
 
@@ -117,8 +119,10 @@ def test_series_loads_in_true_geometry_with_metadata(tmp_path: Path) -> None:
     assert not volume.invert and not volume.is_colour and volume.slice_thickness == 2.0
     assert volume.nbytes == hu.size * 4
     assert volume.warnings == [] and volume.skipped == []
-    assert volume.meta["patient_name"] == "Test^Volume" and volume.meta["accession_number"] == "ACC42"
-    assert volume.meta["institution"] == "GRU Viewer Phantom Lab" and volume.meta["series_number"] == "3"
+    assert volume.identifiers.patient_name == "Test^Volume" and volume.identifiers.accession_number == "ACC42"
+    assert (
+        volume.identifiers.institution == "GRU Viewer Phantom Lab" and volume.identifiers.series_number == "3"
+    )
     ds = [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
     assert volume.sop_uids == [d.SOPInstanceUID for d in ds]
     assert volume.study_uid == ds[0].StudyInstanceUID and volume.series_uid == ds[0].SeriesInstanceUID

@@ -147,8 +147,8 @@ def _log_line(quiet: bool) -> Callable[[str], None]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from viewer.model.config import ModelConfig
     from viewer.model.device import pick_device
-    from viewer.model.network import ModelConfig
     from viewer.model.training import TrainSettings
     from viewer.model.workflow import default_checkpoint, train_from_folders
 

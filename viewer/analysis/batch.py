@@ -13,8 +13,9 @@ from viewer.analysis.run import AnalysisOptions
 from viewer.analysis.session import AnalysisSession
 from viewer.dicom.dicomdir import OUTSIDE
 from viewer.dicom.index import scan
+from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import Stack
-from viewer.dicom.volume import Volume, load_stack
+from viewer.dicom.volume import Volume
 from viewer.errors import ViewerError
 from viewer.progress import ProgressFn
 

@@ -17,8 +17,8 @@ import numpy as np
 from viewer.analysis.model_cache import load_model
 from viewer.analysis.run import analyze_volume
 from viewer.dicom.headers import read_header
+from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import split_series
-from viewer.dicom.volume import load_stack
 from viewer.errors import ViewerError
 from viewer.model.network import SliceGRUNet
 from viewer.model.weights import ModelCard

@@ -108,7 +108,7 @@ def _measure(fn: Callable[[], Any], into: Measured) -> Any:
 
 
 def load_ours(stack: Stack, workers: int | None = None) -> np.ndarray:
-    from viewer.dicom.volume import load_stack
+    from viewer.dicom.readers import load_stack
 
     return load_stack(stack, reader="pydicom", workers=workers).array
 
@@ -206,7 +206,7 @@ def run_load_benchmark(
 ) -> LoadBenchResult:
     """Write one series, then load it ``repeats`` times with each loader (order rotated between rounds).
 
-    Loaders: ``ours`` (:func:`viewer.dicom.volume.load_stack`, default threads), ``ours_1_thread``,
+    Loaders: ``ours`` (:func:`viewer.dicom.readers.load_stack`, default threads), ``ours_1_thread``,
     ``simpleitk`` (native output type),
     ``simpleitk_float32``, ``pydicom_plain`` and ``memcpy`` (the floor). Before the first round a volume-sized
     buffer is touched once, so the first loader does not pay for the process's first contact with that memory.

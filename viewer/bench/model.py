@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from viewer.errors import ViewerError
+from viewer.model.config import ModelConfig
 from viewer.model.explanations import (
     DEFAULT_PIXEL_METHOD,
     DEFAULT_PIXEL_TARGET,
@@ -22,7 +23,7 @@ from viewer.model.explanations import (
     hidden_state_saliency,
 )
 from viewer.model.gated_gru import GatedGRU
-from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import Preprocessor
 from viewer.model.weights import default_model_paths, read_card
 

@@ -48,6 +48,7 @@ def cache_dir() -> Path:
 
 
 def default_db_path() -> Path:
+    """The header cache's database file in the user's cache folder."""
     return cache_dir() / DB_NAME
 
 
@@ -68,6 +69,13 @@ class CachedFile:
     reason: str | None
 
     def header(self) -> InstanceHeader:
+        """The cached header, parsed back from JSON.
+
+        Raises
+        ------
+        ValueError
+            When the file was skipped at indexing (``reason`` says why).
+        """
         if self.header_json is None:
             raise ValueError(f"{self.path} was skipped: {self.reason}")
         return InstanceHeader.from_json(self.header_json)
@@ -96,9 +104,11 @@ class HeaderCache:
 
     @property
     def available(self) -> bool:
+        """Whether the database is open (False after a failure: indexing then reads every header)."""
         return self._conn is not None
 
     def close(self) -> None:
+        """Close the database; later calls act as if the cache were unavailable."""
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -267,6 +277,7 @@ class HeaderCache:
             self._fail(exc)
 
     def count(self) -> int:
+        """How many files the cache holds (0 when unavailable)."""
         if self._conn is None:
             return 0
         try:

@@ -19,6 +19,7 @@ ORIENTATION_TOLERANCE = 1e-2
 SPACING_REL_TOLERANCE = 0.05
 # A tilt below this angle (degrees) is numerical noise, not a gantry tilt.
 TILT_TOLERANCE_DEG = 0.5
+IDENTITY_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class StackGeometry:
 
     @property
     def uniform(self) -> bool:
+        """True when no gap, non-uniform spacing or duplicate position was found."""
         return not any(w.kind in ("gap", "nonuniform", "duplicate") for w in self.warnings)
 
 
@@ -66,6 +68,7 @@ def orientation_key(orientation: Sequence[float] | None) -> tuple[int, ...] | No
 
 
 def same_orientation(a: Sequence[float], b: Sequence[float], tol: float = ORIENTATION_TOLERANCE) -> bool:
+    """Whether two ImageOrientationPatient values agree within ``tol`` (per direction cosine)."""
     return bool(np.max(np.abs(np.asarray(a, float) - np.asarray(b, float))) < tol)
 
 
@@ -177,3 +180,87 @@ def direction_letters(vector: Sequence[float], max_letters: int = 2, threshold: 
             break
         letters.append(_LETTERS[axis][0] if v[axis] > 0 else _LETTERS[axis][1])
     return "".join(letters)
+
+
+@dataclass(slots=True)
+class VolumeGeometry:
+    """Geometry of the loaded slices (what :class:`~viewer.dicom.volume.Volume` holds), with its warnings."""
+
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    orientation: tuple[float, float, float, float, float, float]
+    positions: np.ndarray
+    affine: np.ndarray
+    warnings: list[GeometryWarning]
+
+
+def build_geometry(
+    positions: Sequence[Sequence[float] | None],
+    orientation: Sequence[float] | None,
+    pixel_spacing: tuple[float, float] | None,
+    slice_thickness: float | None,
+    *,
+    check: bool = True,
+) -> VolumeGeometry:
+    """Geometry of slices already in display order.
+
+    Parameters
+    ----------
+    positions:
+        ImagePositionPatient per slice (``None`` where unknown).
+    orientation:
+        The stack's ImageOrientationPatient, or ``None`` (CR/DX/US, secondary capture).
+    pixel_spacing:
+        (row spacing, column spacing) in mm.
+    slice_thickness:
+        Used as the slice step when positions cannot give one.
+    check:
+        Run the spacing checks (gap, non-uniform, tilt, duplicates) again, e.g. after slices were skipped.
+    """
+    n = len(positions)
+    warnings: list[GeometryWarning] = []
+    dy, dx = pixel_spacing if pixel_spacing else (1.0, 1.0)
+    fallback_dz = float(slice_thickness) if slice_thickness and slice_thickness > 0 else 1.0
+    orient = tuple(float(v) for v in orientation) if orientation is not None else IDENTITY_ORIENTATION
+    try:
+        normal = normal_from_orientation(orient)
+    except ValueError:
+        warnings.append(
+            GeometryWarning("no_geometry", "invalid orientation: shown with identity orientation")
+        )
+        orient = IDENTITY_ORIENTATION
+        normal = normal_from_orientation(orient)
+
+    known = orientation is not None and n > 0 and all(p is not None for p in positions)
+    if not known:
+        start = np.asarray(positions[0], float) if n and positions[0] is not None else np.zeros(3)
+        pos = start + np.arange(n)[:, None] * normal[None, :] * fallback_dz
+        dz = fallback_dz
+        step = normal * dz
+    else:
+        pos = np.asarray(positions, dtype=float).reshape(n, 3)
+        dz = fallback_dz
+        step = normal * dz
+        if n > 1:
+            geo = order_along_normal(pos, orient)
+            if check:
+                warnings.extend(w for w in geo.warnings if w.kind != "single")
+            if geo.spacing:
+                dz = float(geo.spacing)
+            span = float((pos[-1] - pos[0]) @ normal)
+            if span > 1e-6:
+                # The real step between slices: along first→last, scaled so its normal component is dz.
+                step = (pos[-1] - pos[0]) * (dz / span)
+            else:
+                step = normal * dz
+    origin = tuple(float(v) for v in pos[0]) if n else (0.0, 0.0, 0.0)
+    affine = affine_from(origin, orient, (dz, dy, dx))
+    affine[:3, 0] = step
+    return VolumeGeometry(
+        spacing=(float(dz), float(dy), float(dx)),
+        origin=origin,  # type: ignore[arg-type]
+        orientation=orient,  # type: ignore[arg-type]
+        positions=pos,
+        affine=affine,
+        warnings=warnings,
+    )

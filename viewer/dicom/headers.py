@@ -119,20 +119,24 @@ class InstanceHeader:
 
     @property
     def is_colour(self) -> bool:
+        """RGB-like (three samples per pixel) or PALETTE COLOR."""
         return self.samples_per_pixel == 3 or self.photometric_interpretation == "PALETTE COLOR"
 
     @property
     def is_localizer(self) -> bool:
+        """Whether ImageType says LOCALIZER (a scout beside the axial slices)."""
         return "LOCALIZER" in self.image_type
 
     def to_json(self) -> str:
         # What dataclasses.asdict gives, built directly: asdict deep-copies and costs more than the rest of it.
+        """The header as compact JSON, for the header cache."""
         data = {name: getattr(self, name) for name in _HEADER_FIELDS}
         data["frames"] = [{name: getattr(f, name) for name in _FRAME_FIELDS} for f in self.frames]
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> InstanceHeader:
+        """Inverse of :meth:`to_json`."""
         data = json.loads(text)
         data["image_type"] = tuple(data.get("image_type") or ())
         data["frames"] = tuple(_frame_from_dict(f) for f in data.get("frames") or ())

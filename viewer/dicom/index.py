@@ -82,6 +82,8 @@ class SeriesEntry:
 
 @dataclass(slots=True)
 class StudyEntry:
+    """One study of a patient in the index, with its series."""
+
     study_uid: str
     date: str
     time: str
@@ -91,11 +93,14 @@ class StudyEntry:
 
     @property
     def n_images(self) -> int:
+        """Images in all series of the study."""
         return sum(s.n_images for s in self.series)
 
 
 @dataclass(slots=True)
 class PatientEntry:
+    """One patient in the index, with their studies."""
+
     patient_id: str
     name: str
     birth_date: str
@@ -120,14 +125,17 @@ class StudyIndex:
 
     @property
     def n_read(self) -> int:
+        """Headers read from disk in this scan (the others came from the cache)."""
         return self.n_files - self.n_cached
 
     def series(self) -> Iterator[SeriesEntry]:
+        """Every series of every study of every patient, in index order."""
         for patient in self.patients:
             for study in patient.studies:
                 yield from study.series
 
     def stacks(self) -> Iterator[Stack]:
+        """Every stack of every series, in index order."""
         for series in self.series():
             yield from series.stacks
 
@@ -139,6 +147,7 @@ class StudyIndex:
         return None
 
     def find_series(self, series_uid: str) -> SeriesEntry | None:
+        """The series with this SeriesInstanceUID, or None."""
         for series in self.series():
             if series.series_uid == series_uid:
                 return series

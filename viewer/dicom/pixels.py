@@ -50,6 +50,7 @@ class LUT:
 
     @property
     def n_entries(self) -> int:
+        """Number of entries in the table."""
         return len(self.table)
 
 
@@ -478,14 +479,17 @@ class SourceFile:
 
     @property
     def is_colour(self) -> bool:
+        """RGB-like (three samples per pixel) or PALETTE COLOR."""
         return self.samples == 3 or self.photometric == "PALETTE COLOR"
 
     @property
     def frame_bytes(self) -> int:
+        """Bytes of one uncompressed frame."""
         return self.rows * self.columns * self.samples * self.bits_allocated // 8
 
     @property
     def stored_dtype(self) -> np.dtype:
+        """Little-endian numpy type of the stored values (signed per PixelRepresentation)."""
         kind = "i" if self.signed else "u"
         return np.dtype(f"<{kind}{self.bits_allocated // 8}")
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
 
-from viewer.dicom.geometry import GeometryWarning
+from viewer.dicom.geometry import GeometryWarning, VolumeGeometry, build_geometry, normal_from_orientation
 from viewer.dicom.headers import InstanceHeader
+from viewer.dicom.identifiers import SeriesIdentifiers
 from viewer.dicom.pixels import (
     DecodeError,
     SourceFile,
@@ -25,15 +27,11 @@ from viewer.dicom.pixels import (
     robust_window,
 )
 from viewer.dicom.stacks import SliceRef, Stack
-from viewer.dicom.volume import (
-    CancelFn,
-    ProgressFn,
-    SliceFn,
-    Volume,
-    VolumeGeometry,
-    build_geometry,
-)
+from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
+from viewer.progress import CancelFn, ProgressFn
+
+SliceFn = Callable[[int, np.ndarray], None]
 
 MAX_WORKERS = 4
 
@@ -53,7 +51,7 @@ COLOUR_WINDOW = (127.5, 255.0)
 
 
 class VolumeReader(Protocol):
-    """What :func:`viewer.dicom.volume.load_stack` needs from a reader."""
+    """What :func:`load_stack` needs from a reader."""
 
     name: str
 
@@ -64,7 +62,8 @@ class VolumeReader(Protocol):
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
         on_slice: SliceFn | None = None,
-    ) -> Volume: ...
+    ) -> Volume:
+        """Load ``stack`` into a :class:`~viewer.dicom.volume.Volume`; arguments as in :func:`load_stack`."""
 
 
 def get_reader(name: str, *, workers: int | None = None) -> VolumeReader:
@@ -83,29 +82,18 @@ def get_reader(name: str, *, workers: int | None = None) -> VolumeReader:
 
 
 def stack_name(stack: Stack) -> str:
+    """How errors name a stack: series number, description, label and uid."""
     h = stack.first
     number = f"series {h.series_number}" if h.series_number is not None else "series"
     desc = f" “{h.series_description}”" if h.series_description else ""
     return f"{number}{desc} ({stack.label}, {stack.uid})"
 
 
-def _meta(header: InstanceHeader, source: SourceFile | None) -> dict[str, str]:
+def _identifiers(header: InstanceHeader, source: SourceFile | None) -> SeriesIdentifiers:
     institution = ""
     if source is not None:
         institution = str(source.ds.get("InstitutionName", "") or "").strip()
-    return {
-        "patient_name": header.patient_name,
-        "patient_id": header.patient_id,
-        "patient_birth_date": header.patient_birth_date,
-        "patient_sex": header.patient_sex,
-        "study_date": header.study_date,
-        "study_time": header.study_time,
-        "study_description": header.study_description,
-        "accession_number": header.accession_number,
-        "series_number": "" if header.series_number is None else str(header.series_number),
-        "series_description": header.series_description,
-        "institution": institution,
-    }
+    return SeriesIdentifiers.from_header(header, institution=institution)
 
 
 def _window(
@@ -154,8 +142,6 @@ def _derived_positions(stack: Stack, source: SourceFile) -> tuple[list, tuple[fl
     PS3.3 C.8.8.3.2: offsets are relative to IPP when the first offset is 0, otherwise they are z values along
     the normal and IPP's own projection is subtracted.
     """
-    from viewer.dicom.geometry import normal_from_orientation
-
     files = stack.files
     if len(files) != 1 or any(r.geometry.position is not None for r in stack.slices):
         return None
@@ -215,6 +201,205 @@ class _Sources:
                 self._locks.pop(path, None)
 
 
+class _SliceDecoder:
+    """Decodes slice ``k`` of a stack into ``array[k]``; safe to call from several threads at once.
+
+    Each transfer syntax keeps its decoder order, and a fallback that worked goes first for the next slices
+    (one failure per stack, not per slice). Uncompressed frames reuse a scratch buffer per thread.
+    """
+
+    def __init__(self, refs: list[SliceRef], sources: _Sources, array: np.ndarray, colour: bool) -> None:
+        self.refs = refs
+        self.sources = sources
+        self.array = array
+        self.colour = colour
+        self.rows, self.cols = int(array.shape[1]), int(array.shape[2])
+        self.stop = threading.Event()
+        self._order_by_ts: dict[str, tuple[str, ...]] = {}
+        self._ts_lock = threading.Lock()
+        self._local = threading.local()
+
+    def _plugins_for(self, ts: str) -> tuple[str, ...]:
+        with self._ts_lock:
+            if ts not in self._order_by_ts:
+                self._order_by_ts[ts] = decoder_order(ts)
+            return self._order_by_ts[ts]
+
+    def _promote(self, ts: str, used: str) -> None:
+        with self._ts_lock:
+            current = self._order_by_ts.get(ts, ())
+            if current and current[0] != used and used in current:
+                self._order_by_ts[ts] = (used,) + tuple(p for p in current if p != used)
+
+    def _scratch(self, source: SourceFile) -> np.ndarray | None:
+        """This thread's buffer for a direct read of ``source`` (None when it is not read directly)."""
+        scratch = getattr(self._local, "scratch", None)
+        if source.direct and (
+            scratch is None or scratch.dtype != source.stored_dtype or scratch.shape != (self.rows, self.cols)
+        ):
+            scratch = self._local.scratch = np.empty((self.rows, self.cols), dtype=source.stored_dtype)
+        return scratch
+
+    def decode(self, k: int) -> str:
+        """Decode slice ``k`` and return the decoder that did it ("" once :attr:`stop` is set).
+
+        Raises
+        ------
+        DecodeError
+            When the slice cannot be decoded (a damaged value in its header included).
+        """
+        if self.stop.is_set():
+            return ""
+        ref = self.refs[k]
+        try:
+            source = self.sources.get(ref)
+            if (source.rows, source.columns) != (self.rows, self.cols):
+                raise DecodeError(
+                    f"image is {source.rows}×{source.columns}, the stack's are {self.rows}×{self.cols}"
+                )
+            plugins = self._plugins_for(source.transfer_syntax)
+            if self.colour:
+                used = source.colour_into(ref.frame, self.array[k], plugins)
+            else:
+                used = source.grey_into(ref.frame, self.array[k], plugins, self._scratch(source))
+            if used not in ("direct",):
+                self._promote(source.transfer_syntax, used)
+            return used
+        except DecodeError:
+            raise
+        except Exception as exc:  # a value (rescale, LUT, palette) pydicom cannot convert: a damaged slice
+            raise DecodeError(f"damaged header ({type(exc).__name__}: {exc})"[:300]) from None
+        finally:
+            self.sources.done(ref)
+
+
+def _first_readable(
+    stack: Stack, refs: list[SliceRef], sources: _Sources, failed: dict[int, str], cancel: CancelFn | None
+) -> tuple[SourceFile, int]:
+    """The first file that parses (for what the headers do not hold: bits stored, LUTs, frames) and its index.
+
+    Files that fail on the way are recorded in ``failed``.
+
+    Raises
+    ------
+    ViewerError
+        When no file of the stack parses.
+    """
+    for k, r in enumerate(refs):
+        if cancel is not None and cancel():
+            raise CancelledError()
+        try:
+            return sources.get(r), k
+        except DecodeError as exc:
+            failed[k] = str(exc)
+            sources.done(r)
+    raise ViewerError(
+        "Could not load " + stack_name(stack), f"none of its {len(refs)} images can be read: {failed[0]}"
+    )
+
+
+def _ordered_slices(
+    stack: Stack, refs: list[SliceRef], source: SourceFile, derived_allowed: bool
+) -> tuple[list[SliceRef], list, tuple[float, ...] | None, bool]:
+    """Slices, their positions and the orientation, in display order.
+
+    A multi-frame file without per-frame positions gets them from its GridFrameOffsetVector (when
+    ``derived_allowed``) and is re-sorted along the normal. The last item says whether positions were derived.
+    """
+    positions: list = [r.geometry.position for r in refs]
+    orientation = stack.orientation
+    derived = _derived_positions(stack, source) if derived_allowed else None
+    if derived is None:
+        return refs, positions, orientation, False
+    positions, orientation = derived
+    order = np.argsort([float(np.asarray(p) @ _normal(orientation)) for p in positions], kind="stable")
+    return [refs[i] for i in order], [positions[i] for i in order], orientation, True
+
+
+def _allocate(stack: Stack, n: int, rows: int, cols: int, colour: bool) -> np.ndarray:
+    """The volume's array, allocated once; a clear error when memory is short."""
+    shape = (n, rows, cols, 3) if colour else (n, rows, cols)
+    try:
+        return np.empty(shape, dtype=np.uint8 if colour else np.float32)
+    except MemoryError:
+        raise ViewerError(
+            "Could not load " + stack_name(stack),
+            f"not enough memory for {n} × {rows} × {cols} {'RGB' if colour else 'float32'} voxels",
+        ) from None
+
+
+def _decode_all(
+    decoder: _SliceDecoder,
+    stack: Stack,
+    workers: int,
+    threaded: bool,
+    failed: dict[int, str],
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+    on_slice: SliceFn | None,
+) -> Counter[str]:
+    """Decode every slice not yet in ``failed`` (on ``workers`` threads when ``threaded``), in display order.
+
+    Slices that fail are added to ``failed``; ``on_slice`` and ``progress`` are called from this thread, slice
+    by slice in order. Returns how many slices each decoder did.
+    """
+    n = len(decoder.refs)
+    used_counts: Counter[str] = Counter()
+    executor = ThreadPoolExecutor(workers, thread_name_prefix="load") if threaded else None
+    try:
+        futures: list[Future[str]] | None = None
+        if executor is not None:
+            futures = [executor.submit(decoder.decode, k) for k in range(n)]
+        for k in range(n):
+            if cancel is not None and cancel():
+                raise CancelledError()
+            if k not in failed:
+                try:
+                    used = futures[k].result() if futures is not None else decoder.decode(k)
+                    used_counts[used] += 1
+                    if on_slice is not None:
+                        on_slice(k, decoder.array[k])
+                except DecodeError as exc:
+                    failed[k] = str(exc)
+            if progress is not None:
+                progress(k + 1, n, f"{stack.label}: slice {k + 1} of {n}")
+    finally:
+        decoder.stop.set()
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+    return used_counts
+
+
+def _drop_failed(stack: Stack, array: np.ndarray, failed: dict[int, str]) -> tuple[np.ndarray, list[int]]:
+    """Close the gaps of failed slices in place; returns the shortened array and the kept indices.
+
+    Raises
+    ------
+    ViewerError
+        When no slice decoded.
+    """
+    n = int(array.shape[0])
+    keep = [k for k in range(n) if k not in failed]
+    if not keep:
+        first = failed[min(failed)]
+        raise ViewerError("Could not load " + stack_name(stack), f"none of its {n} images decodes: {first}")
+    if failed:
+        for new, old in enumerate(keep):
+            if new != old:
+                array[new] = array[old]
+        array = array[: len(keep)]
+    return array, keep
+
+
+def _slice_warnings(kept: list[SliceRef], skipped: list[tuple[str, str]], warnings: list[str]) -> None:
+    """Append the warnings about the loaded slices themselves: mixed photometrics, skipped files."""
+    photometrics = {r.header.photometric_interpretation for r in kept}
+    if len(photometrics) > 1:
+        warnings.append("slices differ in photometric interpretation: " + ", ".join(sorted(photometrics)))
+    for path, why in skipped:
+        warnings.append(f"skipped {path}: {why}")
+
+
 class PydicomReader:
     """Our reader: one preallocated array, slices decoded straight into it.
 
@@ -238,160 +423,41 @@ class PydicomReader:
         cancel: CancelFn | None = None,
         on_slice: SliceFn | None = None,
     ) -> Volume:
+        """Load ``stack`` into a :class:`~viewer.dicom.volume.Volume`; see :func:`load_stack` for the arguments.
+
+        Steps: parse the first readable file, put the slices in display order, allocate the array, decode the
+        slices into it, drop the damaged ones and compute the geometry of those that loaded.
+        """
         refs = list(stack.slices)
         n = len(refs)
         if n == 0:
             raise ViewerError("Could not load " + stack_name(stack), "the stack has no images")
         sources = _Sources(refs)
         failed: dict[int, str] = {}
-
-        # Plan: parse the first readable file for what the headers do not hold (bits stored, LUTs, frames).
-        ref_source: SourceFile | None = None
-        ref_index = 0
-        for k, r in enumerate(refs):
-            if cancel is not None and cancel():
-                raise CancelledError()
-            try:
-                ref_source = sources.get(r)
-                ref_index = k
-                break
-            except DecodeError as exc:
-                failed[k] = str(exc)
-                sources.done(r)
-        if ref_source is None:
-            raise ViewerError(
-                "Could not load " + stack_name(stack), f"none of its {n} images can be read: {failed[0]}"
-            )
-
-        positions: list = [r.geometry.position for r in refs]
-        orientation = stack.orientation
-        derived = _derived_positions(stack, ref_source) if not failed else None
-        if derived is not None:
-            positions, orientation = derived
-            order = np.argsort(
-                [float(np.asarray(p) @ _normal(orientation)) for p in positions], kind="stable"
-            )
-            refs = [refs[i] for i in order]
-            positions = [positions[i] for i in order]
+        ref_source, ref_index = _first_readable(stack, refs, sources, failed, cancel)
+        refs, positions, orientation, derived = _ordered_slices(stack, refs, ref_source, not failed)
 
         colour = ref_source.is_colour
-        rows, cols = ref_source.rows, ref_source.columns
-        shape = (n, rows, cols, 3) if colour else (n, rows, cols)
-        try:
-            array = np.empty(shape, dtype=np.uint8 if colour else np.float32)
-        except MemoryError:
-            raise ViewerError(
-                "Could not load " + stack_name(stack),
-                f"not enough memory for {n} × {rows} × {cols} {'RGB' if colour else 'float32'} voxels",
-            ) from None
-
-        decoders_used: Counter[str] = Counter()
-        order_by_ts: dict[str, tuple[str, ...]] = {}
-        ts_lock = threading.Lock()
-        stop = threading.Event()
-        local = threading.local()
-
-        def plugins_for(ts: str) -> tuple[str, ...]:
-            with ts_lock:
-                if ts not in order_by_ts:
-                    order_by_ts[ts] = decoder_order(ts)
-                return order_by_ts[ts]
-
-        def promote(ts: str, used: str) -> None:
-            # A fallback that worked goes first for the next slices: one failure per stack, not per slice.
-            with ts_lock:
-                current = order_by_ts.get(ts, ())
-                if current and current[0] != used and used in current:
-                    order_by_ts[ts] = (used,) + tuple(p for p in current if p != used)
-
-        def decode(k: int) -> str:
-            if stop.is_set():
-                return ""
-            ref = refs[k]
-            try:
-                source = sources.get(ref)
-                if (source.rows, source.columns) != (rows, cols):
-                    raise DecodeError(
-                        f"image is {source.rows}×{source.columns}, the stack's are {rows}×{cols}"
-                    )
-                plugins = plugins_for(source.transfer_syntax)
-                if colour:
-                    used = source.colour_into(ref.frame, array[k], plugins)
-                else:
-                    scratch = getattr(local, "scratch", None)
-                    if source.direct and (
-                        scratch is None
-                        or scratch.dtype != source.stored_dtype
-                        or scratch.shape != (rows, cols)
-                    ):
-                        scratch = local.scratch = np.empty((rows, cols), dtype=source.stored_dtype)
-                    used = source.grey_into(ref.frame, array[k], plugins, scratch)
-                if used not in ("direct",):
-                    promote(source.transfer_syntax, used)
-                return used
-            except DecodeError:
-                raise
-            except (
-                Exception
-            ) as exc:  # a value (rescale, LUT, palette) pydicom cannot convert: a damaged slice
-                raise DecodeError(f"damaged header ({type(exc).__name__}: {exc})"[:300]) from None
-            finally:
-                sources.done(ref)
-
+        array = _allocate(stack, n, ref_source.rows, ref_source.columns, colour)
+        decoder = _SliceDecoder(refs, sources, array, colour)
         threaded = self.workers > 1 and n > 1 and decoder_choice(ref_source.transfer_syntax).threads
-        executor = ThreadPoolExecutor(self.workers, thread_name_prefix="load") if threaded else None
-        label = stack.label
-        try:
-            futures: list[Future[str]] | None = None
-            if executor is not None:
-                futures = [executor.submit(decode, k) for k in range(n)]
-            for k in range(n):
-                if cancel is not None and cancel():
-                    raise CancelledError()
-                if k not in failed:
-                    try:
-                        used = futures[k].result() if futures is not None else decode(k)
-                        decoders_used[used] += 1
-                        if on_slice is not None:
-                            on_slice(k, array[k])
-                    except DecodeError as exc:
-                        failed[k] = str(exc)
-                if progress is not None:
-                    progress(k + 1, n, f"{label}: slice {k + 1} of {n}")
-        finally:
-            stop.set()
-            if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
+        decoders_used = _decode_all(
+            decoder, stack, self.workers, threaded, failed, progress, cancel, on_slice
+        )
 
-        keep = [k for k in range(n) if k not in failed]
-        if not keep:
-            first = failed[min(failed)]
-            raise ViewerError(
-                "Could not load " + stack_name(stack), f"none of its {n} images decodes: {first}"
-            )
         skipped = _skipped(refs, failed)
-        if failed:
-            for new, old in enumerate(keep):
-                if new != old:
-                    array[new] = array[old]
-            array = array[: len(keep)]
+        array, keep = _drop_failed(stack, array, failed)
         kept = [refs[k] for k in keep]
         kept_positions = [positions[k] for k in keep]
 
         warnings: list[str] = []
         pixel_spacing = _pixel_spacing(kept, warnings)
-        recheck = bool(failed) or derived is not None
+        recheck = bool(failed) or derived
         geometry = build_geometry(
             kept_positions, orientation, pixel_spacing, _slice_thickness(kept), check=recheck
         )
         geo_warnings = _stack_warnings(stack, geometry, recheck)
-        first_ref = refs[ref_index]
-        invert = ref_source.photometric == "MONOCHROME1"
-        photometrics = {r.header.photometric_interpretation for r in kept}
-        if len(photometrics) > 1:
-            warnings.append("slices differ in photometric interpretation: " + ", ".join(sorted(photometrics)))
-        for path, why in skipped:
-            warnings.append(f"skipped {path}: {why}")
+        _slice_warnings(kept, skipped, warnings)
         return _assemble(
             self.name,
             stack,
@@ -399,9 +465,9 @@ class PydicomReader:
             geometry,
             kept,
             ref_source,
-            first_ref.frame,
+            refs[ref_index].frame,
             colour=colour,
-            invert=invert,
+            invert=ref_source.photometric == "MONOCHROME1",
             warnings=geo_warnings + warnings,
             skipped=skipped,
             decoders=tuple(sorted(decoders_used)),
@@ -409,8 +475,6 @@ class PydicomReader:
 
 
 def _normal(orientation: tuple[float, ...] | None) -> np.ndarray:
-    from viewer.dicom.geometry import normal_from_orientation
-
     return normal_from_orientation(orientation) if orientation is not None else np.array([0.0, 0.0, 1.0])
 
 
@@ -459,6 +523,14 @@ class SimpleITKReader:
         cancel: CancelFn | None = None,
         on_slice: SliceFn | None = None,
     ) -> Volume:
+        """Load ``stack`` with SimpleITK (``ImageFileReader`` for one file); arguments as in :func:`load_stack`.
+
+        Raises
+        ------
+        ViewerError
+            For a stack that is not made of whole files (some frames of a multi-frame file), or when
+            SimpleITK cannot read it.
+        """
         import SimpleITK as sitk
 
         refs = list(stack.slices)
@@ -585,10 +657,50 @@ def _assemble(
         invert=invert and not colour,
         is_colour=colour,
         slice_thickness=_slice_thickness(refs),
-        meta=_meta(h, source),
+        identifiers=_identifiers(h, source),
         warnings=warnings,
         skipped=skipped,
         sources=[(r.header.path, r.frame) for r in refs],
         reader=reader,
         decoders=decoders,
     )
+
+
+def load_stack(
+    stack: Stack,
+    *,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    on_slice: SliceFn | None = None,
+    reader: str = "auto",
+    workers: int | None = None,
+) -> Volume:
+    """Load one stack into a :class:`Volume`.
+
+    Parameters
+    ----------
+    stack:
+        From :func:`viewer.dicom.stacks.split_series` (slices already in display order).
+    progress:
+        ``progress(done, total, text)`` after each slice.
+    cancel:
+        Checked between slices; when it returns True the load stops with :class:`~viewer.errors.CancelledError`.
+    on_slice:
+        ``on_slice(k, slice_array)`` as each slice is ready, in display order, so a viewer can show the first
+        slices at once. ``slice_array`` is a view into the volume being filled: copy it to keep it. ``k`` is the
+        index in ``stack.slices``; if a damaged slice is skipped, the final volume has fewer slices.
+    reader:
+        ``"auto"`` or ``"pydicom"`` (ours: decoder chosen per transfer syntax, direct reads, one preallocated
+        array) or ``"simpleitk"`` (``ImageSeriesReader`` on the same file order).
+    workers:
+        Threads for decoders that release the GIL (default: up to 4).
+
+    Raises
+    ------
+    ViewerError
+        When no slice of the stack can be loaded, naming the series and why.
+    CancelledError
+        When ``cancel()`` returned True.
+    """
+    name = "pydicom" if reader == "auto" else reader
+    return get_reader(name, workers=workers).read(stack, progress=progress, cancel=cancel, on_slice=on_slice)

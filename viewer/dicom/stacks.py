@@ -33,6 +33,7 @@ class SliceRef:
 
     @property
     def geometry(self) -> FrameGeometry:
+        """This frame's geometry (empty when the header lists none for it)."""
         frames = self.header.frames
         return frames[self.frame] if self.frame < len(frames) else FrameGeometry()
 
@@ -57,26 +58,32 @@ class Stack:
 
     @property
     def first(self) -> InstanceHeader:
+        """Header of the first slice in display order."""
         return self.slices[0].header
 
     @property
     def n_slices(self) -> int:
+        """Number of slices."""
         return len(self.slices)
 
     @property
     def rows(self) -> int:
+        """Rows of the first slice."""
         return self.first.rows
 
     @property
     def columns(self) -> int:
+        """Columns of the first slice."""
         return self.first.columns
 
     @property
     def modality(self) -> str:
+        """Modality of the first slice."""
         return self.first.modality
 
     @property
     def is_colour(self) -> bool:
+        """Whether the first slice is colour."""
         return self.first.is_colour
 
     @property

@@ -30,8 +30,9 @@ import torch
 
 from viewer.dicom.cache import cache_dir
 from viewer.dicom.index import StudyIndex, scan
+from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import Stack
-from viewer.dicom.volume import Volume, load_stack
+from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
 from viewer.model.preprocess import Preprocessor, SliceMapping
 from viewer.progress import CancelFn, ProgressFn

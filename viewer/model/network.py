@@ -16,92 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from viewer.model.config import ModelConfig
 from viewer.model.gated_gru import GatedGRU, GateTrace
-from viewer.model.preprocess import DEFAULT_WINDOWS
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything that fixes the network's shape and its input, stored in the model card.
-
-    Attributes
-    ----------
-    input_size:
-        In-plane side of each model slice (pixels).
-    windows:
-        ``(center, width)`` HU windows, one input channel each.
-    target_spacing_mm:
-        Thin series are averaged into slabs of about this thickness.
-    encoder_channels:
-        Channels of the CNN's stem and of each of its stages (each stage halves the resolution).
-    hidden_size:
-        GRU units per direction.
-    num_layers:
-        Stacked GRU layers.
-    dropout:
-        Dropout on slice features and on the GRU output (training only).
-    lse_sharpness:
-        ``r`` of the log-mean-exp pooling.
-    operating_threshold:
-        Study probability at or above which the study is called positive.
-    """
-
-    input_size: int = 192
-    windows: tuple[tuple[float, float], ...] = DEFAULT_WINDOWS
-    target_spacing_mm: float = 5.0
-    encoder_channels: tuple[int, ...] = (16, 32, 64, 128)
-    hidden_size: int = 96
-    num_layers: int = 1
-    dropout: float = 0.2
-    lse_sharpness: float = 5.0
-    operating_threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        if len(self.encoder_channels) < 2:
-            raise ValueError("encoder_channels needs a stem and at least one stage")
-        if self.input_size % (2 ** len(self.encoder_channels)) != 0:
-            raise ValueError(
-                f"input_size {self.input_size} must be divisible by 2**{len(self.encoder_channels)} "
-                "(each encoder stage halves it)"
-            )
-        if not 0.0 < self.operating_threshold < 1.0:
-            raise ValueError("operating_threshold is a probability in (0, 1)")
-        if self.lse_sharpness <= 0:
-            raise ValueError("lse_sharpness must be positive")
-
-    @property
-    def in_channels(self) -> int:
-        return len(self.windows)
-
-    @property
-    def feature_size(self) -> int:
-        """Length of a slice's feature vector: the last stage's channels, mean- and max-pooled."""
-        return 2 * self.encoder_channels[-1]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error, missing ones take defaults."""
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        values = dict(data)
-        if "windows" in values:
-            values["windows"] = tuple((float(c), float(w)) for c, w in values["windows"])
-        if "encoder_channels" in values:
-            values["encoder_channels"] = tuple(int(c) for c in values["encoder_channels"])
-        return cls(**values)
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int) -> list[nn.Module]:

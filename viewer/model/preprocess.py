@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,12 +29,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from viewer.errors import ViewerError
-
-if TYPE_CHECKING:
-    from viewer.model.network import ModelConfig
+from viewer.model.config import DEFAULT_WINDOWS, ModelConfig
 
 Array = np.ndarray
-DEFAULT_WINDOWS: tuple[tuple[float, float], ...] = ((40.0, 80.0), (80.0, 200.0), (600.0, 2800.0))
 WINDOW_NAMES: tuple[str, ...] = ("brain 40/80", "subdural 80/200", "bone 600/2800")
 AIR_HU = -1024.0
 

@@ -43,9 +43,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from viewer.errors import CancelledError, ViewerError
+from viewer.model.config import ModelConfig
 from viewer.model.dataset import TrainingSeries
 from viewer.model.metrics import auroc, youden_threshold
-from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import AIR_HU, WindowStack
 from viewer.model.reference import build_reference
 from viewer.progress import CancelFn, ProgressFn

@@ -5,7 +5,7 @@ Weights are only ever read with ``safetensors`` (a flat header and raw tensors).
 that says so, and never opened with ``torch.load``.
 
 A card is a JSON file next to the weights (``name.safetensors`` → ``name.card.json``) holding the name, version,
-SHA-256 of the weights file, the :class:`~viewer.model.network.ModelConfig`, intended use, input requirements,
+SHA-256 of the weights file, the :class:`~viewer.model.config.ModelConfig`, intended use, input requirements,
 training data, metrics and the operating threshold. Loading checks the weights against the card's hash before
 using them.
 
@@ -28,8 +28,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from viewer.errors import ViewerError
+from viewer.model.config import ModelConfig
 from viewer.model.metrics import METRIC_LABELS, format_metric
-from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.network import SliceGRUNet
 from viewer.model.reference import REFERENCE_TENSOR, reference_path_for
 from viewer.resources import resource_path
 

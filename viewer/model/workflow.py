@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from viewer.errors import ViewerError
+from viewer.model.config import ModelConfig
 from viewer.model.dataset import (
     LabelledStack,
     TrainingSeries,
@@ -23,7 +24,7 @@ from viewer.model.dataset import (
 )
 from viewer.model.evaluation import EvaluationReport, evaluate_series
 from viewer.model.explanations import DEFAULT_PIXEL_METHOD, DEFAULT_PIXEL_TARGET
-from viewer.model.network import ModelConfig, SliceGRUNet
+from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import Preprocessor
 from viewer.model.reference import build_reference
 from viewer.model.training import STAGES, Trainer, TrainSettings

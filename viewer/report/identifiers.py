@@ -72,27 +72,27 @@ def _source_header(volume: Any) -> dict[str, str]:
 
 
 def identifiers_from_volume(volume: Any) -> ReportIdentifiers:
-    """Gather the identifiers of a loaded :class:`~viewer.dicom.volume.Volume` (its ``meta`` and first file)."""
-    meta: dict[str, str] = dict(getattr(volume, "meta", {}) or {})
+    """Gather the identifiers of a loaded :class:`~viewer.dicom.volume.Volume` (its ``identifiers`` and first file)."""
+    ids = volume.identifiers
     extra = _source_header(volume)
     shape = tuple(int(s) for s in volume.array.shape)
     thickness = getattr(volume, "slice_thickness", None)
     return ReportIdentifiers(
-        patient_name=meta.get("patient_name", ""),
-        patient_id=meta.get("patient_id", ""),
-        patient_birth_date=meta.get("patient_birth_date", ""),
-        patient_sex=meta.get("patient_sex", ""),
+        patient_name=ids.patient_name,
+        patient_id=ids.patient_id,
+        patient_birth_date=ids.patient_birth_date,
+        patient_sex=ids.patient_sex,
         study_uid=str(volume.study_uid or ""),
         study_id=extra.get("StudyID", ""),
-        study_date=meta.get("study_date", ""),
-        study_time=meta.get("study_time", "") or extra.get("StudyTime", ""),
-        study_description=meta.get("study_description", ""),
-        accession_number=meta.get("accession_number", ""),
+        study_date=ids.study_date,
+        study_time=ids.study_time or extra.get("StudyTime", ""),
+        study_description=ids.study_description,
+        accession_number=ids.accession_number,
         referring_physician=extra.get("ReferringPhysicianName", ""),
-        institution=meta.get("institution", ""),
+        institution=ids.institution,
         series_uid=str(volume.series_uid or ""),
-        series_number=meta.get("series_number", ""),
-        series_description=meta.get("series_description", ""),
+        series_number=ids.series_number,
+        series_description=ids.series_description,
         modality=str(getattr(volume, "modality", "") or ""),
         n_slices=shape[0],
         slice_thickness_mm=float(thickness) if thickness else None,

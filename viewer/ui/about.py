@@ -58,6 +58,7 @@ def _short(value: Any, limit: int = 240) -> str:
 
 
 def find_model_cards(folder: Path | None = None) -> list[Path]:
+    """Model cards (``*.json``) in ``folder`` (default: the shipped models folder), sorted."""
     folder = folder if folder is not None else resource_path("models")
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
@@ -101,6 +102,7 @@ def intended_use(folder: Path | None = None) -> str:
 
 
 def about_html() -> str:
+    """The About box's text: version, model card summary and intended use."""
     card = html.escape(model_card_summary()).replace("\n", "<br>")
     return (
         f"<h3>GRU Viewer {html.escape(__version__)}</h3>"
@@ -111,6 +113,7 @@ def about_html() -> str:
 
 
 def show_about(parent: QWidget | None) -> QMessageBox:
+    """Open the About box over ``parent`` (window-modal, returns at once) and return it."""
     box = QMessageBox(parent)
     box.setWindowTitle("About GRU Viewer")
     box.setTextFormat(Qt.TextFormat.RichText)

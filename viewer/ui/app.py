@@ -47,6 +47,7 @@ def create_application(argv: Sequence[str] | None = None) -> QApplication:
 
 
 def exit_after_ms() -> int | None:
+    """Milliseconds after which the app quits by itself, from ``$GRU_VIEWER_EXIT_AFTER_MS``; None when unset or not a number."""
     raw = os.environ.get(EXIT_AFTER_ENV, "").strip()
     try:
         return max(0, int(raw)) if raw else None

@@ -8,13 +8,12 @@ the text of any level (a patient's name, a study's description, a series' modali
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from PySide6.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QKeyEvent, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QTreeView, QVBoxLayout, QWidget
 
+from viewer.dicom.index import StudyIndex
 from viewer.ui.series_info import format_dicom_date, format_dicom_time, format_person_name
 
 STACK_UID_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -96,11 +95,12 @@ class StudyBrowser(QWidget):
     # -- content ----------------------------------------------------------------------------------------------
 
     def clear(self) -> None:
+        """Empty the tree and forget the stacks and thumbnails."""
         self.model.removeRows(0, self.model.rowCount())
         self._stack_items.clear()
         self._thumbnails.clear()
 
-    def set_index(self, index: Any) -> None:
+    def set_index(self, index: StudyIndex) -> None:
         """Fill the tree from a :class:`viewer.dicom.index.StudyIndex`."""
         self.clear()
         root = self.model.invisibleRootItem()
@@ -173,12 +173,15 @@ class StudyBrowser(QWidget):
         self._thumbnails.add(stack_uid)
 
     def has_thumbnail(self, stack_uid: str) -> bool:
+        """Whether the stack's row shows a thumbnail already."""
         return stack_uid in self._thumbnails
 
     def stack_uids(self) -> list[str]:
+        """The stacks listed, in tree order."""
         return list(self._stack_items)
 
     def select_stack(self, stack_uid: str) -> None:
+        """Select and scroll to the stack's row (no activation); unknown uids are ignored."""
         item = self._stack_items.get(stack_uid)
         if item is None:
             return
@@ -205,6 +208,7 @@ class StudyBrowser(QWidget):
     # -- interaction ------------------------------------------------------------------------------------------
 
     def activate_index(self, index: QModelIndex) -> None:
+        """Act as if the row at ``index`` (a proxy index) were double-clicked."""
         self._activate(index)
 
     def _activate(self, index: QModelIndex) -> None:

@@ -8,9 +8,10 @@ shown).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
 
 import psutil
+
+from viewer.dicom.volume import Volume
 
 DEFAULT_FRACTION = 0.25
 DEFAULT_CAP_BYTES = 2 * 1024**3
@@ -25,19 +26,11 @@ def default_cache_bytes() -> int:
     return int(min(DEFAULT_CAP_BYTES, total * DEFAULT_FRACTION))
 
 
-def _size_of(item: Any) -> int:
-    nbytes = getattr(item, "nbytes", None)
-    if nbytes is None:
-        array = getattr(item, "array", None)
-        nbytes = getattr(array, "nbytes", 0)
-    return int(nbytes)
-
-
 class VolumeCache:
     """LRU cache bounded by total bytes (``Volume.nbytes``); the newest entry is always kept."""
 
     def __init__(self, max_bytes: int | None = None) -> None:
-        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._items: OrderedDict[str, Volume] = OrderedDict()
         self.max_bytes = int(max_bytes if max_bytes is not None else default_cache_bytes())
 
     def __contains__(self, key: str) -> bool:
@@ -48,32 +41,37 @@ class VolumeCache:
 
     @property
     def nbytes(self) -> int:
-        return sum(_size_of(v) for v in self._items.values())
+        """Bytes of all cached volumes."""
+        return sum(v.nbytes for v in self._items.values())
 
     def keys(self) -> list[str]:
         """Keys from least to most recently used."""
         return list(self._items)
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: str) -> Volume | None:
+        """The volume under ``key`` (now the most recently used), or None."""
         item = self._items.get(key)
         if item is not None:
             self._items.move_to_end(key)
         return item
 
-    def put(self, key: str, item: Any) -> None:
+    def put(self, key: str, item: Volume) -> None:
+        """Store ``item`` as the most recently used, then evict the oldest beyond the limit."""
         self._items[key] = item
         self._items.move_to_end(key)
         self._evict()
 
     def set_limit(self, max_bytes: int) -> None:
+        """Change the byte limit and evict what no longer fits."""
         self.max_bytes = int(max_bytes)
         self._evict()
 
     def clear(self) -> None:
+        """Drop every volume."""
         self._items.clear()
 
     def _evict(self) -> None:
         total = self.nbytes
         while len(self._items) > 1 and total > self.max_bytes:
             _, old = self._items.popitem(last=False)
-            total -= _size_of(old)
+            total -= old.nbytes

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
+from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent, MouseDragEvent
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPen
-from PySide6.QtWidgets import QGraphicsView
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPen, QResizeEvent, QWheelEvent
+from PySide6.QtWidgets import QGraphicsSceneWheelEvent, QGraphicsView
 
 from viewer.ui import theme
-
-if TYPE_CHECKING:
-    from viewer.ui.image_view import ImageView
 
 WHEEL_STEP = 120  # angle delta of one notch
 ZOOM_PER_PIXEL = 0.01
@@ -61,7 +58,7 @@ class SliceViewBox(pg.ViewBox):
         super().__init__(lockAspect=True, invertY=True, enableMenu=False, defaultPadding=0.0)
         self._wheel_accumulated = 0
 
-    def wheelEvent(self, ev: Any, axis: int | None = None) -> None:  # noqa: N802 (Qt override)
+    def wheelEvent(self, ev: QGraphicsSceneWheelEvent | QWheelEvent, axis: int | None = None) -> None:  # noqa: N802 (Qt override)
         delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
         self._wheel_accumulated += int(delta)
         steps = int(self._wheel_accumulated / WHEEL_STEP)
@@ -70,7 +67,7 @@ class SliceViewBox(pg.ViewBox):
             self.sigWheelSteps.emit(-steps)  # wheel forward (away from the user) = previous slice
         ev.accept()
 
-    def mouseDragEvent(self, ev: Any, axis: int | None = None) -> None:  # noqa: N802 (Qt override)
+    def mouseDragEvent(self, ev: MouseDragEvent, axis: int | None = None) -> None:  # noqa: N802 (Qt override)
         ev.accept()
         button = ev.button()
         delta = ev.screenPos() - ev.lastScreenPos()
@@ -85,16 +82,23 @@ class SliceViewBox(pg.ViewBox):
             self.translateBy(t=-shift)
             self.sigUserZoom.emit()
 
-    def mouseClickEvent(self, ev: Any) -> None:  # noqa: N802 (Qt override)
+    def mouseClickEvent(self, ev: MouseClickEvent) -> None:  # noqa: N802 (Qt override)
         ev.accept()
         if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
             self.sigFit.emit()
 
 
 class SliceCanvas(pg.GraphicsView):
-    """The graphics view: holds the ViewBox and paints the annotations over it."""
+    """The graphics view: holds the ViewBox and paints the annotations over it.
 
-    def __init__(self, owner: ImageView) -> None:
+    It knows nothing of its owner: key presses and resizes go out as signals. A slot of ``sigKeyPressed``
+    accepts the event to mark it handled; an event left ignored goes on to the graphics view.
+    """
+
+    sigKeyPressed = Signal(object)  # QKeyEvent
+    sigResized = Signal()
+
+    def __init__(self) -> None:
         super().__init__(background=theme.IMAGE_BACKGROUND)
         self.vb = SliceViewBox()
         self.setCentralItem(self.vb)
@@ -110,19 +114,17 @@ class SliceCanvas(pg.GraphicsView):
         self.font_letters.setBold(True)
         self.font_message = QFont(self.font())
         self.font_message.setPixelSize(15)
-        self._owner = owner
 
     def keyPressEvent(self, ev: QKeyEvent) -> None:  # noqa: N802 (Qt override)
-        if self._owner.handle_key(ev):
-            ev.accept()
+        ev.ignore()
+        self.sigKeyPressed.emit(ev)
+        if ev.isAccepted():
             return
         super().keyPressEvent(ev)
 
-    def resizeEvent(self, ev: Any) -> None:  # noqa: N802 (Qt override)
+    def resizeEvent(self, ev: QResizeEvent) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(ev)
-        owner = getattr(self, "_owner", None)  # resize events arrive during pyqtgraph's own __init__
-        if owner is not None:
-            owner.on_canvas_resized()
+        self.sigResized.emit()
 
     # -- painting ---------------------------------------------------------------------------------------------
 

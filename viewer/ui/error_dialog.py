@@ -34,6 +34,7 @@ def plain_message(exc: BaseException) -> str:
 
 
 def details_text(exc: BaseException) -> str:
+    """The full traceback of ``exc``, for the dialog's folded details."""
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
@@ -92,6 +93,7 @@ _relay: _Relay | None = None
 
 
 def relay() -> _Relay:
+    """The one object that carries errors from any thread to the GUI thread (made on first use)."""
     global _relay
     if _relay is None:
         _relay = _Relay()
@@ -135,4 +137,5 @@ def install_excepthooks() -> None:
 
 
 def hooks_installed() -> bool:
+    """Whether our ``sys.excepthook`` and ``threading.excepthook`` are the ones in place."""
     return sys.excepthook is _sys_hook and threading.excepthook is _thread_hook

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from viewer.dicom.pixels import robust_window
 from viewer.dicom.stacks import orientation_letters
+from viewer.dicom.volume import Volume
 from viewer.ui.canvas import Annotations, SliceCanvas
 from viewer.ui.series_info import SeriesDisplay, update_from_volume
 from viewer.ui.settings import WindowPreset
@@ -65,6 +66,7 @@ class CursorInfo:
     patient: tuple[float, float, float] | None
 
     def text(self) -> str:
+        """The value under the cursor with its units ("—" when unknown)."""
         if self.value is None:
             value = "—"
         elif isinstance(self.value, tuple):
@@ -78,6 +80,7 @@ class CursorInfo:
         return value
 
     def position_text(self) -> str:
+        """Patient position as direction letters and mm (R/L, A/P, I/S), then the pixel."""
         if self.patient is None:
             return f"pixel ({self.column}, {self.row})"
         # Direction letters instead of signed LPS numbers, as 3D Slicer shows them: R 12.5 = 12.5 mm right.
@@ -109,6 +112,7 @@ class MarkedSlider(QSlider):
         self.mark_colour = QColor("#e0b050")
 
     def set_marks(self, values: list[int], colour: str | None = None) -> None:
+        """Mark these 0-based slices on the groove (and list them in the tooltip)."""
         self.marks = [int(v) for v in values]
         if colour is not None:
             self.mark_colour = QColor(colour)
@@ -166,7 +170,7 @@ class ImageView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.canvas = SliceCanvas(self)
+        self.canvas = SliceCanvas()
         self.vb = self.canvas.vb
         self.image_item = pg.ImageItem()
         self.image_item.setZValue(Z_IMAGE)
@@ -232,19 +236,23 @@ class ImageView(QWidget):
         self.vb.sigUserZoom.connect(self._on_user_zoom)
         self.vb.sigRangeChanged.connect(self._on_range_changed)
         self.canvas.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.canvas.sigKeyPressed.connect(self._on_canvas_key)
+        self.canvas.sigResized.connect(self.on_canvas_resized)
         self.show_message("Open a folder, a DICOMDIR or files (File ▸ Open, Ctrl+O, or drop them here).")
 
     # -- content ----------------------------------------------------------------------------------------------
 
     @property
     def n_slices(self) -> int:
+        """Slices of the series shown (0 when none)."""
         return self.display.n_slices if self.display is not None else 0
 
     @property
     def stack_uid(self) -> str | None:
+        """The stack shown, or None."""
         return self.display.stack_uid if self.display is not None else None
 
-    def set_series(self, display: SeriesDisplay, volume: Any | None = None) -> None:
+    def set_series(self, display: SeriesDisplay, volume: Volume | None = None) -> None:
         """Show a new stack: its slices arrive later through :meth:`set_slice_data` or :meth:`set_volume`."""
         self.stop_cine()
         self.display = display
@@ -288,7 +296,7 @@ class ImageView(QWidget):
                 self.center, self.width = robust_window(array)
             self._refresh()
 
-    def set_volume(self, volume: Any) -> None:
+    def set_volume(self, volume: Volume) -> None:
         """All slices at once (a finished load, or a cached volume).
 
         The volume may hold fewer slices than the series listed (damaged slices are skipped by the loader):
@@ -321,6 +329,7 @@ class ImageView(QWidget):
         self._refresh()
 
     def clear(self) -> None:
+        """Show nothing: no series, image, slices or annotations; cine stops."""
         self.stop_cine()
         self.display = None
         self._slices = []
@@ -359,6 +368,7 @@ class ImageView(QWidget):
     # -- navigation -------------------------------------------------------------------------------------------
 
     def set_slice(self, k: int) -> None:
+        """Show slice ``k`` (0-based, clamped to the stack)."""
         if self.display is None:
             return
         k = int(min(max(k, 0), self.n_slices - 1))
@@ -368,10 +378,12 @@ class ImageView(QWidget):
         self._refresh()
 
     def step(self, delta: int) -> None:
+        """Move ``delta`` slices, as the user did."""
         self._user_moved = True
         self.set_slice(self.index + int(delta))
 
     def page_size(self) -> int:
+        """Slices one Page Up/Down moves: a tenth of the stack, at least one."""
         return max(1, round(self.n_slices / 10))
 
     def handle_key(self, ev: QKeyEvent) -> bool:
@@ -398,6 +410,10 @@ class ImageView(QWidget):
             return False
         return True
 
+    def _on_canvas_key(self, ev: QKeyEvent) -> None:
+        if self.handle_key(ev):
+            ev.accept()
+
     def _on_slider(self, value: int) -> None:
         self._user_moved = True
         self.set_slice(value)
@@ -405,12 +421,14 @@ class ImageView(QWidget):
     # -- window / level ---------------------------------------------------------------------------------------
 
     def set_window(self, center: float, width: float) -> None:
+        """Set the VOI window (center and width in modality units) and emit ``window_changed``."""
         self.center = float(center)
         self.width = max(MIN_WIDTH, float(width))
         self._refresh()
         self.window_changed.emit(self.center, self.width)
 
     def apply_preset(self, preset: WindowPreset) -> None:
+        """Set the window of a preset."""
         self.set_window(preset.center, preset.width)
 
     def reset_window(self) -> None:
@@ -419,6 +437,7 @@ class ImageView(QWidget):
             self.set_window(*self.display.default_window)
 
     def toggle_invert(self) -> None:
+        """Swap black and white."""
         self.invert = not self.invert
         self._refresh()
 
@@ -438,6 +457,7 @@ class ImageView(QWidget):
         return QRectF(0, 0, self.display.columns * dx, self.display.rows * dy)
 
     def fit(self) -> None:
+        """Fit the whole image in the view (until the user zooms or pans again)."""
         self._zoom_by_user = False
         self.vb.setRange(rect=self.image_rect(), padding=0.0)
 
@@ -471,26 +491,31 @@ class ImageView(QWidget):
     def _on_user_zoom(self) -> None:
         self._zoom_by_user = True
 
-    def _on_range_changed(self, *_: Any) -> None:
+    def _on_range_changed(self, *_: object) -> None:
         self._update_annotations()
 
     def on_canvas_resized(self) -> None:
+        """Keep the image fitted when the canvas resizes, unless the user zoomed."""
         if self.display is not None and not self._zoom_by_user:
             self.fit()
 
     # -- cine -------------------------------------------------------------------------------------------------
 
     def toggle_cine(self) -> None:
+        """Start or stop cine."""
         self.cine_button.setChecked(not self.cine_button.isChecked())
 
     def stop_cine(self) -> None:
+        """Stop cine."""
         self.cine_button.setChecked(False)
 
     def set_cine_fps(self, fps: float) -> None:
+        """Cine speed in frames per second."""
         self.fps_box.setValue(float(fps))
 
     @property
     def cine_running(self) -> bool:
+        """Whether cine is playing."""
         return self._cine_timer.isActive()
 
     def _on_cine_toggled(self, on: bool) -> None:
@@ -543,6 +568,7 @@ class ImageView(QWidget):
         return item
 
     def set_overlay_opacity(self, name: str, opacity: float) -> None:
+        """Opacity (0…1) of the named overlay; unknown names are ignored."""
         overlay = self.overlays.get(name)
         if overlay is not None:
             overlay.opacity = float(opacity)
@@ -556,6 +582,7 @@ class ImageView(QWidget):
             self._update_overlays()
 
     def remove_overlay(self, name: str) -> None:
+        """Remove the named overlay, if shown."""
         overlay = self.overlays.pop(name, None)
         if overlay is not None:
             self.vb.removeItem(overlay.item)

@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
+    """One skipped file or geometry note: ``stage`` ("import", "load" or "geometry"), path and reason."""
+
     stage: str  # "import" | "load" | "geometry"
     path: str
     reason: str
@@ -33,14 +35,17 @@ class ImportLog:
         self.entries: list[LogEntry] = []
 
     def clear(self) -> None:
+        """Forget every entry."""
         self.entries.clear()
 
     def add(self, stage: str, path: str, reason: str) -> None:
+        """Record an entry (an identical one is kept once)."""
         entry = LogEntry(stage, str(path), str(reason))
         if entry not in self.entries:
             self.entries.append(entry)
 
     def count(self, stage: str | None = None) -> int:
+        """Entries of ``stage`` (all entries when None)."""
         return sum(1 for e in self.entries if stage is None or e.stage == stage)
 
 
@@ -81,6 +86,7 @@ class ImportLogDialog(QDialog):
         self.refresh()
 
     def refresh(self) -> None:
+        """Show the log's current entries and a summary line."""
         entries = self._log.entries
         self.table.setRowCount(len(entries))
         for r, e in enumerate(entries):

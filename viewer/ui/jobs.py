@@ -17,8 +17,9 @@ import numpy as np
 
 from viewer.dicom.index import StudyIndex, scan
 from viewer.dicom.pixels import to_display
+from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import Stack
-from viewer.dicom.volume import Volume, load_stack
+from viewer.dicom.volume import Volume
 from viewer.progress import CancelFn, ProgressFn
 
 THUMBNAIL_PIXELS = 112  # twice the browser's icon size, for high-DPI screens

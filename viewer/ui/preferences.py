@@ -25,6 +25,8 @@ from viewer.ui.settings import DEFAULT_PRESETS, ViewerSettings, WindowPreset
 
 
 class PreferencesDialog(QDialog):
+    """Window/level presets, cine speed, volume cache size and analysis device, saved on OK."""
+
     def __init__(self, settings: ViewerSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Preferences")
@@ -101,12 +103,14 @@ class PreferencesDialog(QDialog):
             width.setValue(p.width)
 
     def presets(self) -> list[WindowPreset]:
+        """The presets as edited (an empty name becomes "Preset N")."""
         return [
             WindowPreset(name.text().strip() or f"Preset {i + 1}", center.value(), width.value())
             for i, (name, center, width) in enumerate(self.rows)
         ]
 
     def accept(self) -> None:
+        """Save the choices to the settings and close."""
         self._settings.set_presets(self.presets())
         self._settings.cine_fps = self.fps.value()
         self._settings.cache_mb = self.cache.value()

@@ -12,6 +12,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QW
 
 
 class ProgressPanel(QWidget):
+    """The status bar's progress: the newest running job's text, bar and Cancel button."""
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.label = QLabel()
@@ -36,9 +38,11 @@ class ProgressPanel(QWidget):
 
     @property
     def current(self) -> str | None:
+        """Key of the job shown (the newest one still running), or None."""
         return self._order[-1] if self._order else None
 
     def begin(self, key: str, text: str, on_cancel: Callable[[], None] | None) -> None:
+        """Show a new job; ``on_cancel`` runs when the user cancels it."""
         self._jobs[key] = (text, on_cancel, 0, 0)
         if key in self._order:
             self._order.remove(key)
@@ -46,6 +50,7 @@ class ProgressPanel(QWidget):
         self._show()
 
     def update_job(self, key: str, done: int, total: int, text: str = "") -> None:
+        """Record a job's progress (and new text); shown when it is the current job."""
         if key not in self._jobs:
             return
         old_text, cancel, _, _ = self._jobs[key]
@@ -54,12 +59,14 @@ class ProgressPanel(QWidget):
             self._show()
 
     def end(self, key: str) -> None:
+        """Forget a job; the previous one still running is shown again."""
         self._jobs.pop(key, None)
         if key in self._order:
             self._order.remove(key)
         self._show()
 
     def cancel_current(self) -> None:
+        """Cancel the job shown, if it can be cancelled."""
         key = self.current
         if key is None:
             return

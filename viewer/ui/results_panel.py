@@ -9,11 +9,11 @@ AnalysisController` decides what to show and when.
 from __future__ import annotations
 
 import html
-from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.analysis.result import AnalysisResult
 from viewer.ui import theme
 
 AXIS_WIDTH = 46
@@ -127,6 +128,7 @@ class SlicePlot(pg.PlotWidget):
 
     @property
     def plot_item(self) -> pg.PlotItem:
+        """The plot's :class:`pyqtgraph.PlotItem`."""
         return self.getPlotItem()
 
     def add_legend_below(self, columns: int) -> pg.LegendItem:
@@ -137,15 +139,18 @@ class SlicePlot(pg.PlotWidget):
         return legend
 
     def set_slices(self, n: int) -> None:
+        """Show slices 1 … ``n`` on the x axis and bound the cursor to them."""
         self.plot_item.setXRange(0.5, n + 0.5, padding=0.0)
         self.cursor.setBounds((1, max(1, n)))
 
     def set_cursor(self, k: int) -> None:
+        """Put the cursor at slice ``k`` (0-based) without emitting ``slice_clicked``."""
         self.cursor.blockSignals(True)
         self.cursor.setValue(k + 1)
         self.cursor.blockSignals(False)
 
     def set_key_slices(self, indices: list[int]) -> None:
+        """Mark these 0-based slices with dashed amber lines (replacing earlier marks)."""
         for line in self._marks:
             self.plot_item.removeItem(line)
         self._marks = []
@@ -160,14 +165,14 @@ class SlicePlot(pg.PlotWidget):
             self.plot_item.addItem(line, ignoreBounds=True)
             self._marks.append(line)
 
-    def slice_at(self, scene_pos: Any) -> int | None:
+    def slice_at(self, scene_pos: QPointF) -> int | None:
         """The 0-based slice under a scene position, or None outside the plot area."""
         vb = self.plot_item.getViewBox()
         if not vb.sceneBoundingRect().contains(scene_pos):
             return None
         return round(vb.mapSceneToView(scene_pos).x()) - 1
 
-    def _on_click(self, ev: Any) -> None:
+    def _on_click(self, ev: MouseClickEvent) -> None:
         if ev.button() != Qt.MouseButton.LeftButton:
             return
         k = self.slice_at(ev.scenePos())
@@ -191,12 +196,27 @@ class ResultsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.result: Any | None = None
+        self.result: AnalysisResult | None = None
         self.state = "empty"
         self._n = 0
         self._index = 0
+        self._build_state()
+        self._build_finding()
+        self.overlay_box = self._build_overlay_controls()
+        self._build_probability_plot()
+        self._build_gate_plot()
+        matrix_row = self._build_heatmap()
+        self._build_saliency_plot()
+        self._link_plots()
+        self.result_widget = self._build_result_body(matrix_row)
+        self._build_layout()
+        self.setMinimumWidth(380)
+        self.show_empty()
 
-        # -- state (no result) ---------------------------------------------------------------------------------
+    # -- building -----------------------------------------------------------------------------------------------
+
+    def _build_state(self) -> None:
+        """What shows when there is no result: a state line and the Analyze button."""
         self.state_label = QLabel()
         self.state_label.setWordWrap(True)
         self.state_label.setStyleSheet(f"color: {theme.TEXT}; font-size: 14px; padding: 6px 0px;")
@@ -204,7 +224,8 @@ class ResultsPanel(QWidget):
         self.analyze_button.setToolTip("Run the slice-GRU model on the series on screen")
         self.analyze_button.clicked.connect(self.analyze_requested)
 
-        # -- finding -------------------------------------------------------------------------------------------
+    def _build_finding(self) -> None:
+        """The finding, its probability, warnings, device notice, run info, key slices and the slice line."""
         self.finding_label = QLabel()
         self.finding_label.setStyleSheet("font-size: 22px; font-weight: bold;")
         self.probability_label = QLabel()
@@ -228,7 +249,8 @@ class ResultsPanel(QWidget):
         self.slice_label.setWordWrap(True)
         self.slice_label.setStyleSheet(f"color: {theme.TEXT};")
 
-        # -- overlay controls ----------------------------------------------------------------------------------
+    def _build_overlay_controls(self) -> QFrame:
+        """The pixel-saliency overlay's switch, opacity and threshold."""
         overlay_box = QFrame()
         overlay_box.setFrameShape(QFrame.Shape.StyledPanel)
         grid = QGridLayout(overlay_box)
@@ -253,9 +275,10 @@ class ResultsPanel(QWidget):
         grid.addWidget(QLabel("Threshold"), 1, 2)
         grid.addWidget(self.threshold_slider, 1, 3)
         grid.addWidget(self.threshold_value, 1, 4)
-        self.overlay_box = overlay_box
+        return overlay_box
 
-        # -- plots ---------------------------------------------------------------------------------------------
+    def _build_probability_plot(self) -> None:
+        """Slice probabilities with the operating threshold as a dashed line."""
         self.probability_plot = SlicePlot("probability", height=120)
         self.probability_curve = self.probability_plot.plot(
             pen=pg.mkPen(PROBABILITY_COLOUR, width=2), symbol="o", symbolSize=4, symbolPen=None,
@@ -266,6 +289,8 @@ class ResultsPanel(QWidget):
         )
         self.probability_plot.plot_item.addItem(self.threshold_line, ignoreBounds=True)
 
+    def _build_gate_plot(self) -> None:
+        """Mean update and reset gates per slice, forward and reverse, with a legend."""
         self.gate_plot = SlicePlot("mean gate", height=165)
         self.gate_curves: dict[str, pg.PlotDataItem] = {}
         styles = {
@@ -280,6 +305,8 @@ class ResultsPanel(QWidget):
             self.gate_curves[key] = curve
             self.gate_legend.addItem(curve, name)
 
+    def _build_heatmap(self) -> QHBoxLayout:
+        """The unit × slice gate heatmap; returns its header row (matrix choice and colour scale)."""
         self.heatmap_plot = SlicePlot("GRU unit", y_range=None, height=128)
         self.heatmap_image = pg.ImageItem()
         self.heatmap_lut = pg.colormap.get("viridis").getLookupTable(0.0, 1.0, 256)
@@ -296,7 +323,16 @@ class ResultsPanel(QWidget):
         colour_scale = QLabel()
         colour_scale.setPixmap(_gradient_pixmap(self.heatmap_lut))
         colour_scale.setToolTip("Gate value: 0 (dark blue) … 1 (yellow)")
+        matrix_row = QHBoxLayout()
+        matrix_row.addWidget(QLabel("<b>Gates per unit</b>"))
+        matrix_row.addWidget(self.matrix_combo, 1)
+        matrix_row.addWidget(QLabel("0"))
+        matrix_row.addWidget(colour_scale)
+        matrix_row.addWidget(QLabel("1"))
+        return matrix_row
 
+    def _build_saliency_plot(self) -> None:
+        """Hidden-state saliency per slice: forward, reverse and combined."""
         self.saliency_plot = SlicePlot("saliency", height=150)
         self.saliency_curves = {
             "forward": self.saliency_plot.plot(pen=pg.mkPen(SALIENCY_COLOUR, width=1.5)),
@@ -309,19 +345,18 @@ class ResultsPanel(QWidget):
         for key, curve in self.saliency_curves.items():
             self.saliency_legend.addItem(curve, key)
 
+    def _link_plots(self) -> None:
+        """One slice axis for all plots; a click on any of them asks for that slice."""
         self.plots = [self.probability_plot, self.gate_plot, self.heatmap_plot, self.saliency_plot]
         for plot in self.plots:
             plot.slice_clicked.connect(self._on_plot_click)
             if plot is not self.probability_plot:
                 plot.plot_item.setXLink(self.probability_plot.plot_item)
 
-        disclaimer = QLabel(DISCLAIMER)
-        disclaimer.setWordWrap(True)
-        disclaimer.setStyleSheet(f"color: {theme.DIM_TEXT}; font-size: 11px; padding-top: 6px;")
-
-        # -- layout --------------------------------------------------------------------------------------------
-        self.result_widget = QWidget()
-        body = QVBoxLayout(self.result_widget)
+    def _build_result_body(self, matrix_row: QHBoxLayout) -> QWidget:
+        """The result's widgets in reading order, each plot under its heading."""
+        result_widget = QWidget()
+        body = QVBoxLayout(result_widget)
         body.setContentsMargins(0, 0, 0, 0)
         body.setSpacing(4)
         body.addWidget(self.finding_label)
@@ -330,7 +365,7 @@ class ResultsPanel(QWidget):
         body.addWidget(self.notice_label)
         body.addWidget(self.info_label)
         body.addWidget(self.key_label)
-        body.addWidget(overlay_box)
+        body.addWidget(self.overlay_box)
         body.addWidget(self.slice_label)
         body.addWidget(
             _heading("<b>Slice probability</b> · dashed grey: operating threshold · amber: key slices")
@@ -344,12 +379,6 @@ class ResultsPanel(QWidget):
             )
         )
         body.addWidget(self.gate_plot)
-        matrix_row = QHBoxLayout()
-        matrix_row.addWidget(QLabel("<b>Gates per unit</b>"))
-        matrix_row.addWidget(self.matrix_combo, 1)
-        matrix_row.addWidget(QLabel("0"))
-        matrix_row.addWidget(colour_scale)
-        matrix_row.addWidget(QLabel("1"))
         body.addLayout(matrix_row)
         body.addWidget(self.heatmap_plot)
         body.addWidget(
@@ -359,7 +388,13 @@ class ResultsPanel(QWidget):
             )
         )
         body.addWidget(self.saliency_plot)
+        return result_widget
 
+    def _build_layout(self) -> None:
+        """State, button, result and disclaimer in one scrolling column."""
+        disclaimer = QLabel(DISCLAIMER)
+        disclaimer.setWordWrap(True)
+        disclaimer.setStyleSheet(f"color: {theme.DIM_TEXT}; font-size: 11px; padding-top: 6px;")
         content = QWidget()
         outer = QVBoxLayout(content)
         outer.setContentsMargins(8, 6, 8, 6)
@@ -376,8 +411,6 @@ class ResultsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
-        self.setMinimumWidth(380)
-        self.show_empty()
 
     # -- states -----------------------------------------------------------------------------------------------
 
@@ -392,20 +425,25 @@ class ResultsPanel(QWidget):
         self.result_widget.hide()
 
     def show_empty(self, text: str = "This series has not been analysed.") -> None:
+        """No result: ``text`` and the Analyze button."""
         self._show_state("empty", text, button=True)
 
     def show_waiting(self) -> None:
+        """The analysis waits for the series to load."""
         self._show_state("waiting", "The analysis starts once the series has loaded…", button=False)
 
     def show_running(self) -> None:
+        """The analysis runs (its progress is in the status bar)."""
         self._show_state(
             "running", "Analysing this series… (progress and Cancel in the status bar)", button=False
         )
 
     def show_cancelled(self) -> None:
+        """The analysis was cancelled; Analyze can start it again."""
         self._show_state("cancelled", "The analysis was cancelled.", button=True)
 
     def show_failed(self, message: str) -> None:
+        """The analysis failed with ``message``; Analyze can try again."""
         self._show_state("failed", f"The analysis failed: {message}", button=True, error=True)
 
     def set_overlay_controls(self, enabled: bool, opacity: float, threshold: float) -> None:
@@ -425,7 +463,7 @@ class ResultsPanel(QWidget):
 
     # -- the result -------------------------------------------------------------------------------------------
 
-    def show_result(self, result: Any, current_slice: int = 0) -> None:
+    def show_result(self, result: AnalysisResult, current_slice: int = 0) -> None:
         """Display ``result`` (an AnalysisResult of the series on screen)."""
         self.result = result
         self.state = "result"

@@ -109,16 +109,19 @@ class SaliencyLegend(QWidget):
         self.set_status("")
 
     def set_threshold(self, threshold: float) -> None:
+        """Show the threshold below which pixels stay transparent."""
         self.low.setText(f"{threshold:.2f}")
         self.bar.setPixmap(colour_bar_pixmap(threshold))
 
     def set_label(self, pixel_label: str) -> None:
+        """Say what the map shows (``pixel_label``, e.g. the gradient's name)."""
         self.text.setText(
             f"|{pixel_label}|, scaled per slice. Where the gradient is large, not proof of a bleed. O hides it."
         )
         self.fit()
 
     def set_status(self, text: str) -> None:
+        """A status line under the legend (hidden when empty)."""
         self.status.setText(text)
         self.status.setVisible(bool(text))
         self.fit()
@@ -175,20 +178,24 @@ class SaliencyOverlay(QObject):
         self._update_legend()
 
     def clear(self) -> None:
+        """Remove the map and its legend."""
         self._source = None
         self.view.remove_overlay(OVERLAY_NAME)
         self.legend.hide()
 
     def set_enabled(self, on: bool) -> None:
+        """Show or hide the map."""
         self.enabled = bool(on)
         self.view.refresh_overlays()
         self._update_legend()
 
     def set_opacity(self, opacity: float) -> None:
+        """Map opacity, clamped to 0…1."""
         self.opacity = float(min(max(opacity, 0.0), 1.0))
         self.view.set_overlay_opacity(OVERLAY_NAME, self.opacity)
 
     def set_threshold(self, threshold: float) -> None:
+        """Scaled saliency below which pixels stay transparent, clamped to 0…0.95."""
         self.threshold = float(min(max(threshold, 0.0), 0.95))
         self.legend.set_threshold(self.threshold)
         self.view.set_overlay_lut(OVERLAY_NAME, saliency_lut(self.threshold))
@@ -207,6 +214,7 @@ class SaliencyOverlay(QObject):
         return data
 
     def set_status(self, text: str) -> None:
+        """A status line in the legend (e.g. while maps are computed)."""
         self.legend.set_status(text)
         self._place_legend()
 

@@ -21,9 +21,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from viewer.errors import ViewerError
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QMessageLogContext, QtMsgType
 
 OFFSCREEN = "offscreen"
 DEFAULT_TIMEOUT_S = 180.0
@@ -46,6 +49,8 @@ class _Skipped(Exception):
 
 @dataclass
 class CheckResult:
+    """One self-test check: name, status ("ok", "FAIL" or "skip"), detail and duration."""
+
     name: str
     status: str  # "ok", "FAIL" or "skip"
     detail: str
@@ -85,6 +90,7 @@ def _private_environment(tmp: Path) -> Iterator[None]:
 
 
 def check_resources(state: _State) -> str:
+    """The resources folder and the application icon are there."""
     from viewer.resources import resources_root
 
     root = resources_root()
@@ -97,6 +103,7 @@ def check_resources(state: _State) -> str:
 
 
 def check_model(state: _State) -> str:
+    """The shipped model loads and its weights match the SHA-256 on its card."""
     from viewer.analysis.model_cache import load_model
     from viewer.model.weights import default_model_paths, sha256_file
 
@@ -118,7 +125,7 @@ def check_codecs(state: _State) -> str:
     from pydicom.pixels import get_decoder
 
     from viewer.dicom.index import scan
-    from viewer.dicom.volume import load_stack
+    from viewer.dicom.readers import load_stack
     from viewer.synth.writer import SeriesMeta, axial_geometry, write_ct_series
 
     wanted = {
@@ -157,6 +164,7 @@ def check_codecs(state: _State) -> str:
 
 
 def check_demo_study(state: _State) -> str:
+    """A phantom demo study can be written."""
     from viewer.synth.dataset import write_phantom_dataset
 
     manifest = write_phantom_dataset(state.tmp / "demo", studies=1, seed=0, matrix=DEMO_MATRIX)
@@ -165,7 +173,7 @@ def check_demo_study(state: _State) -> str:
     return f"{len(study.sop_uids)} slices of {DEMO_MATRIX}², {'bleed' if study.label else 'no bleed'} ({study.kind})"
 
 
-def _quiet_offscreen_notes(mode: Any, context: Any, message: str) -> None:
+def _quiet_offscreen_notes(mode: QtMsgType, context: QMessageLogContext, message: str) -> None:
     """Qt's offscreen platform says it cannot resize or raise windows: true, and not a fault of the app."""
     if "does not support" not in message:
         sys.stderr.write(message + "\n")
@@ -233,6 +241,7 @@ def check_window(state: _State) -> str:
 
 
 def check_analysis(state: _State) -> str:
+    """The model analyses the demo volume into a sane result with the expected finding."""
     import numpy as np
 
     from viewer.analysis.run import analyze_volume
@@ -256,6 +265,7 @@ def check_analysis(state: _State) -> str:
 
 
 def check_report(state: _State) -> str:
+    """The report of that result is written as a PDF and as a DICOM Encapsulated PDF."""
     import pydicom
 
     from viewer.report import ReportOptions, build_report, save_dicom, save_pdf

@@ -8,11 +8,14 @@ gantry-tilted stack maps each pixel to its true place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from viewer.dicom.geometry import normal_from_orientation
+from viewer.dicom.headers import InstanceHeader
+from viewer.dicom.identifiers import SeriesIdentifiers
+from viewer.dicom.stacks import Stack
+from viewer.dicom.volume import Volume
 
 UNITS = {"CT": "HU", "PT": "SUV", "NM": "counts"}
 
@@ -35,6 +38,7 @@ def format_dicom_date(value: str) -> str:
 
 
 def format_dicom_time(value: str) -> str:
+    """``143012.5`` → ``14:30`` (left unchanged when it is not a TM value)."""
     value = str(value or "").strip().split(".")[0]
     if len(value) >= 4 and value[:4].isdigit():
         return f"{value[:2]}:{value[2:4]}"
@@ -77,6 +81,7 @@ class SeriesDisplay:
 
     @property
     def series_title(self) -> str:
+        """``#number description``, or "Series" when both are missing."""
         number = f"#{self.series_number} " if self.series_number is not None else ""
         text = f"{number}{self.series_description}".strip() or "Series"
         return text
@@ -97,19 +102,20 @@ class SeriesDisplay:
         return self.positions[k] + row * (i * dx) + col * (j * dy)
 
     def normal(self) -> np.ndarray | None:
+        """Unit slice normal, or None without an orientation."""
         if self.orientation is None:
             return None
         return normal_from_orientation(self.orientation)
 
 
-def _header_window(first: Any) -> tuple[float, float] | None:
-    c, w = getattr(first, "window_center", None), getattr(first, "window_width", None)
+def _header_window(first: InstanceHeader) -> tuple[float, float] | None:
+    c, w = first.window_center, first.window_width
     if c is None or w is None or w <= 0:
         return None
     return float(c), float(w)
 
 
-def series_display_from_stack(stack: Any) -> SeriesDisplay:
+def series_display_from_stack(stack: Stack) -> SeriesDisplay:
     """Build a :class:`SeriesDisplay` from a :class:`viewer.dicom.stacks.Stack` (headers only)."""
     first = stack.first
     geos = [s.geometry for s in stack.slices]
@@ -117,12 +123,13 @@ def series_display_from_stack(stack: Any) -> SeriesDisplay:
     positions = None
     if all(g.position is not None for g in geos) and geos:
         positions = np.array([g.position for g in geos], dtype=float)
-    distances = getattr(stack, "distances", None)
+    distances = stack.distances
     if distances is None and positions is not None and stack.orientation is not None:
         distances = positions @ normal_from_orientation(stack.orientation)
     thickness = next((g.slice_thickness for g in geos if g.slice_thickness), None)
-    modality = getattr(stack, "modality", "") or first.modality
-    warnings = [getattr(w, "message", str(w)) for w in getattr(stack, "warnings", [])]
+    modality = stack.modality
+    warnings = [w.message for w in stack.warnings]
+    ids = SeriesIdentifiers.from_header(first)
     return SeriesDisplay(
         stack_uid=stack.uid,
         series_uid=stack.series_uid,
@@ -141,52 +148,41 @@ def series_display_from_stack(stack: Any) -> SeriesDisplay:
         units=UNITS.get(modality, ""),
         default_window=_header_window(first),
         invert=first.photometric_interpretation == "MONOCHROME1",
-        patient_name=format_person_name(first.patient_name),
-        patient_id=first.patient_id,
-        patient_sex=first.patient_sex,
-        patient_birth_date=format_dicom_date(first.patient_birth_date),
-        study_date=format_dicom_date(first.study_date),
-        study_time=format_dicom_time(first.study_time),
-        study_description=first.study_description,
-        accession_number=first.accession_number,
+        patient_name=format_person_name(ids.patient_name),
+        patient_id=ids.patient_id,
+        patient_sex=ids.patient_sex,
+        patient_birth_date=format_dicom_date(ids.patient_birth_date),
+        study_date=format_dicom_date(ids.study_date),
+        study_time=format_dicom_time(ids.study_time),
+        study_description=ids.study_description,
+        accession_number=ids.accession_number,
         series_number=first.series_number,
-        series_description=first.series_description,
+        series_description=ids.series_description,
         label=stack.label,
         warnings=warnings,
     )
 
 
-def update_from_volume(display: SeriesDisplay, volume: Any) -> None:
+def update_from_volume(display: SeriesDisplay, volume: Volume) -> None:
     """Take what the loaded volume knows: its slices (a damaged slice may have been skipped), their true
     positions, units, default window and inversion."""
-    array = getattr(volume, "array", None)
-    if array is not None:
-        display.n_slices = int(array.shape[0])
-    positions = getattr(volume, "positions", None)
+    display.n_slices = volume.n_slices
+    positions = volume.positions
     if positions is not None and len(positions) == display.n_slices and display.orientation is not None:
         display.positions = np.asarray(positions, dtype=float)
         display.distances = display.positions @ normal_from_orientation(display.orientation)
     elif display.positions is not None and len(display.positions) != display.n_slices:
         display.positions = None
         display.distances = None
-    units = getattr(volume, "units", None)
-    if units:
-        display.units = str(units)
-    window = getattr(volume, "window", None)
-    if window is not None and display.default_window is None:
-        try:
-            c, w = float(window[0]), float(window[1])
-            if w > 0:
-                display.default_window = (c, w)
-        except (TypeError, ValueError, IndexError):
-            pass
-    invert = getattr(volume, "invert", None)
-    if invert is not None:
-        display.invert = bool(invert)
-    thickness = getattr(volume, "slice_thickness", None)
-    if thickness and not display.slice_thickness:
-        display.slice_thickness = float(thickness)
-    for w in getattr(volume, "warnings", []) or []:
-        text = getattr(w, "message", str(w))
+    if volume.units:
+        display.units = volume.units
+    if display.default_window is None:
+        c, w = float(volume.window[0]), float(volume.window[1])
+        if w > 0:
+            display.default_window = (c, w)
+    display.invert = bool(volume.invert)
+    if volume.slice_thickness and not display.slice_thickness:
+        display.slice_thickness = float(volume.slice_thickness)
+    for text in volume.warnings:
         if text not in display.warnings:
             display.warnings.append(text)

@@ -44,6 +44,7 @@ DEFAULT_PRESETS: tuple[WindowPreset, ...] = (
 
 
 def settings_path_override() -> Path | None:
+    """The settings file under ``$GRU_VIEWER_SETTINGS_DIR`` when it is set."""
     folder = os.environ.get("GRU_VIEWER_SETTINGS_DIR")
     return Path(folder) / "gru-viewer.ini" if folder else None
 
@@ -63,9 +64,11 @@ class ViewerSettings:
 
     @property
     def file_name(self) -> str:
+        """Path of the settings file."""
         return self.qsettings.fileName()
 
     def sync(self) -> None:
+        """Write pending changes to disk."""
         self.qsettings.sync()
 
     def _str(self, key: str, default: str = "") -> str:
@@ -74,20 +77,24 @@ class ViewerSettings:
 
     # Window layout -------------------------------------------------------------------------------------------
     def window_geometry(self) -> QByteArray | None:
+        """The main window's saved geometry, or None."""
         value = self.qsettings.value("window/geometry")
         return value if isinstance(value, QByteArray) and not value.isEmpty() else None
 
     def window_state(self) -> QByteArray | None:
+        """The main window's saved dock and toolbar state, or None."""
         value = self.qsettings.value("window/state")
         return value if isinstance(value, QByteArray) and not value.isEmpty() else None
 
     def set_window_layout(self, geometry: QByteArray, state: QByteArray) -> None:
+        """Save the main window's geometry and dock/toolbar state."""
         self.qsettings.setValue("window/geometry", geometry)
         self.qsettings.setValue("window/state", state)
 
     # Folders -------------------------------------------------------------------------------------------------
     @property
     def last_folder(self) -> str:
+        """The folder opened last (empty before the first)."""
         return self._str("paths/last_folder")
 
     @last_folder.setter
@@ -95,6 +102,7 @@ class ViewerSettings:
         self.qsettings.setValue("paths/last_folder", str(folder))
 
     def recent(self) -> list[str]:
+        """Recently opened paths, newest first."""
         try:
             items = json.loads(self._str("paths/recent", "[]"))
         except json.JSONDecodeError:
@@ -102,6 +110,7 @@ class ViewerSettings:
         return [str(p) for p in items if isinstance(p, str)][:MAX_RECENT]
 
     def add_recent(self, path: str) -> list[str]:
+        """Put ``path`` first in the recent list and return the list."""
         path = str(path)
         items = [path] + [p for p in self.recent() if p != path]
         items = items[:MAX_RECENT]
@@ -109,10 +118,12 @@ class ViewerSettings:
         return items
 
     def clear_recent(self) -> None:
+        """Empty the recent list."""
         self.qsettings.setValue("paths/recent", "[]")
 
     # Display -------------------------------------------------------------------------------------------------
     def presets(self) -> list[WindowPreset]:
+        """Window/level presets (the defaults when none or unreadable are saved)."""
         raw = self._str("display/presets")
         if not raw:
             return list(DEFAULT_PRESETS)
@@ -125,11 +136,13 @@ class ViewerSettings:
         return items[: len(DEFAULT_PRESETS)] or list(DEFAULT_PRESETS)
 
     def set_presets(self, presets: list[WindowPreset]) -> None:
+        """Save window/level presets (widths below 1 become 1)."""
         data = [{"name": p.name, "center": p.center, "width": max(1.0, p.width)} for p in presets]
         self.qsettings.setValue("display/presets", json.dumps(data))
 
     @property
     def cine_fps(self) -> float:
+        """Cine speed in frames per second, 1…60."""
         try:
             return min(60.0, max(1.0, float(self._str("display/cine_fps", str(DEFAULT_CINE_FPS)))))
         except ValueError:

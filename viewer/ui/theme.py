@@ -40,6 +40,7 @@ QMenu::separator {{ height: 1px; background: #3a3d42; margin: 4px 8px; }}
 
 
 def dark_palette() -> QPalette:
+    """The app's dark palette."""
     p = QPalette()
     roles = {
         QPalette.ColorRole.Window: PANEL,
