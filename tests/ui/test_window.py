@@ -21,6 +21,8 @@ from viewer.ui.image_view import CANCELLED
 from viewer.ui.main_window import MainWindow
 from viewer.ui.settings import DEFAULT_PRESETS, ViewerSettings
 
+from .helpers import TIMEOUT_MS, open_folder, show_series, uid_of
+
 pytestmark = [
     pytest.mark.gui,
     pytest.mark.qt_log_level_fail("WARNING"),
@@ -28,43 +30,11 @@ pytestmark = [
     pytest.mark.qt_log_ignore("does not support propagateSizeHints", "does not support raise"),
 ]
 
-LOAD_TIMEOUT_MS = 30_000
-
-
-@pytest.fixture
-def window(qtbot, tmp_path: Path) -> MainWindow:
-    create_application()
-    w = MainWindow(ViewerSettings(tmp_path / "settings.ini"))
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
-
-
-def open_folder(qtbot, window: MainWindow, path: Path) -> object:
-    with qtbot.waitSignal(window.index_ready, timeout=LOAD_TIMEOUT_MS) as blocker:
-        window.open_paths([str(path)])
-    return blocker.args[0]
-
-
-def uid_of(window: MainWindow, description: str) -> str:
-    assert window.index is not None
-    for series in window.index.series():
-        if series.description == description:
-            return series.stacks[0].uid
-    raise AssertionError(f"no series {description!r} in the index")
-
-
-def show_series(qtbot, window: MainWindow, uid: str) -> None:
-    with qtbot.waitSignal(window.volume_loaded, timeout=LOAD_TIMEOUT_MS, check_params_cb=lambda u: u == uid):
-        window.open_stack(uid)
-
 
 @pytest.fixture
 def study(qtbot, window: MainWindow, ui_study_dir: Path) -> MainWindow:
     """The window with the test folder indexed and its first series on screen."""
-    with qtbot.waitSignal(window.volume_loaded, timeout=LOAD_TIMEOUT_MS):
+    with qtbot.waitSignal(window.volume_loaded, timeout=TIMEOUT_MS):
         open_folder(qtbot, window, ui_study_dir)
     return window
 
@@ -127,7 +97,7 @@ def test_phantom_series_opens_from_the_browser_with_enter_and_double_click(qtbot
     study.browser.select_stack(uid)
     tree = study.browser.tree
     tree.setFocus()
-    with qtbot.waitSignal(study.volume_loaded, timeout=LOAD_TIMEOUT_MS, check_params_cb=lambda u: u == uid):
+    with qtbot.waitSignal(study.volume_loaded, timeout=TIMEOUT_MS, check_params_cb=lambda u: u == uid):
         qtbot.keyClick(tree, Qt.Key.Key_Return)
     assert study.view.stack_uid == uid
     assert study.view.n_slices == 40
@@ -136,7 +106,7 @@ def test_phantom_series_opens_from_the_browser_with_enter_and_double_click(qtbot
     other = uid_of(study, "Axial known HU")
     study.browser.select_stack(other)
     rect = tree.visualRect(tree.currentIndex())
-    with qtbot.waitSignal(study.volume_loaded, timeout=LOAD_TIMEOUT_MS, check_params_cb=lambda u: u == other):
+    with qtbot.waitSignal(study.volume_loaded, timeout=TIMEOUT_MS, check_params_cb=lambda u: u == other):
         double_click(tree.viewport(), rect.center())
     assert study.view.stack_uid == other
 
@@ -165,8 +135,8 @@ def test_filter_box_narrows_the_tree(qtbot, study: MainWindow) -> None:
 
 def test_thumbnails_are_made_for_readable_series(qtbot, study: MainWindow) -> None:
     readable = [uid_of(study, d) for d in ("HEAD 5mm AXIAL", "Axial known HU", "Colour capture")]
-    qtbot.waitUntil(lambda: all(study.browser.has_thumbnail(u) for u in readable), timeout=LOAD_TIMEOUT_MS)
-    qtbot.waitUntil(lambda: study._thumb_thread is None, timeout=LOAD_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: all(study.browser.has_thumbnail(u) for u in readable), timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: study._thumb_thread is None, timeout=TIMEOUT_MS)
     assert not study.browser.has_thumbnail(uid_of(study, "Damaged series"))
 
 
@@ -323,7 +293,7 @@ def test_overlays_stack_over_the_image_and_follow_the_slice(qtbot, study: MainWi
 def test_damaged_series_shows_its_reason_and_the_rest_stays_usable(qtbot, study: MainWindow) -> None:
     show_series(qtbot, study, uid_of(study, "Tilted known HU"))  # cached: comes back after the error below
     uid = uid_of(study, "Damaged series")
-    with qtbot.waitSignal(study.load_failed, timeout=LOAD_TIMEOUT_MS) as blocker:
+    with qtbot.waitSignal(study.load_failed, timeout=TIMEOUT_MS) as blocker:
         study.open_stack(uid)
     message = blocker.args[1]
     assert "Could not load" in message
@@ -335,7 +305,7 @@ def test_damaged_series_shows_its_reason_and_the_rest_stays_usable(qtbot, study:
     assert study.view.canvas.annotations.message == ""
     assert study.view.image_item.isVisible()
     study.open_stack(uid)
-    qtbot.waitUntil(lambda: study.view.canvas.annotations.message_is_error, timeout=LOAD_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: study.view.canvas.annotations.message_is_error, timeout=TIMEOUT_MS)
     show_series(qtbot, study, uid_of(study, "Tilted known HU"))
     assert not study.view.canvas.annotations.message_is_error
     assert study.view.image_item.isVisible()
@@ -364,7 +334,7 @@ def test_a_load_can_be_cancelled_with_the_cancel_button(qtbot, study: MainWindow
     thread = study._load_thread
     qtbot.mouseClick(study.progress.cancel_button, Qt.MouseButton.LeftButton)
     assert not study.loading
-    qtbot.waitUntil(lambda: thread.isFinished(), timeout=LOAD_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: thread.isFinished(), timeout=TIMEOUT_MS)
     assert thread.was_cancelled
     assert uid not in study.cache
     assert study.current_volume() is None
@@ -381,9 +351,9 @@ def test_switching_series_mid_load_shows_only_the_new_one(qtbot, study: MainWind
     study.open_stack(slow)
     old_thread = study._load_thread
     qtbot.wait(30)  # let the slow load deliver its first slices
-    with qtbot.waitSignal(study.volume_loaded, timeout=LOAD_TIMEOUT_MS, check_params_cb=lambda u: u == new):
+    with qtbot.waitSignal(study.volume_loaded, timeout=TIMEOUT_MS, check_params_cb=lambda u: u == new):
         study.open_stack(new)
-    qtbot.waitUntil(lambda: old_thread.isFinished(), timeout=LOAD_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: old_thread.isFinished(), timeout=TIMEOUT_MS)
     qtbot.wait(50)  # anything the old load still had queued is delivered now, and must be dropped
     expected = load_stack(study.stack(new)).array
     view = study.view
@@ -417,7 +387,7 @@ def test_drop_a_folder_onto_the_window_opens_it(qtbot, window: MainWindow, ui_st
         Qt.MouseButton.LeftButton,
         Qt.KeyboardModifier.NoModifier,
     )
-    with qtbot.waitSignal(window.volume_loaded, timeout=LOAD_TIMEOUT_MS):
+    with qtbot.waitSignal(window.volume_loaded, timeout=TIMEOUT_MS):
         window.dropEvent(event)
     assert window.view.display.series_description == "Axial known HU"
     assert window.settings.recent()[0] == str(ui_study_dir / "axial")

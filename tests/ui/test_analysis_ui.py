@@ -18,7 +18,6 @@ from viewer.analysis import run as analysis_run
 from viewer.analysis import session as analysis_session
 from viewer.errors import ViewerError
 from viewer.model.weights import default_model_paths
-from viewer.ui.app import create_application
 from viewer.ui.error_dialog import relay
 from viewer.ui.help_page import AnalysisHelpDialog
 from viewer.ui.main_window import MainWindow
@@ -28,42 +27,13 @@ from viewer.ui.saliency_overlay import OVERLAY_NAME
 from viewer.ui.settings import ViewerSettings
 from viewer.ui.workers import running_threads
 
+from .helpers import OTHER, PHANTOM, TIMEOUT_MS, show_series, uid_of
+
 pytestmark = [
     pytest.mark.gui,
     pytest.mark.qt_log_level_fail("WARNING"),
     pytest.mark.qt_log_ignore("does not support propagateSizeHints", "does not support raise"),
 ]
-
-TIMEOUT_MS = 60_000
-PHANTOM = "HEAD 5mm AXIAL"
-OTHER = "Axial known HU"
-
-
-@pytest.fixture
-def window(qtbot, tmp_path: Path, model_file: Path) -> MainWindow:
-    create_application()
-    w = MainWindow(ViewerSettings(tmp_path / "settings.ini"))
-    w.analysis.model_path = model_file
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    qtbot.waitExposed(w)
-    yield w
-    for dialog in list(relay().open_dialogs):
-        dialog.done(0)
-
-
-def uid_of(window: MainWindow, description: str) -> str:
-    assert window.index is not None
-    for series in window.index.series():
-        if series.description == description:
-            return series.stacks[0].uid
-    raise AssertionError(f"no series {description!r}")
-
-
-def show_series(qtbot, window: MainWindow, uid: str) -> None:
-    with qtbot.waitSignal(window.volume_loaded, timeout=TIMEOUT_MS, check_params_cb=lambda u: u == uid):
-        window.open_stack(uid)
 
 
 @pytest.fixture

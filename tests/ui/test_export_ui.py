@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +24,18 @@ from viewer.report import export_png
 from viewer.report.dicom_export import ENCAPSULATED_PDF_STORAGE
 from viewer.report.export import ExportChoices, default_stem, safe_file_name
 from viewer.report.identifiers import display_name
-from viewer.ui.app import create_application
 from viewer.ui.error_dialog import relay
 from viewer.ui.export_dialog import ExportDialog
 from viewer.ui.main_window import MainWindow
 from viewer.ui.settings import ViewerSettings
+
+from .helpers import TIMEOUT_MS
 
 pytestmark = [
     pytest.mark.gui,
     pytest.mark.qt_log_level_fail("WARNING"),
     pytest.mark.qt_log_ignore("does not support propagateSizeHints", "does not support raise"),
 ]
-
-TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
@@ -49,25 +49,15 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path, model_file: Path, study: Path) -> MainWindow:
-    """The window with the phantom on screen (not analysed yet); exports default to ``tmp_path/out``."""
-    create_application()
-    settings = ViewerSettings(tmp_path / "settings.ini")
+def window(qtbot, window: MainWindow, tmp_path: Path, study: Path) -> Iterator[MainWindow]:
+    """The shared window with the phantom on screen (not analysed yet); exports default to ``tmp_path/out``."""
     (tmp_path / "out").mkdir()
-    settings.last_export_folder = str(tmp_path / "out")
-    w = MainWindow(settings)
-    w.analysis.model_path = model_file
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    qtbot.waitExposed(w)
-    with qtbot.waitSignal(w.volume_loaded, timeout=TIMEOUT_MS):
-        w.open_paths([str(study)])
-    yield w
-    if w.export.dialog is not None:
-        w.export.dialog.done(0)
-    for dialog in list(relay().open_dialogs):
-        dialog.done(0)
+    window.settings.last_export_folder = str(tmp_path / "out")
+    with qtbot.waitSignal(window.volume_loaded, timeout=TIMEOUT_MS):
+        window.open_paths([str(study)])
+    yield window
+    if window.export.dialog is not None:
+        window.export.dialog.done(0)
 
 
 @pytest.fixture

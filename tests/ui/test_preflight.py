@@ -20,7 +20,7 @@ from viewer.ui.preflight import (
     requested_platforms,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 LDD_MISSING = """\
 \tlinux-vdso.so.1 (0x00007ffd3b5f2000)

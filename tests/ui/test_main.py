@@ -21,7 +21,7 @@ pytestmark = [
     pytest.mark.qt_log_ignore("does not support propagateSizeHints", "does not support raise"),
 ]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
