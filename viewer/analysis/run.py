@@ -46,12 +46,13 @@ class DeviceFailure(RuntimeError):
 
 @dataclass
 class AnalysisOptions:
-    """How to analyse: device preference, key slices, pixel method."""
+    """How to analyse: device preference, key slices, pixel method, CPU threads (None: the cores free now)."""
 
     device: str = "auto"
     key_slices: int = KEY_SLICES
     pixel_method: str = DEFAULT_PIXEL_METHOD
     pixel_target: str = DEFAULT_PIXEL_TARGET
+    cpu_threads: int | None = None
 
 
 def _is_device_error(exc: BaseException) -> bool:
@@ -125,7 +126,7 @@ def _run(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     if device.type == "cpu":
-        use_cpu_threads()  # the cores other programs leave free now (a reading room's workstation is rarely idle)
+        use_cpu_threads(options.cpu_threads)  # default: the cores other programs leave free now
     model = place(model, device).eval()
     prep = Preprocessor.from_config(model.config)
     t0 = time.perf_counter()

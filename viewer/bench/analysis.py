@@ -7,6 +7,9 @@ depend on the weight values); otherwise a freshly initialised network of the sam
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from viewer.analysis.model_cache import load_model
-from viewer.analysis.run import analyze_volume
+from viewer.analysis.run import AnalysisOptions, analyze_volume
 from viewer.dicom.headers import read_header
 from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import split_series
@@ -73,4 +76,58 @@ def bench_analysis(
                 entry[f"{key}_s"] = float(np.median([r[key] for r in runs]))
             entry["analyze_with_load_s"] = entry["load_s"] + entry["total_s"]
             out[name] = entry
+    return out
+
+
+_SPIN = "import time\nend = time.monotonic() + {limit}\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def _busy_processes(count: int, limit_s: float) -> list[subprocess.Popen[bytes]]:
+    """``count`` processes that each keep one core busy, and stop by themselves after ``limit_s``."""
+    return [subprocess.Popen([sys.executable, "-c", _SPIN.format(limit=limit_s)]) for _ in range(count)]
+
+
+def bench_analysis_under_load(busy: int = 2, matrix: int = 512, repeats: int = 5) -> dict[str, Any]:
+    """Analyze of the demo study quiet and beside ``busy`` competing busy processes, as a user waits for it.
+
+    Two CPU thread policies are timed alternately in the same run: the viewer's own (the cores other programs
+    leave free, chosen per analysis) and the baseline of one thread per core (torch's default, what the viewer
+    did before). Goal: with two busy processes on a 2-core machine, loaded ≤ 2.5 × quiet for the viewer's policy.
+    """
+    from viewer.synth.dataset import write_phantom_dataset
+
+    model, card, which = _model()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    policies = {
+        "viewer": AnalysisOptions(device="cpu"),
+        "all_cores": AnalysisOptions(device="cpu", cpu_threads=cores),
+    }
+    out: dict[str, Any] = {"model": which, "cores": cores, "busy_processes": busy}
+    with tempfile.TemporaryDirectory(prefix="gru-bench-analyze-load-") as tmp:
+        write_phantom_dataset(Path(tmp), studies=1, seed=0, matrix=matrix)
+        paths = sorted(p for p in Path(tmp).rglob("*.dcm"))
+        volume = load_stack(split_series([read_header(p) for p in paths])[0])
+        analyze_volume(volume, model, card, options=policies["viewer"])  # warm-up
+
+        def timed(options: AnalysisOptions) -> float:
+            start = time.perf_counter()
+            analyze_volume(volume, model, card, options=options)
+            return time.perf_counter() - start
+
+        times: dict[str, dict[str, list[float]]] = {name: {"quiet": [], "loaded": []} for name in policies}
+        for condition in ("quiet", "loaded"):
+            procs = _busy_processes(busy if condition == "loaded" else 0, limit_s=600)
+            try:
+                time.sleep(0.5 if procs else 0)
+                for _ in range(repeats):
+                    for name, options in policies.items():
+                        times[name][condition].append(timed(options))
+            finally:
+                for proc in procs:
+                    proc.kill()
+                    proc.wait()
+    for name, runs in times.items():
+        quiet, loaded = float(np.median(runs["quiet"])), float(np.median(runs["loaded"]))
+        out[name] = {"quiet_s": quiet, "loaded_s": loaded, "loaded_over_quiet": loaded / quiet}
+    out["viewer_loaded_over_all_cores_loaded"] = out["viewer"]["loaded_s"] / out["all_cores"]["loaded_s"]
     return out

@@ -50,11 +50,14 @@ def _model(quick: bool) -> dict[str, Any]:
 
 
 def _analysis(quick: bool) -> dict[str, Any]:
-    from viewer.bench.analysis import bench_analysis
+    from viewer.bench.analysis import bench_analysis, bench_analysis_under_load
 
     if quick:
-        return bench_analysis(matrix=128, repeats=1, series={"32x5mm": (32, 5.0)})
-    return bench_analysis()
+        return {
+            **bench_analysis(matrix=128, repeats=1, series={"32x5mm": (32, 5.0)}),
+            "under_load": bench_analysis_under_load(matrix=128, repeats=1),
+        }
+    return {**bench_analysis(), "under_load": bench_analysis_under_load()}
 
 
 SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
