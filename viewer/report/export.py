@@ -65,7 +65,8 @@ class ExportChoices:
 @dataclass(frozen=True)
 class ViewState:
     """What the PNG of the current view shows: slice ``index`` (0-based) in ``window`` (center, width), grey
-    scale ``invert``-ed or not, the overlay with its ``opacity`` and ``threshold``."""
+    scale ``invert``-ed or not, the overlay with its ``opacity``, ``threshold`` and ``scaling`` (``"series"`` or
+    ``"slice"``)."""
 
     index: int
     window: tuple[float, float]
@@ -73,6 +74,7 @@ class ViewState:
     opacity: float
     invert: bool = False
     threshold: float = 0.0
+    scaling: str = "series"
 
     def describe(self) -> str:
         center, width = self.window
@@ -179,7 +181,7 @@ def run_export(
         volume,
         result,
         session.card,
-        ReportOptions(anonymize=choices.anonymize, pixel_map=session.pixel_map),
+        ReportOptions(anonymize=choices.anonymize, pixel_map=session.pixel_map, scaling=view.scaling),
         progress=lambda done, _total, text: step(1 + done, text),
     )
     # From here on no cancel: the writes are quick, and stopping halfway would leave half an export.
@@ -207,6 +209,7 @@ def run_export(
                     invert=view.invert,
                     threshold=view.threshold,
                     pixel_map=session.pixel_map,
+                    scaling=view.scaling,
                 )
             )
         if choices.json is not None:
