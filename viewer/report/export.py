@@ -79,6 +79,8 @@ class ViewState:
     def describe(self) -> str:
         center, width = self.window
         overlay = f"saliency overlay from {self.threshold:.2f}" if self.overlay else "no overlay"
+        if self.overlay and self.scaling == "slice":
+            overlay += " (scaled per slice)"
         inverted = ", inverted" if self.invert else ""
         return f"slice {self.index + 1}, W {width:g} / L {center:g}{inverted}, {overlay}"
 
