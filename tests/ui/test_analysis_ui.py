@@ -111,7 +111,8 @@ def test_analyze_shows_finding_plots_and_overlay(qtbot, phantom: MainWindow, sma
     item = controller.overlay.item
     assert item is not None and item.isVisible() and item.zValue() > view.image_item.zValue()
     assert np.array_equal(item.image, controller.display_map(phantom.current_uid, key))
-    assert item.image.shape == view.current_slice().shape and int(item.image.max()) == 255
+    strongest = round(255 * float(result.slice_probabilities[key]))  # scaled to the series: its probability
+    assert item.image.shape == view.current_slice().shape and abs(int(item.image.max()) - strongest) <= 1
     assert controller.overlay.legend.isVisible()
     assert result.pixel_label in controller.overlay.legend.text.text()
 

@@ -21,6 +21,10 @@ from viewer.model.intended_use import UseWarning
 #: ``(units, n_model)`` matrices are shown against original slices through this map.
 GATE_KEYS: tuple[str, ...] = ("z_mean_forward", "z_mean_reverse", "r_mean_forward", "r_mean_reverse")
 MATRIX_KEYS: tuple[str, ...] = ("z_forward", "z_reverse", "r_forward", "r_reverse")
+#: The hidden-state track per direction, each with its direct and carried parts.
+HIDDEN_KEYS: tuple[str, ...] = tuple(
+    f"{d}{part}" for d in ("forward", "reverse", "combined") for part in ("", "_direct", "_carried")
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,12 @@ class AnalysisResult:
         :data:`MATRIX_KEYS` → ``(units, n_slices)`` per-unit gates (columns repeat within a slab of a thin
         series).
     hidden_saliency:
-        ``"forward"``, ``"reverse"``, ``"combined"`` → ``(n_slices,)`` in [0, 1].
+        :data:`HIDDEN_KEYS` → ``(n_slices,)`` signed contribution of each slice's hidden state to the study logit
+        (logit units, one scale for every series; positive = towards a bleed, negative = towards no bleed,
+        against the model's reference normal series). ``combined`` is ``forward + reverse``; each splits into
+        ``*_direct`` (read by the slice head at this slice) and ``*_carried`` (passed on in the reader's state to
+        the slices it reads later). Summed over slices it overshoots the change of the study logit by about 10 %
+        (a one-step estimate; docs/model.md).
     key_slices:
         Original slice indices carrying the largest shares of the pooled study score (the slices the finding
         rests on), largest first.
@@ -90,6 +99,8 @@ class AnalysisResult:
         :class:`~viewer.analysis.session.AnalysisSession` adds more on demand).
     pixel_method:
         Name of the pixel method and what its map means.
+    pixel_label:
+        How the overlay legend names the map.
     warnings:
         Intended-use warnings (empty when the series is what the model was made for).
     model:

@@ -16,7 +16,7 @@ from datetime import datetime
 import numpy as np
 import torch
 
-from viewer.analysis.result import AnalysisResult, ModelIdentity, SeriesIdentity
+from viewer.analysis.result import HIDDEN_KEYS, AnalysisResult, ModelIdentity, SeriesIdentity
 from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
 from viewer.model.device import describe_device, pick_device, use_cpu_threads
@@ -182,7 +182,9 @@ def _run(
             if k[0] in "zr"
         },
         hidden_saliency={
-            k: hidden.on_original_slices(k).astype(np.float32) for k in ("forward", "reverse", "combined")
+            k: hidden.on_original_slices(k).astype(np.float32)
+            for k in HIDDEN_KEYS
+            if k in hidden.slice_values
         },
         key_slices=key,
         pixel_saliency=pixel_maps,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from viewer.analysis.display import to_display_map
+from viewer.analysis.display import slice_weight, to_display_map
 from viewer.analysis.model_cache import load_model
 from viewer.analysis.run import AnalysisOptions, SliceExplainer, run_analysis
 from viewer.dicom.volume import Volume
@@ -100,10 +100,12 @@ class AnalysisSession:
         self.result.pixel_saliency[k] = raw
         return raw
 
-    def display_map(self, k: int) -> np.ndarray | None:
-        """:meth:`pixel_map` of slice ``k`` as the overlay draws it (:func:`~viewer.analysis.display.to_display_map`)."""
+    def display_map(self, k: int, scaling: str = "series") -> np.ndarray | None:
+        """:meth:`pixel_map` of slice ``k`` as the overlay draws it (:func:`~viewer.analysis.display.to_display_map`),
+        scaled to the series (at the slice's bleed probability) or, with ``scaling="slice"``, per slice."""
         raw = self.pixel_map(k)
-        return None if raw is None else to_display_map(raw)
+        weight = slice_weight(self.result.slice_probabilities, k, scaling)
+        return None if raw is None else to_display_map(raw, weight)
 
     def close(self) -> None:
         """Let go of the model, volume and inputs; the result, with every map computed so far, stays."""
@@ -116,6 +118,7 @@ class AnalysisOutcome:
 
     session: AnalysisSession
     display_maps: dict[int, np.ndarray] = field(default_factory=dict)
+    scaling: str = "series"
 
 
 def analyse_for_display(
@@ -125,20 +128,26 @@ def analyse_for_display(
     *,
     progress: ProgressFn,
     cancel: CancelFn,
+    scaling: str = "series",
 ) -> AnalysisOutcome:
-    """Open a session on ``volume`` on ``device`` and scale the key slices' maps for display."""
+    """Open a session on ``volume`` on ``device`` and scale the key slices' maps for display (``scaling`` as in
+    :meth:`AnalysisSession.display_map`)."""
     session = AnalysisSession.open(
         volume, model_path, AnalysisOptions(device=device), progress=progress, cancel=cancel
     )
-    maps = {k: to_display_map(m) for k, m in session.result.pixel_saliency.items()}
-    return AnalysisOutcome(session, maps)
+    probabilities = session.result.slice_probabilities
+    maps = {
+        k: to_display_map(m, slice_weight(probabilities, k, scaling))
+        for k, m in session.result.pixel_saliency.items()
+    }
+    return AnalysisOutcome(session, maps, scaling)
 
 
 def slice_display_map(
-    session: AnalysisSession, k: int, *, progress: ProgressFn, cancel: CancelFn
+    session: AnalysisSession, k: int, *, progress: ProgressFn, cancel: CancelFn, scaling: str = "series"
 ) -> tuple[int, np.ndarray | None]:
     """Slice ``k``'s pixel map of ``session`` scaled for display, on demand (None when it cannot be computed)."""
-    return k, session.display_map(k)
+    return k, session.display_map(k, scaling)
 
 
 def analysis_error(exc: BaseException) -> ViewerError:

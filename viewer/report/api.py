@@ -48,6 +48,9 @@ class ReportOptions:
         Pixels along the longer side of each embedded image.
     opacity:
         Strongest opacity of the saliency overlay.
+    scaling:
+        How the key images' saliency is scaled: ``"series"`` (default) or ``"slice"``
+        (:mod:`viewer.analysis.display`).
     analysed_at, generated_at:
         Times printed on the report (default: when the analysis finished, and now).
     """
@@ -59,6 +62,7 @@ class ReportOptions:
     pixel_map: PixelMapFn | None = field(default=None, repr=False)
     width_px: int = DEFAULT_WIDTH_PX
     opacity: float = DEFAULT_OPACITY
+    scaling: str = "series"
     analysed_at: datetime | None = None
     generated_at: datetime | None = None
 
@@ -114,6 +118,7 @@ def build_report(
                 width_px=options.width_px,
                 opacity=options.opacity,
                 pixel_map=options.pixel_map,
+                scaling=options.scaling,
             )
         )
     if progress is not None:
@@ -123,6 +128,7 @@ def build_report(
         result=result,
         card=card,
         images=images,
+        scaling=options.scaling,
         positions_mm={k: volume.slice_position_mm(k) for k in key_slices},
         letters=orientation_letters(volume.orientation),
         generated_at=options.generated_at or now,

@@ -37,6 +37,7 @@ class ReportContent:
     generated_at: datetime
     analysed_at: datetime
     app_version: str
+    scaling: str = "series"
 
     @property
     def show_dates(self) -> bool:

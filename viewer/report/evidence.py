@@ -16,6 +16,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from viewer.analysis.display import HIDDEN_OVERSHOOT, SCALING_NAMES, format_contribution, hidden_axis
 from viewer.model.metrics import METRIC_LABELS, format_metric
 from viewer.report import styles as st
 from viewer.report.charts import Trace, colour_bar, slice_chart
@@ -31,6 +32,14 @@ from viewer.report.content import (
 )
 from viewer.report.figures import SliceFigure
 from viewer.report.images import saliency_alpha, saliency_colour
+
+#: What the key images' scaling means, in the words of the key-image page.
+SCALING_TEXT: dict[str, str] = {
+    "series": "The colour is scaled to the series: each slice's map is drawn at the strength of that slice's bleed "
+    "probability, so a slice the model finds normal stays dark.",
+    "slice": "The colour is scaled per slice: every slice shows its own strongest pixels at full strength, a normal "
+    "slice too.",
+}
 
 
 def _legend_colour(t: float) -> tuple[float, float, float]:
@@ -51,11 +60,20 @@ def key_image_pages(c: ReportContent) -> list[Flowable]:
         p(
             "The slices the decision rests on most (largest share of the pooled study score), largest first. Left: the "
             f"slice as displayed. Right: the same slice with pixel saliency ({r.pixel_label}) in colour: where the "
-            "score is most sensitive to the pixel values. It is not an outline of a bleed.",
+            "score is most sensitive to the pixel values. It is not an outline of a bleed. "
+            + SCALING_TEXT.get(c.scaling, SCALING_TEXT["series"])
+            + " The captions' hidden-state evidence is in logit units (+ towards bleed; see Per-slice evidence).",
             st.BODY,
         ),
         Spacer(1, 1.5 * mm),
-        colour_bar(100 * mm, 11, _legend_colour, "low", "high", "Pixel saliency (magnitude)"),
+        colour_bar(
+            110 * mm,
+            11,
+            _legend_colour,
+            "low",
+            "high",
+            f"Pixel saliency (magnitude, {SCALING_NAMES.get(c.scaling, SCALING_NAMES['series'])})",
+        ),
         Spacer(1, 2 * mm),
     ]
     for rank, image in enumerate(c.images, start=1):
@@ -67,7 +85,7 @@ def key_image_pages(c: ReportContent) -> list[Flowable]:
             f"<b>Key slice {rank} of {len(c.images)}: slice {k + 1} of {n}</b> · "
             + text(
                 f"{where} · W {ww:g} / L {center:g} · slice probability {float(r.slice_probabilities[k]):.2f} · "
-                f"hidden-state saliency {float(r.hidden_saliency['combined'][k]):.2f}"
+                f"hidden-state evidence {format_contribution(r.hidden_saliency['combined'][k])}"
             ),
             st.CAPTION,
         )
@@ -102,18 +120,31 @@ REVERSE = colors.HexColor("#d62728")
 def evidence_page(c: ReportContent) -> list[Flowable]:
     r = c.result
     key = list(r.key_slices)
-    height = 52 * mm
+    height = 46 * mm
     prob = slice_chart(
-        [
-            Trace("slice probability", r.slice_probabilities, colors.HexColor("#222222"), width=1.4),
-            Trace("hidden-state saliency", r.hidden_saliency["combined"], colors.HexColor("#e07b00"), (3, 2)),
-        ],
+        [Trace("slice probability", r.slice_probabilities, colors.HexColor("#222222"), width=1.4)],
         width=CONTENT_WIDTH,
         height=height,
-        title="Per-slice bleed probability and hidden-state saliency",
-        y_label="probability / saliency",
+        title="Per-slice bleed probability",
+        y_label="probability",
         key_slices=key,
         hline=(r.threshold, f"operating threshold {r.threshold:.2f} (study level)"),
+    )
+    hidden = r.hidden_saliency
+    tracks = [hidden[name] for name in ("forward", "reverse", "combined")]
+    evidence = slice_chart(
+        [
+            Trace("forward reader", tracks[0], FORWARD, (4, 2), width=0.9),
+            Trace("reverse reader", tracks[1], REVERSE, (1.5, 1.5), width=0.9),
+            Trace("combined (sum)", tracks[2], colors.HexColor("#e07b00"), width=1.6),
+        ],
+        width=CONTENT_WIDTH,
+        height=height + 6 * mm,
+        title="Hidden-state evidence: how much each slice's memory adds to the finding (logit units)",
+        y_label="logit (+ towards bleed)",
+        key_slices=key,
+        y_range=hidden_axis(*tracks),
+        hline=(0.0, "0 = as a normal head"),
     )
     z, rg = (
         slice_chart(
@@ -150,7 +181,15 @@ def evidence_page(c: ReportContent) -> list[Flowable]:
         ),
         Spacer(1, 2 * mm),
         prob,
-        Spacer(1, 3 * mm),
+        Spacer(1, 2 * mm),
+        evidence,
+        p(
+            "Above 0 a slice's memory pushes the study towards a bleed, below 0 towards no bleed, compared with the "
+            f"model's average normal head. The values overshoot the real change of the study score by {HIDDEN_OVERSHOOT} "
+            "(a one-step estimate): read them as relative sizes.",
+            st.SMALL,
+        ),
+        Spacer(1, 2 * mm),
         z,
         Spacer(1, 3 * mm),
         rg,
@@ -187,19 +226,27 @@ def methods_box(c: ReportContent) -> list[Flowable]:
             body,
         ),
         markup(
-            "<b>Hidden-state saliency</b> is |∂ study logit / ∂ h<sub>t</sub>| "
+            "<b>Hidden-state evidence</b> "
             + text(
-                "per slice and direction, scaled to 0–1: how much the finding depends on "
-                "what the GRU held at that slice. Each reader carries its memory on, so slices it reads before "
-                "a finding score high too. Key slices are those with the largest share of the pooled study "
-                "score: the slices the finding rests on."
+                "(logit units, one scale for every series) is how much each slice's memory adds to the study "
+                "score compared with the model's average normal head: the difference of the GRU states on this "
+                "series and on that reference, weighed by how strongly the score responds to them (one-step "
+                "conductance). Positive pushes towards a bleed, negative towards no bleed, near 0 nothing the "
+                "score cares about differs. Combined is the sum of both readers. Direct is the part the slice's "
+                "own read-out uses; carried is passed on in the reader's memory to the slices read later and "
+                "stays on the slice that holds it. Limits: a one-step estimate, its sum overshoots the change of "
+                f"the study logit by {HIDDEN_OVERSHOOT} on validation phantoms; the reference is the mean of "
+                "normal phantom series, matched by relative position; it explains the model, not the anatomy. "
+                "The gate plots are activations, not attribution (a random GRU's gates separate bleed slices "
+                "about as well). Key slices are those with the largest share of the pooled study score."
             ),
             body,
         ),
         markup(
             "<b>Pixel saliency</b> "
             + text(
-                f"({c.result.pixel_label}) is gradient-based and drawn as its magnitude, scaled per slice. It shows "
+                f"({c.result.pixel_label}) is gradient-based and drawn as its magnitude, "
+                f"{SCALING_NAMES.get(c.scaling, SCALING_NAMES['series'])}. It shows "
                 "where the score is sensitive, which may be edges or artefacts rather than a lesion; it can look "
                 "plausible even for a model that learned little, which is why GRU Viewer checks it against "
                 "randomised weights (Adebayo et al., 2018). Neither saliency proves or localises a bleed."

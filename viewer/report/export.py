@@ -65,7 +65,8 @@ class ExportChoices:
 @dataclass(frozen=True)
 class ViewState:
     """What the PNG of the current view shows: slice ``index`` (0-based) in ``window`` (center, width), grey
-    scale ``invert``-ed or not, the overlay with its ``opacity`` and ``threshold``."""
+    scale ``invert``-ed or not, the overlay with its ``opacity``, ``threshold`` and ``scaling`` (``"series"`` or
+    ``"slice"``)."""
 
     index: int
     window: tuple[float, float]
@@ -73,10 +74,13 @@ class ViewState:
     opacity: float
     invert: bool = False
     threshold: float = 0.0
+    scaling: str = "series"
 
     def describe(self) -> str:
         center, width = self.window
         overlay = f"saliency overlay from {self.threshold:.2f}" if self.overlay else "no overlay"
+        if self.overlay and self.scaling == "slice":
+            overlay += " (scaled per slice)"
         inverted = ", inverted" if self.invert else ""
         return f"slice {self.index + 1}, W {width:g} / L {center:g}{inverted}, {overlay}"
 
@@ -179,7 +183,7 @@ def run_export(
         volume,
         result,
         session.card,
-        ReportOptions(anonymize=choices.anonymize, pixel_map=session.pixel_map),
+        ReportOptions(anonymize=choices.anonymize, pixel_map=session.pixel_map, scaling=view.scaling),
         progress=lambda done, _total, text: step(1 + done, text),
     )
     # From here on no cancel: the writes are quick, and stopping halfway would leave half an export.
@@ -207,6 +211,7 @@ def run_export(
                     invert=view.invert,
                     threshold=view.threshold,
                     pixel_map=session.pixel_map,
+                    scaling=view.scaling,
                 )
             )
         if choices.json is not None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from viewer.analysis.display import saliency_magnitude
+from viewer.analysis.display import saliency_magnitude, slice_weight
 from viewer.analysis.result import PixelMapFn
 from viewer.dicom.pixels import to_display
 from viewer.report.output import check_output_path, write_atomic
@@ -99,12 +99,14 @@ def render_key_image(
     invert: bool | None = None,
     threshold: float = 0.0,
     pixel_map: PixelMapFn | None = None,
+    scaling: str = "series",
 ) -> KeyImage:
     """Render original slice ``index`` of ``volume`` plain and with ``result``'s pixel saliency over it.
 
     ``invert``: grey scale inverted (None: as the series says, MONOCHROME1 inverted); ``threshold``: saliency
     below it is left out of the overlay; ``pixel_map``: where the map comes from (default: the maps ``result``
-    holds; an open analysis session's ``pixel_map`` computes a missing one).
+    holds; an open analysis session's ``pixel_map`` computes a missing one); ``scaling``: ``"series"`` or
+    ``"slice"``, as :mod:`viewer.analysis.display` explains (the screen's scaling, so the image matches it).
     """
     center, width = window
     if invert is None:
@@ -119,7 +121,8 @@ def render_key_image(
         saliency = pixel_map(index) if pixel_map is not None else result.pixel_saliency.get(index)
     overlay = None
     if saliency is not None:
-        magnitude = resample(saliency_magnitude(saliency), shape)
+        weight = slice_weight(result.slice_probabilities, index, scaling)
+        magnitude = resample(saliency_magnitude(saliency, weight), shape)
         overlay = blend(plain, magnitude, opacity, threshold)
     extent = (values.shape[1] * spacing_yx[1], values.shape[0] * spacing_yx[0])
     return KeyImage(index, plain, overlay, extent, (float(center), float(width)))
@@ -147,10 +150,11 @@ def export_png(
     invert: bool | None = None,
     threshold: float = 0.0,
     pixel_map: PixelMapFn | None = None,
+    scaling: str = "series",
 ) -> Path:
     """Write original slice ``index`` as PNG, with ``result``'s saliency over it when ``overlay``
-    (``invert``, ``threshold`` and ``pixel_map`` as in :func:`render_key_image`, so the PNG can match the
-    screen).
+    (``invert``, ``threshold``, ``pixel_map`` and ``scaling`` as in :func:`render_key_image`, so the PNG can
+    match the screen).
 
     Refuses (:class:`~viewer.errors.ViewerError`) a path inside the series' own folder.
     """
@@ -166,6 +170,7 @@ def export_png(
         invert=invert,
         threshold=threshold,
         pixel_map=pixel_map,
+        scaling=scaling,
     )
     data = png_bytes(image.overlay if overlay and image.overlay is not None else image.plain)
     write_atomic(path, data)

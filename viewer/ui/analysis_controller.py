@@ -27,6 +27,12 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QWidget
 
+from viewer.analysis.display import (
+    HIDDEN_COLOUR_LIMIT,
+    format_contribution,
+    slice_weight,
+    to_display_map,
+)
 from viewer.analysis.result import AnalysisResult
 from viewer.analysis.session import (
     AnalysisOutcome,
@@ -88,6 +94,7 @@ class SaliencyTag:
     stack_uid: str
     k: int
     session: AnalysisSession
+    scaling: str = "series"
 
 
 class AnalysisController(QObject):
@@ -152,7 +159,8 @@ class AnalysisController(QObject):
         )
         self.dock.hide()
         self.overlay = SaliencyOverlay(self.view, on_missing=self._request_saliency)
-        self.panel.set_overlay_controls(self.overlay.enabled, self.overlay.opacity, self.overlay.threshold)
+        self.overlay.set_scaling(settings.saliency_scaling)
+        self._sync_overlay_controls()
 
         self.analyze_action = QAction("&Analyze Series", parent)
         self.analyze_action.setShortcut(QKeySequence("Ctrl+R"))
@@ -175,6 +183,7 @@ class AnalysisController(QObject):
         self.panel.overlay_toggled.connect(self.overlay_action.setChecked)
         self.panel.opacity_changed.connect(self.overlay.set_opacity)
         self.panel.threshold_changed.connect(self.overlay.set_threshold)
+        self.panel.scaling_changed.connect(self.set_scaling)
         self.view.slice_changed.connect(self._on_slice_changed)
 
     # -- state ------------------------------------------------------------------------------------------------
@@ -257,6 +266,7 @@ class AnalysisController(QObject):
             volume,
             self.model_path,
             self.settings.analysis_device,
+            scaling=self.scaling,
             tag=tag,
             name="analysis",
             handlers=Handlers(
@@ -306,6 +316,8 @@ class AnalysisController(QObject):
             old.close()
         self.sessions[uid] = session
         self._display_maps[uid] = dict(outcome.display_maps)
+        if outcome.scaling != self.scaling:  # the scaling changed while it ran
+            self._display_maps[uid] = {k: self._rescaled(session, k) for k in outcome.display_maps}
         self._unavailable[uid] = set()
         self._keep_live(uid)
         self._status(
@@ -383,10 +395,11 @@ class AnalysisController(QObject):
         self._shown = session
         self._keep_live(uid)
         self.panel.show_result(result, self.view.index)
-        self.panel.set_overlay_controls(self.overlay.enabled, self.overlay.opacity, self.overlay.threshold)
+        self._sync_overlay_controls()
         self.view.set_slice_marks(list(result.key_slices))
         self.overlay.show_maps(lambda k, u=uid, s=session: self._map_for(u, s, k), result.pixel_label)
         self._update_overlay_status()
+        self._update_evidence_on_image()
         self.dock.show()
         self.result_shown.emit(uid)
         return True
@@ -396,6 +409,7 @@ class AnalysisController(QObject):
         self._wanted = None
         self.overlay.clear()
         self.view.set_slice_marks([])
+        self._update_evidence_on_image()
 
     def _map_for(self, uid: str, session: AnalysisSession, k: int) -> np.ndarray | None:
         """The overlay's source: only ever the shown result's maps, and only on its own series."""
@@ -423,8 +437,63 @@ class AnalysisController(QObject):
             self.overlay_action.setChecked(on)  # comes back here through toggled
             return
         self.overlay.set_enabled(on)
-        self.panel.set_overlay_controls(on, self.overlay.opacity, self.overlay.threshold)
+        self._sync_overlay_controls()
         self._update_overlay_status()
+        self._update_evidence_on_image()
+
+    def _sync_overlay_controls(self) -> None:
+        overlay = self.overlay
+        self.panel.set_overlay_controls(overlay.enabled, overlay.opacity, overlay.threshold, overlay.scaling)
+
+    @property
+    def scaling(self) -> str:
+        """How the pixel saliency is scaled on screen (and in the PNG and report): ``"series"`` or ``"slice"``."""
+        return self.overlay.scaling
+
+    def set_scaling(self, scaling: str) -> None:
+        """Scale the pixel saliency to the series or per slice (the panel's combo, Preferences); saved."""
+        scaling = "slice" if scaling == "slice" else "series"
+        if self.settings.saliency_scaling != scaling:
+            self.settings.saliency_scaling = scaling
+        if scaling == self.overlay.scaling:
+            self._sync_overlay_controls()
+            return
+        self.overlay.set_scaling(scaling)
+        for uid, maps in self._display_maps.items():
+            session = self.sessions.get(uid)
+            if session is not None:
+                self._display_maps[uid] = {k: self._rescaled(session, k) for k in maps}
+        self._sync_overlay_controls()
+        self.overlay.refresh()
+
+    def _rescaled(self, session: AnalysisSession, k: int) -> np.ndarray:
+        """Slice ``k``'s display map of ``session`` (computed already) in the current scaling."""
+        result = session.result
+        return to_display_map(
+            result.pixel_saliency[k], slice_weight(result.slice_probabilities, k, self.scaling)
+        )
+
+    # -- the evidence on the image ---------------------------------------------------------------------------
+
+    def _update_evidence_on_image(self) -> None:
+        """The hidden-state strip on the slice slider, gates and hidden value in the corner text and the cursor
+        readout: shown with the overlay while a result is on screen, cleared otherwise."""
+        session = self._shown
+        if session is None or not self.overlay.enabled:
+            self.view.set_slice_track(None)
+            self.view.set_slice_notes(None)
+            self.view.set_cursor_note(None)
+            return
+        result = session.result
+        combined = np.asarray(result.hidden_saliency["combined"], dtype=np.float64)
+        self.view.set_slice_track(
+            combined,
+            HIDDEN_COLOUR_LIMIT,
+            "Strip: hidden-state evidence per slice (warm: towards bleed, cool: against; "
+            f"full colour at ±{HIDDEN_COLOUR_LIMIT:g} logit)",
+        )
+        self.view.set_slice_notes(lambda k, r=result: slice_notes(r, k))
+        self.view.set_cursor_note(lambda k, r=result: cursor_note(r, k))
 
     def _on_slice_changed(self, k: int) -> None:
         self.panel.set_current_slice(k)
@@ -467,7 +536,8 @@ class AnalysisController(QObject):
             slice_display_map,
             session,
             k,
-            tag=SaliencyTag(uid, k, session),
+            scaling=self.scaling,
+            tag=SaliencyTag(uid, k, session, self.scaling),
             name="saliency",
             handlers=Handlers(
                 finished=self._on_saliency,
@@ -483,6 +553,8 @@ class AnalysisController(QObject):
         if data is None:
             self._unavailable.setdefault(tag.stack_uid, set()).add(k)
         else:
+            if tag.scaling != self.scaling:  # the scaling changed while it ran
+                data = self._rescaled(tag.session, k)
             self._display_maps.setdefault(tag.stack_uid, {})[k] = data
         if self._shown is tag.session:
             if self.view.index == k:
@@ -503,3 +575,26 @@ class AnalysisController(QObject):
             self._start_saliency()
         elif self._shown is not None and self.overlay.enabled and self._accepting():
             self._request_saliency(self.view.index)
+
+
+def slice_notes(result: AnalysisResult, k: int) -> list[str]:
+    """The corner-text lines of slice ``k``: mean gates per reader, then the hidden-state evidence."""
+    if not 0 <= k < result.identity.n_slices:
+        return []
+    gates = result.gates
+
+    def pair(gate: str) -> str:
+        values = [gates.get(f"{gate}_mean_{d}") for d in ("forward", "reverse")]
+        return "/".join("—" if v is None else f"{float(v[k]):.2f}" for v in values)
+
+    return [
+        f"Gates fwd/rev z {pair('z')}  r {pair('r')}",
+        f"Hidden {format_contribution(result.hidden_saliency['combined'][k])} logit",
+    ]
+
+
+def cursor_note(result: AnalysisResult, k: int) -> str:
+    """What the cursor readout adds on slice ``k``: its hidden-state evidence with the sign."""
+    if not 0 <= k < result.identity.n_slices:
+        return ""
+    return f"hidden {format_contribution(result.hidden_saliency['combined'][k])} logit"

@@ -141,6 +141,7 @@ class ExportController(QObject):
             opacity=float(overlay.opacity),
             invert=bool(view.invert),
             threshold=float(overlay.threshold),
+            scaling=overlay.scaling,
         )
 
     def default_folder(self, protected: tuple[Path, ...]) -> Path:

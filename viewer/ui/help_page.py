@@ -1,4 +1,5 @@
-"""Help ▸ How to Read the Analysis: what the finding, the gate traces and the saliency maps mean, and their limits."""
+"""Help ▸ How to Read the Analysis: what the finding, the gate traces, the hidden-state evidence and the saliency maps
+mean, and their limits."""
 
 from __future__ import annotations
 
@@ -43,26 +44,47 @@ is made from this slice alone).</li>
 <p>The traces show the mean over the units; the heatmap shows every unit (rows) at every slice (columns).
 Some articles write the update the other way round, so their z is 1 − z here.</p>
 
-<h3>Hidden-state saliency</h3>
-<p>How strongly the study score depends on each slice's hidden state (the size of the gradient of the study
-logit with respect to h<sub>t</sub>), per direction and combined, scaled to 0–1. High values mark the slices
-whose memory mattered for the finding. Each reader carries its memory on, so the slices it reads
-<i>before</i> a finding count too: the forward track often stays high from slice 1 down to a bleed and the
-reverse track from the last slice back to it, and falls once the reader has passed it. The key slices are
-therefore not taken from this plot but from the study score itself: the slices with its largest shares (the
-highest slice probabilities).</p>
+<h3>Hidden-state evidence</h3>
+<p>How much each slice's memory adds to the finding, in the units of the study score (logit; a study logit of 0 is
+a probability of 0.5), compared with the model's <b>average normal head</b> (the mean of normal phantom series,
+matched to this series by relative position). The plot shows it per reader and combined (their sum) on one fixed
+axis, with a line at 0; the same values colour the strip along the slice slider and stand in the corner text and
+after the value under the cursor.</p>
+<ul>
+<li><b>Positive</b> (warm on the slider): what the reader remembers at this slice pushes the study <b>towards
+a bleed</b>.</li>
+<li><b>Negative</b> (cool): the slice looks more normal than the average normal head does, to the model; it
+pushes <b>against a bleed</b>.</li>
+<li><b>Near 0</b>: nothing the score cares about differs from a normal head here. A normal series stays flat
+near 0: the scale is not stretched per series.</li>
+<li><b>Direct and carried</b> (the plot's combo): <i>direct</i> is what the per-slice read-out uses at this very
+slice; <i>carried</i> is passed on in the reader's memory and used at the slices it reads later. Both stay on the
+slice whose memory holds the evidence.</li>
+</ul>
+<p><b>Its limits.</b> It is a one-step estimate (one-step conductance): summed over all slices and both readers
+it overshoots the real change of the study logit by about 10 % on validation phantoms, so read the bars as
+relative sizes, not exact parts of the score. It explains the model, not the anatomy: whatever the model takes
+for blood gets a positive bar, a bleed it misses gets little. It depends on the reference normal series.
+The key slices are taken from the study score itself (the slices with its largest shares).</p>
+<p><b>Gates are activations, not attribution.</b> The gate plots show what the GRU computed, not why it decided:
+the gates of a randomly initialised GRU separate bleed slices about as well.</p>
 
 <h3>Pixel saliency (colour overlay)</h3>
 <p>The coloured map over the image shows where, inside a slice, a small change of the pixel values would change
-the model's score most (the legend names the exact method). It is scaled per slice so its strongest pixels are 1;
-pixels below the threshold slider are left transparent. Press <b>O</b> to show or hide it.</p>
+the model's score most (the legend names the exact method). By default it is <b>scaled to the series</b>: each
+slice's map is drawn at the strength of that slice's bleed probability, so a slice the model finds normal stays
+dark and slices can be compared. <b>Scaled per slice</b> (the combo beside the overlay switch, or Tools ▸
+Preferences) shows every slice's own strongest pixels at full strength, a normal slice's noise too. The legend
+says which is in use; pixels below the threshold slider are left transparent. Press <b>O</b> to show or hide it,
+together with the slider strip and the analysis lines of the corner text.</p>
 
 <h3>Limits</h3>
 <ul>
 <li>A saliency map shows <b>where the gradient is large, not proof</b> of a bleed, and not what a radiologist
 would call the lesion. Maps are noisy and can highlight edges, bone or artefacts.</li>
 <li>Gates describe how the model processes the series; they are not anatomical or clinical measurements.</li>
-<li>Maps are scaled per slice: colours cannot be compared between slices or series.</li>
+<li>Scaled per slice, colours cannot be compared between slices or series; scaled to the series, a slice's
+colour follows its probability, not the raw size of its gradient (which is smallest where the model is surest).</li>
 <li>The default weights were trained on synthetic phantoms only. Results on real patients are unknown.
 <b>Not for diagnosis.</b></li>
 </ul>

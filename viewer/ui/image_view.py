@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
@@ -64,9 +64,15 @@ class CursorInfo:
     value: float | tuple[int, int, int] | None
     units: str
     patient: tuple[float, float, float] | None
+    note: str = ""
 
     def text(self) -> str:
-        """The value under the cursor with its units ("—" when unknown)."""
+        """The value under the cursor with its units ("—" when unknown), then ``note`` (e.g. the slice's
+        hidden-state evidence while an analysis is shown) when there is one."""
+        value = self._value_text()
+        return f"{value}  ·  {self.note}" if self.note else value
+
+    def _value_text(self) -> str:
         if self.value is None:
             value = "—"
         elif isinstance(self.value, tuple):
@@ -103,25 +109,79 @@ class Overlay:
     opacity: float = 0.5
 
 
+#: The slider strip's colours: neutral at 0, warm towards a bleed, cool against (diverging, fixed scale).
+TRACK_NEUTRAL = (58, 58, 58)
+TRACK_WARM = (255, 112, 40)
+TRACK_COOL = (66, 165, 245)
+TRACK_HEIGHT = 5
+
+
+def track_colour(value: float, limit: float) -> QColor:
+    """The strip colour of a slice value on a fixed ``±limit`` scale (saturating beyond it)."""
+    if not np.isfinite(value) or limit <= 0:
+        return QColor(*TRACK_NEUTRAL)
+    t = min(abs(float(value)) / limit, 1.0)
+    end = TRACK_WARM if value > 0 else TRACK_COOL
+    return QColor(*(round(a + (b - a) * t) for a, b in zip(TRACK_NEUTRAL, end, strict=True)))
+
+
 class MarkedSlider(QSlider):
-    """A slider that also draws marks at chosen values (key slices of an analysis), under its groove."""
+    """A slider that also draws marks at chosen values (key slices of an analysis) under its groove, and
+    optionally a strip of per-value colours (an analysis' per-slice track) above it."""
 
     def __init__(self, orientation: Qt.Orientation, parent: QWidget | None = None) -> None:
         super().__init__(orientation, parent)
         self.marks: list[int] = []
         self.mark_colour = QColor("#e0b050")
+        self.track: np.ndarray | None = None
+        self.track_limit = 1.0
+        self.track_text = ""
 
     def set_marks(self, values: list[int], colour: str | None = None) -> None:
         """Mark these 0-based slices on the groove (and list them in the tooltip)."""
         self.marks = [int(v) for v in values]
         if colour is not None:
             self.mark_colour = QColor(colour)
-        self.setToolTip(
-            "Key slices: " + ", ".join(str(v + 1) for v in sorted(self.marks)) if self.marks else ""
-        )
+        self._update_tooltip()
         self.update()
 
+    def set_track(self, values: np.ndarray | None, limit: float = 1.0, text: str = "") -> None:
+        """Colour a strip above the groove by ``values`` (one per slider value) on a fixed ``±limit`` scale
+        (:func:`track_colour`); ``text`` says what it is in the tooltip. None removes it."""
+        self.track = None if values is None else np.asarray(values, dtype=np.float64).ravel()
+        self.track_limit = float(limit)
+        self.track_text = text if values is not None else ""
+        self.setMinimumHeight(26 if values is not None else 0)
+        self._update_tooltip()
+        self.update()
+
+    def track_colour_at(self, value: int) -> QColor | None:
+        """The strip's colour at slider value ``value`` (None without a strip)."""
+        if self.track is None or not 0 <= value < self.track.size:
+            return None
+        return track_colour(float(self.track[value]), self.track_limit)
+
+    def _update_tooltip(self) -> None:
+        lines = []
+        if self.marks:
+            lines.append("Key slices: " + ", ".join(str(v + 1) for v in sorted(self.marks)))
+        if self.track_text:
+            lines.append(self.track_text)
+        self.setToolTip("\n".join(lines))
+
+    def _value_x(self, value: float, groove: QRect, handle: QRect) -> float:
+        span = groove.width() - handle.width()
+        if self.maximum() <= self.minimum():
+            return groove.x() + handle.width() / 2
+        return (
+            groove.x()
+            + handle.width() / 2
+            + span * (value - self.minimum()) / (self.maximum() - self.minimum())
+        )
+
     def paintEvent(self, ev: QPaintEvent) -> None:  # noqa: N802 (Qt override)
+        if self.track is not None and self.track.size:
+            self._paint_track()
         super().paintEvent(ev)
         if not self.marks or self.maximum() <= self.minimum():
             return
@@ -145,6 +205,27 @@ class MarkedSlider(QSlider):
                 + QStyle.sliderPositionFromValue(self.minimum(), self.maximum(), value, span)
             )
             painter.drawLine(QPointF(x, bottom - 5), QPointF(x, bottom))
+        painter.end()
+
+    def _paint_track(self) -> None:
+        """One cell per slice along the groove's value span, at the top of the slider, under the handle."""
+        assert self.track is not None
+        option = QStyleOptionSlider()
+        self.initStyleOption(option)
+        style = self.style()
+        groove = style.subControlRect(
+            QStyle.ComplexControl.CC_Slider, option, QStyle.SubControl.SC_SliderGroove, self
+        )
+        handle = style.subControlRect(
+            QStyle.ComplexControl.CC_Slider, option, QStyle.SubControl.SC_SliderHandle, self
+        )
+        painter = QPainter(self)
+        painter.setPen(Qt.PenStyle.NoPen)
+        for k, value in enumerate(self.track):
+            left = self._value_x(k - 0.5, groove, handle)
+            right = self._value_x(k + 0.5, groove, handle)
+            painter.setBrush(track_colour(float(value), self.track_limit))
+            painter.drawRect(QRectF(left, 0.0, max(1.0, right - left), TRACK_HEIGHT))
         painter.end()
 
 
@@ -190,6 +271,8 @@ class ImageView(QWidget):
         self._last_scene_pos: QPointF | None = None
         self._has_shown = False
         self._emitted_index: int | None = None
+        self._slice_notes: Callable[[int], list[str]] | None = None
+        self._cursor_note: Callable[[int], str] | None = None
 
         self.slider = MarkedSlider(Qt.Orientation.Horizontal)
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -595,6 +678,23 @@ class ImageView(QWidget):
         """Mark slices (0-based) on the slice slider, e.g. an analysis' key slices; [] clears them."""
         self.slider.set_marks(indices)
 
+    def set_slice_track(self, values: np.ndarray | None, limit: float = 1.0, text: str = "") -> None:
+        """Colour the slice slider by a per-slice track (e.g. an analysis' hidden-state evidence) on a fixed
+        ``±limit`` scale, ``text`` in its tooltip; None removes it."""
+        self.slider.set_track(values, limit, text)
+
+    def set_slice_notes(self, notes: Callable[[int], list[str]] | None) -> None:
+        """Extra lines under Im/Pos/Thk in the bottom-left corner: ``notes(k)`` for the slice on screen (e.g.
+        an analysis' gates and hidden-state evidence); None removes them."""
+        self._slice_notes = notes
+        self._update_annotations()
+
+    def set_cursor_note(self, note: Callable[[int], str] | None) -> None:
+        """Text added to the value under the cursor: ``note(k)`` for the slice on screen; None removes it."""
+        self._cursor_note = note
+        if self._last_scene_pos is not None:
+            self._report_cursor(self._last_scene_pos)
+
     def _update_overlays(self) -> None:
         rect = self.image_rect()
         for overlay in self.overlays.values():
@@ -690,6 +790,8 @@ class ImageView(QWidget):
             series.append(f"Pos {position:.1f} mm")
         if display.slice_thickness:
             series.append(f"Thk {display.slice_thickness:g} mm")
+        if self._slice_notes is not None:
+            series.extend(self._slice_notes(self.index))
         viewing = []
         if display.is_colour:
             viewing.append("Colour")
@@ -729,6 +831,7 @@ class ImageView(QWidget):
             value,
             display.units,
             tuple(float(c) for c in patient) if patient is not None else None,
+            self._cursor_note(self.index) if self._cursor_note is not None else "",
         )
 
     def _report_cursor(self, scene_pos: QPointF) -> None:

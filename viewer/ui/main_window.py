@@ -609,6 +609,7 @@ class MainWindow(QMainWindow):
         self.view.set_cine_fps(self.settings.cine_fps)
         if self.settings.cache_mb:
             self.cache.set_limit(self.settings.cache_mb * 2**20)
+        self.analysis.set_scaling(self.settings.saliency_scaling)
 
     def clear_cache(self) -> None:
         self.cache.clear()

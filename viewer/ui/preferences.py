@@ -1,5 +1,5 @@
-"""Tools → Preferences: the six W/L presets (keys 1–6), the cine rate, the volume cache size, the analysis device
-and whether a result moves the view to its first key slice."""
+"""Tools → Preferences: the six W/L presets (keys 1–6), the cine rate, the volume cache size, the analysis device,
+whether a result moves the view to its first key slice, and how the pixel-saliency overlay is scaled."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.analysis.display import SCALING_NAMES, SCALINGS
 from viewer.ui.cache import default_cache_bytes
 from viewer.ui.settings import DEFAULT_PRESETS, ViewerSettings, WindowPreset
 
@@ -83,6 +84,15 @@ class PreferencesDialog(QDialog):
         self.jump.setChecked(settings.jump_to_key_slice)
         self.jump.setToolTip("Not when you have scrolled since clicking Analyze.")
         analysis_form.addRow("", self.jump)
+        self.scaling = QComboBox()
+        for key in SCALINGS:
+            self.scaling.addItem(SCALING_NAMES[key].capitalize(), key)
+        self.scaling.setCurrentIndex(max(0, self.scaling.findData(settings.saliency_scaling)))
+        self.scaling.setToolTip(
+            "Scaled to the series: each slice's map at the strength of its bleed probability (a normal slice "
+            "stays dark). Scaled per slice: every slice shows its own strongest pixels at full strength."
+        )
+        analysis_form.addRow("Pixel saliency", self.scaling)
 
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -116,5 +126,6 @@ class PreferencesDialog(QDialog):
         self._settings.cache_mb = self.cache.value()
         self._settings.analysis_device = str(self.device.currentData())
         self._settings.jump_to_key_slice = self.jump.isChecked()
+        self._settings.saliency_scaling = str(self.scaling.currentData())
         self._settings.sync()
         super().accept()

@@ -29,6 +29,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.analysis.display import (
+    HIDDEN_AXIS,
+    HIDDEN_OVERSHOOT,
+    SCALING_NAMES,
+    SCALINGS,
+    format_contribution,
+    hidden_axis,
+)
 from viewer.analysis.result import AnalysisResult
 from viewer.ui import theme
 
@@ -40,7 +48,11 @@ KEY_COLOUR = "#e0b050"
 PROBABILITY_COLOUR = "#ff8a65"
 Z_COLOUR = "#4fc3f7"
 R_COLOUR = "#ce93d8"
-SALIENCY_COLOUR = "#81c784"
+FORWARD_COLOUR = "#64b5f6"
+REVERSE_COLOUR = "#f48fb1"
+COMBINED_COLOUR = "#ffb74d"
+DIRECT_COLOUR = "#aed581"
+CARRIED_COLOUR = "#b39ddb"
 POSITIVE_COLOUR = "#ff7a6b"
 NEGATIVE_COLOUR = "#8fd19e"
 AMBER_BOX = "QLabel { background: #3a2e10; border: 1px solid #e0b050; border-radius: 4px; color: #f3dfa6; padding: 6px; }"
@@ -51,6 +63,32 @@ MATRIX_CHOICES: tuple[tuple[str, str], ...] = (
     ("z_reverse", "update gate z · reverse (last → slice 1)"),
     ("r_forward", "reset gate r · forward (slice 1 → last)"),
     ("r_reverse", "reset gate r · reverse (last → slice 1)"),
+)
+
+#: The hidden-state plot's choices: what the combo says → the tracks drawn (key in ``result.hidden_saliency``,
+#: legend name, colour, dashed).
+HIDDEN_CHOICES: dict[str, tuple[str, tuple[tuple[str, str, str, bool], ...]]] = {
+    "directions": (
+        "per reader",
+        (
+            ("forward", "forward", FORWARD_COLOUR, False),
+            ("reverse", "reverse", REVERSE_COLOUR, True),
+            ("combined", "combined", COMBINED_COLOUR, False),
+        ),
+    ),
+    "parts": (
+        "direct vs carried",
+        (
+            ("combined_direct", "direct", DIRECT_COLOUR, False),
+            ("combined_carried", "carried", CARRIED_COLOUR, True),
+            ("combined", "combined", COMBINED_COLOUR, False),
+        ),
+    ),
+}
+HIDDEN_TOOLTIP = (
+    "Per reader: forward reads slice 1 → last, reverse last → 1; combined is their sum.\n"
+    "Direct vs carried: the combined track split into what the slice's own read-out uses (direct) and what the "
+    "readers' memory passes on to the slices read later (carried)."
 )
 
 DISCLAIMER = (
@@ -64,6 +102,12 @@ def format_probability(p: float) -> str:
     if p >= 0.99:
         return f"{p:.3f}"  # 0.9987 is not 1.00
     return f"{p:.2f}" if p >= 0.1 else f"{p:.2g}"
+
+
+def hidden_words(value: float) -> str:
+    """A slice's hidden-state contribution as the slice line says it: with its sign (+ towards bleed), in logit
+    units (the plot's heading and the line's tooltip name them)."""
+    return f"hidden-state evidence {format_contribution(value)}"
 
 
 def _heading(text: str) -> QLabel:
@@ -185,7 +229,8 @@ class ResultsPanel(QWidget):
     """Shows one :class:`~viewer.analysis.result.AnalysisResult`, or why there is none.
 
     Signals: ``slice_clicked(int)`` (0-based slice), ``analyze_requested()``, ``overlay_toggled(bool)``,
-    ``opacity_changed(float)``, ``threshold_changed(float)``.
+    ``opacity_changed(float)``, ``threshold_changed(float)``, ``scaling_changed(str)`` (``"series"`` or
+    ``"slice"``).
     """
 
     slice_clicked = Signal(int)
@@ -193,6 +238,7 @@ class ResultsPanel(QWidget):
     overlay_toggled = Signal(bool)
     opacity_changed = Signal(float)
     threshold_changed = Signal(float)
+    scaling_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -248,6 +294,9 @@ class ResultsPanel(QWidget):
         self.slice_label = QLabel()
         self.slice_label.setWordWrap(True)
         self.slice_label.setStyleSheet(f"color: {theme.TEXT};")
+        self.slice_label.setToolTip(
+            "Hidden-state evidence in logit units: + pushes the study towards a bleed, − towards no bleed"
+        )
 
     def _build_overlay_controls(self) -> QFrame:
         """The pixel-saliency overlay's switch, opacity and threshold."""
@@ -268,8 +317,20 @@ class ResultsPanel(QWidget):
         self.threshold_slider.valueChanged.connect(self._on_threshold)
         self.threshold_value = QLabel()
         self.threshold_value.setMinimumWidth(32)
+        self.scaling_combo = QComboBox()
+        for key in SCALINGS:
+            self.scaling_combo.addItem(SCALING_NAMES[key], key)
+        self.scaling_combo.setToolTip(
+            "Scaled to the series: each slice's map at the strength of its bleed probability, so a slice the "
+            "model finds normal stays dark.\nScaled per slice: every slice shows its own strongest pixels at "
+            "full strength, a normal one too."
+        )
+        self.scaling_combo.currentIndexChanged.connect(
+            lambda _i: self.scaling_changed.emit(str(self.scaling_combo.currentData()))
+        )
         grid.setVerticalSpacing(2)
-        grid.addWidget(self.overlay_check, 0, 0, 1, 5)
+        grid.addWidget(self.overlay_check, 0, 0, 1, 3)
+        grid.addWidget(self.scaling_combo, 0, 3, 1, 2)
         grid.addWidget(QLabel("Opacity"), 1, 0)
         grid.addWidget(self.opacity_slider, 1, 1)
         grid.addWidget(QLabel("Threshold"), 1, 2)
@@ -291,7 +352,7 @@ class ResultsPanel(QWidget):
 
     def _build_gate_plot(self) -> None:
         """Mean update and reset gates per slice, forward and reverse, with a legend."""
-        self.gate_plot = SlicePlot("mean gate", height=165)
+        self.gate_plot = SlicePlot("mean gate", height=148)
         self.gate_curves: dict[str, pg.PlotDataItem] = {}
         styles = {
             "z_mean_forward": (Z_COLOUR, Qt.PenStyle.SolidLine, "z forward"),
@@ -332,18 +393,73 @@ class ResultsPanel(QWidget):
         return matrix_row
 
     def _build_saliency_plot(self) -> None:
-        """Hidden-state saliency per slice: forward, reverse and combined."""
-        self.saliency_plot = SlicePlot("saliency", height=150)
-        self.saliency_curves = {
-            "forward": self.saliency_plot.plot(pen=pg.mkPen(SALIENCY_COLOUR, width=1.5)),
-            "reverse": self.saliency_plot.plot(
-                pen=pg.mkPen(SALIENCY_COLOUR, width=1.5, style=Qt.PenStyle.DashLine)
-            ),
-            "combined": self.saliency_plot.plot(pen=pg.mkPen("#e8e8e8", width=2.5)),
-        }
-        self.saliency_legend = self.saliency_plot.add_legend_below(3)
+        """The hidden-state track per slice on a fixed logit axis with a zero line; a combo picks per reader or
+        direct vs carried."""
+        self.saliency_plot = SlicePlot("logit", y_range=HIDDEN_AXIS, height=115)
+        self.zero_line = pg.InfiniteLine(
+            pos=0.0, angle=0, movable=False, pen=pg.mkPen("#b0b0b0", width=1, style=Qt.PenStyle.DotLine)
+        )
+        self.saliency_plot.plot_item.addItem(self.zero_line, ignoreBounds=True)
+        self._set_hidden_axis(HIDDEN_AXIS)
+        self.saliency_curves: dict[str, pg.PlotDataItem] = {}
+        for _text, tracks in HIDDEN_CHOICES.values():
+            for key, _name, colour, dashed in tracks:
+                if key in self.saliency_curves:
+                    continue
+                style = Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine
+                width = 2.5 if key == "combined" else 1.5
+                self.saliency_curves[key] = self.saliency_plot.plot(
+                    pen=pg.mkPen(colour, width=width, style=style)
+                )
+        self.hidden_legend = QLabel()
+        self.hidden_legend.setTextFormat(Qt.TextFormat.RichText)
+        self.hidden_legend.setStyleSheet(f"color: {theme.TEXT}; font-size: 11px;")
+        self.hidden_combo = QComboBox()
+        for mode, (text, _tracks) in HIDDEN_CHOICES.items():
+            self.hidden_combo.addItem(text, mode)
+        self.hidden_combo.setToolTip(HIDDEN_TOOLTIP)
+        self.hidden_combo.currentIndexChanged.connect(lambda _i: self._draw_hidden())
+        self._draw_hidden()
+
+    def _set_hidden_axis(self, axis: tuple[float, float]) -> None:
+        low, high = axis
+        item = self.saliency_plot.plot_item
+        item.setYRange(low, high, padding=0.15)
+        labels = [(v, f"{v:+g}" if v else "0") for v in sorted({low, 0.0, high})]
+        minor = [(v, "") for v in np.arange(low, high + 0.5, 1.0) if v not in (low, 0.0, high)]
+        item.getAxis("left").setTicks([labels, minor])
+
+    @property
+    def hidden_mode(self) -> str:
+        """``"directions"`` (forward, reverse, combined) or ``"parts"`` (combined direct, carried, combined)."""
+        return str(self.hidden_combo.currentData())
+
+    def _draw_hidden(self) -> None:
+        """Show the tracks of the chosen mode (hide the others) and name them in the legend."""
+        _text, tracks = HIDDEN_CHOICES[self.hidden_mode]
+        shown = {key: name for key, name, _c, _d in tracks}
+        result = self.result
+        x = np.arange(1, self._n + 1, dtype=float)
         for key, curve in self.saliency_curves.items():
-            self.saliency_legend.addItem(curve, key)
+            values = result.hidden_saliency.get(key) if result is not None else None
+            if key in shown and values is not None:
+                curve.setData(x, np.asarray(values, dtype=float))
+                curve.show()
+            else:
+                curve.setData([], [])
+                curve.hide()
+        self.hidden_legend.setText(
+            " &nbsp; ".join(
+                f"<span style='color: {colour};'>{'╍╍' if dashed else '━━'}</span>&nbsp;{name}"
+                for _key, name, colour, dashed in tracks
+            )
+        )
+
+    @property
+    def hidden_legend_names(self) -> list[str]:
+        """The names the hidden-state plot's legend shows, in order."""
+        _text, tracks = HIDDEN_CHOICES[self.hidden_mode]
+        return [name for _key, name, _c, _d in tracks]
 
     def _link_plots(self) -> None:
         """One slice axis for all plots; a click on any of them asks for that slice."""
@@ -381,13 +497,21 @@ class ResultsPanel(QWidget):
         body.addWidget(self.gate_plot)
         body.addLayout(matrix_row)
         body.addWidget(self.heatmap_plot)
-        body.addWidget(
-            _heading(
-                "<b>Hidden-state saliency</b>: how much the finding depends on each slice's memory "
-                "(|∂ study logit / ∂ h<sub>t</sub>|, scaled)"
-            )
+        self.hidden_heading = _heading(
+            "<b>Hidden-state evidence</b>: how much each slice's memory adds to the finding "
+            "(logit units; + towards bleed) · overshoots by ~10%"
         )
+        self.hidden_heading.setToolTip(
+            "Compared with the model's average normal head. Summed over slices and readers the values overshoot "
+            f"the change of the study logit by {HIDDEN_OVERSHOOT} (a one-step estimate): read them as relative sizes."
+        )
+        body.addWidget(self.hidden_heading)
         body.addWidget(self.saliency_plot)
+        hidden_row = QHBoxLayout()
+        hidden_row.setContentsMargins(AXIS_WIDTH, 0, 0, 0)
+        hidden_row.addWidget(self.hidden_legend, 1)
+        hidden_row.addWidget(self.hidden_combo)
+        body.addLayout(hidden_row)
         return result_widget
 
     def _build_layout(self) -> None:
@@ -446,8 +570,14 @@ class ResultsPanel(QWidget):
         """The analysis failed with ``message``; Analyze can try again."""
         self._show_state("failed", f"The analysis failed: {message}", button=True, error=True)
 
-    def set_overlay_controls(self, enabled: bool, opacity: float, threshold: float) -> None:
+    def set_overlay_controls(
+        self, enabled: bool, opacity: float, threshold: float, scaling: str | None = None
+    ) -> None:
         """Reflect the overlay's state without emitting the change signals back."""
+        if scaling is not None:
+            self.scaling_combo.blockSignals(True)
+            self.scaling_combo.setCurrentIndex(max(0, self.scaling_combo.findData(scaling)))
+            self.scaling_combo.blockSignals(False)
         for widget, value in (
             (self.overlay_check, enabled),
             (self.opacity_slider, round(opacity * 100)),
@@ -516,8 +646,8 @@ class ResultsPanel(QWidget):
                 curve.setData([], [])
             else:
                 curve.setData(x, np.asarray(values, dtype=float))
-        for key, curve in self.saliency_curves.items():
-            curve.setData(x, np.asarray(result.hidden_saliency[key], dtype=float))
+        self._set_hidden_axis(hidden_axis(*(np.asarray(v) for v in result.hidden_saliency.values())))
+        self._draw_hidden()
         self._draw_matrix()
         self.result_widget.show()
         self.set_current_slice(current_slice)
@@ -550,7 +680,7 @@ class ResultsPanel(QWidget):
         parts = [
             f"<b>Slice {k + 1} / {self._n}</b>",
             f"probability {format_probability(float(result.slice_probabilities[k]))}",
-            f"hidden-state saliency {float(result.hidden_saliency['combined'][k]):.2f}",
+            hidden_words(float(result.hidden_saliency["combined"][k])),
         ]
         if k in result.key_slices:
             parts.append("key slice")

@@ -1,7 +1,7 @@
 """Pixel saliency over the image: a heat colour map with a threshold and an opacity, and a legend that says what it is.
 
-The maps arrive normalised (``|attribution|`` scaled by its 99.5th percentile per slice, see
-:func:`viewer.analysis.display.to_display_map`) as uint8 0–255 (:data:`MAP_LEVELS` = 1); values below the threshold are fully transparent, so the grey
+The maps arrive normalised (``|attribution|`` scaled to the series or per slice, see :mod:`viewer.analysis.display`)
+as uint8 0–255 (:data:`MAP_LEVELS` = 1), and the legend names the scaling; values below the threshold are fully transparent, so the grey
 image stays readable around the few pixels that matter. The colour map starts at dark red, not black, because a
 black-starting map (inferno, magma) disappears over dark brain in a head-CT window.
 """
@@ -16,7 +16,7 @@ from PySide6.QtCore import QEvent, QObject, QPoint, Qt
 from PySide6.QtGui import QFontMetrics, QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from viewer.analysis.display import MAP_LEVELS
+from viewer.analysis.display import MAP_LEVELS, SCALING_NAMES
 from viewer.ui.image_view import Z_OVERLAY, ImageView
 
 OVERLAY_NAME = "pixel-saliency"
@@ -113,10 +113,12 @@ class SaliencyLegend(QWidget):
         self.low.setText(f"{threshold:.2f}")
         self.bar.setPixmap(colour_bar_pixmap(threshold))
 
-    def set_label(self, pixel_label: str) -> None:
-        """Say what the map shows (``pixel_label``, e.g. the gradient's name)."""
+    def set_label(self, pixel_label: str, scaling: str = "series") -> None:
+        """Say what the map shows (``pixel_label``, e.g. the gradient's name) and how it is scaled
+        (``"series"`` or ``"slice"``)."""
+        how = SCALING_NAMES.get(scaling, SCALING_NAMES["series"])
         self.text.setText(
-            f"|{pixel_label}|, scaled per slice. Where the gradient is large, not proof of a bleed. O hides it."
+            f"|{pixel_label}|, {how}. Where the gradient is large, not proof of a bleed. O hides it."
         )
         self.fit()
 
@@ -146,6 +148,8 @@ class SaliencyOverlay(QObject):
         self.enabled = True
         self.opacity = DEFAULT_OPACITY
         self.threshold = DEFAULT_THRESHOLD
+        self.scaling = "series"
+        self._label = ""
         self._source: Callable[[int], np.ndarray | None] | None = None
         self._on_missing = on_missing
         self.legend = SaliencyLegend(view.canvas)
@@ -166,7 +170,8 @@ class SaliencyOverlay(QObject):
     def show_maps(self, source: Callable[[int], np.ndarray | None], pixel_label: str) -> None:
         """Draw ``source``'s maps over the image from now on (replacing any before)."""
         self._source = source
-        self.legend.set_label(pixel_label)
+        self._label = pixel_label
+        self.legend.set_label(pixel_label, self.scaling)
         self.view.set_overlay(
             OVERLAY_NAME,
             self._provide,
@@ -188,6 +193,13 @@ class SaliencyOverlay(QObject):
         self.enabled = bool(on)
         self.view.refresh_overlays()
         self._update_legend()
+
+    def set_scaling(self, scaling: str) -> None:
+        """Name the maps' scaling (``"series"`` or ``"slice"``) in the legend; the owner supplies maps scaled so."""
+        self.scaling = scaling
+        if self._label:
+            self.legend.set_label(self._label, scaling)
+            self._place_legend()
 
     def set_opacity(self, opacity: float) -> None:
         """Map opacity, clamped to 0…1."""

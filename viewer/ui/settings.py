@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from viewer.analysis.display import SCALINGS
+
 ORGANIZATION = "GRU Viewer"
 APPLICATION = "gru-viewer"
 MAX_RECENT = 10
@@ -186,6 +188,19 @@ class ViewerSettings:
     @jump_to_key_slice.setter
     def jump_to_key_slice(self, on: bool) -> None:
         self.qsettings.setValue("analysis/jump_to_key_slice", "true" if on else "false")
+
+    @property
+    def saliency_scaling(self) -> str:
+        """How the pixel-saliency overlay is scaled: ``"series"`` (default) or ``"slice"``
+        (:mod:`viewer.analysis.display`); anything else read back counts as ``"series"``."""
+        value = self._str("analysis/saliency_scaling", "series")
+        return value if value in SCALINGS else "series"
+
+    @saliency_scaling.setter
+    def saliency_scaling(self, scaling: str) -> None:
+        if scaling not in SCALINGS:
+            raise ValueError(f"saliency scaling must be one of {SCALINGS}, got {scaling!r}")
+        self.qsettings.setValue("analysis/saliency_scaling", scaling)
 
     # Export --------------------------------------------------------------------------------------------------
     @property
