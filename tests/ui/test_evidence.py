@@ -11,11 +11,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from viewer.analysis.display import HIDDEN_COLOUR_LIMIT, format_contribution
-from viewer.ui.app import create_application
-from viewer.ui.error_dialog import relay
 from viewer.ui.image_view import track_colour
 from viewer.ui.main_window import MainWindow
-from viewer.ui.settings import ViewerSettings
+
+from .helpers import OTHER, PHANTOM, TIMEOUT_MS, open_folder, show_series, uid_of
 
 pytestmark = [
     pytest.mark.gui,
@@ -23,42 +22,18 @@ pytestmark = [
     pytest.mark.qt_log_ignore("does not support propagateSizeHints", "does not support raise"),
 ]
 
-TIMEOUT_MS = 60_000
-PHANTOM = "HEAD 5mm AXIAL"
-OTHER = "Axial known HU"
-
-
-def _uid(window: MainWindow, description: str) -> str:
-    assert window.index is not None
-    return next(s.stacks[0].uid for s in window.index.series() if s.description == description)
-
-
-def _show(qtbot, window: MainWindow, uid: str) -> None:
-    with qtbot.waitSignal(window.volume_loaded, timeout=TIMEOUT_MS, check_params_cb=lambda u: u == uid):
-        window.open_stack(uid)
-
 
 @pytest.fixture
-def analysed(qtbot, tmp_path: Path, model_file: Path, ui_study_dir: Path) -> MainWindow:
-    """A window with the demo phantom on screen and analysed by the small random model."""
-    create_application()
-    window = MainWindow(ViewerSettings(tmp_path / "settings.ini"))
-    window.analysis.model_path = model_file
-    qtbot.addWidget(window)
-    window.resize(1400, 900)
-    window.show()
-    qtbot.waitExposed(window)
-    with qtbot.waitSignal(window.index_ready, timeout=TIMEOUT_MS):
-        window.open_paths([str(ui_study_dir)])
+def analysed(qtbot, window: MainWindow, ui_study_dir: Path) -> MainWindow:
+    """The shared window with the demo phantom on screen, analysed by the small random model."""
+    open_folder(qtbot, window, ui_study_dir)
     qtbot.waitUntil(lambda: not window.loading, timeout=TIMEOUT_MS)
-    uid = _uid(window, PHANTOM)
+    uid = uid_of(window, PHANTOM)
     if window.current_uid != uid or window.current_volume() is None:
-        _show(qtbot, window, uid)
+        show_series(qtbot, window, uid)
     with qtbot.waitSignal(window.analysis.result_shown, timeout=TIMEOUT_MS):
         QTest.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
-    yield window
-    for dialog in list(relay().open_dialogs):
-        dialog.done(0)
+    return window
 
 
 def _corner(window: MainWindow) -> list[str]:
@@ -109,7 +84,7 @@ def test_strip_corner_and_readout_follow_the_slice_and_the_overlay(qtbot, analys
 
 def test_a_series_without_a_result_shows_none_of_it(qtbot, analysed: MainWindow) -> None:
     window = analysed
-    _show(qtbot, window, _uid(window, OTHER))
+    show_series(qtbot, window, uid_of(window, OTHER))
     assert window.view.slider.track is None and window.view.slider.marks == []
     assert not any(line.startswith(("Gates", "Hidden")) for line in _corner(window))
     assert "logit" not in _hover(qtbot, window)
