@@ -73,7 +73,8 @@ def describe_device(device: torch.device) -> str:
             return "CUDA"
     if device.type == "mps":
         return "Apple MPS"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'' if threads == 1 else 's'})"
 
 
 def _runnable_elsewhere(samples: int = 5, stat: Path = Path("/proc/stat")) -> int | None:
