@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -438,3 +439,13 @@ def test_volume_extrapolates_outside_and_interpolates_between_slices() -> None:
     assert volume.slice_position_mm(2.5) == pytest.approx(7.0)
     assert volume.slice_position_mm(-1) == pytest.approx(-2.0)
     np.testing.assert_allclose(volume.voxel_to_patient(3, 1, 1), [1, 1, 10])
+
+
+def test_file_names_that_are_not_utf8_load(tmp_path: Path) -> None:
+    paths, hu, _, _ = _write(tmp_path, 4)
+    odd = [p.with_name(os.fsdecode(b"caf\xe9-%d.dcm" % k)) for k, p in enumerate(paths)]
+    for p, q in zip(paths, odd, strict=True):
+        p.rename(q)
+    volume = load_stack(_stacks(odd)[0])
+    np.testing.assert_array_equal(volume.array, hu)
+    assert volume.skipped == []

@@ -642,8 +642,19 @@ def _quoted(text: str) -> str:
     return f'"{text}"' if text else "(no description)"
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print or write as UTF-8 whatever the locale's error handler: bytes of a file name that
+    are not valid UTF-8 (held by Python as surrogate escapes) are shown as ``\\xNN``, as in ``caf\\xe9.txt``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def format_index(index: StudyIndex) -> str:
-    """The index as the text ``gru-viewer index`` prints: patients → studies → series → stacks, then skips."""
+    """The index as the text ``gru-viewer index`` prints: patients → studies → series → stacks, then skips
+    (file names that are not valid UTF-8 shown with :func:`printable`)."""
     series = list(index.series())
     n_studies = sum(len(p.studies) for p in index.patients)
     lines = [
@@ -681,7 +692,7 @@ def format_index(index: StudyIndex) -> str:
         lines.append("")
         lines.append(f"Skipped {_plural(len(index.skipped), 'entry', 'entries')} ({summary}{more}):")
         lines.extend(f"  {_shown_path(s.path, index.roots)}: {s.reason}" for s in index.skipped)
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def _shown_path(path: str, roots: list[str]) -> str:
