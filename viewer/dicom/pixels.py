@@ -365,7 +365,12 @@ class SourceFile:
                 if deflated is not None:
                     self.ds = deflated[0]
                 else:
-                    self.ds = pydicom.dcmread(fh, defer_size=self.DEFER_SIZE)
+                    # A dataset without preamble and file meta is read as the header reader read it, and only
+                    # when the header reader accepted this very file (unchanged since) as DICOM.
+                    accepted = (
+                        header is not None and header.size == st.st_size and header.mtime_ns == st.st_mtime_ns
+                    )
+                    self.ds = pydicom.dcmread(fh, defer_size=self.DEFER_SIZE, force=accepted)
         except InflateLimitError as exc:
             raise DecodeError(str(exc)) from None
         except FileNotFoundError:
