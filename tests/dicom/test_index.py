@@ -665,3 +665,18 @@ def test_file_names_that_are_not_utf8(tmp_path: Path, cache_dir: Path, use_cache
         text.encode("utf-8")  # printable under any locale
         assert "caf\\xe9.txt: not DICOM" in text
         json.dumps(index_to_dict(index))
+
+
+def test_of_duplicate_instances_the_most_complete_copy_is_kept(tmp_path: Path, cache_dir: Path) -> None:
+    # pydicom's 15-frame RT dose and its 1-frame cut share one SOP Instance UID; the cut sorts first here.
+    shutil.copy2(TEST_FILES / "rtdose_1frame.dcm", tmp_path / "a_dose.dcm")
+    shutil.copy2(TEST_FILES / "rtdose.dcm", tmp_path / "b_dose.dcm")
+    index = scan(tmp_path)
+    (series,) = index.series()
+    assert [Path(h.path).name for h in series.headers] == ["b_dose.dcm"] and series.n_images == 15
+    (skip,) = index.skipped
+    assert skip.path == str(tmp_path / "a_dose.dcm")
+    assert (
+        skip.reason
+        == f"duplicate of {tmp_path / 'b_dose.dcm'} (same SOP Instance UID; that copy has 15 frames, this one 1)"
+    )
