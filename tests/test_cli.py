@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,22 @@ def test_bench_table_flattens_nested_results() -> None:
         "index.runs[0].s": 1.0,
     }
     assert "load.ours.median_s  0.5" in format_table(results)
+
+
+def test_a_file_name_that_is_not_utf8_is_listed_not_fatal(
+    tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "demo"
+    assert main(["demo-data", str(data), "--matrix", "64"]) == EXIT_OK
+    (data / os.fsdecode(b"caf\xe9.txt")).write_text("not an image")
+    capsys.readouterr()
+    for extra in ([], ["--no-cache"], []):
+        assert main(["index", str(data), "-q", *extra]) == EXIT_OK
+        assert "caf\\xe9.txt: not DICOM" in capsys.readouterr().out
+    out_json = tmp_path / "r.json"
+    assert main(["analyze", str(data), "--model", str(model_file), "-q", "--json", str(out_json)]) == EXIT_OK
+    assert "probability" in capsys.readouterr().out
+    json.loads(out_json.read_text())
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / os.fsdecode(b"caf\xe9.txt")).write_text("not an image")
+    assert main(["analyze", str(tmp_path / "empty"), "--model", str(model_file), "-q"]) == EXIT_NOTHING

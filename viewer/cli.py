@@ -236,6 +236,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from viewer.analysis.batch import analyze_paths, summary_line
     from viewer.analysis.run import AnalysisOptions
+    from viewer.dicom.index import printable
     from viewer.report.output import check_output_path, opened_folders
 
     wants_report = bool(args.report or args.dicom_report)
@@ -252,16 +253,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         progress=_progress_printer(not args.quiet),
     )
     for run in report.runs:
-        print(summary_line(run))
+        print(printable(summary_line(run)))
     for message in report.skipped:
-        print(f"skipped: {message}", file=sys.stderr)
+        print(f"skipped: {printable(message)}", file=sys.stderr)
     if args.json:
         from viewer.report.output import anonymize_batch_dict
 
         folders = {Path(f).resolve().parent for run in report.runs for f in run.stack.files}
         check_output_path(args.json, folders=folders)
         data = anonymize_batch_dict(report.to_dict()) if args.anonymize else report.to_dict()
-        Path(args.json).write_text(json.dumps(data, indent=2, ensure_ascii=False))
+        # A file name that is not valid UTF-8 stays a JSON escape ("\\udce9") rather than failing the write.
+        Path(args.json).write_text(json.dumps(data, indent=2, ensure_ascii=False), errors="backslashreplace")
     if not report.analysed:
         print("gru-viewer: nothing could be analysed (no CT volume that loads)", file=sys.stderr)
         return EXIT_NOTHING

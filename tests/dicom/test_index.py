@@ -645,3 +645,38 @@ def test_split_series_survives_degenerate_orientation() -> None:
     assert len(stacks) == 1
     assert [s.header.instance_number for s in stacks[0].slices] == [1, 2, 3]
     assert any(w.kind == "no_geometry" for w in stacks[0].warnings)
+
+
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
+def test_file_names_that_are_not_utf8(tmp_path: Path, cache_dir: Path, use_cache: bool) -> None:
+    folder = tmp_path / "study"
+    paths = make_synthetic_folder(folder, n_files=4, n_series=1, size=16, n_studies=1)
+    odd_ct = os.path.join(paths[0].parent, os.fsdecode(b"slice-caf\xe9.dcm"))
+    os.rename(paths[0], odd_ct)
+    odd_txt = os.path.join(folder, os.fsdecode(b"caf\xe9.txt"))
+    Path(odd_txt).write_text("not an image")
+    for n_cached in (0, 5) if use_cache else (0,):
+        index = scan([str(folder)], use_cache=use_cache)
+        assert index.n_files == 5 and index.n_cached == n_cached
+        assert [(s.path, s.reason) for s in index.skipped] == [(odd_txt, "not DICOM")]
+        (stack,) = index.stacks()
+        assert odd_ct in stack.files and stack.n_slices == 4
+        text = format_index(index)
+        text.encode("utf-8")  # printable under any locale
+        assert "caf\\xe9.txt: not DICOM" in text
+        json.dumps(index_to_dict(index))
+
+
+def test_of_duplicate_instances_the_most_complete_copy_is_kept(tmp_path: Path, cache_dir: Path) -> None:
+    # pydicom's 15-frame RT dose and its 1-frame cut share one SOP Instance UID; the cut sorts first here.
+    shutil.copy2(TEST_FILES / "rtdose_1frame.dcm", tmp_path / "a_dose.dcm")
+    shutil.copy2(TEST_FILES / "rtdose.dcm", tmp_path / "b_dose.dcm")
+    index = scan(tmp_path)
+    (series,) = index.series()
+    assert [Path(h.path).name for h in series.headers] == ["b_dose.dcm"] and series.n_images == 15
+    (skip,) = index.skipped
+    assert skip.path == str(tmp_path / "a_dose.dcm")
+    assert (
+        skip.reason
+        == f"duplicate of {tmp_path / 'b_dose.dcm'} (same SOP Instance UID; that copy has 15 frames, this one 1)"
+    )

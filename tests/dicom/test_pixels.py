@@ -17,6 +17,7 @@ from viewer.dicom.pixels import (
     DECODERS,
     GDCM_READER,
     LUT,
+    DecodeError,
     SourceFile,
     apply_modality_lut,
     apply_voi_window,
@@ -351,3 +352,76 @@ def test_corrupt_jpeg2000_never_kills_the_process(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "survived" in run.stdout
+
+
+def _deflate_bomb(path: Path, side: int) -> int:
+    """A CT slice of side × side zero pixels in Deflated Explicit VR Little Endian, written without ever holding
+    the inflated dataset; returns its inflated size in bytes."""
+    import io
+    import zlib
+
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.uid import CTImageStorage, generate_uid
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "CT"
+    ds.Rows = ds.Columns = side
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, ds)
+    n_pixel_bytes = side * side * 2
+    body.write(b"\xe0\x7f\x10\x00OW\x00\x00" + n_pixel_bytes.to_bytes(4, "little"))
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    meta.TransferSyntaxUID = tsuids.DeflatedExplicitVRLittleEndian
+    out = io.BytesIO()
+    out.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(out, meta)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    out.write(deflater.compress(body.getvalue()))
+    zeros = bytes(1 << 20)
+    for start in range(0, n_pixel_bytes, len(zeros)):
+        out.write(deflater.compress(zeros[: n_pixel_bytes - start]))
+    out.write(deflater.flush())
+    path.write_bytes(out.getvalue())
+    return len(body.getvalue()) + n_pixel_bytes
+
+
+def test_a_deflate_bomb_stops_at_the_inflate_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from viewer.dicom.headers import INFLATE_LIMIT_ENV, SkippedFile
+    from viewer.dicom.index import scan
+
+    bomb = tmp_path / "bomb.dcm"
+    assert _deflate_bomb(bomb, 10_000) > 190 << 20 and bomb.stat().st_size < 1 << 20
+    monkeypatch.setenv(INFLATE_LIMIT_ENV, "64")
+    started = time.monotonic()
+    with pytest.raises(SkippedFile) as skipped:
+        read_header(bomb)
+    assert skipped.value.why.startswith("inflates past 64 MB, the limit for a deflated file")
+    index = scan([str(tmp_path)], use_cache=False)
+    assert [s.reason for s in index.skipped] == [skipped.value.why]
+    with pytest.raises(DecodeError, match="inflates past 64 MB"):
+        SourceFile(str(bomb))
+    assert time.monotonic() - started < 20
+
+
+def test_a_deflated_file_within_the_limit_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from viewer.dicom.headers import INFLATE_LIMIT_ENV
+
+    monkeypatch.setenv(INFLATE_LIMIT_ENV, "64")
+    path = get_testdata_file("image_dfl.dcm")
+    header = read_header(path)
+    assert header.transfer_syntax_uid == tsuids.DeflatedExplicitVRLittleEndian
+    volume = load_stack(split_series([header])[0])
+    np.testing.assert_array_equal(volume.array[0], pydicom.dcmread(path).pixel_array)
+    small = tmp_path / "small.dcm"
+    _deflate_bomb(small, 1000)  # 2 MB of zeros: well within the limit
+    volume = load_stack(split_series([read_header(small)])[0])
+    assert volume.array.shape == (1, 1000, 1000) and not volume.array.any()

@@ -20,7 +20,7 @@ from pydicom.uid import (
 
 from viewer.dicom.headers import read_header
 from viewer.dicom.pixels import GDCM_READER, SourceFile
-from viewer.dicom.readers import PydicomReader, SimpleITKReader, get_reader
+from viewer.dicom.readers import PydicomReader, SimpleITKReader, get_reader, load_stack
 from viewer.dicom.stacks import Stack, split_series
 from viewer.dicom.volume import Volume
 from viewer.errors import ViewerError
@@ -218,3 +218,32 @@ def test_both_readers_place_rt_dose_frames_alike() -> None:
     np.testing.assert_allclose(ours.affine, theirs.affine, atol=1e-4)
     scaling = float(pydicom.dcmread(path, stop_before_pixels=True).DoseGridScaling)
     np.testing.assert_allclose(ours.array, theirs.array * scaling, rtol=1e-6)
+
+
+def test_warnings_while_loading_go_to_the_debug_log_not_stderr(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import sys
+    import warnings
+
+    from viewer.dicom.index import scan
+
+    path = get_testdata_file("SC_rgb_jpeg.dcm")  # pydicom warns: explicit VR expected, implicit found
+    stack = next(scan([path], use_cache=False).stacks())  # the index reads headers quietly
+    root = logging.getLogger()
+    console = logging.StreamHandler(sys.stderr)  # the command line's console log, warnings and up
+    console.setLevel(logging.WARNING)
+    root.addHandler(console)
+    filters = list(warnings.filters)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="viewer.dicom.readers"):
+            volume = load_stack(stack)
+    finally:
+        root.removeHandler(console)
+    assert volume.array.shape[0] == 1 and volume.is_colour
+    assert capfd.readouterr().err == ""
+    debug = [r.getMessage() for r in caplog.records if r.name == "viewer.dicom.readers"]
+    assert any("UserWarning" in m for m in debug) and any("pydicom WARNING" in m for m in debug)
+    assert not any("implicit VR" in m for m in debug)  # the text may quote header values: withheld
+    assert warnings.filters == filters  # the test's own filters (warnings are errors) are back

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -438,3 +439,51 @@ def test_volume_extrapolates_outside_and_interpolates_between_slices() -> None:
     assert volume.slice_position_mm(2.5) == pytest.approx(7.0)
     assert volume.slice_position_mm(-1) == pytest.approx(-2.0)
     np.testing.assert_allclose(volume.voxel_to_patient(3, 1, 1), [1, 1, 10])
+
+
+def test_file_names_that_are_not_utf8_load(tmp_path: Path) -> None:
+    paths, hu, _, _ = _write(tmp_path, 4)
+    odd = [p.with_name(os.fsdecode(b"caf\xe9-%d.dcm" % k)) for k, p in enumerate(paths)]
+    for p, q in zip(paths, odd, strict=True):
+        p.rename(q)
+    volume = load_stack(_stacks(odd)[0])
+    np.testing.assert_array_equal(volume.array, hu)
+    assert volume.skipped == []
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_files_without_preamble_and_meta_load_like_the_same_files_with(
+    tmp_path: Path, implicit: bool
+) -> None:
+    paths, hu, positions, _ = _write(tmp_path / "with", 6)
+    bare = []
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        del ds.file_meta
+        ds.preamble = None
+        q = tmp_path / "bare" / p.name
+        q.parent.mkdir(exist_ok=True)
+        pydicom.dcmwrite(q, ds, enforce_file_format=False, implicit_vr=implicit, little_endian=True)
+        assert q.read_bytes()[128:132] != b"DICM"
+        bare.append(q)
+    expected = load_stack(_stacks(paths)[0])
+    volume = load_stack(_stacks(bare)[0])
+    assert volume.skipped == [] and volume.warnings == expected.warnings
+    np.testing.assert_array_equal(volume.array, expected.array)
+    np.testing.assert_array_equal(volume.array, hu)
+    np.testing.assert_allclose(volume.positions, positions, atol=1e-4)
+
+
+def test_a_file_without_preamble_is_read_only_when_the_header_reader_accepted_it(tmp_path: Path) -> None:
+    from viewer.dicom.pixels import DecodeError, SourceFile
+
+    paths, _, _, _ = _write(tmp_path, 1)
+    ds = pydicom.dcmread(paths[0])
+    del ds.file_meta
+    ds.preamble = None
+    bare = tmp_path / "bare.dcm"
+    pydicom.dcmwrite(bare, ds, enforce_file_format=False)
+    header = read_header(bare)
+    assert SourceFile(str(bare), header.transfer_syntax_uid, header).rows == 24
+    with pytest.raises(DecodeError, match="force"):
+        SourceFile(str(bare))  # no header: not accepted as DICOM by the header reader

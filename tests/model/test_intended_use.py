@@ -53,3 +53,24 @@ def test_short_series_small_fov_and_odd_values_warn(head):
     soft = np.where(head.hu > -500, 300.0, head.hu).astype(np.float32)  # no brain-range tissue
     soft[:, :2, :2] = 1500.0
     assert "anatomy" in _codes(check_series(soft, head.spacing, modality="CT", orientation=AXIAL))
+
+
+def test_coverage_is_the_span_of_the_positions_not_slices_times_spacing(head):
+    two = head.hu[[0, -1]]
+    spacing = (2.5, *head.spacing[1:])
+    positions = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 205.0]])  # two slices with a gap between them
+    (coverage,) = [
+        w
+        for w in check_series(two, spacing, modality="CT", orientation=AXIAL, positions=positions)
+        if w.code == "coverage"
+    ]  # still too few slices for the model
+    assert "covers 208 mm in 2 slices" in coverage.message
+    n = head.hu.shape[0]
+    uniform = np.stack([np.zeros(n), np.zeros(n), np.arange(n) * head.spacing[0]], axis=1)
+    assert check_series(head.hu, head.spacing, modality="CT", orientation=AXIAL, positions=uniform) == []
+    ends = [0, 1, 2, 3, n - 4, n - 3, n - 2, n - 1]  # 8 slices of the head, its middle missing
+    without = check_series(head.hu[ends], head.spacing, modality="CT", orientation=AXIAL)
+    with_positions = check_series(
+        head.hu[ends], head.spacing, modality="CT", orientation=AXIAL, positions=uniform[ends]
+    )
+    assert "coverage" in _codes(without) and "coverage" not in _codes(with_positions)

@@ -1,9 +1,9 @@
 """The persistent header index: what every file seen before held, so a folder opens again at once.
 
-One SQLite database in the user cache dir (``GRU_VIEWER_CACHE_DIR`` overrides it), keyed by absolute path and
-valid while the file's size and modification time (ns) are unchanged. It stores the header as JSON
-(:meth:`InstanceHeader.to_json`) or the reason the file was skipped, so unreadable files are not re-read
-either.
+One SQLite database in the user cache dir (``GRU_VIEWER_CACHE_DIR`` overrides it), keyed by absolute path (the
+bytes the file system uses, so names that are not valid UTF-8 are kept exactly) and valid while the file's size
+and modification time (ns) are unchanged. It stores the header as JSON (:meth:`InstanceHeader.to_json`) or the
+reason the file was skipped, so unreadable files are not re-read either.
 
 The cache is an optimisation and must never be the reason a scan fails: WAL mode lets two processes scan at
 once, a busy database is skipped rather than waited on for long, and a corrupt or foreign file is deleted and
@@ -28,7 +28,7 @@ from viewer.errors import ViewerError
 
 CACHE_DIR_ENV = "GRU_VIEWER_CACHE_DIR"
 DB_NAME = "index.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: paths stored as the bytes the file system uses
 #: Days a cached header is kept after it was last written.
 RETENTION_DAYS = 30
 _BUSY_TIMEOUT_S = 5.0
@@ -154,7 +154,7 @@ class HeaderCache:
             if not self._format_ok(conn):
                 conn.execute("DROP TABLE IF EXISTS files")
                 conn.execute(
-                    "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+                    "CREATE TABLE files (path BLOB PRIMARY KEY, size INTEGER NOT NULL,"
                     " mtime_ns INTEGER NOT NULL, header TEXT, reason TEXT, stored_at INTEGER NOT NULL)"
                     " WITHOUT ROWID"
                 )
@@ -202,8 +202,8 @@ class HeaderCache:
         """Every cached file below ``folder`` (an absolute path), by path."""
         if self._conn is None:
             return {}
-        prefix = folder.rstrip(os.sep) + os.sep
-        upper = prefix[:-1] + chr(ord(os.sep) + 1)
+        prefix = _key(folder.rstrip(os.sep) + os.sep)
+        upper = prefix[:-1] + bytes([prefix[-1] + 1])
         try:
             rows = self._conn.execute(
                 "SELECT path, size, mtime_ns, header, reason FROM files WHERE path >= ? AND path < ?",
@@ -212,7 +212,7 @@ class HeaderCache:
         except sqlite3.Error as exc:
             self._fail(exc)
             return {}
-        return {r[0]: CachedFile(*r) for r in rows}
+        return {(c := _row(r)).path: c for r in rows}
 
     def lookup(self, paths: Sequence[str]) -> dict[str, CachedFile]:
         """The cached rows for the given absolute paths (those not cached are absent)."""
@@ -220,12 +220,13 @@ class HeaderCache:
             return {}
         out: dict[str, CachedFile] = {}
         try:
-            for batch in _batches(paths, _IN_BATCH):
+            for batch in _batches([_key(p) for p in paths], _IN_BATCH):
                 marks = ",".join("?" * len(batch))
                 for r in self._conn.execute(
                     f"SELECT path, size, mtime_ns, header, reason FROM files WHERE path IN ({marks})", batch
                 ):
-                    out[r[0]] = CachedFile(*r)
+                    cached = _row(r)
+                    out[cached.path] = cached
         except sqlite3.Error as exc:
             self._fail(exc)
             return {}
@@ -236,7 +237,7 @@ class HeaderCache:
         if self._conn is None:
             return
         stamp = int(time.time() if now is None else now)
-        rows = [(e.path, e.size, e.mtime_ns, e.header_json, e.reason, stamp) for e in entries]
+        rows = [(_key(e.path), e.size, e.mtime_ns, e.header_json, e.reason, stamp) for e in entries]
         if not rows:
             return
         try:
@@ -267,7 +268,7 @@ class HeaderCache:
         """Drop rows of files that no longer exist."""
         if self._conn is None:
             return
-        gone = [(p,) for p in paths]
+        gone = [(_key(p),) for p in paths]
         if not gone:
             return
         try:
@@ -322,6 +323,16 @@ class _transaction:
                 pass
 
 
-def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def _key(path: str) -> bytes:
+    """A path as the bytes the file system knows it by: lossless for names that are not valid UTF-8 (which
+    Python holds as surrogate escapes, and SQLite text cannot store)."""
+    return os.fsencode(path)
+
+
+def _row(r: tuple) -> CachedFile:
+    return CachedFile(os.fsdecode(r[0]), r[1], r[2], r[3], r[4])
+
+
+def _batches(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

@@ -13,10 +13,12 @@ the file.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
 import struct
+import zlib
 from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
@@ -25,19 +27,25 @@ from typing import Any, BinaryIO
 import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset, read_preamble
 
 from viewer.errors import ViewerError
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
-HEADER_FORMAT_VERSION = 2
+HEADER_FORMAT_VERSION = 3
 """Bump whenever :func:`read_header` gives a different header or skip reason for the same file: persistent
 caches of headers key on it and re-read everything when it changes."""
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", _DEFLATED})
+#: The most a deflated file may inflate to, in MB (``GRU_VIEWER_INFLATE_LIMIT_MB`` overrides it): a few kB of
+#: deflate can stand for gigabytes of zeros, and nothing is read of a file past this.
+INFLATE_LIMIT_MB = 512
+INFLATE_LIMIT_ENV = "GRU_VIEWER_INFLATE_LIMIT_MB"
+_INFLATE_CHUNK = 1 << 20
 _DEFER_SIZE = 4096  # values larger than this stay on disk; every value the index needs is far smaller
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _ITEM_TAG = 0xFFFEE000
@@ -56,6 +64,81 @@ _BINARY_FLOATS = {"FL": "f", "FD": "d"}
 
 class SkippedFile(ViewerError):
     """A file that is not a displayable DICOM image; ``why`` says which of the known reasons applies."""
+
+
+class InflateLimitError(ValueError):
+    """A deflated file whose dataset inflates past the limit (:func:`inflate_limit_mb`); the message says so."""
+
+
+def inflate_limit_mb() -> int:
+    """The most a deflated file may inflate to, in MB: ``$GRU_VIEWER_INFLATE_LIMIT_MB``, else
+    :data:`INFLATE_LIMIT_MB`."""
+    try:
+        value = int(os.environ.get(INFLATE_LIMIT_ENV, ""))
+    except ValueError:
+        return INFLATE_LIMIT_MB
+    return value if value > 0 else INFLATE_LIMIT_MB
+
+
+def _deflated_meta(fh: BinaryIO) -> FileMetaDataset | None:
+    """The file meta of a Deflated Explicit VR Little Endian file, with ``fh`` at its deflated dataset; None
+    (and ``fh`` where it was) for any other file, or a meta that does not parse."""
+    start = fh.tell()
+    try:
+        read_preamble(fh, True)
+        meta = read_dataset(fh, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
+        if str(meta.get("TransferSyntaxUID", "")).strip() == _DEFLATED:
+            return FileMetaDataset(meta)
+    except Exception:  # a damaged meta: the ordinary reader says what is wrong with it
+        pass
+    fh.seek(start)
+    return None
+
+
+def _inflate(fh: BinaryIO, limit: int) -> bytes:
+    """Inflate the rest of ``fh`` (raw deflate), never holding more than ``limit`` + 1 bytes of output."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    parts: list[bytes] = []
+    total = 0
+    while not inflater.eof:
+        data = inflater.unconsumed_tail or fh.read(_INFLATE_CHUNK)
+        if not data:
+            break
+        out = inflater.decompress(data, limit + 1 - total)  # max_length ≥ 1 here: 0 would mean no limit
+        total += len(out)
+        if total > limit:
+            raise InflateLimitError(
+                f"inflates past {limit // (1 << 20)} MB, the limit for a deflated file ({INFLATE_LIMIT_ENV})"
+            )
+        parts.append(out)
+    return b"".join(parts)
+
+
+def read_deflated(
+    fh: BinaryIO, *, stop_before_pixels: bool = False, limit_mb: int | None = None
+) -> tuple[Dataset, io.BytesIO] | None:
+    """Read a Deflated Explicit VR Little Endian file, inflating it once and at most to ``limit_mb`` MB
+    (default :func:`inflate_limit_mb`); None, with ``fh`` unmoved, for a file in any other transfer syntax.
+
+    Returns the dataset (every value in memory, ``file_meta`` set) and the inflated dataset as a buffer, left
+    where parsing stopped (at the pixel data with ``stop_before_pixels``).
+
+    Raises
+    ------
+    InflateLimitError
+        The dataset inflates past the limit.
+    zlib.error, EOFError
+        The deflated stream or the dataset in it is damaged.
+    """
+    meta = _deflated_meta(fh)
+    if meta is None:
+        return None
+    limit = (limit_mb if limit_mb is not None else inflate_limit_mb()) << 20
+    buf = io.BytesIO(_inflate(fh, limit))
+    stop_when = (lambda tag, vr, length: tag in PIXEL_DATA_TAGS) if stop_before_pixels else None
+    ds = read_dataset(buf, False, True, stop_when=stop_when)
+    ds.file_meta = meta
+    return ds, buf
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,36 +702,37 @@ def _read_open(fh: BinaryIO, p: str, size: int, mtime_ns: int) -> InstanceHeader
     else:
         raise _skip("not DICOM", p)
     fh.seek(0)
+    source, extent = fh, size  # the deflated dataset is parsed and checked in its inflated copy
     try:
-        ds = pydicom.dcmread(fh, defer_size=_DEFER_SIZE, stop_before_pixels=True, force=force)
-        stop = fh.tell()
+        deflated = read_deflated(fh, stop_before_pixels=True)
+        if deflated is not None:
+            ds, source = deflated
+            extent = len(source.getbuffer())
+        else:
+            ds = pydicom.dcmread(fh, defer_size=_DEFER_SIZE, stop_before_pixels=True, force=force)
+        stop = source.tell()
+    except InflateLimitError as exc:
+        raise _skip(str(exc), p) from None
     except InvalidDicomError:
         raise _skip("not DICOM", p) from None
     except Exception as exc:  # pydicom raises many types for malformed headers
-        if isinstance(exc, EOFError) or fh.tell() >= size:
+        if isinstance(exc, EOFError) or source.tell() >= extent:
             # The parser ran into the end of the file (the exception type depends on where it was).
             raise _skip(f"truncated: the file ends inside its header ({type(exc).__name__})", p) from None
         raise _skip(f"unreadable header ({type(exc).__name__}: {exc})", p) from None
     try:
         end = _last_element_end(ds)
-        if end is not None and end > size:
+        if end is not None and end > extent:
             raise _skip("truncated: the file ends inside its header", p)
         meta = getattr(ds, "file_meta", None)
         if meta is not None and _Values(meta).text("MediaStorageSOPClassUID") == DICOMDIR_SOP_CLASS:
             raise _skip("a DICOMDIR (the directory of a file-set), not an image", p)
-        if force and "SOPClassUID" not in ds and stop >= size:
+        if force and "SOPClassUID" not in ds and stop >= extent:
             raise _skip("not DICOM", p)
-        if stop >= size and "Rows" not in ds:
+        if stop >= extent and "Rows" not in ds:
             raise _skip("no pixel data (not an image)", p)
         header = header_from_dataset(ds, p, size, mtime_ns)
-        if header.transfer_syntax_uid == _DEFLATED:
-            # The parser read a decompressed copy, so file offsets mean nothing: read the whole dataset.
-            fh.seek(0)
-            full = pydicom.dcmread(fh, defer_size=_DEFER_SIZE, force=force)
-            if not any(tag in full for tag in PIXEL_DATA_TAGS):
-                raise _skip("no pixel data although the header describes an image (truncated?)", p)
-        else:
-            _check_pixel_data(fh, ds, header, stop, size)
+        _check_pixel_data(source, ds, header, stop, extent)
         return header
     except SkippedFile:
         raise

@@ -443,16 +443,34 @@ def _series_entry(headers: list[InstanceHeader]) -> SeriesEntry:
     )
 
 
-def _group(headers: list[InstanceHeader], skipped: list[SkippedEntry]) -> list[PatientEntry]:
-    headers = sorted(headers, key=lambda h: h.path)
-    by_uid: dict[str, str] = {}
-    tree: dict[str, dict[str, dict[str, list[InstanceHeader]]]] = {}
+def _one_per_instance(headers: list[InstanceHeader], skipped: list[SkippedEntry]) -> list[InstanceHeader]:
+    """One header per SOP Instance UID, sorted by path: of copies of one instance the most complete is kept (the
+    most frames, then the largest file, then the first path); the others are listed as skipped, saying why."""
+    copies: dict[str, list[InstanceHeader]] = {}
+    kept: list[InstanceHeader] = []
     for h in headers:
         if h.sop_instance_uid:
-            first = by_uid.setdefault(h.sop_instance_uid, h.path)
-            if first != h.path:
-                skipped.append(SkippedEntry(h.path, f"duplicate of {first} (same SOP Instance UID)"))
+            copies.setdefault(h.sop_instance_uid, []).append(h)
+        else:
+            kept.append(h)
+    for same in copies.values():
+        best = min(same, key=lambda h: (-h.number_of_frames, -h.size, h.path))
+        kept.append(best)
+        for h in same:
+            if h is best:
                 continue
+            frames = (
+                f"; that copy has {best.number_of_frames} frames, this one {h.number_of_frames}"
+                if h.number_of_frames != best.number_of_frames
+                else ""
+            )
+            skipped.append(SkippedEntry(h.path, f"duplicate of {best.path} (same SOP Instance UID{frames})"))
+    return sorted(kept, key=lambda h: h.path)
+
+
+def _group(headers: list[InstanceHeader], skipped: list[SkippedEntry]) -> list[PatientEntry]:
+    tree: dict[str, dict[str, dict[str, list[InstanceHeader]]]] = {}
+    for h in _one_per_instance(headers, skipped):
         patient_key = h.patient_id or f"\0{h.patient_name}"
         studies = tree.setdefault(patient_key, {})
         series = studies.setdefault(h.study_instance_uid, {})
@@ -642,8 +660,19 @@ def _quoted(text: str) -> str:
     return f'"{text}"' if text else "(no description)"
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print or write as UTF-8 whatever the locale's error handler: bytes of a file name that
+    are not valid UTF-8 (held by Python as surrogate escapes) are shown as ``\\xNN``, as in ``caf\\xe9.txt``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def format_index(index: StudyIndex) -> str:
-    """The index as the text ``gru-viewer index`` prints: patients → studies → series → stacks, then skips."""
+    """The index as the text ``gru-viewer index`` prints: patients → studies → series → stacks, then skips
+    (file names that are not valid UTF-8 shown with :func:`printable`)."""
     series = list(index.series())
     n_studies = sum(len(p.studies) for p in index.patients)
     lines = [
@@ -681,7 +710,7 @@ def format_index(index: StudyIndex) -> str:
         lines.append("")
         lines.append(f"Skipped {_plural(len(index.skipped), 'entry', 'entries')} ({summary}{more}):")
         lines.extend(f"  {_shown_path(s.path, index.roots)}: {s.reason}" for s in index.skipped)
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def _shown_path(path: str, roots: list[str]) -> str:

@@ -26,7 +26,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 
-from viewer.dicom.headers import InstanceHeader
+from viewer.dicom.headers import InflateLimitError, InstanceHeader, read_deflated
 
 PIXEL_DATA = 0x7FE00010
 GDCM_READER = "gdcm-reader"  # GDCM's own whole-file reader, the decoder SimpleITK uses
@@ -357,12 +357,22 @@ class SourceFile:
 
     def __init__(self, path: str, transfer_syntax: str = "", header: InstanceHeader | None = None) -> None:
         self.path = path
-        deflated = str(transfer_syntax) == tsuids.DeflatedExplicitVRLittleEndian
         try:
             with open(path, "rb") as fh:
                 st = os.fstat(fh.fileno())
-                # Deflated data is inflated in memory: a deferred read would seek in the compressed file.
-                self.ds = pydicom.dcmread(fh, defer_size=None if deflated else self.DEFER_SIZE)
+                # Deflated data is inflated in memory, once and within the limit the index applies.
+                deflated = read_deflated(fh)
+                if deflated is not None:
+                    self.ds = deflated[0]
+                else:
+                    # A dataset without preamble and file meta is read as the header reader read it, and only
+                    # when the header reader accepted this very file (unchanged since) as DICOM.
+                    accepted = (
+                        header is not None and header.size == st.st_size and header.mtime_ns == st.st_mtime_ns
+                    )
+                    self.ds = pydicom.dcmread(fh, defer_size=self.DEFER_SIZE, force=accepted)
+        except InflateLimitError as exc:
+            raise DecodeError(str(exc)) from None
         except FileNotFoundError:
             raise DecodeError("the file has disappeared") from None
         except (OSError, EOFError) as exc:

@@ -7,12 +7,15 @@ with both and compares array and geometry, as 3D Slicer's ``DICOMReaders.py::tes
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+from contextlib import contextmanager
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -34,6 +37,8 @@ from viewer.progress import CancelFn, ProgressFn
 SliceFn = Callable[[int, np.ndarray], None]
 
 MAX_WORKERS = 4
+
+log = logging.getLogger(__name__)
 
 
 def default_workers() -> int:
@@ -703,4 +708,59 @@ def load_stack(
         When ``cancel()`` returned True.
     """
     name = "pydicom" if reader == "auto" else reader
-    return get_reader(name, workers=workers).read(stack, progress=progress, cancel=cancel, on_slice=on_slice)
+    with _warnings_to_debug_log():
+        return get_reader(name, workers=workers).read(
+            stack, progress=progress, cancel=cancel, on_slice=on_slice
+        )
+
+
+# -- warnings while loading ----------------------------------------------------------------------------------
+
+_WITHHELD = "text withheld: it may quote header values"
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_saved: tuple[warnings.catch_warnings, bool] | None = None
+
+
+def _show_in_debug_log(message: Any, category: type[Warning], filename: str, lineno: int, *_: Any) -> None:
+    log.debug("load: %s from %s:%d (%s)", category.__name__, os.path.basename(filename), lineno, _WITHHELD)
+
+
+class _PydicomToDebugLog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug(
+            "load: pydicom %s from %s:%d (%s)", record.levelname, record.module, record.lineno, _WITHHELD
+        )
+
+
+_pydicom_handler = _PydicomToDebugLog()
+
+
+@contextmanager
+def _warnings_to_debug_log() -> Iterator[None]:
+    """While a load runs, warnings (pydicom's, decoders') and pydicom's log records go to this module's debug
+    log as their kind and origin only, never to stderr and never with their text, which may quote header values
+    (patient data). Process-wide while any load runs, as any warnings filter is; loads may overlap."""
+    global _quiet_depth, _saved
+    pydicom_log = logging.getLogger("pydicom")
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            catcher = warnings.catch_warnings()
+            catcher.__enter__()  # left by the last load to finish, which may not be this one
+            _saved = (catcher, pydicom_log.propagate)
+            warnings.simplefilter("always")
+            warnings.showwarning = _show_in_debug_log
+            pydicom_log.addHandler(_pydicom_handler)
+            pydicom_log.propagate = False
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _saved is not None:
+                catcher, propagate = _saved
+                catcher.__exit__(None, None, None)
+                pydicom_log.removeHandler(_pydicom_handler)
+                pydicom_log.propagate = propagate
+                _saved = None

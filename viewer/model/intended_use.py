@@ -38,6 +38,7 @@ def check_series(
     units: str = "HU",
     orientation: Sequence[float] | None = None,
     target_spacing_mm: float = 5.0,
+    positions: np.ndarray | None = None,
 ) -> list[UseWarning]:
     """The intended-use warnings of one series (empty when it looks like what the model was trained on).
 
@@ -55,6 +56,9 @@ def check_series(
         ImageOrientationPatient (row then column direction cosines), if known.
     target_spacing_mm:
         The model's slab thickness (to count model slices).
+    positions:
+        ``(z, 3)`` slice positions (LPS, mm), if known: the coverage is then their span along the slice normal
+        plus one slice spacing, which stays true for a series with gaps (slices × spacing would not).
     """
     warnings: list[UseWarning] = []
     dz, dy, dx = (float(s) for s in spacing)
@@ -69,7 +73,7 @@ def check_series(
         warnings.append(UseWarning("units", f"The pixel values are in {units}, not Hounsfield units."))
     n = int(hu.shape[0])
     n_model = math.ceil(n / max(1, round(target_spacing_mm / dz))) if dz > 0 else n
-    coverage = n * dz
+    coverage = _coverage_mm(n, dz, positions, orientation)
     if n_model < MIN_MODEL_SLICES or coverage < MIN_COVERAGE_MM:
         warnings.append(
             UseWarning(
@@ -122,3 +126,25 @@ def check_series(
                 )
             )
     return warnings
+
+
+def _coverage_mm(
+    n: int, dz: float, positions: np.ndarray | None, orientation: Sequence[float] | None
+) -> float:
+    """The extent of the series along its slice normal: the span of the slice positions plus one spacing, or
+    ``n × dz`` when the positions are not known."""
+    pos = np.asarray(positions, dtype=float) if positions is not None else None
+    if pos is None or pos.ndim != 2 or pos.shape[1] != 3 or len(pos) < 2 or not np.all(np.isfinite(pos)):
+        return n * dz
+    normal = (
+        np.cross(orientation[:3], orientation[3:])
+        if orientation is not None and len(orientation) == 6
+        else None
+    )
+    if normal is None or not np.linalg.norm(normal) > 0:
+        normal = pos[-1] - pos[0]
+    norm = float(np.linalg.norm(normal))
+    if not norm > 0:
+        return n * dz
+    along = pos @ (normal / norm)
+    return float(along.max() - along.min()) + max(dz, 0.0)
