@@ -197,6 +197,7 @@ def _run(
             units=volume.units,
             orientation=volume.orientation,
             target_spacing_mm=model.config.target_spacing_mm,
+            positions=volume.positions,
         ),
         model=ModelIdentity(card.name, card.version, card.sha256),
         device=describe_device(device),
