@@ -58,12 +58,6 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "libwayland-egl.so.1": ("libwayland-egl1", "libwayland-egl"),
 }
 
-# Every package Qt's xcb plugin needs that a desktop install may lack: what the README and `make run` name.
-XCB_PACKAGES_DEBIAN = (
-    "libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxkbcommon-x11-0 "
-    "libxcb-xinerama0 libxcb-randr0 libxcb-shape0"
-)
-
 _NOT_FOUND = re.compile(r"^\s*(\S+)\s*=>\s*not found", re.MULTILINE)
 
 LddFn = Callable[[Path, Mapping[str, str]], str]
@@ -153,19 +147,6 @@ def packages_for(missing: Sequence[str], family: str) -> tuple[list[str], list[s
     return list(dict.fromkeys(known)), unknown
 
 
-def install_commands(missing: Sequence[str], family: str, sudo: bool = True) -> list[str]:
-    """The command lines that install ``missing``: the family's own, or both when the family is unknown."""
-    prefix = "sudo " if sudo else ""
-    lines = []
-    for fam, tool in (("debian", "apt-get install -y"), ("fedora", "dnf install -y")):
-        if family in ("", fam):
-            pkgs, _ = packages_for(missing, fam)
-            if pkgs:
-                label = {"debian": "Debian/Ubuntu", "fedora": "Fedora/RHEL"}[fam]
-                lines.append(f"{label}: {prefix}{tool} {' '.join(pkgs)}")
-    return lines
-
-
 def has_display(platform: str, env: Mapping[str, str]) -> bool:
     """Whether ``platform`` has a display to draw on (headless platforms need none)."""
     if platform == "xcb":
@@ -184,16 +165,31 @@ NO_DISPLAY = (
 )
 
 
+_INSTALLERS = {"debian": ("Debian/Ubuntu", "apt-get install -y"), "fedora": ("Fedora/RHEL", "dnf install -y")}
+
+
 def install_command(missing: Sequence[str], family: str | None = None, sudo: bool = True) -> str:
-    """The one command line that installs ``missing`` on this machine's distribution ("" when none is known)."""
+    """The one command line that installs ``missing`` on ``family`` (default: this machine's; "" when unknown).
+
+    Without ``sudo`` (run as root, by `make run`) apt runs quietly and without questions.
+    """
     family = distro_family() if family is None else family
     pkgs, _ = packages_for(missing, family)
-    if not family or not pkgs:
+    if family not in _INSTALLERS or not pkgs:
         return ""
-    tool = "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq" if family == "debian" else "dnf install -y"
+    tool = _INSTALLERS[family][1]
     if sudo:
-        tool = "sudo apt-get install -y" if family == "debian" else "sudo dnf install -y"
+        tool = "sudo " + tool
+    elif family == "debian":
+        tool = "DEBIAN_FRONTEND=noninteractive " + tool + " -qq"
     return f"{tool} {' '.join(pkgs)}"
+
+
+def install_commands(missing: Sequence[str], family: str) -> list[str]:
+    """The labelled command lines for the user: the family's own, or every known family's when it is unknown."""
+    families = [family] if family in _INSTALLERS else list(_INSTALLERS)
+    commands = [(_INSTALLERS[f][0], install_command(missing, f)) for f in families]
+    return [f"{label}: {command}" for label, command in commands if command]
 
 
 def _library_problem(platform: str, plugin: Path, missing: Sequence[str], family: str) -> str:
