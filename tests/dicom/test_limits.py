@@ -6,13 +6,17 @@ through its environment variable, so the test stays fast while the code path is 
 
 from __future__ import annotations
 
+import io
 import struct
 import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from pydicom.filereader import read_dataset, read_preamble
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from viewer.dicom.headers import (
     MAX_HEADER_ELEMENTS_ENV,
@@ -30,7 +34,7 @@ from viewer.synth.writer import SeriesMeta, axial_geometry, write_ct_series
 PEAK_LIMIT_MB = 64.0  # far under the 1 GiB the limits are there to keep: a regression shows at once
 
 
-def _series(folder: Path, n: int, size: int = 2) -> list[Path]:
+def _series(folder: Path, n: int, size: int = 2, **kwargs: object) -> list[Path]:
     meta = SeriesMeta.invented("Test^Limits", "LM-1", "LIMITS", series_number=2)
     positions, orientation = axial_geometry(n, 1.0, (0.5, 0.5), (size, size))
     return write_ct_series(
@@ -41,6 +45,7 @@ def _series(folder: Path, n: int, size: int = 2) -> list[Path]:
         pixel_spacing=(0.5, 0.5),
         slice_thickness=1.0,
         meta=meta,
+        **kwargs,
     )
 
 
@@ -70,6 +75,27 @@ def _with_elements(path: Path, elements: bytes) -> Path:
     tag = next(t for t in ds.keys() if t.group >= 0x0010)
     at = ds.get_item(tag, keep_deferred=True).value_tell - 8
     path.write_bytes(data[:at] + elements + data[at:])
+    return path
+
+
+def _splice(dataset: bytes, elements: bytes) -> bytes:
+    """An explicit VR little-endian ``dataset`` with ``elements`` before its first element of group 0010."""
+    ds = read_dataset(io.BytesIO(dataset), False, True)
+    tag = next(t for t in ds.keys() if t.group >= 0x0010)
+    at = ds.get_item(tag, keep_deferred=True).value_tell - 8
+    return dataset[:at] + elements + dataset[at:]
+
+
+def _with_elements_deflated(path: Path, elements: bytes) -> Path:
+    """A deflated ``path`` with ``elements`` spliced into its dataset, deflated again."""
+    data = path.read_bytes()
+    fh = io.BytesIO(data)
+    read_preamble(fh, False)
+    read_dataset(fh, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
+    start = fh.tell()
+    dataset = _splice(zlib.decompress(data[start:], -zlib.MAX_WBITS), elements)
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    path.write_bytes(data[:start] + deflater.compress(dataset) + deflater.flush())
     return path
 
 
@@ -113,6 +139,20 @@ def test_a_header_of_200000_elements_is_skipped_naming_the_limit(
     index = scan(tmp_path, use_cache=False, workers=1)
     assert [(s.path, s.reason) for s in index.skipped] == [(str(path), result.why)]
     assert not list(index.stacks())
+
+
+def test_a_deflated_header_of_200000_elements_is_skipped_naming_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (path,) = _series(tmp_path, 1, transfer_syntax=DeflatedExplicitVRLittleEndian)
+    _with_elements_deflated(path, b"".join(_private(k, b"LO", b"ab") for k in range(2000)))
+    assert read_header(path).rows == 2  # the spliced file is sound
+    _with_elements_deflated(path, b"".join(_private(k, b"LO", b"ab") for k in range(200_000)))
+    monkeypatch.setenv(MAX_HEADER_ELEMENTS_ENV, "20000")
+    result, peak = _peak_mb(lambda: read_header(path))
+    assert isinstance(result, SkippedFile)
+    assert "more than 20000 data elements" in result.why
+    assert peak < PEAK_LIMIT_MB
 
 
 def test_a_header_under_the_limits_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
