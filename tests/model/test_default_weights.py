@@ -163,7 +163,8 @@ def test_pixel_saliency_points_at_the_demo_bleed(shipped, demo):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # rebuilds 240 studies at 512² and evaluates them: about 5 min on 2 cores, more when busy
+# Rebuilds 240 studies at 512² and evaluates them: about 5 min on 2 cores, more when busy.
+@pytest.mark.timeout(1800)
 def test_card_numbers_are_what_evaluate_prints(shipped, tmp_path: Path):
     """Rebuild the held-out split from the command on the card and evaluate it: the same numbers come out."""
     _, card = shipped

@@ -34,7 +34,7 @@ from pydicom.filereader import read_dataset, read_preamble
 from viewer.errors import ViewerError
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
-HEADER_FORMAT_VERSION = 3
+HEADER_FORMAT_VERSION = 4
 """Bump whenever :func:`read_header` gives a different header or skip reason for the same file: persistent
 caches of headers key on it and re-read everything when it changes."""
 
@@ -46,6 +46,19 @@ _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.8
 INFLATE_LIMIT_MB = 512
 INFLATE_LIMIT_ENV = "GRU_VIEWER_INFLATE_LIMIT_MB"
 _INFLATE_CHUNK = 1 << 20
+MAX_HEADER_ELEMENTS = 500_000
+"""The most data elements (sequence items included) a file may hold before its pixel data
+(``GRU_VIEWER_MAX_HEADER_ELEMENTS`` overrides it). Parsing costs about 0.4 kB of memory per element, and a few
+bytes on disk can stand for one: a file past this is skipped, not parsed to the end. Counted as the 8-byte
+reads the parser makes, which every element and item header is (an element whose value is 8 bytes long counts
+twice), so a real header of a few thousand elements, or an enhanced multi-frame file of thousands of frames,
+stays well within it."""
+MAX_HEADER_ELEMENTS_ENV = "GRU_VIEWER_MAX_HEADER_ELEMENTS"
+MAX_HEADER_MB = 64
+"""The most bytes of element values, in MB, parsed before the pixel data (``GRU_VIEWER_MAX_HEADER_MB``
+overrides it). Values longer than 4096 bytes stay on disk and do not count; everything shorter is held in
+memory while the header is read."""
+MAX_HEADER_MB_ENV = "GRU_VIEWER_MAX_HEADER_MB"
 _DEFER_SIZE = 4096  # values larger than this stay on disk; every value the index needs is far smaller
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _ITEM_TAG = 0xFFFEE000
@@ -70,14 +83,73 @@ class InflateLimitError(ValueError):
     """A deflated file whose dataset inflates past the limit (:func:`inflate_limit_mb`); the message says so."""
 
 
+class HeaderLimitError(Exception):
+    """A header past :data:`MAX_HEADER_ELEMENTS` or :data:`MAX_HEADER_MB`; the message names the limit."""
+
+
+def _positive_env(name: str, default: int) -> int:
+    """``$name`` as a positive integer, else ``default``."""
+    try:
+        value = int(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 def inflate_limit_mb() -> int:
     """The most a deflated file may inflate to, in MB: ``$GRU_VIEWER_INFLATE_LIMIT_MB``, else
     :data:`INFLATE_LIMIT_MB`."""
-    try:
-        value = int(os.environ.get(INFLATE_LIMIT_ENV, ""))
-    except ValueError:
-        return INFLATE_LIMIT_MB
-    return value if value > 0 else INFLATE_LIMIT_MB
+    return _positive_env(INFLATE_LIMIT_ENV, INFLATE_LIMIT_MB)
+
+
+def max_header_elements() -> int:
+    """The most data elements parsed before the pixel data: ``$GRU_VIEWER_MAX_HEADER_ELEMENTS``, else
+    :data:`MAX_HEADER_ELEMENTS`."""
+    return _positive_env(MAX_HEADER_ELEMENTS_ENV, MAX_HEADER_ELEMENTS)
+
+
+def max_header_mb() -> int:
+    """The most MB of element values parsed before the pixel data: ``$GRU_VIEWER_MAX_HEADER_MB``, else
+    :data:`MAX_HEADER_MB`."""
+    return _positive_env(MAX_HEADER_MB_ENV, MAX_HEADER_MB)
+
+
+class _Bounded:
+    """A file as the parser sees it: every read counted, and :class:`HeaderLimitError` once a limit is passed.
+
+    Reads of 8 bytes count as elements (each element and item header is one); reads of at most
+    :data:`_DEFER_SIZE` bytes count as value bytes. Longer reads (deflated chunks, values the caller chose to
+    read whole) are the caller's to bound.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._elements_left = max_header_elements()
+        self._bytes_left = max_header_mb() << 20
+        self.seek = fh.seek
+        self.tell = fh.tell
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        n = len(data)
+        if n == 8:
+            self._elements_left -= 1
+            if self._elements_left < 0:
+                raise HeaderLimitError(
+                    f"more than {max_header_elements()} data elements before the pixel data, the limit for a "
+                    f"header ({MAX_HEADER_ELEMENTS_ENV})"
+                )
+        if n <= _DEFER_SIZE:
+            self._bytes_left -= n
+            if self._bytes_left < 0:
+                raise HeaderLimitError(
+                    f"more than {max_header_mb()} MB of values before the pixel data, the limit for a header "
+                    f"({MAX_HEADER_MB_ENV})"
+                )
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
 
 
 def _deflated_meta(fh: BinaryIO) -> FileMetaDataset | None:
@@ -89,6 +161,8 @@ def _deflated_meta(fh: BinaryIO) -> FileMetaDataset | None:
         meta = read_dataset(fh, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
         if str(meta.get("TransferSyntaxUID", "")).strip() == _DEFLATED:
             return FileMetaDataset(meta)
+    except HeaderLimitError:
+        raise
     except Exception:  # a damaged meta: the ordinary reader says what is wrong with it
         pass
     fh.seek(start)
@@ -115,28 +189,31 @@ def _inflate(fh: BinaryIO, limit: int) -> bytes:
 
 
 def read_deflated(
-    fh: BinaryIO, *, stop_before_pixels: bool = False, limit_mb: int | None = None
+    fh: BinaryIO, *, stop_before_pixels: bool = False, limit_mb: int | None = None, bounded: bool = False
 ) -> tuple[Dataset, io.BytesIO] | None:
     """Read a Deflated Explicit VR Little Endian file, inflating it once and at most to ``limit_mb`` MB
     (default :func:`inflate_limit_mb`); None, with ``fh`` unmoved, for a file in any other transfer syntax.
 
     Returns the dataset (every value in memory, ``file_meta`` set) and the inflated dataset as a buffer, left
-    where parsing stopped (at the pixel data with ``stop_before_pixels``).
+    where parsing stopped (at the pixel data with ``stop_before_pixels``). With ``bounded``, the file meta and
+    the dataset are parsed within :data:`MAX_HEADER_ELEMENTS` and :data:`MAX_HEADER_MB`.
 
     Raises
     ------
     InflateLimitError
         The dataset inflates past the limit.
+    HeaderLimitError
+        With ``bounded``: the header is past a header limit.
     zlib.error, EOFError
         The deflated stream or the dataset in it is damaged.
     """
-    meta = _deflated_meta(fh)
+    meta = _deflated_meta(_Bounded(fh) if bounded else fh)
     if meta is None:
         return None
     limit = (limit_mb if limit_mb is not None else inflate_limit_mb()) << 20
     buf = io.BytesIO(_inflate(fh, limit))
     stop_when = (lambda tag, vr, length: tag in PIXEL_DATA_TAGS) if stop_before_pixels else None
-    ds = read_dataset(buf, False, True, stop_when=stop_when)
+    ds = read_dataset(_Bounded(buf) if bounded else buf, False, True, stop_when=stop_when)
     ds.file_meta = meta
     return ds, buf
 
@@ -678,7 +755,8 @@ def read_header(path: str | os.PathLike[str]) -> InstanceHeader:
     Raises
     ------
     SkippedFile
-        With the reason: not DICOM (or empty), a DICOMDIR, truncated, no pixel data or an unreadable header.
+        With the reason: not DICOM (or empty), a DICOMDIR, truncated, no pixel data, an unreadable header or a
+        header past a limit (:data:`MAX_HEADER_ELEMENTS`, :data:`MAX_HEADER_MB`, :data:`INFLATE_LIMIT_MB`).
     """
     p = str(path)
     try:
@@ -704,14 +782,14 @@ def _read_open(fh: BinaryIO, p: str, size: int, mtime_ns: int) -> InstanceHeader
     fh.seek(0)
     source, extent = fh, size  # the deflated dataset is parsed and checked in its inflated copy
     try:
-        deflated = read_deflated(fh, stop_before_pixels=True)
+        deflated = read_deflated(fh, stop_before_pixels=True, bounded=True)
         if deflated is not None:
             ds, source = deflated
             extent = len(source.getbuffer())
         else:
-            ds = pydicom.dcmread(fh, defer_size=_DEFER_SIZE, stop_before_pixels=True, force=force)
+            ds = pydicom.dcmread(_Bounded(fh), defer_size=_DEFER_SIZE, stop_before_pixels=True, force=force)
         stop = source.tell()
-    except InflateLimitError as exc:
+    except (InflateLimitError, HeaderLimitError) as exc:
         raise _skip(str(exc), p) from None
     except InvalidDicomError:
         raise _skip("not DICOM", p) from None

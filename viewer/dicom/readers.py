@@ -37,6 +37,11 @@ from viewer.progress import CancelFn, ProgressFn
 SliceFn = Callable[[int, np.ndarray], None]
 
 MAX_WORKERS = 4
+MAX_STACK_SLICES = 2000
+"""The most slices a stack may have to be loaded (``GRU_VIEWER_MAX_STACK_SLICES`` overrides it). Whatever the
+matrix, each slice costs its own work and memory on the way to an analysis (about 0.5 MB each at the model's
+input size), so a folder of thousands of tiny slices would take gigabytes; a head CT has a few hundred."""
+MAX_STACK_SLICES_ENV = "GRU_VIEWER_MAX_STACK_SLICES"
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,16 @@ class VolumeReader(Protocol):
         on_slice: SliceFn | None = None,
     ) -> Volume:
         """Load ``stack`` into a :class:`~viewer.dicom.volume.Volume`; arguments as in :func:`load_stack`."""
+
+
+def max_stack_slices() -> int:
+    """The most slices a stack may have to be loaded: ``$GRU_VIEWER_MAX_STACK_SLICES``, else
+    :data:`MAX_STACK_SLICES`."""
+    try:
+        value = int(os.environ.get(MAX_STACK_SLICES_ENV, ""))
+    except ValueError:
+        return MAX_STACK_SLICES
+    return value if value > 0 else MAX_STACK_SLICES
 
 
 def get_reader(name: str, *, workers: int | None = None) -> VolumeReader:
@@ -703,10 +718,17 @@ def load_stack(
     Raises
     ------
     ViewerError
-        When no slice of the stack can be loaded, naming the series and why.
+        When no slice of the stack can be loaded, naming the series and why; or when the stack has more
+        slices than :func:`max_stack_slices`, before anything is read.
     CancelledError
         When ``cancel()`` returned True.
     """
+    limit = max_stack_slices()
+    if stack.n_slices > limit:
+        raise ViewerError(
+            "Could not load " + stack_name(stack),
+            f"it has {stack.n_slices} slices, more than the {limit} a stack may have ({MAX_STACK_SLICES_ENV})",
+        )
     name = "pydicom" if reader == "auto" else reader
     with _warnings_to_debug_log():
         return get_reader(name, workers=workers).read(

@@ -216,12 +216,35 @@ def split_series(headers: Sequence[InstanceHeader]) -> list[Stack]:
 
     stacks.sort(key=lambda s: (s.first.is_localizer, -s.n_slices))
     if len(stacks) > 1 and all(s.n_slices == 1 for s in stacks):
-        stacks = [_image_set(series_uid, [s.slices[0] for s in stacks])]
+        stacks = _image_sets(series_uid, stacks)
     if len(stacks) > 1:
+        sized = len({(s.rows, s.columns) for s in stacks}) > 1
         for k, s in enumerate(stacks):
             s.uid = f"{series_uid}#{k + 1}"
-            s.label = f"{s.label} ({s.n_slices} images)"
+            size = f" {s.rows}×{s.columns}" if sized else ""
+            s.label = f"{s.label}{size} ({s.n_slices} image{'' if s.n_slices == 1 else 's'})"
     return stacks
+
+
+def _matrix(ref: SliceRef) -> tuple[int, int, bool]:
+    """What one array of slices must share: rows, columns and whether it is colour."""
+    return ref.header.rows, ref.header.columns, ref.header.is_colour
+
+
+def _image_sets(series_uid: str, singles: list[Stack]) -> list[Stack]:
+    """Single-image stacks gathered into one browsable set per matrix size (an array holds one size only).
+
+    A size with one image keeps its own stack; the largest set comes first.
+    """
+    by_matrix: dict[tuple[int, int, bool], list[Stack]] = defaultdict(list)
+    for s in singles:
+        by_matrix[_matrix(s.slices[0])].append(s)
+    sets = [
+        _image_set(series_uid, [s.slices[0] for s in group]) if len(group) > 1 else group[0]
+        for group in by_matrix.values()
+    ]
+    sets.sort(key=lambda s: (s.first.is_localizer, -s.n_slices))
+    return sets
 
 
 def _image_set(series_uid: str, refs: list[SliceRef]) -> Stack:
