@@ -61,6 +61,17 @@ def test_short_series_small_fov_and_odd_values_warn(head):
     assert "anatomy" in _codes(check_series(soft, head.spacing, modality="CT", orientation=AXIAL))
 
 
+def test_a_fatty_body_ct_is_not_a_head(head):
+    """A series with a body's share of fat (a cardiac calcium score, a chest) is out of scope."""
+    rng = np.random.default_rng(0)
+    body = head.hu.copy()
+    tissue = (body > -500) & (body < 300)
+    body[tissue & (rng.random(body.shape) < 0.35)] = -100.0
+    warnings = check_series(body, head.spacing, modality="CT", orientation=AXIAL)
+    (anatomy,) = [w for w in warnings if w.code == "anatomy"]
+    assert "fat range" in anatomy.message and anatomy.disqualifying
+
+
 def test_coverage_is_the_span_of_the_positions_not_slices_times_spacing(head):
     two = head.hu[[0, -1]]
     spacing = (2.5, *head.spacing[1:])
