@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from viewer.analysis import run as analysis_run
-from viewer.analysis.batch import analyze_paths
+from viewer.analysis.batch import analysable, analyze_paths
 from viewer.analysis.model_cache import load_model
 from viewer.analysis.result import GATE_KEYS, MATRIX_KEYS, NOT_ASSESSED
 from viewer.analysis.run import AnalysisOptions, analyze_volume
@@ -198,3 +198,13 @@ def test_help_documents_the_not_assessed_exit_status(capsys):
     assert (
         "4    analyze: every analysed series is outside the model's intended use" in capsys.readouterr().out
     )
+
+
+def test_a_batch_refuses_an_out_of_range_stack_from_its_headers(study: Path):
+    """1 × 1 pixels in 3000 slices is skipped before a pixel is loaded (the headers say enough)."""
+    stack = next(scan([str(study)]).stacks())
+    tiny = replace(stack.slices[0], header=replace(stack.first, rows=1, columns=1))
+    huge = replace(stack, slices=[tiny] * 3000)
+    assert huge.n_slices == 3000 and huge.rows == huge.columns == 1
+    assert "1 × 1 pixels" in analysable(huge)
+    assert analysable(stack) == ""

@@ -17,6 +17,7 @@ from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import Stack
 from viewer.dicom.volume import Volume
 from viewer.errors import ViewerError
+from viewer.model.intended_use import size_refusal
 from viewer.progress import ProgressFn
 
 
@@ -62,10 +63,16 @@ class BatchReport:
 
 
 def analysable(stack: Stack, require_ct: bool = True) -> str:
-    """Why a stack cannot be analysed, or "" when it can (a chosen non-CT volume runs, with a warning)."""
+    """Why a stack cannot be analysed, or "" when it can (a chosen non-CT volume runs, with a warning).
+
+    A stack outside the size limits (:func:`~viewer.model.intended_use.size_refusal`) is refused here, from its
+    headers, before any pixel is loaded."""
     first = stack.first
     if stack.n_slices < 2:
         return "a single image, not a volume"
+    refusal = size_refusal((stack.n_slices, stack.rows, stack.columns))
+    if refusal:
+        return refusal
     if first.is_localizer:
         return "a localizer"
     if first.samples_per_pixel != 1:
