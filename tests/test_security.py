@@ -27,12 +27,13 @@ from pydicom.fileset import FileSet
 
 from viewer.analysis.model_cache import load_model
 from viewer.analysis.run import AnalysisOptions, analyze_volume
-from viewer.cli import EXIT_ERROR, EXIT_OK, main
+from viewer.cli import EXIT_ERROR, EXIT_NOT_ASSESSED, EXIT_OK, main
 from viewer.dicom.dicomdir import OUTSIDE, read_dicomdir
 from viewer.dicom.index import scan
 from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
 from viewer.model.config import ModelConfig
+from viewer.model.intended_use import MIN_MATRIX_PX
 from viewer.model.network import SliceGRUNet
 from viewer.model.weights import card_path_for, load_weights, save_weights, sha256_file
 from viewer.synth.writer import SeriesMeta, axial_geometry, write_ct_series
@@ -56,8 +57,8 @@ def tiny_model(tmp_path: Path) -> Path:
 
 
 def _write_series(folder: Path, patient: str, n: int = 6) -> list[Path]:
-    hu = np.full((n, 32, 32), 30.0, np.float32)
-    positions, orientation = axial_geometry(n, 5.0, (0.7, 0.7), 32)
+    hu = np.full((n, MIN_MATRIX_PX, MIN_MATRIX_PX), 30.0, np.float32)  # the smallest matrix analysed
+    positions, orientation = axial_geometry(n, 5.0, (0.7, 0.7), MIN_MATRIX_PX)
     return write_ct_series(
         hu,
         folder,
@@ -123,10 +124,10 @@ def test_dicomdir_outside_references_are_never_analysed(
         ["analyze", str(hostile_media["dicomdir"]), "--model", str(tiny_model), "-q", "--report", str(report)]
     )
     captured = capsys.readouterr()
-    assert code == EXIT_OK, captured.err
+    assert code == EXIT_NOT_ASSESSED, captured.err  # 3 slices are far below a head's coverage
     refusals = [line for line in captured.err.splitlines() if OUTSIDE in line]
     assert len(refusals) == 3 and all(line.endswith("(not read)") for line in refusals)
-    findings = [line for line in captured.out.splitlines() if "probability" in line]
+    findings = [line for line in captured.out.splitlines() if "not assessed" in line]
     assert len(findings) == 1 and findings[0].startswith("#1 INSIDE head (3 slices)")  # 6 listed, 3 refused
     assert "SECRET" not in captured.out and report.read_bytes().startswith(b"%PDF")
     listing = read_dicomdir(hostile_media["dicomdir"])
@@ -186,11 +187,12 @@ def test_an_executable_preamble_is_read_as_dicom_and_never_run(
     assert not index.skipped
     (stack,) = list(index.stacks())
     volume = load_stack(stack)
-    assert volume.array.shape == (len(files), 32, 32) and not volume.skipped
+    assert volume.array.shape == (len(files), MIN_MATRIX_PX, MIN_MATRIX_PX) and not volume.skipped
     np.testing.assert_allclose(volume.array, 30.0)
     model, card = load_model(tiny_model)
     analyze_volume(volume, model, card, options=AnalysisOptions(device="cpu", key_slices=1))
-    assert main(["analyze", str(folder), "--model", str(tiny_model), "-q"]) == EXIT_OK
+    # analysed in full, though six uniform slices are far outside the model's intended use
+    assert main(["analyze", str(folder), "--model", str(tiny_model), "-q"]) == EXIT_NOT_ASSESSED
 
     assert not marker.exists()
     for f, (mode, digest) in before.items():

@@ -20,6 +20,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOTHING = 3
+EXIT_NOT_ASSESSED = 4
 EXIT_INTERRUPTED = 130
 
 EPILOG = """\
@@ -31,6 +32,7 @@ exit codes:
   1    a file, series or job failed; the message says what and why
   2    wrong usage (unknown option, missing argument)
   3    nothing to do: no DICOM image found / nothing could be analysed
+  4    analyze: every analysed series is outside the model's intended use ("not assessed", no finding)
   130  interrupted (Ctrl+C) or cancelled
 """
 
@@ -269,6 +271,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return EXIT_NOTHING
     if wants_report:
         _write_reports(args, report.analysed)
+    if report.none_assessed:
+        print("gru-viewer: not assessed: every series is outside the model's intended use", file=sys.stderr)
+        return EXIT_NOT_ASSESSED
     return EXIT_OK
 
 

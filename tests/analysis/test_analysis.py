@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +13,16 @@ import pytest
 import torch
 
 from viewer.analysis import run as analysis_run
-from viewer.analysis.batch import analyze_paths
+from viewer.analysis.batch import analysable, analyze_paths
 from viewer.analysis.model_cache import load_model
-from viewer.analysis.result import GATE_KEYS, MATRIX_KEYS
+from viewer.analysis.result import GATE_KEYS, MATRIX_KEYS, NOT_ASSESSED
 from viewer.analysis.run import AnalysisOptions, analyze_volume
 from viewer.analysis.session import AnalysisSession
 from viewer.cli import main
 from viewer.dicom.index import scan
 from viewer.dicom.readers import load_stack
 from viewer.errors import CancelledError, ViewerError
+from viewer.model.intended_use import MAX_SLICES, MIN_MATRIX_PX
 from viewer.synth.dataset import write_phantom_dataset
 
 
@@ -108,6 +112,38 @@ def test_intended_use_warnings_reach_the_result(volume, model_file: Path):
     finally:
         volume.modality = "CT"
     assert [w.code for w in result.warnings] == ["modality"]
+    assert not result.assessed and result.finding == NOT_ASSESSED
+    doc = result.to_dict()
+    assert doc["assessed"] is False and doc["positive"] is None and doc["finding"] == NOT_ASSESSED
+    assert doc["warnings"][0]["disqualifying"] is True
+
+
+def test_an_in_scope_series_keeps_its_finding(volume, model_file: Path):
+    model, card = load_model(model_file)
+    result = analyze_volume(volume, model, card)
+    assert result.warnings == [] and result.assessed
+    assert result.finding == ("Bleed suspected" if result.positive else "No bleed detected")
+    assert result.to_dict()["assessed"] is True and result.to_dict()["positive"] is result.positive
+
+
+@pytest.mark.parametrize(
+    "shape", [(3000, 1, 1), (MAX_SLICES + 1, MIN_MATRIX_PX, MIN_MATRIX_PX), (30, 32, 512)]
+)
+def test_stacks_outside_the_size_limits_are_refused_before_preprocessing(
+    volume, model_file: Path, monkeypatch, shape
+):
+    model, card = load_model(model_file)
+
+    def no_preprocessing(*args, **kwargs):
+        raise AssertionError("preprocessed a refused stack")
+
+    monkeypatch.setattr(analysis_run.Preprocessor, "from_config", no_preprocessing)
+    odd = replace(volume, array=np.zeros(shape, np.float32))
+    started = time.perf_counter()
+    with pytest.raises(ViewerError, match="Cannot analyse the series") as refused:
+        analyze_volume(odd, model, card)
+    assert time.perf_counter() - started < 1.0
+    assert "pixels" in refused.value.why or "slices" in refused.value.why
 
 
 def test_missing_model_is_a_clear_error(tmp_path: Path):
@@ -122,6 +158,7 @@ def test_analyze_command_writes_json(study: Path, model_file: Path, tmp_path: Pa
     assert len(lines) == 2 and all("probability" in line and "threshold" in line for line in lines)
     doc = json.loads(out.read_text())
     assert len(doc["results"]) == 2
+    assert all(r["assessed"] is True and r["finding"] != NOT_ASSESSED for r in doc["results"])
     first = doc["results"][0]
     report = analyze_paths([study], series_uid=first["series"]["series_uid"], model_path=model_file)
     assert report.analysed[0].result.probability == pytest.approx(first["probability"], abs=1e-6)
@@ -132,3 +169,42 @@ def test_analyze_command_with_nothing_to_analyse(tmp_path: Path, model_file: Pat
     assert main(["analyze", str(tmp_path / "empty"), "--model", str(model_file), "-q"]) == 3
     assert "nothing could be analysed" in capsys.readouterr().err
     assert main(["analyze", str(tmp_path / "empty"), "--series", "1.2.3", "--model", str(model_file)]) == 1
+
+
+def test_analyze_command_withholds_the_finding_outside_intended_use(
+    study: Path, model_file: Path, tmp_path: Path, capsys
+):
+    """Three slices of a head (15 mm) are far below a head's coverage: "not assessed", no probability, exit 4."""
+    series = next(scan([str(study)]).stacks())
+    short = tmp_path / "short"
+    short.mkdir()
+    for path in sorted(series.files)[:3]:
+        shutil.copy(path, short / Path(path).name)
+    out = tmp_path / "short.json"
+    assert main(["analyze", str(short), "--model", str(model_file), "--json", str(out), "-q"]) == 4
+    captured = capsys.readouterr()
+    (line,) = captured.out.strip().splitlines()
+    assert "not assessed — outside the model's intended use: The series covers 15 mm in 3 slices" in line
+    assert "probability" not in line and "Bleed suspected" not in line and "No bleed detected" not in line
+    assert "every series is outside the model's intended use" in captured.err
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["assessed"] is False and result["positive"] is None and result["finding"] == NOT_ASSESSED
+    assert [w["code"] for w in result["warnings"] if w["disqualifying"]] == ["coverage"]
+
+
+def test_help_documents_the_not_assessed_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert (
+        "4    analyze: every analysed series is outside the model's intended use" in capsys.readouterr().out
+    )
+
+
+def test_a_batch_refuses_an_out_of_range_stack_from_its_headers(study: Path):
+    """1 × 1 pixels in 3000 slices is skipped before a pixel is loaded (the headers say enough)."""
+    stack = next(scan([str(study)]).stacks())
+    tiny = replace(stack.slices[0], header=replace(stack.first, rows=1, columns=1))
+    huge = replace(stack, slices=[tiny] * 3000)
+    assert huge.n_slices == 3000 and huge.rows == huge.columns == 1
+    assert "1 × 1 pixels" in analysable(huge)
+    assert analysable(stack) == ""

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from viewer.model.intended_use import check_series
+from viewer.model.intended_use import (
+    MAX_SLICES,
+    MIN_MATRIX_PX,
+    check_series,
+    is_assessable,
+    size_refusal,
+)
 from viewer.synth.study import generate_study
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -55,6 +61,17 @@ def test_short_series_small_fov_and_odd_values_warn(head):
     assert "anatomy" in _codes(check_series(soft, head.spacing, modality="CT", orientation=AXIAL))
 
 
+def test_a_fatty_body_ct_is_not_a_head(head):
+    """A series with a body's share of fat (a cardiac calcium score, a chest) is out of scope."""
+    rng = np.random.default_rng(0)
+    body = head.hu.copy()
+    tissue = (body > -500) & (body < 300)
+    body[tissue & (rng.random(body.shape) < 0.35)] = -100.0
+    warnings = check_series(body, head.spacing, modality="CT", orientation=AXIAL)
+    (anatomy,) = [w for w in warnings if w.code == "anatomy"]
+    assert "fat range" in anatomy.message and anatomy.disqualifying
+
+
 def test_coverage_is_the_span_of_the_positions_not_slices_times_spacing(head):
     two = head.hu[[0, -1]]
     spacing = (2.5, *head.spacing[1:])
@@ -74,3 +91,32 @@ def test_coverage_is_the_span_of_the_positions_not_slices_times_spacing(head):
         head.hu[ends], head.spacing, modality="CT", orientation=AXIAL, positions=uniform[ends]
     )
     assert "coverage" in _codes(without) and "coverage" not in _codes(with_positions)
+
+
+def test_out_of_scope_warnings_disqualify(head):
+    """Every check that says the series is not what the model was made for withholds the finding."""
+    cases = [
+        check_series(head.hu, head.spacing, modality="MR", orientation=AXIAL),
+        check_series(head.hu[10:12], head.spacing, modality="CT", orientation=AXIAL),
+        check_series(head.hu, (head.spacing[0], 0.2, 0.2), modality="CT", orientation=AXIAL),
+        check_series(head.hu, head.spacing, modality="CT", orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0)),
+        check_series(head.hu + 1024.0, head.spacing, modality="CT", orientation=AXIAL),
+        check_series(head.hu[:, :32, :32], (head.spacing[0], 8.0, 8.0), modality="CT", orientation=AXIAL),
+    ]
+    for warnings in cases:
+        assert warnings and not is_assessable(warnings)
+    assert "matrix" in _codes(cases[-1])
+
+
+def test_somewhat_thick_slices_only_advise(head):
+    (warning,) = check_series(head.hu, (8.0, *head.spacing[1:]), modality="CT", orientation=AXIAL)
+    assert warning.code == "slice_thickness" and not warning.disqualifying
+    assert is_assessable([warning])
+
+
+def test_size_limits_refuse_tiny_matrices_and_endless_stacks():
+    assert size_refusal((40, MIN_MATRIX_PX, MIN_MATRIX_PX)) == ""
+    assert size_refusal((MAX_SLICES, 512, 512)) == ""
+    assert "1 × 1 pixels" in size_refusal((3000, 1, 1))
+    assert f"{MIN_MATRIX_PX}" in size_refusal((30, 512, MIN_MATRIX_PX - 1))
+    assert f"{MAX_SLICES + 1} slices" in size_refusal((MAX_SLICES + 1, 512, 512))

@@ -25,6 +25,7 @@ from viewer.cli import main
 from viewer.dicom.index import scan
 from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
+from viewer.model.intended_use import UseWarning
 from viewer.report import (
     ReportOptions,
     build_report,
@@ -134,6 +135,18 @@ def test_pdf_shows_identifiers_finding_probability_and_model(analysed, reports) 
     assert pages >= 4 and f"Page 1 of {pages}" in text and f"Page {pages} of {pages}" in text
     for k in result.key_slices:
         assert f"slice {k + 1} of {volume.n_slices}" in text
+
+
+def test_page_one_says_not_assessed_outside_intended_use(analysed) -> None:
+    volume, result, card = analysed
+    outside = replace(result, warnings=[UseWarning("coverage", "The series covers 10 mm in 2 slices.")])
+    pdf = build_report(volume, outside, card).pdf
+    pages = PdfReader(io.BytesIO(pdf)).pages
+    first = " ".join(pages[0].extract_text().split())
+    assert "Not assessed" in first and "The series covers 10 mm in 2 slices." in first
+    assert result.finding not in first and "threshold" not in first.split("Not assessed")[1][:200]
+    rest = " ".join(" ".join(page.extract_text().split()) for page in pages[1:])
+    assert "For study only: outside intended use" in rest and "Update gate z" in rest
 
 
 def test_pdf_metadata_never_carries_patient_data(analysed, reports) -> None:

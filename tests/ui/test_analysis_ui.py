@@ -166,6 +166,29 @@ def test_intended_use_warnings_are_shown_in_plain_words(qtbot, phantom: MainWind
     assert all(w.message.split(";")[0] in label.text() for w in result.warnings)
 
 
+def test_a_series_outside_intended_use_is_not_assessed(qtbot, phantom: MainWindow) -> None:
+    show_series(qtbot, phantom, uid_of(phantom, OTHER))  # 64² of 0.5 mm: a field of view far from a head
+    result = analyze(qtbot, phantom)
+    panel = phantom.analysis.panel
+    assert not result.assessed
+    assert panel.finding_label.text() == "Not assessed"
+    assert "Probability" not in panel.probability_label.text()
+    assert "Not assessed: outside the model's intended use" in panel.warnings_label.text()
+    assert all(reason.split(";")[0] in panel.warnings_label.text() for reason in result.reasons)
+    assert (
+        panel.study_only_label.isVisible()
+        and "For study only: outside intended use" in panel.study_only_label.text()
+    )
+    assert panel.probability_plot.isVisible() and panel.saliency_plot.isVisible()
+
+
+def test_an_in_scope_series_shows_its_finding_without_the_study_label(qtbot, phantom: MainWindow) -> None:
+    result = analyze(qtbot, phantom)
+    panel = phantom.analysis.panel
+    assert result.assessed and panel.finding_label.text() == result.finding
+    assert "Probability" in panel.probability_label.text() and not panel.study_only_label.isVisible()
+
+
 def test_clicking_a_plot_or_a_key_slice_goes_to_that_slice(qtbot, phantom: MainWindow) -> None:
     result = analyze(qtbot, phantom)
     panel, view = phantom.analysis.panel, phantom.view

@@ -17,6 +17,7 @@ from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import Stack
 from viewer.dicom.volume import Volume
 from viewer.errors import ViewerError
+from viewer.model.intended_use import size_refusal
 from viewer.progress import ProgressFn
 
 
@@ -40,6 +41,11 @@ class BatchReport:
     def analysed(self) -> list[SeriesRun]:
         return [r for r in self.runs if r.result is not None]
 
+    @property
+    def none_assessed(self) -> bool:
+        """True when series were analysed but every one is outside the model's intended use (no finding)."""
+        return bool(self.analysed) and not any(r.result.assessed for r in self.analysed)  # type: ignore[union-attr]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "results": [
@@ -57,10 +63,16 @@ class BatchReport:
 
 
 def analysable(stack: Stack, require_ct: bool = True) -> str:
-    """Why a stack cannot be analysed, or "" when it can (a chosen non-CT volume runs, with a warning)."""
+    """Why a stack cannot be analysed, or "" when it can (a chosen non-CT volume runs, with a warning).
+
+    A stack outside the size limits (:func:`~viewer.model.intended_use.size_refusal`) is refused here, from its
+    headers, before any pixel is loaded."""
     first = stack.first
     if stack.n_slices < 2:
         return "a single image, not a volume"
+    refusal = size_refusal((stack.n_slices, stack.rows, stack.columns))
+    if refusal:
+        return refusal
     if first.is_localizer:
         return "a localizer"
     if first.samples_per_pixel != 1:
@@ -121,14 +133,21 @@ def analyze_paths(
 
 
 def summary_line(run: SeriesRun) -> str:
-    """One line per series for the terminal: finding, probability against the threshold, warnings, time."""
+    """One line per series for the terminal: finding, probability against the threshold, warnings, time.
+
+    A series outside the model's intended use reads "not assessed" with the reasons, and no probability."""
     if run.result is None:
         return f"{run.description}: not analysed — {run.error}"
     r = run.result
-    sign = "≥" if r.positive else "<"
-    warn = f"; warnings: {' '.join(w.message for w in r.warnings)}" if r.warnings else ""
     notice = f"; {r.device_notice}" if r.device_notice else ""
+    took = f"{r.timings.get('total', 0.0):.1f} s on {r.device}{notice}"
+    advisory = [w.message for w in r.warnings if not w.disqualifying]
+    if not r.assessed:
+        also = f"; warnings: {' '.join(advisory)}" if advisory else ""
+        return f"{run.description}: not assessed — outside the model's intended use: {' '.join(r.reasons)}{also}; {took}"
+    sign = "≥" if r.positive else "<"
+    warn = f"; warnings: {' '.join(advisory)}" if advisory else ""
     return (
         f"{run.description}: {r.finding} — probability {r.probability:.3f} {sign} threshold {r.threshold:.3f}"
-        f"{warn}; {r.timings.get('total', 0.0):.1f} s on {r.device}{notice}"
+        f"{warn}; {took}"
     )

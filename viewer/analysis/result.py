@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from viewer.model.intended_use import UseWarning
+from viewer.model.intended_use import UseWarning, is_assessable
+
+#: What a result outside the model's intended use says instead of a finding.
+NOT_ASSESSED = "Not assessed: outside the model's intended use"
+#: The label over the plots of a result that is not assessed (viewer and report say the same words).
+STUDY_ONLY = (
+    "For study only: outside intended use. The plots show the model's output on a series it was not made for; "
+    "they are not a finding."
+)
 
 #: ``(units, n_model)`` matrices are shown against original slices through this map.
 GATE_KEYS: tuple[str, ...] = ("z_mean_forward", "z_mean_reverse", "r_mean_forward", "r_mean_reverse")
@@ -102,7 +110,8 @@ class AnalysisResult:
     pixel_label:
         How the overlay legend names the map.
     warnings:
-        Intended-use warnings (empty when the series is what the model was made for).
+        Intended-use warnings (empty when the series is what the model was made for); a disqualifying one makes
+        the result not :attr:`assessed`.
     model:
         Name, version and SHA-256 of the weights.
     device:
@@ -132,12 +141,25 @@ class AnalysisResult:
     finished_at: datetime | None = None
 
     @property
+    def assessed(self) -> bool:
+        """False when a disqualifying intended-use warning withholds the finding (the plots are for study only)."""
+        return is_assessable(self.warnings)
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the result is not assessed: the disqualifying warnings' sentences (empty when assessed)."""
+        return [w.message for w in self.warnings if w.disqualifying]
+
+    @property
     def positive(self) -> bool:
+        """The model's output against its threshold; a finding only when :attr:`assessed`."""
         return self.probability >= self.threshold
 
     @property
     def finding(self) -> str:
-        """The finding in the words a clinician reads at a glance."""
+        """The finding in the words a clinician reads at a glance (:data:`NOT_ASSESSED` outside intended use)."""
+        if not self.assessed:
+            return NOT_ASSESSED
         return "Bleed suspected" if self.positive else "No bleed detected"
 
     def matches(self, volume: Any) -> bool:
@@ -162,9 +184,13 @@ class AnalysisResult:
             },
             "probability": round(self.probability, 6),
             "threshold": round(self.threshold, 6),
-            "positive": self.positive,
+            "assessed": self.assessed,
+            "positive": self.positive if self.assessed else None,
             "finding": self.finding,
-            "warnings": [{"code": w.code, "message": w.message} for w in self.warnings],
+            "warnings": [
+                {"code": w.code, "message": w.message, "disqualifying": w.disqualifying}
+                for w in self.warnings
+            ],
             "model": {"name": self.model.name, "version": self.model.version, "sha256": self.model.sha256},
             "device": self.device,
             "device_notice": self.device_notice,

@@ -27,7 +27,7 @@ from viewer.model.explanations import (
     Explanation,
     analyse_sequence,
 )
-from viewer.model.intended_use import check_series
+from viewer.model.intended_use import check_series, size_refusal
 from viewer.model.network import SliceGRUNet, lse_weights
 from viewer.model.preprocess import Preprocessed, Preprocessor
 from viewer.model.weights import ModelCard
@@ -127,6 +127,15 @@ def _run(
     started = time.perf_counter()
     if device.type == "cpu":
         use_cpu_threads(options.cpu_threads)  # default: the cores other programs leave free now
+    warnings = check_series(
+        volume.array,
+        volume.spacing,
+        modality=volume.modality,
+        units=volume.units,
+        orientation=volume.orientation,
+        target_spacing_mm=model.config.target_spacing_mm,
+        positions=volume.positions,
+    )
     model = place(model, device).eval()
     prep = Preprocessor.from_config(model.config)
     t0 = time.perf_counter()
@@ -190,15 +199,7 @@ def _run(
         pixel_saliency=pixel_maps,
         pixel_method=options.pixel_method,
         pixel_label=label or options.pixel_method,
-        warnings=check_series(
-            volume.array,
-            volume.spacing,
-            modality=volume.modality,
-            units=volume.units,
-            orientation=volume.orientation,
-            target_spacing_mm=model.config.target_spacing_mm,
-            positions=volume.positions,
-        ),
+        warnings=warnings,
         model=ModelIdentity(card.name, card.version, card.sha256),
         device=describe_device(device),
         timings=timings,
@@ -225,13 +226,18 @@ def run_analysis(
     CancelledError
         ``cancel()`` returned True.
     ViewerError
-        The series cannot be prepared for the model (no slices, broken geometry, non-finite values).
+        The series cannot be prepared for the model (no slices, broken geometry, non-finite values), or its size
+        is refused before preprocessing (:func:`~viewer.model.intended_use.size_refusal`: images under
+        ``MIN_MATRIX_PX`` pixels a side, more than ``MAX_SLICES`` slices).
     """
     options = options or AnalysisOptions()
     if volume is None or getattr(volume, "array", None) is None or volume.array.ndim != 3:
         raise ViewerError("Cannot analyse the series", "it is not a loaded image volume")
     if volume.is_colour:
         raise ViewerError("Cannot analyse the series", "it holds colour images, not CT slices")
+    refusal = size_refusal(volume.array.shape)
+    if refusal:
+        raise ViewerError("Cannot analyse the series", refusal)
     device = pick_device(options.device)
     steps = _Steps(progress, cancel, 3 + options.key_slices)
     try:

@@ -17,6 +17,7 @@ from reportlab.platypus import (
 )
 
 from viewer.analysis.display import HIDDEN_OVERSHOOT, SCALING_NAMES, format_contribution, hidden_axis
+from viewer.analysis.result import STUDY_ONLY
 from viewer.model.metrics import METRIC_LABELS, format_metric
 from viewer.report import styles as st
 from viewer.report.charts import Trace, colour_bar, slice_chart
@@ -49,6 +50,13 @@ def _legend_colour(t: float) -> tuple[float, float, float]:
     return tuple(0.5 * (1 - alpha) + v * alpha for v in (r, g, b))  # type: ignore[return-value]
 
 
+def _study_only(c: ReportContent) -> list[Flowable]:
+    """The label over the evidence of a result outside intended use (nothing when it is assessed)."""
+    if c.result.assessed:
+        return []
+    return [p(STUDY_ONLY, st.WARNING_TITLE), Spacer(1, 1.5 * mm)]
+
+
 def key_image_pages(c: ReportContent) -> list[Flowable]:
     r = c.result
     n = c.ids.n_slices
@@ -57,6 +65,7 @@ def key_image_pages(c: ReportContent) -> list[Flowable]:
     out: list[Flowable] = [
         PageBreak(),
         p("Key images", st.H2),
+        *_study_only(c),
         p(
             "The slices the decision rests on most (largest share of the pooled study score), largest first. Left: the "
             f"slice as displayed. Right: the same slice with pixel saliency ({r.pixel_label}) in colour: where the "
@@ -174,6 +183,7 @@ def evidence_page(c: ReportContent) -> list[Flowable]:
     return [
         PageBreak(),
         p("Per-slice evidence", st.H2),
+        *_study_only(c),
         p(
             "Slice numbers run from the first slice of the series (lowest position along the slice normal) to the "
             "last, as in the viewer. Key slices are marked in purple.",

@@ -57,6 +57,8 @@ def _not_certain(probability: float, shown: str) -> str:
 
 def finding_block(c: ReportContent) -> list[Flowable]:
     r = c.result
+    if not r.assessed:
+        return _not_assessed_block()
     positive = r.positive
     colour = st.POSITIVE if positive else st.NEGATIVE
     relation = "at or above" if positive else "below"
@@ -79,13 +81,30 @@ def finding_block(c: ReportContent) -> list[Flowable]:
     ]
 
 
+def _not_assessed_block() -> list[Flowable]:
+    """Page 1's finding box of a series outside the model's intended use: no finding, no probability."""
+    title = Paragraph("Not assessed", st.FINDING.clone("na", textColor=st.INK))
+    detail = p(
+        "Outside the model's intended use: no finding is given for this series (the reasons are below; the "
+        "evidence pages are for study only).",
+        st.FINDING_SUB,
+    )
+    return [boxed([title, detail], st.WARNING_BG, st.WARNING_EDGE, 10), Spacer(1, 3 * mm)]
+
+
 def warnings_block(c: ReportContent) -> list[Flowable]:
     r = c.result
     items: list[Flowable] = []
+    if not r.assessed:
+        items.append(p("Not assessed: outside the model's intended use, because:", st.WARNING_TITLE))
     if r.warnings:
-        items.append(
-            p("Intended-use warnings: this series is outside what the model was made for", st.WARNING_TITLE)
-        )
+        if r.assessed:
+            items.append(
+                p(
+                    "Intended-use warnings: read this finding with extra caution",
+                    st.WARNING_TITLE,
+                )
+            )
         for w in r.warnings:
             items.append(
                 Paragraph(

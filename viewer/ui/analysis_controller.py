@@ -320,9 +320,12 @@ class AnalysisController(QObject):
             self._display_maps[uid] = {k: self._rescaled(session, k) for k in outcome.display_maps}
         self._unavailable[uid] = set()
         self._keep_live(uid)
-        self._status(
-            f"Analysis done: {result.finding} (probability {format_probability(result.probability)})", 8000
+        done = (
+            f"{result.finding} (probability {format_probability(result.probability)})"
+            if result.assessed
+            else result.finding
         )
+        self._status(f"Analysis done: {done}", 8000)
         self.result_ready.emit(uid, result)
         if self.view.stack_uid == uid:
             self._show_if_current(uid)

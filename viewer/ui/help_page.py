@@ -19,9 +19,12 @@ model's <b>operating threshold</b> the panel says <i>Bleed suspected</i>, otherw
 The threshold was chosen on validation phantoms; a probability near it is an uncertain call either way.
 The <b>per-slice probability</b> plot shows the same score for each slice.</p>
 
-<p>Amber boxes list <b>intended-use warnings</b>: ways this series differs from what the model was made for
-(not CT, not axial, too few slices, too thin a coverage, …). The result is still shown, but it deserves less
-trust. A note also says when the GPU failed and the analysis ran on the CPU instead.</p>
+<p>Amber boxes list <b>intended-use warnings</b>: ways this series differs from what the model was made for.
+When the series is outside the intended use (not CT or not HU, not axial, too little coverage, a field of view or
+matrix far from a head's, values that are not a head's) the panel says <i>Not assessed</i> and gives no finding;
+the plots stay, labelled <i>for study only: outside intended use</i>. A lesser difference (slices somewhat thicker
+than the model's slabs) keeps the finding, which then deserves less trust. A note also says when the GPU failed
+and the analysis ran on the CPU instead.</p>
 
 <h3>Slices and directions</h3>
 <p>Every plot has the slice number on its horizontal axis, numbered as in the viewer (1 = first slice of the

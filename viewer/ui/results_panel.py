@@ -37,7 +37,7 @@ from viewer.analysis.display import (
     format_contribution,
     hidden_axis,
 )
-from viewer.analysis.result import AnalysisResult
+from viewer.analysis.result import STUDY_ONLY, AnalysisResult
 from viewer.ui import theme
 
 AXIS_WIDTH = 46
@@ -281,6 +281,10 @@ class ResultsPanel(QWidget):
         self.warnings_label.setWordWrap(True)
         self.warnings_label.setTextFormat(Qt.TextFormat.RichText)
         self.warnings_label.setStyleSheet(AMBER_BOX)
+        self.study_only_label = QLabel(STUDY_ONLY)
+        self.study_only_label.setWordWrap(True)
+        self.study_only_label.setStyleSheet(AMBER_BOX)
+        self.study_only_label.hide()
         self.notice_label = QLabel()
         self.notice_label.setWordWrap(True)
         self.notice_label.setStyleSheet(AMBER_BOX)
@@ -483,6 +487,7 @@ class ResultsPanel(QWidget):
         body.addWidget(self.key_label)
         body.addWidget(self.overlay_box)
         body.addWidget(self.slice_label)
+        body.addWidget(self.study_only_label)
         body.addWidget(
             _heading("<b>Slice probability</b> · dashed grey: operating threshold · amber: key slices")
         )
@@ -593,6 +598,40 @@ class ResultsPanel(QWidget):
 
     # -- the result -------------------------------------------------------------------------------------------
 
+    def _show_finding(self, result: AnalysisResult) -> None:
+        """The finding, its probability and the amber box; outside intended use "Not assessed" and the reasons."""
+        assessed = result.assessed
+        # No reassuring green on a series outside the intended use: the amber box below says why.
+        if not assessed:
+            colour = theme.TEXT
+        else:
+            colour = (
+                POSITIVE_COLOUR if result.positive else (theme.TEXT if result.warnings else NEGATIVE_COLOUR)
+            )
+        self.finding_label.setText(result.finding if assessed else "Not assessed")
+        self.finding_label.setStyleSheet(f"font-size: 22px; font-weight: bold; color: {colour};")
+        if assessed:
+            relation = "at or above" if result.positive else "below"
+            self.probability_label.setText(
+                f"Probability {format_probability(result.probability)} — {relation} the threshold "
+                f"{format_probability(result.threshold)}"
+            )
+            heading = "<b>⚠ Intended-use warning</b> — read this result with extra caution:"
+        else:
+            self.probability_label.setText(
+                "No finding is given for this series: the model was not made for it."
+            )
+            heading = "<b>⚠ Not assessed: outside the model's intended use</b> — no finding is given because:"
+        if result.warnings:
+            items = "".join(f"<li>{html.escape(w.message)}</li>" for w in result.warnings)
+            self.warnings_label.setText(
+                f"{heading}<ul style='margin-left: -20px; margin-top: 2px; margin-bottom: 0px;'>{items}</ul>"
+            )
+            self.warnings_label.show()
+        else:
+            self.warnings_label.hide()
+        self.study_only_label.setVisible(not assessed)
+
     def show_result(self, result: AnalysisResult, current_slice: int = 0) -> None:
         """Display ``result`` (an AnalysisResult of the series on screen)."""
         self.result = result
@@ -601,24 +640,7 @@ class ResultsPanel(QWidget):
         self.analyze_button.hide()
         n = int(result.identity.n_slices)
         self._n = n
-        # No reassuring green on a series outside the intended use: the amber box below says why.
-        colour = POSITIVE_COLOUR if result.positive else (theme.TEXT if result.warnings else NEGATIVE_COLOUR)
-        self.finding_label.setText(result.finding)
-        self.finding_label.setStyleSheet(f"font-size: 22px; font-weight: bold; color: {colour};")
-        relation = "at or above" if result.positive else "below"
-        self.probability_label.setText(
-            f"Probability {format_probability(result.probability)} — {relation} the threshold "
-            f"{format_probability(result.threshold)}"
-        )
-        if result.warnings:
-            items = "".join(f"<li>{html.escape(w.message)}</li>" for w in result.warnings)
-            self.warnings_label.setText(
-                "<b>⚠ Outside the model's intended use</b> — read this result with extra caution:"
-                f"<ul style='margin-left: -20px; margin-top: 2px; margin-bottom: 0px;'>{items}</ul>"
-            )
-            self.warnings_label.show()
-        else:
-            self.warnings_label.hide()
+        self._show_finding(result)
         self.notice_label.setText(f"⚠ {result.device_notice}" if result.device_notice else "")
         self.notice_label.setVisible(bool(result.device_notice))
         total = result.timings.get("total")

@@ -254,6 +254,8 @@ def check_analysis(state: _State) -> str:
         raise CheckFailed("there is not one slice probability per slice")
     if not result.key_slices or not result.gates:
         raise CheckFailed("the result holds no key slices or no gate traces")
+    if not result.assessed:
+        raise CheckFailed(f"the demo study is not assessed: {' '.join(result.reasons)}")
     expected = bool(manifest.studies[0].label)
     if result.positive != expected:
         raise CheckFailed(
