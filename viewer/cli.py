@@ -238,7 +238,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from viewer.analysis.batch import analyze_paths, summary_line
     from viewer.analysis.run import AnalysisOptions
-    from viewer.dicom.index import printable
+    from viewer.errors import printable
     from viewer.report.output import check_output_path, opened_folders
 
     wants_report = bool(args.report or args.dicom_report)

@@ -7,6 +7,16 @@ Every layer raises :class:`ViewerError` (or a subclass) for conditions a user ca
 from __future__ import annotations
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print or write as UTF-8 whatever the locale's error handler: bytes of a file name that
+    are not valid UTF-8 (held by Python as surrogate escapes) are shown as ``\\xNN``, as in ``caf\\xe9.txt``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 class ViewerError(Exception):
     """A failure the user can understand.
 
@@ -30,7 +40,7 @@ class ViewerError(Exception):
     def message(self) -> str:
         parts = [self.what]
         if self.path:
-            parts[0] += f": {self.path}"
+            parts[0] += f": {printable(self.path)}"
         if self.why:
             parts.append(self.why)
         return " — ".join(parts)

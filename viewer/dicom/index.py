@@ -32,7 +32,7 @@ from viewer.dicom.dicomdir import read_dicomdir
 from viewer.dicom.geometry import GeometryWarning
 from viewer.dicom.headers import InstanceHeader, SkippedFile, is_dicomdir, read_header
 from viewer.dicom.stacks import SliceRef, Stack, split_series
-from viewer.errors import CancelledError, ViewerError
+from viewer.errors import CancelledError, ViewerError, printable
 from viewer.progress import CancelFn, ProgressFn
 
 PathLike = str | os.PathLike[str]
@@ -660,19 +660,9 @@ def _quoted(text: str) -> str:
     return f'"{text}"' if text else "(no description)"
 
 
-def printable(text: str) -> str:
-    """``text`` safe to print or write as UTF-8 whatever the locale's error handler: bytes of a file name that
-    are not valid UTF-8 (held by Python as surrogate escapes) are shown as ``\\xNN``, as in ``caf\\xe9.txt``."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        raw = text.encode("utf-8", "backslashreplace")
-    return raw.decode("utf-8", "backslashreplace")
-
-
 def format_index(index: StudyIndex) -> str:
     """The index as the text ``gru-viewer index`` prints: patients → studies → series → stacks, then skips
-    (file names that are not valid UTF-8 shown with :func:`printable`)."""
+    (file names that are not valid UTF-8 shown with :func:`viewer.errors.printable`)."""
     series = list(index.series())
     n_studies = sum(len(p.studies) for p in index.patients)
     lines = [

@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.errors import printable
+
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
@@ -90,10 +92,13 @@ class ImportLogDialog(QDialog):
         entries = self._log.entries
         self.table.setRowCount(len(entries))
         for r, e in enumerate(entries):
-            cells = (e.stage, _short_path(e.path), e.reason)
+            path = printable(
+                e.path
+            )  # bytes of a name that are not UTF-8 show as \xNN, never silently dropped
+            cells = (e.stage, _short_path(path), printable(e.reason))
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(e.path if c == 1 else text)
+                item.setToolTip(path if c == 1 else text)
                 self.table.setItem(r, c, item)
         n_files = len({e.path for e in entries if e.stage in ("import", "load")})
         n_geo = self._log.count("geometry")
