@@ -76,6 +76,14 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["GRU_VIEWER_CACHE_DIR"] = str(tmp_path_factory.mktemp("gru-viewer-cache"))
 
 
+@pytest.fixture()
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private, empty persistent index for one test."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("GRU_VIEWER_CACHE_DIR", str(path))
+    return path
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_settings_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """GUI settings go to a temporary folder, never the user's (viewer.ui.settings reads this variable)."""

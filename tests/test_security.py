@@ -42,13 +42,6 @@ TINY = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
 
 
 @pytest.fixture()
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "cache"
-    monkeypatch.setenv("GRU_VIEWER_CACHE_DIR", str(path))
-    return path
-
-
-@pytest.fixture()
 def tiny_model(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     path = tmp_path / "models" / "tiny.safetensors"

@@ -33,14 +33,6 @@ DICOMDIR_TREE = TEST_FILES / "dicomdirtests"
 
 
 @pytest.fixture()
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private, empty persistent index for one test."""
-    path = tmp_path / "cache"
-    monkeypatch.setenv("GRU_VIEWER_CACHE_DIR", str(path))
-    return path
-
-
-@pytest.fixture()
 def media(tmp_path: Path) -> Path:
     """A copy of pydicom's DICOMDIR test tree (modification times kept)."""
     dest = tmp_path / "media"

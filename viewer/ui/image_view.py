@@ -179,46 +179,37 @@ class MarkedSlider(QSlider):
             + span * (value - self.minimum()) / (self.maximum() - self.minimum())
         )
 
+    def _groove_and_handle(self) -> tuple[QRect, QRect]:
+        option = QStyleOptionSlider()
+        self.initStyleOption(option)
+        style = self.style()
+        groove = style.subControlRect(
+            QStyle.ComplexControl.CC_Slider, option, QStyle.SubControl.SC_SliderGroove, self
+        )
+        handle = style.subControlRect(
+            QStyle.ComplexControl.CC_Slider, option, QStyle.SubControl.SC_SliderHandle, self
+        )
+        return groove, handle
+
     def paintEvent(self, ev: QPaintEvent) -> None:  # noqa: N802 (Qt override)
         if self.track is not None and self.track.size:
             self._paint_track()
         super().paintEvent(ev)
         if not self.marks or self.maximum() <= self.minimum():
             return
-        option = QStyleOptionSlider()
-        self.initStyleOption(option)
-        style = self.style()
-        groove = style.subControlRect(
-            QStyle.ComplexControl.CC_Slider, option, QStyle.SubControl.SC_SliderGroove, self
-        )
-        handle = style.subControlRect(
-            QStyle.ComplexControl.CC_Slider, option, QStyle.SubControl.SC_SliderHandle, self
-        )
-        span = groove.width() - handle.width()
+        groove, handle = self._groove_and_handle()
         painter = QPainter(self)
         painter.setPen(QPen(self.mark_colour, 2))
         bottom = self.height() - 1
         for value in self.marks:
-            x = (
-                groove.x()
-                + handle.width() / 2
-                + QStyle.sliderPositionFromValue(self.minimum(), self.maximum(), value, span)
-            )
+            x = self._value_x(value, groove, handle)
             painter.drawLine(QPointF(x, bottom - 5), QPointF(x, bottom))
         painter.end()
 
     def _paint_track(self) -> None:
         """One cell per slice along the groove's value span, at the top of the slider, under the handle."""
         assert self.track is not None
-        option = QStyleOptionSlider()
-        self.initStyleOption(option)
-        style = self.style()
-        groove = style.subControlRect(
-            QStyle.ComplexControl.CC_Slider, option, QStyle.SubControl.SC_SliderGroove, self
-        )
-        handle = style.subControlRect(
-            QStyle.ComplexControl.CC_Slider, option, QStyle.SubControl.SC_SliderHandle, self
-        )
+        groove, handle = self._groove_and_handle()
         painter = QPainter(self)
         painter.setPen(Qt.PenStyle.NoPen)
         for k, value in enumerate(self.track):
