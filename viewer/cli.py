@@ -72,6 +72,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
         studies=args.studies,
         seed=args.seed,
         matrix=args.matrix,
+        family=args.family,
         progress=_progress_printer(True),
     )
     n = len(manifest.studies)
@@ -303,6 +304,8 @@ def _write_reports(args: argparse.Namespace, runs: Sequence) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from viewer.synth.dataset import PHANTOM_FAMILIES
+
     parser = argparse.ArgumentParser(
         prog="gru-viewer",
         description="GRU Viewer: a DICOM viewer for head CT with an interpretable slice-GRU classifier.",
@@ -346,6 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--studies", type=int, default=1, help="number of studies (default 1, a bleed case)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--matrix", type=int, default=512, help="image size in pixels (default 512)")
+    p.add_argument(
+        "--family",
+        choices=PHANTOM_FAMILIES,
+        default="classic",
+        help="classic: 5 mm, three bleed kinds (default); wide: five kinds incl. small and faint ones, "
+        "0.625-10 mm slices, artefacts and confounders",
+    )
     p.set_defaults(func=cmd_demo_data)
 
     p = sub.add_parser("bench", help="run benchmarks against baselines measured in the same run")

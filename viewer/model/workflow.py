@@ -80,9 +80,15 @@ def describe(labels_path: Path, n_series: int, n_bleed: int) -> str:
     base = f"{n_series} series ({n_bleed} with a bleed)"
     if isinstance(doc, dict) and doc.get("format") == "gru-viewer-phantom-labels":
         seed, matrix = doc.get("seed"), doc.get("matrix")
+        family = str(doc.get("family", "classic"))
+        if family == "classic":
+            return (
+                f"{base}, synthetic head-CT phantoms, seed {seed}, {matrix}×{matrix} matrix, 5 mm slices "
+                f"(`gru-viewer demo-data DIR --studies {n_series} --seed {seed} --matrix {matrix}`)"
+            )
         return (
-            f"{base}, synthetic head-CT phantoms, seed {seed}, {matrix}×{matrix} matrix, 5 mm slices "
-            f"(`gru-viewer demo-data DIR --studies {n_series} --seed {seed} --matrix {matrix}`)"
+            f"{base}, synthetic head-CT phantoms of the {family} family, seed {seed}, {matrix}×{matrix} matrix "
+            f"(`gru-viewer demo-data DIR --family {family} --studies {n_series} --seed {seed} --matrix {matrix}`)"
         )
     return f"{base} from {labels_path.parent.name}"
 

@@ -1,8 +1,11 @@
-"""Bleeds placed in a phantom head: intraparenchymal haematomas, subdural crescents, subarachnoid blood.
+"""Bleeds placed in a phantom head: intraparenchymal haematomas, subdural crescents, subarachnoid blood, and in the
+wide family also epidural lenses, intraventricular blood and subdural blood along the falx and tentorium.
 
-From a few millimetres on one or two slices to large haematomas, 15–50 HU above brain; small bleeds get a
-contrast well above the study's noise so that they are not buried in it. Shapes live in the head frame of
-:mod:`viewer.synth.anatomy`.
+The classic family (:func:`make_bleed`) ranges from a few millimetres on one or two slices to large haematomas,
+15–50 HU above brain; small bleeds get a contrast well above the study's noise so that they are not buried in it.
+The wide family (:func:`make_wide_bleed`) adds the cases a reader most needs help with: small and faint
+haematomas (0.03–2 ml, +10 to +30 HU whatever the noise), thin extra-axial films and the other kinds. Shapes live
+in the head frame of :mod:`viewer.synth.anatomy`.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from viewer.synth.anatomy import Head
+from viewer.synth.anatomy import Ellipsoid, Head
 
-KINDS = ("intraparenchymal", "subdural", "subarachnoid")
+KINDS = ("intraparenchymal", "subdural", "subarachnoid", "epidural", "intraventricular")
+CLASSIC_KINDS = KINDS[:3]  # what the classic family draws from (its draws must not change)
+SUBDURAL_SITES = ("convexity", "falx", "tentorium")
 
 _F32 = np.float32
 
@@ -37,6 +42,11 @@ class Bleed:
     half_angle: float = 0.0
     half_height: float = 0.0
     thickness: float = 0.0
+    # wide family: where a subdural lies ("convexity", "falx", "tentorium") and on which side (+1 / -1 in u);
+    # an intraventricular bleed's fluid level (head-frame v; blood lies behind it) or None for a cast
+    site: str = "convexity"
+    side: float = 1.0
+    level: float | None = None
 
     def iph_shape(self, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Signed distance-like value (mm, positive inside) of an intraparenchymal haematoma."""
@@ -60,6 +70,22 @@ class Bleed:
         """Thickness (mm) of a subdural crescent from its angular ``spread`` and the height ``w``."""
         x = (w - _F32(self.center[2])) * _F32(1.0 / self.half_height)
         return _F32(self.thickness) * np.sqrt(spread * np.clip(1.0 - x * x, 0.0, 1.0))
+
+    def lens_thickness(self, spread: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Thickness (mm) of an epidural lens: biconvex, with sharp margins (it stops at the sutures)."""
+        x = (w - _F32(self.center[2])) * _F32(1.0 / self.half_height)
+        return _F32(self.thickness) * np.sqrt(np.clip(spread - x * x, 0.0, 1.0))
+
+    def sheet_thickness(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Thickness (mm) of a falx or tentorium subdural over its two in-sheet coordinates ``a``, ``b``.
+
+        For the falx these are (v, w), for the tentorium (u, v); the sheet is an ellipse of semi-axes
+        ``semi[0]``, ``semi[1]`` around ``center``.
+        """
+        i, j = (1, 2) if self.site == "falx" else (0, 1)
+        qa = (a - _F32(self.center[i])) * _F32(1.0 / self.semi[0])
+        qb = (b - _F32(self.center[j])) * _F32(1.0 / self.semi[1])
+        return _F32(self.thickness) * np.sqrt(np.clip(1.0 - qa * qa - qb * qb, 0.0, 1.0))
 
     def sah_region(self, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Where blood fills the subarachnoid space, 0 to 1: a ball of radius ``semi[0]`` with a 3 mm edge."""
@@ -192,4 +218,116 @@ def make_bleed(
         return Bleed(
             kind, contrast, brain + contrast, center, radius + 3, semi=np.array([radius, radius, radius])
         )
+    raise ValueError(f"unknown bleed kind {kind!r}")
+
+
+def _faint_contrast(rng: np.random.Generator) -> float:
+    return float(rng.uniform(10.0, 30.0))
+
+
+def _ventricles(head: Head) -> list[Ellipsoid]:
+    return [e for e in head.cavity_prims if e.role == "ventricle"]
+
+
+def make_wide_bleed(
+    rng: np.random.Generator, head: Head, kind: str, noise: float, w_range: tuple[float, float]
+) -> Bleed | None:
+    """One bleed of the wide family, or None where no place was found for it.
+
+    Intraparenchymal: 45% small and faint (0.03–2 ml, +10 to +30 HU), else as the classic family. Subdural: 2–10
+    mm films along the convexity (70%), the falx or the tentorium. Epidural: a biconvex lens at the convexity.
+    Subarachnoid: as the classic family, fainter at times. Intraventricular: blood layering behind a fluid level
+    in the occipital horns and trigones, or a cast of part of the system.
+    """
+    brain = head.brain
+    lo, hi = max(w_range[0], -0.2 * head.c_up), min(w_range[1], 0.75 * head.c_up)
+    if kind == "intraparenchymal":
+        if rng.uniform() >= 0.45:
+            return make_bleed(rng, head, kind, noise, w_range, False)
+        volume_ml = float(np.exp(rng.uniform(math.log(0.03), math.log(2.0))))
+        r = 5.0 * (6.0 * volume_ml / math.pi) ** (1.0 / 3.0)  # radius in mm of a ball of that volume
+        contrast = _faint_contrast(rng)
+        center = _brain_point(rng, head, (lo, hi), r + 4.0, r + 40.0)
+        if center is None:
+            return None
+        semi = r * rng.uniform(0.85, 1.15, 3)
+        semi[2] = max(semi[2], 1.5)
+        return Bleed(
+            kind, contrast, brain + contrast, center, float(semi.max() * 1.3 + 2), semi, _random_axes(rng)
+        )
+    if kind in ("subdural", "epidural"):
+        site = "convexity"
+        if kind == "subdural":
+            site = str(rng.choice(SUBDURAL_SITES, p=[0.7, 0.15, 0.15]))
+        contrast = float(rng.uniform(15.0, 50.0)) if rng.uniform() < 0.7 else _faint_contrast(rng)
+        if site == "falx":
+            thickness = float(rng.uniform(2.0, 6.0))
+            v0, w0 = rng.uniform(-0.5, 0.5) * head.b, rng.uniform(0.15, 0.55) * head.c_up
+            if not lo <= w0 <= hi:
+                return None
+            half_v, half_w = rng.uniform(15.0, 40.0), rng.uniform(8.0, 20.0)
+            center = np.array([0.0, v0, w0])
+            bound = math.hypot(half_v, half_w) + thickness + 4
+            return Bleed(
+                kind, contrast, brain + contrast, center, bound, semi=np.array([half_v, half_w, 1.0]),
+                thickness=thickness, site=site, side=float(rng.choice([-1.0, 1.0])),
+            )  # fmt: skip
+        if site == "tentorium":
+            thickness = float(rng.uniform(2.0, 6.0))
+            side = float(rng.choice([-1.0, 1.0]))
+            u0, v0 = side * rng.uniform(10.0, 35.0), rng.uniform(0.3, 0.6) * head.b
+            half_u, half_v = rng.uniform(12.0, 25.0), rng.uniform(12.0, 25.0)
+            w0 = float(head.tentorium(np.array([u0], _F32), np.array([v0], _F32))[0])
+            if not w_range[0] <= w0 <= w_range[1]:
+                return None
+            center = np.array([u0, v0, w0])
+            bound = math.hypot(half_u, half_v) + thickness + 12
+            return Bleed(
+                kind, contrast, brain + contrast, center, bound, semi=np.array([half_u, half_v, 1.0]),
+                thickness=thickness, site=site, side=side,
+            )  # fmt: skip
+        if kind == "subdural":
+            thickness = float(rng.uniform(2.0, 10.0))
+            half_height = float(rng.uniform(6.0, 40.0))
+            half_angle = math.radians(rng.uniform(12.0, 65.0))
+        else:
+            thickness = float(rng.uniform(6.0, 22.0))
+            half_height = float(rng.uniform(10.0, 28.0))
+            half_angle = math.radians(rng.uniform(12.0, 30.0))
+            contrast = float(rng.uniform(25.0, 55.0))
+        theta = rng.choice([0.0, math.pi]) + rng.uniform(-1.1, 1.1)
+        w0 = rng.uniform(max(w_range[0], -0.15 * head.c_up), min(w_range[1], 0.65 * head.c_up))
+        direction = (math.cos(theta), math.sin(theta))
+        center = np.array([direction[0] * head.a * 0.9, direction[1] * head.b * 0.9, w0])
+        bound = half_angle * max(head.a, head.b) + half_height + thickness + 10
+        return Bleed(
+            kind, contrast, brain + contrast, center, bound,
+            direction=direction, half_angle=half_angle, half_height=half_height, thickness=thickness,
+        )  # fmt: skip
+    if kind == "subarachnoid":
+        b = make_bleed(rng, head, kind, noise, w_range, False)
+        if b is not None and rng.uniform() < 0.3:
+            b.contrast = _faint_contrast(rng)
+            b.hu = brain + b.contrast
+        return b
+    if kind == "intraventricular":
+        vents = _ventricles(head)
+        contrast = float(rng.uniform(20.0, 50.0))
+        if (
+            rng.uniform() < 0.6
+        ):  # layering in the occipital horns and trigones (the most posterior ventricles)
+            horns = sorted(vents, key=lambda e: -float(e.center[1]))[:4]
+            e = horns[int(rng.integers(len(horns)))]
+            center = np.asarray(e.center, float)
+            level = float(center[1] + rng.uniform(-0.3, 0.6) * float(e.semi.max()))
+            radius = float(e.semi.max()) + 8.0
+            return Bleed(
+                kind, contrast, brain + contrast, center, radius + 4, semi=np.array([radius] * 3), level=level
+            )
+        e = vents[int(rng.integers(len(vents)))]
+        center = np.asarray(e.center, float)
+        radius = float(rng.uniform(6.0, 18.0))
+        if not w_range[0] <= center[2] <= w_range[1]:
+            return None
+        return Bleed(kind, contrast, brain + contrast, center, radius + 4, semi=np.array([radius] * 3))
     raise ValueError(f"unknown bleed kind {kind!r}")

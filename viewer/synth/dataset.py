@@ -9,6 +9,7 @@ patient, and written with :mod:`viewer.synth.writer`; ``labels.json`` and the ma
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from pydicom.uid import generate_uid
 
 from viewer.errors import CancelledError, ViewerError
 from viewer.synth.labels import PhantomManifest, StudyLabels, write_labels
-from viewer.synth.study import PhantomStudy, generate_study
+from viewer.synth.study import FAMILIES, PhantomStudy, generate_study
 from viewer.synth.writer import (
     SeriesMeta,
     axial_geometry,
@@ -32,11 +33,18 @@ _FIRST_NAMES = (
 )  # fmt: skip
 
 
-def _study_uid(seed: int, index: int, what: str) -> str:
-    return str(generate_uid(entropy_srcs=["gru-viewer-phantom", str(seed), str(index), what]))
+# Each family's study generator: generate(rng, matrix=..., bleed=..., clear=...) -> PhantomStudy.
+_GENERATORS: dict[str, Callable[..., PhantomStudy]] = {f: partial(generate_study, family=f) for f in FAMILIES}
+PHANTOM_FAMILIES = tuple(_GENERATORS)
 
 
-def _meta(rng: np.random.Generator, seed: int, index: int) -> SeriesMeta:
+def _study_uid(seed: int, index: int, what: str, family: str = "classic") -> str:
+    # The classic family's UIDs stay what they always were; another family's differ from them at every seed.
+    tag = "gru-viewer-phantom" if family == "classic" else f"gru-viewer-phantom-{family}"
+    return str(generate_uid(entropy_srcs=[tag, str(seed), str(index), what]))
+
+
+def _meta(rng: np.random.Generator, seed: int, index: int, family: str = "classic") -> SeriesMeta:
     year = 2024
     birth_year = int(rng.integers(1935, 2004))
     study_day = np.datetime64(f"{year}-01-01") + np.timedelta64(int(rng.integers(0, 365)), "D")
@@ -50,15 +58,15 @@ def _meta(rng: np.random.Generator, seed: int, index: int) -> SeriesMeta:
         birth_date=str(birth_day).replace("-", ""),
         sex=str(rng.choice(["F", "M"])),
         patient_age=f"{age:03d}Y",
-        study_uid=_study_uid(seed, index, "study"),
+        study_uid=_study_uid(seed, index, "study", family),
         study_date=str(study_day).replace("-", ""),
         study_time=f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}",
         study_description="CT HEAD WO CONTRAST",
         accession_number=f"PA{seed % 1000:03d}{index + 1:06d}",
-        series_uid=_study_uid(seed, index, "series"),
+        series_uid=_study_uid(seed, index, "series", family),
         series_number=2,
         series_description="HEAD 5mm AXIAL",
-        frame_of_reference_uid=_study_uid(seed, index, "frame"),
+        frame_of_reference_uid=_study_uid(seed, index, "frame", family),
         kvp=float(rng.choice([100.0, 120.0])),
         tube_current_ma=int(rng.integers(200, 350)),
         image_comments="Synthetic phantom made by GRU Viewer - not a patient",
@@ -76,22 +84,31 @@ def _bleed_plan(seed: int, studies: int) -> list[bool]:
 
 
 def _dataset_study(
-    seq: np.random.SeedSequence, seed: int, index: int, bleed: bool, matrix: int
+    seq: np.random.SeedSequence, seed: int, index: int, bleed: bool, matrix: int, family: str
 ) -> tuple[PhantomStudy, SeriesMeta]:
     rng = np.random.default_rng(seq)
-    meta = _meta(rng, seed, index)
-    return generate_study(rng, matrix=matrix, bleed=bleed, clear=index == 0), meta
+    meta = _meta(rng, seed, index, family)
+    return _GENERATORS[family](rng, matrix=matrix, bleed=bleed, clear=index == 0), meta
 
 
-def dataset_study(seed: int, index: int, matrix: int = 512) -> tuple[PhantomStudy, SeriesMeta]:
-    """Study ``index`` of the set ``write_phantom_dataset(seed=seed, matrix=matrix)`` writes, in memory only.
+def _check_family(family: str) -> None:
+    if family not in _GENERATORS:
+        raise ValueError(f"family must be one of {', '.join(_GENERATORS)}")
+
+
+def dataset_study(
+    seed: int, index: int, matrix: int = 512, family: str = "classic"
+) -> tuple[PhantomStudy, SeriesMeta]:
+    """Study ``index`` of the set ``write_phantom_dataset(seed=seed, matrix=matrix, family=family)`` writes, in
+    memory only.
 
     ``dataset_study(0, 0)`` is the demo study ``make run`` opens.
     """
     if index < 0:
         raise ValueError("index must be at least 0")
+    _check_family(family)
     seq = np.random.SeedSequence(seed).spawn(index + 1)[index]
-    return _dataset_study(seq, seed, index, _bleed_plan(seed, index + 1)[index], matrix)
+    return _dataset_study(seq, seed, index, _bleed_plan(seed, index + 1)[index], matrix, family)
 
 
 def write_phantom_dataset(
@@ -100,6 +117,7 @@ def write_phantom_dataset(
     studies: int = 1,
     seed: int = 0,
     matrix: int = 512,
+    family: str = "classic",
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> PhantomManifest:
@@ -114,6 +132,10 @@ def write_phantom_dataset(
 
     Parameters
     ----------
+    family:
+        Which generator draws the studies (:data:`PHANTOM_FAMILIES`): ``classic`` (the default, 5 mm),
+        ``wide`` (more bleed kinds, small and faint bleeds, slice thickness 0.625–10 mm and confounders;
+        :func:`viewer.synth.study.generate_study`).
     progress:
         Called as ``progress(done, total, text)`` before each study and once at the end.
     cancel:
@@ -122,6 +144,7 @@ def write_phantom_dataset(
     """
     if studies < 1:
         raise ValueError("studies must be at least 1")
+    _check_family(family)
     root = Path(out).resolve()
     plan = _bleed_plan(seed, studies)
     children = np.random.SeedSequence(seed).spawn(studies)
@@ -130,20 +153,20 @@ def write_phantom_dataset(
         (root / "masks").mkdir(parents=True, exist_ok=True)
         for i in range(studies):
             if cancel is not None and cancel():
-                write_labels(root, seed, matrix, done)
+                write_labels(root, seed, matrix, done, family)
                 raise CancelledError("Phantom generation cancelled")
             if progress is not None:
                 progress(i, studies, f"Phantom study {i + 1}/{studies}")
-            study, meta = _dataset_study(children[i], seed, i, plan[i], matrix)
+            study, meta = _dataset_study(children[i], seed, i, plan[i], matrix, family)
             done.append(_write_study(root, study, meta))
-        write_labels(root, seed, matrix, done)
+        write_labels(root, seed, matrix, done, family)
     except OSError as err:
         raise ViewerError(
             "Cannot write the phantom dataset", str(err.strerror or err), str(err.filename or root)
         ) from err
     if progress is not None:
         progress(studies, studies, f"Wrote {studies} phantom studies to {root}")
-    return PhantomManifest(root, seed, matrix, done)
+    return PhantomManifest(root, seed, matrix, done, family)
 
 
 def _write_study(root: Path, study: PhantomStudy, meta: SeriesMeta) -> StudyLabels:

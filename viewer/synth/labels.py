@@ -112,6 +112,7 @@ class PhantomManifest:
     seed: int
     matrix: int
     studies: list[StudyLabels]
+    family: str = "classic"
 
     @property
     def labels_path(self) -> Path:
@@ -126,13 +127,16 @@ class PhantomManifest:
         raise KeyError(series_uid)
 
 
-def write_labels(root: Path, seed: int, matrix: int, studies: list[StudyLabels]) -> None:
+def write_labels(
+    root: Path, seed: int, matrix: int, studies: list[StudyLabels], family: str = "classic"
+) -> None:
     """Write ``root/labels.json`` for ``studies``, replacing any earlier one in one step."""
     doc = {
         "format": LABELS_FORMAT,
         "version": LABELS_VERSION,
         "seed": seed,
         "matrix": matrix,
+        "family": family,
         "note": "Synthetic phantoms for software testing and model development; not patient data.",
         "studies": [s.to_dict(root) for s in studies],
     }
@@ -187,4 +191,6 @@ def load_labels(path: Path) -> PhantomManifest:
         )
         for s in doc["studies"]
     ]
-    return PhantomManifest(root, int(doc["seed"]), int(doc["matrix"]), studies)
+    return PhantomManifest(
+        root, int(doc["seed"]), int(doc["matrix"]), studies, str(doc.get("family", "classic"))
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +20,48 @@ from viewer.synth.numeric import EMPTY_BOX, Box, SmoothField, paint, ramp
 HU_MIN, HU_MAX = -1024.0, 3071.0
 
 _F32 = np.float32
+
+
+@dataclass(frozen=True)
+class Streak:
+    """One beam-hardening streak in the posterior fossa: a line through (u, v) at ``angle``, ``hu`` strong."""
+
+    u: float
+    v: float
+    angle: float
+    hu: float
+    width: float
+
+
+def skull_base_streaks(rng: np.random.Generator, head: Head) -> list[Streak]:
+    """Bright and dark streaks fanning out between and from the petrous bones, as in real head CT."""
+    out: list[Streak] = []
+    for _ in range(int(rng.integers(3, 9))):
+        s = float(rng.choice([-1.0, 1.0]))
+        out.append(
+            Streak(
+                u=s * float(rng.uniform(15.0, 35.0)) * float(head.ref_scale[0]),
+                v=float(rng.uniform(0.0, 15.0)) * float(head.ref_scale[1]),
+                angle=float(rng.uniform(0.0, math.pi)),
+                hu=float(rng.choice([-1.0, 1.0]) * rng.uniform(8.0, 40.0)),
+                width=float(rng.uniform(0.8, 2.5)),
+            )
+        )
+    return out
+
+
+def streak_pattern(
+    streaks: Sequence[Streak], u: np.ndarray, v: np.ndarray, w: np.ndarray, c_lo: float
+) -> np.ndarray:
+    """HU added by ``streaks`` at head-frame points: strongest at the petrous level, fading above and below."""
+    level = np.exp(-(((w + _F32(0.6 * c_lo)) * _F32(1.0 / (0.18 * c_lo))) ** 2))
+    out = np.zeros(np.shape(u), _F32)
+    if float(level.max(initial=0.0)) < 0.02:
+        return out
+    for st in streaks:
+        d = (u - _F32(st.u)) * _F32(math.sin(st.angle)) - (v - _F32(st.v)) * _F32(math.cos(st.angle))
+        out += _F32(st.hu) * np.exp(-((d * _F32(1.0 / st.width)) ** 2))
+    return out * level
 
 
 class Renderer:
@@ -43,6 +86,7 @@ class Renderer:
         self.inv_edge = 1.0 / max(self.px, 0.35)
         self.fold, self.tissue = fold, tissue
         self.full = Box(0, ys.size, 0, xs.size)
+        self.streaks: list[Streak] = []
 
     def coords(self, k: int, box: Box, step: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Head-frame (u, v, w) of the pixels of ``box`` on slice ``k`` (every ``step``-th pixel).
@@ -248,10 +292,11 @@ class Renderer:
                 sah_region.append((EMPTY_BOX, np.zeros(0)))
                 continue
             idx = sub.rel(box)
-            if b.kind == "subdural":
+            if b.kind in ("subdural", "epidural") and b.site == "convexity":
                 # Across the slab only the height changes appreciably.
                 spread = b.subdural_spread(u[idx], v[idx])
-                ts = [b.subdural_thickness(spread, w[idx] + o * shift[2]) for o in offsets]
+                profile = b.lens_thickness if b.kind == "epidural" else b.subdural_thickness
+                ts = [profile(spread, w[idx] + o * shift[2]) for o in offsets]
                 surface[idx] -= ts[1]
                 sdh_thick.append((sub, ts))
                 sah_region.append((EMPTY_BOX, np.zeros(0)))
@@ -302,11 +347,13 @@ class Renderer:
             # Hounsfield bar: a dark band between the petrous apices.
             level = ramp(9.0 - np.abs(w + 0.69 * head.c_lo), 0.3)
             paint(hu, hu - head.streak, ramp(4.0 - np.abs(v - 0.05 * head.b), 0.5) * level)
+        if self.streaks:
+            hu += streak_pattern(self.streaks, u, v, w, head.c_lo)
 
         for b, wt, (sbox, tsamples), (rbox, reg) in zip(
             self.bleeds, weights, sdh_thick, sah_region, strict=True
         ):
-            if b.kind == "subdural" and not sbox.empty:
+            if b.kind in ("subdural", "epidural") and b.site == "convexity" and not sbox.empty:
                 idx = sbox.rel(box)
                 a = sum(ramp(t - depth[idx], ie) * (t > 0.3) for t in tsamples) / 3.0
                 a *= ramp(depth[idx], ie)
@@ -317,6 +364,8 @@ class Renderer:
                 a = csf_space[idx] * reg
                 paint(hu[idx], b.hu, a)
                 wt[idx] = np.maximum(wt[idx], a)
+            elif b.kind == "intraventricular" or (b.kind == "subdural" and b.site != "convexity"):
+                self._paint_wide(k, box, b, wt, hu, uvw, vent, depth)
             elif b.kind == "intraparenchymal":
                 ibox = self.box_of(b.center, b.bound, k, slab=self.dz / 2).within(box)
                 if ibox.empty:
@@ -333,6 +382,50 @@ class Renderer:
                 paint(hu[idx], b.hu, a)
                 wt[idx] = np.maximum(wt[idx], a)
         return hu
+
+    def _paint_wide(
+        self,
+        k: int,
+        box: Box,
+        b: Bleed,
+        wt: np.ndarray,
+        hu: np.ndarray,
+        uvw: tuple[np.ndarray, np.ndarray, np.ndarray],
+        vent: np.ndarray,
+        depth: np.ndarray,
+    ) -> None:
+        """Paint a falx or tentorium subdural or intraventricular blood (wide family), averaged over the slab."""
+        sub = self.box_of(b.center, b.bound, k, slab=self.dz / 2).within(box)
+        if sub.empty:
+            return
+        idx = sub.rel(box)
+        u, v, w = (c[idx] for c in uvw)
+        ie = self.inv_edge
+        shift = self.rot[2]
+        a = np.zeros(u.shape, _F32)
+        for o in (-self.dz / 3.0, 0.0, self.dz / 3.0):
+            su, sv, sw = u + o * shift[0], v + o * shift[1], w + o * shift[2]
+            if b.kind == "intraventricular":
+                part = b.sah_region(su, sv, sw)
+                if b.level is not None:
+                    part = part * ramp(sv - _F32(b.level), ie)
+            elif b.site == "falx":
+                t = b.sheet_thickness(sv, sw)
+                d = su * _F32(b.side)
+                part = ramp(d - 0.4, ie) * ramp(t + 0.4 - d, ie) * (t > 0.3)
+                part = part * (1.0 - self.head.core(sv, sw))
+            else:
+                t = b.sheet_thickness(su, sv)
+                d = sw - self.head.tentorium(su, sv)
+                part = ramp(d - 0.4, ie) * ramp(t + 0.4 - d, ie) * (t > 0.3)
+            a += part
+        a *= _F32(1.0 / 3.0)
+        if b.kind == "intraventricular":
+            a *= vent[idx]
+        else:
+            a *= ramp(depth[idx] - 0.5, ie)
+        paint(hu[idx], b.hu, a)
+        wt[idx] = np.maximum(wt[idx], a)
 
 
 def _upsample2(c: np.ndarray, rows: int, cols: int) -> np.ndarray:

@@ -10,17 +10,29 @@ ground truth come with the pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from viewer.synth.acquisition import (
+    MAX_SLICES,
+    WideAcquisition,
+    apply_motion,
+    draw_motion,
+    draw_wide,
+    extra_calcifications,
+)
 from viewer.synth.anatomy import Head
-from viewer.synth.bleeds import KINDS, Bleed, make_bleed
+from viewer.synth.bleeds import CLASSIC_KINDS, KINDS, Bleed, make_bleed, make_wide_bleed
 from viewer.synth.labels import LesionInfo
-from viewer.synth.numeric import SmoothField, rotation
-from viewer.synth.render import Renderer, reconstruct
+from viewer.synth.numeric import EMPTY_BOX, Box, SmoothField, rotation
+from viewer.synth.render import Renderer, reconstruct, skull_base_streaks
 
 SLICE_THICKNESS_MM = 5.0
+FAMILIES = ("classic", "wide")
+# How often the wide family draws each bleed kind (KINDS order).
+_WIDE_KIND_P = (0.3, 0.25, 0.15, 0.12, 0.18)
 # A slice counts as showing a bleed only where at least this much of it is bleed; smaller slivers are dropped
 # from the mask so that labels only claim what a reader could see.
 MIN_SLICE_AREA_MM2 = 3.0
@@ -61,6 +73,9 @@ def generate_study(
     n_slices: int | None = None,
     bleed: bool | None = None,
     clear: bool = False,
+    family: str = "classic",
+    slice_mm: float | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> PhantomStudy:
     """Draw one synthetic non-contrast head CT.
 
@@ -76,39 +91,74 @@ def generate_study(
         Whether to add bleeds; a fair coin when None.
     clear:
         Make the bleed an obvious one (a large, dense intraparenchymal haematoma under low noise): the demo.
+    family:
+        ``"classic"``: 5 mm slices, three bleed kinds, the set the model was first trained on (its seeds stay the
+        same studies). ``"wide"``: every bleed kind of :data:`~viewer.synth.bleeds.KINDS` incl. small and faint
+        ones, slice thickness 0.625–10 mm, field of view 180–300 mm, more head tilt and offset, noise texture
+        of sharp to soft kernels, partial volume through thick slices, skull-base streaks, motion and more
+        calcifications (:mod:`viewer.synth.acquisition`). ``n_slices`` then follows from the head's height.
+    slice_mm:
+        Wide family only: the slice thickness instead of a drawn one.
+    kinds:
+        The bleed kinds to place (implies ``bleed``) instead of drawn ones.
 
     Returns
     -------
     PhantomStudy
     """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}")
+    if slice_mm is not None and family != "wide":
+        raise ValueError("slice_mm is for the wide family")
+    allowed = CLASSIC_KINDS if family == "classic" else KINDS
+    if kinds is not None and not set(kinds) <= set(allowed):
+        raise ValueError(f"the {family} family draws only {', '.join(allowed)}")
+    if kinds:
+        bleed = True
     if bleed is None:
         bleed = bool(rng.uniform() < 0.5)
-    if n_slices is None:
+    if n_slices is None and family == "classic":
         n_slices = int(rng.integers(28, 41))
     for _ in range(20):
-        study = _try_study(rng, matrix, n_slices, bleed or clear, clear)
+        acq = draw_wide(rng, slice_mm) if family == "wide" else None
+        study = _try_study(rng, matrix, n_slices, bleed or clear, clear, acq, kinds)
         if study is not None:
             return study
     raise RuntimeError("could not place a bleed in 20 tries")
 
 
 def _try_study(
-    rng: np.random.Generator, matrix: int, n_slices: int, bleed: bool, clear: bool
+    rng: np.random.Generator,
+    matrix: int,
+    n_slices: int | None,
+    bleed: bool,
+    clear: bool,
+    acq: WideAcquisition | None = None,
+    chosen: Sequence[str] | None = None,
 ) -> PhantomStudy | None:
     head = Head(rng)
-    fov = float(rng.uniform(220.0, 250.0))
+    if acq is None:
+        fov = float(rng.uniform(220.0, 250.0))
+        dz = SLICE_THICKNESS_MM
+        noise = float(rng.uniform(4.0, 5.0) if clear else rng.uniform(4.0, 10.0))
+        rot = rotation(
+            math.radians(rng.uniform(-9, 9)),
+            math.radians(rng.uniform(-12, 8)),
+            math.radians(rng.uniform(-5, 5)),
+        )
+        center_xy = rng.uniform(-10.0, 10.0, 2)
+    else:
+        fov, dz, rot, center_xy = acq.fov_mm, acq.slice_mm, acq.rot, acq.center_xy
+        noise = min(acq.noise_hu, 5.0) if clear else acq.noise_hu
+        head.calcs.extend(extra_calcifications(rng, head))
     px = fov / matrix
-    dz = SLICE_THICKNESS_MM
-    noise = float(rng.uniform(4.0, 5.0) if clear else rng.uniform(4.0, 10.0))
-    rot = rotation(
-        math.radians(rng.uniform(-9, 9)), math.radians(rng.uniform(-12, 8)), math.radians(rng.uniform(-5, 5))
-    )
-    center_xy = rng.uniform(-10.0, 10.0, 2)
 
     # Scan range, in head-frame height: from below the foramen magnum to just over the vertex.
     vertex = head.c_up + head.t_skull + head.t_scalp
     # Slices beyond that go down into the upper neck, as a long scan would; too few cut both ends short.
     top, bottom = vertex + rng.uniform(-6.0, 3.0), -rng.uniform(0.92, 1.15) * head.c_lo
+    if n_slices is None:
+        n_slices = min(MAX_SLICES, int((top - bottom) / dz) + 1 + int(rng.integers(0, 3)))
     span = (n_slices - 1) * dz
     extra = span - (top - bottom)
     bottom -= extra if extra >= 0 else 0.5 * extra
@@ -125,25 +175,47 @@ def _try_study(
         w_range = (bottom + 1.5 * dz, bottom + span - 1.5 * dz)
         if clear:
             kinds = ["intraparenchymal"]
+        elif chosen:
+            kinds = list(chosen)
+        elif acq is None:
+            kinds = [str(rng.choice(CLASSIC_KINDS))]
+            if rng.uniform() < 0.2:
+                kinds.append(str(rng.choice([k for k in CLASSIC_KINDS if k != kinds[0]])))
         else:
-            kinds = [str(rng.choice(KINDS))]
+            kinds = [str(rng.choice(KINDS, p=_WIDE_KIND_P))]
             if rng.uniform() < 0.2:
                 kinds.append(str(rng.choice([k for k in KINDS if k != kinds[0]])))
         for kind in kinds:
-            b = make_bleed(rng, head, kind, noise, w_range, clear)
+            if acq is None or clear:
+                b = make_bleed(rng, head, kind, noise, w_range, clear)
+            else:
+                b = make_wide_bleed(rng, head, kind, noise, w_range)
             if b is None:
                 return None
             bleeds.append(b)
 
-    renderer = Renderer(head, bleeds, rot, center, xs, ys, zs, dz, fold, tissue)
+    subs = 1 if acq is None else acq.sub_slabs
+    renderers = [
+        Renderer(
+            head, bleeds, rot, center, xs, ys, zs + (j + 0.5) * dz / subs - 0.5 * dz, dz / subs, fold, tissue
+        )
+        for j in range(subs)
+    ]
+    if acq is not None and acq.streaks:
+        streaks = skull_base_streaks(rng, head)
+        for r in renderers:
+            r.streaks = streaks
+    motion = draw_motion(rng, n_slices, px) if acq is not None else None
     hu = np.empty((n_slices, matrix, matrix), _F32)
     lesion_id = np.zeros(hu.shape, np.uint8)  # 1 + index of the bleed a voxel belongs to, 0 for none
     weights = np.zeros((len(bleeds), matrix, matrix), _F32)
-    passes = 2 if px < 0.6 else 1 if px < 1.2 else 0
+    if acq is None:
+        passes = 2 if px < 0.6 else 1 if px < 1.2 else 0
+    else:
+        passes = acq.smoothing_passes
     for k in range(n_slices):
-        hu[k] = -1000.0
-        weights[:] = 0.0
-        box = renderer.render(k, hu[k], list(weights))
+        hu[k], box = _render_slab(renderers, k, weights)
+        apply_motion(hu[k], motion, k)
         hu[k] = reconstruct(hu[k], rng, noise, passes)
         if bleeds and not box.empty:
             wb = weights[:, box.r0 : box.r1, box.c0 : box.c1]
@@ -186,3 +258,24 @@ def _try_study(
         noise_hu=noise,
         z0_mm=float(z0),
     )
+
+
+def _render_slab(renderers: list[Renderer], k: int, weights: np.ndarray) -> tuple[np.ndarray, Box]:
+    """Slice ``k`` as the mean of its sub-slabs (one renderer each), bleed weights likewise, and the drawn box."""
+    shape = weights.shape[1:]
+    if len(renderers) == 1:
+        out = np.full(shape, -1000.0, _F32)
+        weights[:] = 0.0
+        return out, renderers[0].render(k, out, list(weights))
+    acc = np.zeros(shape, _F32)
+    wsum = np.zeros_like(weights)
+    box = EMPTY_BOX
+    for r in renderers:
+        out = np.full(shape, -1000.0, _F32)
+        weights[:] = 0.0
+        box = box.union(r.render(k, out, list(weights)))
+        acc += out
+        wsum += weights
+    scale = _F32(1.0 / len(renderers))
+    weights[:] = wsum * scale
+    return acc * scale, box
