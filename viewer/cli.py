@@ -192,6 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from viewer.model.device import pick_device
     from viewer.model.evaluation import format_metrics
+    from viewer.model.misses import format_rates
     from viewer.model.workflow import evaluate_folder
 
     report, card, dataset = evaluate_folder(
@@ -202,18 +203,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         pixel_target=args.pixel_target,
         device=pick_device(args.device),
         update_card=args.update_card,
-        command=["gru-viewer", *sys.argv[1:]] if args.update_card else None,
+        add_to_card=args.add_to_card,
+        command=["gru-viewer", *sys.argv[1:]] if args.update_card or args.add_to_card else None,
         progress=_progress_printer(not args.quiet),
     )
     print(f"model {card.name} {card.version} (sha256 {card.sha256[:12]}…)")
     print(f"data  {dataset.description}")
     print(f"pixel saliency: {report.pixel_method} of the {report.pixel_target} logit; {report.seconds:.0f} s")
     print(format_metrics(report.metrics))
+    if report.by_group:
+        print()
+        print(format_rates(report.by_group))
     for message in [*dataset.missing, *report.failed]:
         print(f"skipped: {message}", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
-    if args.update_card:
+    if args.update_card or args.add_to_card:
         print("model card updated with these numbers")
     return EXIT_OK if report.outcomes else EXIT_NOTHING
 
@@ -449,7 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--json", metavar="FILE", help="also write the metrics and per-series results as JSON")
-    p.add_argument("--update-card", action="store_true", help="write these metrics into the model card")
+    card = p.add_mutually_exclusive_group()
+    card.add_argument("--update-card", action="store_true", help="write these metrics into the model card")
+    card.add_argument(
+        "--add-to-card",
+        metavar="TITLE",
+        help="record these metrics in the card as a further evaluation under TITLE (e.g. another family)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 

@@ -361,6 +361,26 @@ def test_evaluation_card_counts_looks_and_keeps_no_machine_paths(datasets, tmp_p
     assert "looked at" in (tmp_path / "looks.card.md").read_text()
 
 
+def test_further_evaluations_sit_beside_the_main_one(datasets, tmp_path: Path, capsys):
+    out = tmp_path / "further.safetensors"
+    train_from_folders([datasets[0]], out, val_data=datasets[1], settings=QUICK, config=SMALL)
+    main(["evaluate", "--model", str(out), "--data", str(datasets[1]), "--update-card", "-q"])
+    main_metrics = read_card(tmp_path / "further.card.json").metrics
+    args = ["evaluate", "--model", str(out), "--data", str(datasets[0]), "--add-to-card", "Other set"]
+    assert main([*args, "-q"]) == 0 and main([*args, "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "sensitivity" in printed and "specificity" in printed
+    card = read_card(tmp_path / "further.card.json")
+    assert card.metrics == main_metrics  # the main evaluation is untouched
+    assert len(card.evaluations) == 1  # the same data again replaces its entry and counts the look
+    entry = card.evaluations[0]
+    assert entry["title"] == "Other set" and entry["looks"]["model"] == 2
+    assert "seed 11" in entry["data"] and entry["metrics"]["studies"] == 6
+    assert {r["what"] for r in entry["by_group"]} == {"sensitivity", "specificity"}
+    md = (tmp_path / "further.card.md").read_text()
+    assert "## Further evaluations" in md and "### Other set" in md and "What it misses" in md
+
+
 def test_portable_command_keeps_project_paths_relative(tmp_path: Path):
     inside = tmp_path / "resources" / "m.safetensors"
     command = ["gru-viewer", "evaluate", "--model", str(inside), "--data", "/elsewhere/heldout", "-q"]

@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,12 +55,16 @@ class SeriesLabel:
         SOP Instance UID → 0/1, or None when only the study label is known.
     mask_path:
         ``.npz`` with ``mask`` (z, y, x) bool and ``sop_uids`` (z,), or None.
+    lesions:
+        The bleeds as phantom labels describe them (``kind``, ``volume_ml``, ``contrast_hu``, ...), for the
+        per-kind rates of :mod:`viewer.model.misses`; empty when unknown.
     """
 
     series_uid: str
     label: int
     slice_labels_by_sop: dict[str, int] | None = None
     mask_path: Path | None = None
+    lesions: tuple[dict[str, Any], ...] = ()
 
     def slice_labels(self, sop_uids: Sequence[str]) -> np.ndarray | None:
         """Labels in the order of ``sop_uids`` (a loaded volume's slices); None when not all are labelled."""
@@ -128,6 +133,7 @@ def read_labels(path: str | Path) -> list[SeriesLabel]:
                     int(s["label"]),
                     {str(k): int(v) for k, v in by_sop.items()} if by_sop else None,
                     _inside(root, str(mask), path) if mask else None,
+                    tuple(dict(les) for les in s.get("lesions") or ()),
                 )
             )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

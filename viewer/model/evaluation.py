@@ -49,9 +49,11 @@ from viewer.model.metrics import (
     expected_calibration_error,
     sensitivity_specificity,
 )
+from viewer.model.misses import GroupRate, rates_by_group
 from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import Preprocessor
 from viewer.progress import CancelFn, ProgressFn
+from viewer.synth.bleeds import KINDS
 
 
 @dataclass
@@ -69,6 +71,8 @@ class SeriesOutcome:
     pointing_hits: list[bool] = field(default_factory=list)
     pointing_hits_randomised: list[bool] = field(default_factory=list)
     seconds: float = 0.0
+    lesions: tuple[dict[str, Any], ...] = ()
+    slice_mm: float = float("nan")
 
 
 @dataclass
@@ -80,10 +84,12 @@ class EvaluationReport:
     seconds: float
     pixel_target: str = DEFAULT_PIXEL_TARGET
     hidden_method: str = DEFAULT_HIDDEN_METHOD
+    by_group: list[GroupRate] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "metrics": self.metrics,
+            "by_group": [r.to_dict() for r in self.by_group],
             "pixel_method": self.pixel_method,
             "pixel_target": self.pixel_target,
             "hidden_method": self.hidden_method,
@@ -96,6 +102,8 @@ class EvaluationReport:
                     "probability": o.probability,
                     "pointing_hits": sum(o.pointing_hits),
                     "pointing_slices": len(o.pointing_hits),
+                    "kinds": sorted({str(les["kind"]) for les in o.lesions}),
+                    "slice_mm": o.slice_mm,
                 }
                 for o in self.outcomes
             ],
@@ -175,6 +183,8 @@ def evaluate_series(
                 if k.startswith(DIRECTIONS)
             },
             control.on_original_slices("combined"),
+            lesions=item.label.lesions,
+            slice_mm=float(volume.spacing[0]),
         )
         mask = item.label.mask(volume.sop_uids) if item.label.label else None
         if mask is not None:
@@ -197,6 +207,7 @@ def evaluate_series(
         pixel_method,
         time.perf_counter() - started,
         pixel_target,
+        by_group=rates_by_group(outcomes, threshold, KINDS),
     )
 
 

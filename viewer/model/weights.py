@@ -30,6 +30,7 @@ from torch import Tensor
 from viewer.errors import ViewerError
 from viewer.model.config import ModelConfig
 from viewer.model.metrics import METRIC_LABELS, format_metric
+from viewer.model.misses import GroupRate, rates_markdown
 from viewer.model.network import SliceGRUNet
 from viewer.model.reference import REFERENCE_TENSOR, reference_path_for
 from viewer.resources import resource_path
@@ -65,6 +66,8 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
+    # Evaluations besides the main one (other data sets), each like ``evaluation`` plus its ``metrics``.
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +84,7 @@ class ModelCard:
             "training": dict(self.training),
             "evaluation": dict(self.evaluation),
             "reference": dict(self.reference),
+            "evaluations": [dict(e) for e in self.evaluations],
         }
 
     @classmethod
@@ -113,6 +117,7 @@ class ModelCard:
             training=dict(data.get("training", {})),
             evaluation=dict(data.get("evaluation", {})),
             reference=reference,
+            evaluations=[dict(e) for e in data.get("evaluations", [])],
         )
 
 
@@ -443,15 +448,14 @@ def card_to_markdown(card: ModelCard) -> str:
             lines += ["", HIDDEN_TRACK_NOTE.format(method=card.evaluation["hidden_method"])]
         if card.evaluation.get("command"):
             lines += ["", f"Command: `{card.evaluation['command']}`"]
-        looks = card.evaluation.get("looks")
-        if isinstance(looks, dict) and looks:
-            counts = "; ".join(f"{_LOOK_LABELS.get(k, k)}: {int(v)}" for k, v in looks.items())
-            lines += [
-                "",
-                f"Times this evaluation data has been looked at (this evaluation included): {counts}.",
-            ]
+        lines += _looks_line(card.evaluation.get("looks"))
+        lines += _group_lines(card.evaluation.get("by_group"))
     else:
         lines.append("None recorded.")
+    if card.evaluations:
+        lines += ["", "## Further evaluations"]
+        for ev in card.evaluations:
+            lines += _further_lines(ev)
     lines += [
         "",
         "## Operating threshold",
@@ -470,6 +474,51 @@ def card_to_markdown(card: ModelCard) -> str:
         ]
     lines.append("")
     return "\n".join(lines)
+
+
+_FURTHER_METRICS = (
+    "study_auroc",
+    "sensitivity",
+    "specificity",
+    "slice_auroc",
+    "hidden_saliency_auroc",
+    "calibration_error",
+)
+
+
+def _group_lines(rows: Any) -> list[str]:
+    if not rows:
+        return []
+    return [
+        "",
+        "What it misses: sensitivity at the threshold by bleed kind, by the volume and contrast of the series' "
+        "largest and most conspicuous bleed, and by slice thickness; specificity by slice thickness (Wilson 95% "
+        "intervals; a series with two kinds counts under both).",
+        "",
+        *rates_markdown([GroupRate(**r) for r in rows]),
+    ]
+
+
+def _looks_line(looks: Any) -> list[str]:
+    if not isinstance(looks, dict) or not looks:
+        return []
+    counts = "; ".join(f"{_LOOK_LABELS.get(k, k)}: {int(v)}" for k, v in looks.items())
+    return ["", f"Times this evaluation data has been looked at (this evaluation included): {counts}."]
+
+
+def _further_lines(ev: dict[str, Any]) -> list[str]:
+    metrics = dict(ev.get("metrics", {}))
+    lines = ["", f"### {ev.get('title') or 'Evaluation'}", "", f"On {ev.get('data', 'unstated data')}.", ""]
+    lines += ["| Metric | Value |", "| --- | --- |"]
+    lines += [
+        f"| {METRIC_LABELS.get(k, k)} | {format_metric(k, float(metrics[k]))} |"
+        for k in _FURTHER_METRICS
+        if k in metrics
+    ]
+    lines += _group_lines(ev.get("by_group"))
+    if ev.get("command"):
+        lines += ["", f"Command: `{ev['command']}`"]
+    return lines + _looks_line(ev.get("looks"))
 
 
 def _training_lines(training: dict[str, Any], input_size: int | None = None) -> list[str]:

@@ -258,6 +258,7 @@ def evaluate_folder(
     pixel_target: str = DEFAULT_PIXEL_TARGET,
     device: torch.device | None = None,
     update_card: bool = False,
+    add_to_card: str | None = None,
     command: Sequence[str] | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[EvaluationReport, ModelCard, Dataset]:
@@ -266,6 +267,8 @@ def evaluate_folder(
     The card then also records the command (paths made portable, :func:`portable_command`) and how many times the
     same data has been looked at (``evaluation['looks']``: by the model's metrics, and by the hidden-state track
     of each method), counting on from what the card said when it was evaluated on the same data before.
+    ``add_to_card`` (a title) records the numbers as a further evaluation instead, replacing an earlier one of the
+    same data and counting its looks on.
     """
     model, card = load_weights(model_path, device=device or "cpu")
     dataset = open_dataset(data, labels, progress)
@@ -277,14 +280,16 @@ def evaluate_folder(
         pixel_target=pixel_target,
         progress=progress,
     )
-    if update_card:
-        previous = card.evaluation
+    if update_card or add_to_card:
+        if update_card:
+            previous = card.evaluation
+        else:
+            previous = next((e for e in card.evaluations if e.get("data") == dataset.description), {})
         same_data = previous.get("data") == dataset.description
         looks = {str(k): int(v) for k, v in dict(previous.get("looks", {})).items()} if same_data else {}
         for key in ("model", f"hidden_track_{report.hidden_method}"):
             looks[key] = looks.get(key, 0) + 1
-        card.metrics = dict(report.metrics)
-        card.evaluation = {
+        entry = {
             "data": dataset.description,
             "pixel_method": pixel_method,
             "pixel_target": pixel_target,
@@ -292,7 +297,14 @@ def evaluate_folder(
             "command": portable_command(command) if command else "",
             "looks": looks,
             "failed": list(report.failed),
+            "by_group": [r.to_dict() for r in report.by_group],
         }
+        if update_card:
+            card.metrics = dict(report.metrics)
+            card.evaluation = entry
+        else:
+            entry = {"title": add_to_card, **entry, "metrics": dict(report.metrics)}
+            card.evaluations = [e for e in card.evaluations if e.get("data") != dataset.description] + [entry]
         write_card(card, card_path_for(model_path))
     return report, card, dataset
 

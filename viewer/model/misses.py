@@ -1,0 +1,141 @@
+"""What the model misses, by kind: sensitivity per bleed kind, volume, contrast and slice thickness, and
+specificity per slice thickness, each with a Wilson 95% interval.
+
+A series with two kinds of bleed counts under both kinds. Volume and contrast bands use the series' largest and
+most conspicuous bleed. Groups come from the phantom labels' ``lesions`` (kind, volume, contrast above brain);
+series without them count only in the thickness rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+VOLUME_BANDS_ML = ((0.0, 0.5), (0.5, 5.0), (5.0, 30.0), (30.0, math.inf))
+CONTRAST_BANDS_HU = ((0.0, 20.0), (20.0, 35.0), (35.0, math.inf))
+THICKNESS_BANDS_MM = ((0.0, 1.5), (1.5, 4.0), (4.0, 6.0), (6.0, math.inf))
+
+
+class Outcome(Protocol):
+    """The parts of an evaluated series this module reads."""
+
+    label: int
+    probability: float
+    lesions: Sequence[dict[str, Any]]
+    slice_mm: float
+
+
+@dataclass(frozen=True)
+class GroupRate:
+    """Sensitivity (or specificity) of one group of series with its Wilson 95% interval."""
+
+    group: str
+    what: str  # "sensitivity" or "specificity"
+    series: int
+    correct: int
+    rate: float
+    low: float
+    high: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (for the card and ``--json``)."""
+        return asdict(self)
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of ``k`` successes in ``n``; good with small groups and rates near 0 or 1."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _band_name(lo: float, hi: float, unit: str, sign: str = "") -> str:
+    if math.isinf(hi):
+        return f"≥ {sign}{lo:g} {unit}"
+    if lo == 0.0:
+        return f"< {sign}{hi:g} {unit}"
+    return f"{sign}{lo:g}–{hi:g} {unit}"
+
+
+def _band(value: float, bands: Iterable[tuple[float, float]]) -> tuple[float, float] | None:
+    return next(((lo, hi) for lo, hi in bands if lo <= value < hi), None)
+
+
+def _rate(group: str, what: str, hits: list[bool]) -> GroupRate:
+    n, k = len(hits), sum(hits)
+    low, high = wilson_interval(k, n)
+    return GroupRate(group, what, n, k, k / n if n else float("nan"), low, high)
+
+
+def rates_by_group(outcomes: Sequence[Outcome], threshold: float, kinds: Sequence[str]) -> list[GroupRate]:
+    """Sensitivity by kind (in ``kinds`` order), volume, contrast and thickness; specificity by thickness."""
+    groups: dict[str, list[bool]] = {}
+    normals: dict[str, list[bool]] = {}
+
+    def add(table: dict[str, list[bool]], key: str, hit: bool) -> None:
+        table.setdefault(key, []).append(hit)
+
+    for o in outcomes:
+        positive = o.probability >= threshold
+        thick = _band(o.slice_mm, THICKNESS_BANDS_MM)
+        thick_name = f"slices {_band_name(*thick, 'mm')}" if thick else "slices of unknown thickness"
+        if o.label == 0:
+            add(normals, thick_name, not positive)
+            continue
+        for kind in dict.fromkeys(str(les["kind"]) for les in o.lesions):
+            add(groups, kind, positive)
+        if o.lesions:
+            volume = max(float(les["volume_ml"]) for les in o.lesions)
+            contrast = max(float(les["contrast_hu"]) for les in o.lesions)
+            vb, cb = _band(volume, VOLUME_BANDS_ML), _band(contrast, CONTRAST_BANDS_HU)
+            if vb:
+                add(groups, f"volume {_band_name(*vb, 'ml')}", positive)
+            if cb:
+                add(groups, f"contrast {_band_name(*cb, 'HU', '+')}", positive)
+        add(groups, thick_name, positive)
+
+    def order(key: str) -> tuple[int, int, str]:
+        if key in kinds:
+            return (0, list(kinds).index(key), key)
+        prefix = ("volume", "contrast", "slices").index(key.split(" ")[0]) if " " in key else 3
+        bands = (VOLUME_BANDS_ML, CONTRAST_BANDS_HU, THICKNESS_BANDS_MM, ())[prefix]
+        names = [_band_name(*b, u, s) for b, u, s in _units(prefix, bands)]
+        tail = key.split(" ", 1)[1] if " " in key else key
+        return (1 + prefix, names.index(tail) if tail in names else 99, key)
+
+    rows = [_rate(k, "sensitivity", v) for k, v in sorted(groups.items(), key=lambda kv: order(kv[0]))]
+    rows += [_rate(k, "specificity", v) for k, v in sorted(normals.items(), key=lambda kv: order(kv[0]))]
+    return rows
+
+
+def _units(prefix: int, bands: Iterable[tuple[float, float]]) -> list[tuple[tuple[float, float], str, str]]:
+    unit, sign = (("ml", ""), ("HU", "+"), ("mm", ""), ("", ""))[prefix]
+    return [(b, unit, sign) for b in bands]
+
+
+def format_rates(rows: Sequence[GroupRate]) -> str:
+    """The rows as an aligned text table."""
+    if not rows:
+        return ""
+    width = max(len(r.group) for r in rows)
+    lines = [f"{'group':<{width}}  {'measure':<11}  {'series':>6}  {'rate':>5}  95% interval"]
+    for r in rows:
+        lines.append(
+            f"{r.group:<{width}}  {r.what:<11}  {r.series:>6}  {r.rate:>5.2f}  {r.low:.2f}–{r.high:.2f}"
+        )
+    return "\n".join(lines)
+
+
+def rates_markdown(rows: Sequence[GroupRate]) -> list[str]:
+    """The rows as Markdown table lines."""
+    lines = ["| Series | Measure | n | Rate | 95% interval |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        f"| {r.group} | {r.what} | {r.series} | {r.rate:.2f} | {r.low:.2f}–{r.high:.2f} |" for r in rows
+    ]
+    return lines
