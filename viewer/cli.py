@@ -162,6 +162,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         sequence_epochs=defaults.sequence_epochs if args.sequence_epochs is None else args.sequence_epochs,
         finetune_epochs=defaults.finetune_epochs if args.finetune_epochs is None else args.finetune_epochs,
         patience=args.patience,
+        hu_jitter=defaults.hu_jitter if args.hu_jitter is None else args.hu_jitter,
+        noise_hu=defaults.noise_hu if args.noise_hu is None else args.noise_hu,
     )
     device = pick_device(args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.out)
@@ -413,6 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-epochs", type=int, help="epochs of the slice-CNN stage")
     p.add_argument("--sequence-epochs", type=int, help="epochs of the GRU stage")
     p.add_argument("--finetune-epochs", type=int, help="epochs of the end-to-end stage")
+    p.add_argument(
+        "--hu-jitter", type=float, metavar="HU", help="largest random HU offset (augmentation, default 5)"
+    )
+    p.add_argument(
+        "--noise-hu", type=float, metavar="HU", help="largest SD of added noise (augmentation, default 6)"
+    )
     p.add_argument(
         "--patience",
         type=int,

@@ -387,3 +387,10 @@ def test_portable_command_keeps_project_paths_relative(tmp_path: Path):
     assert portable_command(command, root=tmp_path) == (
         "gru-viewer evaluate --model resources/m.safetensors --data DIR -q"
     )
+
+
+def test_recipe_states_the_augmentation_actually_used():
+    from viewer.model.workflow import recipe
+
+    text = recipe(TrainSettings(hu_jitter=12.0, noise_hu=9.5))
+    assert "HU offsets up to 12 HU" in text and "added noise up to 9.5 HU" in text

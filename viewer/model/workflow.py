@@ -40,15 +40,22 @@ from viewer.progress import ProgressFn
 
 LogFn = Callable[[str], None]
 
-RECIPE = (
+_RECIPE = (
     "Three stages (viewer/model/training.py): the slice CNN alone on balanced single slices; the bidirectional "
     "GRU and slice head on frozen CNN features of whole series and of random runs of at least 16 slices (slice "
     "loss + study loss); then everything at a low learning rate on whole series. Augmentation: left-right "
-    "mirroring, rotations up to 10°, shifts up to 8 px, HU offsets up to 5 HU, added noise up to 6 HU; gradient "
-    "norm clipped at 5; AdamW with a cosine learning-rate decay per stage; fixed seeds. With a patience above 0 "
+    "mirroring, rotations up to {s.max_rotation_deg:g}°, shifts up to {s.max_shift_px} px, HU offsets up to "
+    "{s.hu_jitter:g} HU, added noise up to {s.noise_hu:g} HU; gradient norm clipped at {s.grad_clip:g}; AdamW with a cosine learning-rate decay per stage; fixed seeds. With a patience above 0 "
     "(settings), a stage stops after that many epochs without a better validation score and keeps its best "
     "epoch. The operating threshold maximises Youden's J on the validation series."
 )
+
+
+def recipe(settings: TrainSettings) -> str:
+    """The training recipe in words, with the augmentation ranges of ``settings``."""
+    return _RECIPE.format(s=settings)
+
+
 LIMITATIONS = (
     "Learned from synthetic phantoms only: real scans hold anatomy, artefacts (beam hardening, motion, metal) "
     "and bleed shapes the phantoms lack, so these numbers say nothing about patients. The phantoms' "
@@ -233,7 +240,7 @@ def train_from_folders(
         operating_threshold=result.threshold,
         limitations=LIMITATIONS,
         training={
-            "recipe": RECIPE,
+            "recipe": recipe(settings),
             "settings": asdict(settings),
             "epochs": {stage: settings.epochs(stage) for stage in STAGES},
             "validation_data": val_text,
