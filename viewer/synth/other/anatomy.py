@@ -44,10 +44,11 @@ def draw_head(rng: np.random.Generator) -> Head:
     u = rng.uniform
     w_af = -s.anterior_floor * s.c_up
     face = Blob(
-        np.array([0.0, -0.62 * s.b, w_af - 32]), np.array([0.72 * s.a, 0.58 * s.b, 42.0]), 2.0, 0.0, 0.0
+        np.array([0.0, -0.6 * s.b, w_af - 45]), np.array([0.85 * s.a, 0.62 * s.b, 60.0]), 2.0, 0.0, 0.0
     )
-    neck = Blob(np.array([0.0, 0.1 * s.b, -1.75 * s.c_up]), np.array([0.85 * s.a, 0.9 * s.b, 0.85 * s.c_up]),
-                2.0, 0.0, 0.0)  # fmt: skip
+    neck = Blob(
+        np.array([0.0, -0.1 * s.b, -1.75 * s.c_up]), np.array([0.9 * s.a, s.b, s.c_up]), 2.0, 0.0, 0.0
+    )
     return Head(
         shape=s,
         brain=brain,

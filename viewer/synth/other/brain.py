@@ -205,7 +205,7 @@ def draw_brain(rng: np.random.Generator, s: HeadShape) -> Brain:
         atrophy=atrophy,
         subarachnoid=u(0.8, 1.8) + 3.0 * atrophy,
         grey_thickness=u(2.3, 3.2),
-        sulcus_half=u(0.35, 0.7) + 1.4 * atrophy,
+        sulcus_half=u(0.55, 0.85) + 1.3 * atrophy,
         sulcus_depth=u(8.0, 14.0),
         gyri=cosine_waves(rng, 16, (19.0, 25.0)),
         gyri_depth=cosine_waves(rng, 4, (50.0, 90.0)),
@@ -274,8 +274,8 @@ def cortex(
     au = np.abs(u)
     sylvian = np.zeros_like(csf)
     for dist, lim, half in (
-        (np.abs(v - F32(v0) - F32(0.8) * dw), np.minimum(au - F32(insula), F32(0.2 * s.c_up) - np.abs(dw)), sh),
-        (np.abs(au - F32(insula + 1.5)),
+        (np.abs(v - F32(v0) - F32(0.8) * dw + F32(2.5) * np.sin(au * F32(0.15))), np.minimum(au - F32(insula), F32(0.2 * s.c_up) - np.abs(dw)), sh),
+        (np.abs(au - F32(insula + 1.5) + F32(1.5) * np.sin(v * F32(0.12))),
          np.minimum(F32(0.2 * s.b) - np.abs(v - F32(v0 + 0.04 * s.b)), F32(0.16 * s.c_up) - np.abs(dw)), 0.6 * sh),
     ):  # fmt: skip
         np.maximum(sylvian, soft(F32(half) - dist, edge) * soft(lim, 2.0), out=sylvian)

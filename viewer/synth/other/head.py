@@ -75,15 +75,15 @@ class HeadShape:
         c = self.c_up
         au = np.abs(u)
         ant = F32(-self.anterior_floor * c) - F32(5.0) * soft(F32(9.0) - au, 4.0)  # cribriform plate dips
-        ant += F32(7.0) * np.exp(-(((au - F32(0.45 * self.a)) * F32(1 / 16.0)) ** 2))  # orbital roofs dome
-        ant += F32(0.3) * np.maximum(F32(-0.55 * self.b) - v, F32(0.0))  # rising to the frontal bone
+        ant += F32(5.0) * np.exp(-(((au - F32(0.45 * self.a)) * F32(1 / 16.0)) ** 2))  # orbital roofs dome
+        ant += F32(0.15) * np.maximum(F32(-0.6 * self.b) - v, F32(0.0))  # rising to the frontal bone
         ant += F32(1.5) * np.sin(u * F32(0.3)) * np.sin(v * F32(0.25))  # irregular roofs
         bowl = (au - F32(0.55 * self.a)) ** 2 + (v + F32(0.1 * self.b)) ** 2
         mid = (
             F32(-self.middle_floor * c) + F32(0.01) * bowl
         )  # middle fossae: bowls, deepest at the temporal lobes
         mid += F32(0.22 * c) * soft(F32(14.0) - au, 6.0)  # sphenoid body
-        sphenoid_ridge = F32(-0.27 * self.b) - F32(0.18) * au
+        sphenoid_ridge = F32(-0.22 * self.b) - F32(0.35) * au + F32(0.006) * au * au  # arcs, convex forwards
         step = soft(v - sphenoid_ridge, 6.0)
         front = w - (ant + step * (mid - ant))
         back = (v - self.ridge(u, w)) * F32(0.9)

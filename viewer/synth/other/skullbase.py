@@ -147,9 +147,8 @@ def paint_base(
         u, v, w = block.coords(sl)
         o, h = outside[sl], hu[sl]
         d = cone.distance(u, v, w)
-        blend(
-            h, base.bone_hu, soft(F32(1.5) - d, edge) * soft(w - F32(globe.centre[2] - 8.0), 3.0) * o
-        )  # walls
+        wall = soft(F32(1.0) - d, edge) * soft(w - F32(globe.centre[2] - 8.0), 3.0) * o
+        blend(h, 0.6 * base.bone_hu, wall)  # thin orbital walls
         blend(h, base.fat_hu, soft(-d, edge) * o)
         blend(h, 35.0, soft(-nerve.distance(u, v, w), edge) * o)
         gd = globe.depth(u, v, w)
