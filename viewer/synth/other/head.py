@@ -55,9 +55,12 @@ class HeadShape:
         c3, s3 = c1 * c2 - s1 * s2, s1 * c2 + c1 * s2
         c4, s4 = c2 * c2 - s2 * s2, F32(2.0) * s2 * c2
         pert = F32(1.0) + F32(self.lift[0]) * ez + F32(self.lift[1]) * ez * ez
+        sxy = rxy / r  # harmonic k fades as sxy**k towards the poles, so the outline stays smooth there
+        fade = sxy
         for k, (ck, sk) in enumerate(((c1, s1), (c2, s2), (c3, s3), (c4, s4))):
             h = self.harm[k]
-            pert += (F32(h[0, 0]) + F32(h[0, 1]) * ez) * ck + (F32(h[1, 0]) + F32(h[1, 1]) * ez) * sk
+            pert += ((F32(h[0, 0]) + F32(h[0, 1]) * ez) * ck + (F32(h[1, 0]) + F32(h[1, 1]) * ez) * sk) * fade
+            fade = fade * sxy
         q = (u * F32(1.0 / self.a)) ** 2 + (v * F32(1.0 / self.b)) ** 2
         cz = np.where(w > 0, F32(1.0 / self.c_up), F32(1.0 / self.c_lo)).astype(F32)
         q += (w * cz) ** 2
