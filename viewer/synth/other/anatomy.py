@@ -115,7 +115,7 @@ def paint_head(head: Head, block: Block, edge: float) -> Compartments:
     u, v, w = block.u, block.v, block.w
     shape = block.shape
     hu = np.full(shape, AIR, F32)
-    rad, surface = s.radial(u, v, w)
+    rad, surface = s.radial(u, v, w, coarse=True)
     cav = s.cavity_depth(u, v, w, rad)
     _scalp_and_bone(head, block, hu, rad, cav, edge)
     inside = soft(cav, edge)

@@ -45,28 +45,46 @@ class HeadShape:
         t = self.t_skull + self.t_scalp + 16.0
         return np.array([self.a + t, self.b + t + 12.0, self.c_up + t])
 
-    def radial(self, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Radial depth (mm) inside the outline surface, and the radius of that surface along the ray."""
-        r = np.sqrt(u * u + v * v + w * w) + EPS
-        rxy = np.sqrt(u * u + v * v) + EPS
-        c1, s1 = u / rxy, v / rxy
-        ez = w / r
-        c2, s2 = c1 * c1 - s1 * s1, F32(2.0) * s1 * c1
-        c3, s3 = c1 * c2 - s1 * s2, s1 * c2 + c1 * s2
-        c4, s4 = c2 * c2 - s2 * s2, F32(2.0) * s2 * c2
-        pert = F32(1.0) + F32(self.lift[0]) * ez + F32(self.lift[1]) * ez * ez
-        sxy = rxy / r  # harmonic k fades as sxy**k towards the poles, so the outline stays smooth there
-        fade = sxy
-        for k, (ck, sk) in enumerate(((c1, s1), (c2, s2), (c3, s3), (c4, s4))):
+    def outline(self, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Relative radius (about 1) of the outline in the direction of each point: harmonics and height terms.
+
+        Azimuthal harmonic k is weighted by sin(polar angle)**k, so the outline stays smooth at the poles.
+        """
+        inv = F32(1.0) / (np.sqrt(u * u + v * v + w * w) + EPS)
+        c1, s1, ez = u * inv, v * inv, w * inv
+        pert = F32(1.0) + (F32(self.lift[0]) + F32(self.lift[1]) * ez) * ez
+        ck, sk = c1, s1
+        for k in range(4):
             h = self.harm[k]
-            pert += ((F32(h[0, 0]) + F32(h[0, 1]) * ez) * ck + (F32(h[1, 0]) + F32(h[1, 1]) * ez) * sk) * fade
-            fade = fade * sxy
+            pert += (F32(h[0, 0]) + F32(h[0, 1]) * ez) * ck
+            pert += (F32(h[1, 0]) + F32(h[1, 1]) * ez) * sk
+            if k < 3:
+                ck, sk = ck * c1 - sk * s1, sk * c1 + ck * s1
+        return pert
+
+    def radial(
+        self, u: np.ndarray, v: np.ndarray, w: np.ndarray, coarse: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Radial depth (mm) inside the outline surface, and the radius of that surface along the ray.
+
+        ``coarse``: for (planes, rows, columns) grids, evaluate the slowly varying :meth:`outline` on every
+        second voxel along each axis; on the working grid that moves the surface by at most about 0.25 mm.
+        """
+        if coarse and u.ndim == 3:
+            sub = (slice(None, None, 2),) * 3
+            pert = self.outline(u[sub], v[sub], w[sub])
+            for axis in range(3):
+                pert = np.repeat(pert, 2, axis=axis)
+            pert = pert[: u.shape[0], : u.shape[1], : u.shape[2]]
+        else:
+            pert = self.outline(u, v, w)
+        r = np.sqrt(u * u + v * v + w * w) + EPS
         q = (u * F32(1.0 / self.a)) ** 2 + (v * F32(1.0 / self.b)) ** 2
         cz = np.where(w > 0, F32(1.0 / self.c_up), F32(1.0 / self.c_lo)).astype(F32)
         q += (w * cz) ** 2
         rho = np.sqrt(q) + EPS
-        surface = r / rho * pert
-        return (pert - rho) * (r / rho), surface
+        scale = r / rho
+        return (pert - rho) * scale, scale * pert
 
     def ridge(self, u: np.ndarray, w: np.ndarray) -> np.ndarray:
         """v of the front wall of the posterior fossa (petrous ridges, clivus) at (u, w)."""

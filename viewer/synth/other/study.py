@@ -61,14 +61,15 @@ def draw_scan(rng: np.random.Generator, head: Head, matrix: int, dz: float, clea
     """Draw field of view, pose (off centre, turned, tilted up to 20°), scan range, kernel, noise, artefacts."""
     s = head.shape
     ext = s.half_extent
-    fov = float(np.clip(rng.normal(235.0, 20.0), max(180.0, 2 * ext[1] + 5.0), 300.0))
+    half_length = s.b + s.t_skull + s.t_scalp  # the head's antero-posterior half length at the vault
+    fov = float(np.clip(rng.normal(232.0, 22.0), max(180.0, 2.0 * half_length + 8.0), 300.0))
     px = fov / matrix
     rot = rotation(
         math.radians(rng.uniform(-10, 10)),
         math.radians(rng.uniform(-20, 20)),
         math.radians(rng.uniform(-7, 7)),
     )
-    room = max(0.0, fov / 2.0 - ext[1] - 4.0)
+    room = max(0.0, fov / 2.0 - half_length - 4.0)
     shift = rng.uniform(-1.0, 1.0, 2) * min(room, 25.0)
     pose = Pose(rot, np.array([shift[0], shift[1] + 0.1 * s.b, rng.uniform(60.0, 140.0)]))
     top_semi = np.array([s.a, s.b, s.c_up]) + s.t_skull + s.t_scalp
