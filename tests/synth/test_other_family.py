@@ -14,6 +14,7 @@ from viewer.dicom.stacks import split_series
 from viewer.synth.other import KINDS, generate_other_study
 from viewer.synth.other.acquisition import draw_slice_mm
 from viewer.synth.other.anatomy import draw_head
+from viewer.synth.other.artefacts import Artefacts, apply_artefacts
 from viewer.synth.other.fields import Block, Pose
 from viewer.synth.other.lesions import Bleed
 from viewer.synth.other.study import MAX_SLICES, MIN_SLICE_AREA_MM2, build_study, draw_scan, render_study
@@ -133,6 +134,17 @@ def test_each_kind_lies_where_it_should(by_kind, kind: str) -> None:
         assert np.mean(kept["ventricle"][mask] > 0.3) > 0.9
     if kind == "intraparenchymal":
         assert np.all(kept["cavity"][mask] > 1.0)
+        # A haematoma's blood is its contrast above the brain it replaced.
+        core = np.stack([ndimage.binary_erosion(m_) for m_ in mask])
+        near = np.stack(
+            [
+                ndimage.binary_dilation(m_, iterations=6) ^ ndimage.binary_dilation(m_, iterations=2)
+                for m_ in mask
+            ]
+        )
+        near &= (st.hu > 10.0) & (st.hu < 50.0) & (kept["ventricle"] < 0.1)
+        diff = float(st.hu[core].mean()) - float(st.hu[near].mean())
+        assert les.volume_ml > 1.0 and 0.5 * les.contrast_hu < diff < 1.5 * les.contrast_hu + 8.0
     # Blood is brighter than the brain around it.
     ring = np.stack([ndimage.binary_dilation(m_, iterations=max(2, int(4 / px))) for m_ in mask]) & ~mask
     ring &= (st.hu > 15.0) & (st.hu < 50.0) & (kept["ventricle"] < 0.1)
@@ -195,3 +207,20 @@ def test_written_studies_load_as_dicom(tmp_path: Path) -> None:
         assert vol.array.shape == st.hu.shape
         np.testing.assert_allclose(vol.array, np.round(st.hu), atol=1.0)
         assert vol.spacing[0] == pytest.approx(dz) and vol.spacing[1] == pytest.approx(dy)
+
+
+def test_beam_hardening_darkens_between_dense_bones_and_motion_ghosts() -> None:
+    x = np.arange(-60.0, 60.0, 1.0)
+    y = np.arange(-60.0, 60.0, 1.0)
+    slab = np.full((y.size, x.size), 30.0, np.float32)
+    slab[55:65, 20:30] = 2400.0  # petrous bones right and left of the centre
+    slab[55:65, 90:100] = 2400.0
+    art = Artefacts(hardening=30.0, streaks=0, streak_hu=0.0, cupping=0.0, motion=(0, 0), motion_mm=0.0)
+    out = slab.copy()
+    apply_artefacts(art, out, 0, x, y, np.zeros(3), 1.0, np.random.default_rng(0))
+    assert out[60, 60] < 30.0 - 15.0  # the dark band between them
+    assert abs(float(out[10, 60]) - 30.0) < 1.0  # far from it, nothing
+    moved = Artefacts(hardening=0.0, streaks=0, streak_hu=0.0, cupping=0.0, motion=(0, 1), motion_mm=4.0)
+    ghost = slab.copy()
+    apply_artefacts(moved, ghost, 0, x, y, np.zeros(3), 1.0, np.random.default_rng(0))
+    assert np.abs(ghost - slab).max() > 100.0  # edges of the bones smeared

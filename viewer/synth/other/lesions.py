@@ -47,6 +47,7 @@ class Bleed:
         default_factory=lambda: (np.zeros((0, 3), F32), np.zeros(0, F32))
     )
     edema: float = 0.0
+    fill: float = 1.0  # how much of the CSF space blood fills (subarachnoid)
 
 
 def _shell(head: Head, b: Bleed, u: np.ndarray, v: np.ndarray, w: np.ndarray, cav: np.ndarray, edge: float):
@@ -57,9 +58,9 @@ def _shell(head: Head, b: Bleed, u: np.ndarray, v: np.ndarray, w: np.ndarray, ca
     if b.kind == "epidural":
         # A biconvex lens, thinning to nothing at the sutures that bound its bone.
         t = F32(b.thickness) * np.sqrt(F32(1.0) - x) * head.shape.plate(u, v, w, b.plate, b.side, 16.0)
-        return soft(t - cav, edge) * soft(cav + F32(0.5), edge) * soft(t - F32(0.5), 1.0)
+        return soft(t - cav, edge) * soft(cav, edge) * soft(t - F32(0.5), 1.0)
     t = F32(b.thickness) * (F32(1.0) - x) ** F32(0.3)  # crescent with blunt ends
-    return soft(t - cav, edge) * soft(cav + F32(0.5), edge) * (x < 1)
+    return soft(t - cav, edge) * soft(cav, edge) * (x < 1)
 
 
 def fraction(
@@ -98,7 +99,7 @@ def fraction(
             pial = cav - F32(br.subarachnoid)
             space = np.maximum(soft(F32(b.thickness) - comp.sulcus[sl], edge), soft(-pial, edge))
             space *= soft(cav, edge)
-        return ball * space * F32(b.semi[0])
+        return ball * space * F32(b.fill)
     if b.kind == "intraventricular":
         vent = comp.ventricle[sl]
         if b.variant == "layer":
@@ -219,13 +220,13 @@ def _subarachnoid(rng: np.random.Generator, head: Head) -> Bleed:
         centre = np.array([rng.uniform(-15, 15), -0.12 * s.b, -0.28 * s.c_up]) + rng.normal(0, 4, 3)
         radius = float(rng.uniform(20.0, 45.0))
         return Bleed("subarachnoid", "basal", _contrast(rng, False), *_box(centre, radius + 6), centre=centre,
-                     radius=radius, semi=np.array([fill, 1, 1]))  # fmt: skip
+                     radius=radius, fill=fill)  # fmt: skip
     side = float(rng.choice([-1.0, 1.0]))
     d = direction((0.0 if side > 0 else 180.0) + side * rng.uniform(-70, 70), rng.uniform(0, 60))
     centre = _surface_point(head, d, br.subarachnoid + 6.0)
     radius = float(rng.uniform(10.0, 30.0))
     return Bleed("subarachnoid", "sulcal", _contrast(rng, rng.uniform() < 0.3), *_box(centre, radius + 6),
-                 centre=centre, radius=radius, thickness=float(rng.uniform(1.0, 2.2)), semi=np.array([fill, 1, 1]))  # fmt: skip
+                 centre=centre, radius=radius, thickness=float(rng.uniform(1.0, 2.2)), fill=fill)  # fmt: skip
 
 
 def _intraventricular(rng: np.random.Generator, head: Head, pose: Pose) -> Bleed:
