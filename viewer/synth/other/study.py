@@ -186,15 +186,13 @@ def render_study(
         img = _to_image(scan, slabs[k0 : k0 + step], -1000.0, True)
         hu[k0 : k0 + step] = reconstruct(img, scan.px, scan.kernel, scan.noise, rng)
 
+    # Each voxel belongs to the bleed with the largest blood fraction there, if that fraction is at least 1/2.
     owner = np.zeros((n, m, m), np.uint8)
-    best = np.zeros((n, m, m), F32)
-    for i, frac in enumerate(fractions):
-        ks = np.flatnonzero(frac.max(axis=(1, 2)) >= 0.5)
-        if ks.size:
-            up = _to_image(scan, frac[ks], 0.0, False)
-            take = (up >= 0.5) & (up > best[ks])
-            best[ks] = np.where(take, up, best[ks])
-            owner[ks] = np.where(take, np.uint8(i + 1), owner[ks])
+    if fractions:
+        hit = np.any([f.max(axis=(1, 2)) >= 0.5 for f in fractions], axis=0)
+        for k in np.flatnonzero(hit):
+            up = _to_image(scan, np.stack([f[k] for f in fractions]), 0.0, False)
+            owner[k] = np.where(up.max(axis=0) >= 0.5, up.argmax(axis=0) + 1, 0)
     lesions: list[LesionInfo] = []
     mask = np.zeros((n, m, m), bool)
     min_px = MIN_SLICE_AREA_MM2 / (scan.px * scan.px)
