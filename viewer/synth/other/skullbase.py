@@ -66,9 +66,10 @@ def draw_base(rng: np.random.Generator, s: HeadShape) -> SkullBase:
         air.append(Blob(np.array([side * 0.36 * a, -0.8 * b, w_af - 45]), np.array([14.0, 16.0, 15.0]) * u(0.85, 1.1),
                         2.0, 0.0, AIR))  # fmt: skip
     if frontal_size > 0.1:
-        semi = np.array([8 + 14 * frontal_size, 5.0, 6 + 10 * frontal_size])
-        centre = np.array([0.0, -(b + s.t_skull * 0.6), -0.02 * c])
-        bone.append(Blob(centre + [0, -1.0, 0], semi + [3.0, 3.0, 3.0], 2.0, 0.0, 0.0))
+        # In the frontal bone, bulging its outer table a little into the scalp.
+        semi = np.array([8 + 14 * frontal_size, 3.0, 6 + 10 * frontal_size])
+        centre = np.array([0.0, -(b + s.t_skull * 0.5 + 1.0), -0.02 * c])
+        bone.append(Blob(centre, semi + [2.0, 1.5, 2.0], 2.0, 0.0, 0.0))
         air.append(Blob(centre, semi, 2.0, 0.0, AIR))
     honey = [Blob(np.array([0.0, -0.78 * b, w_af - 18]), np.array([11.0, 0.3 * b, 16.0]), 2.0, 0.0, 0.0)]
     mastoid = u(0.6, 1.2)
