@@ -361,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PHANTOM_FAMILIES,
         default="classic",
         help="classic: 5 mm, three bleed kinds (default); wide: five kinds incl. small and faint ones, "
-        "0.625-10 mm slices, artefacts and confounders",
+        "0.625-10 mm slices, artefacts and confounders; other: an independently written generator (own "
+        "anatomy and rendering) for cross-generator validation",
     )
     p.set_defaults(func=cmd_demo_data)
 

@@ -9,6 +9,7 @@ patient, and written with :mod:`viewer.synth.writer`; ``labels.json`` and the ma
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from pydicom.uid import generate_uid
 
 from viewer.errors import CancelledError, ViewerError
 from viewer.synth.labels import PhantomManifest, StudyLabels, write_labels
+from viewer.synth.other import generate_other_study
 from viewer.synth.study import FAMILIES, PhantomStudy, generate_study
 from viewer.synth.writer import (
     SeriesMeta,
@@ -34,7 +36,10 @@ _FIRST_NAMES = (
 
 
 # Each family's study generator: generate(rng, matrix=..., bleed=..., clear=...) -> PhantomStudy.
-_GENERATORS: dict[str, Callable[..., PhantomStudy]] = {f: partial(generate_study, family=f) for f in FAMILIES}
+_GENERATORS: dict[str, Callable[..., PhantomStudy]] = {
+    **{f: partial(generate_study, family=f) for f in FAMILIES},
+    "other": generate_other_study,
+}
 PHANTOM_FAMILIES = tuple(_GENERATORS)
 
 
@@ -88,7 +93,10 @@ def _dataset_study(
 ) -> tuple[PhantomStudy, SeriesMeta]:
     rng = np.random.default_rng(seq)
     meta = _meta(rng, seed, index, family)
-    return _GENERATORS[family](rng, matrix=matrix, bleed=bleed, clear=index == 0), meta
+    study = _GENERATORS[family](rng, matrix=matrix, bleed=bleed, clear=index == 0)
+    if family != "classic":
+        meta = replace(meta, series_description=f"HEAD {study.spacing[0]:g}mm AXIAL")
+    return study, meta
 
 
 def _check_family(family: str) -> None:
@@ -135,7 +143,8 @@ def write_phantom_dataset(
     family:
         Which generator draws the studies (:data:`PHANTOM_FAMILIES`): ``classic`` (the default, 5 mm),
         ``wide`` (more bleed kinds, small and faint bleeds, slice thickness 0.625–10 mm and confounders;
-        :func:`viewer.synth.study.generate_study`).
+        :func:`viewer.synth.study.generate_study`), ``other`` (an independently written generator with its
+        own anatomy and rendering, for cross-generator validation; :mod:`viewer.synth.other`).
     progress:
         Called as ``progress(done, total, text)`` before each study and once at the end.
     cancel:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from viewer.synth.bleeds import KINDS as NAME_ORDER
 from viewer.synth.labels import LesionInfo
 from viewer.synth.other.acquisition import (
     WORK_BUDGET,
@@ -212,7 +213,9 @@ def render_study(
             LesionInfo(b.kind, float(b.contrast), float(size), volume, int(zz.min()), int(zz.max()))
         )
         mask |= mi
-    present = sorted({les.kind for les in lesions}, key=KINDS.index)
+    present = sorted(
+        {les.kind for les in lesions}, key=NAME_ORDER.index
+    )  # names as the first family joins them
     study = PhantomStudy(
         hu=hu,
         spacing=(dz, scan.px, scan.px),
