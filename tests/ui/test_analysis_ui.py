@@ -6,6 +6,7 @@ analysis is the same code either way); the one test that needs the trained weigh
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from PySide6.QtTest import QTest
 from viewer.analysis import run as analysis_run
 from viewer.analysis import session as analysis_session
 from viewer.errors import ViewerError
+from viewer.model.intended_use import UseWarning
 from viewer.model.weights import default_model_paths
 from viewer.ui.error_dialog import relay
 from viewer.ui.help_page import AnalysisHelpDialog
@@ -180,6 +182,19 @@ def test_a_series_outside_intended_use_is_not_assessed(qtbot, phantom: MainWindo
         and "For study only: outside intended use" in panel.study_only_label.text()
     )
     assert panel.probability_plot.isVisible() and panel.saliency_plot.isVisible()
+
+
+def test_reasons_for_not_assessing_come_before_the_advisories(qtbot, phantom: MainWindow) -> None:
+    show_series(qtbot, phantom, uid_of(phantom, OTHER))
+    result = analyze(qtbot, phantom)
+    advisory = UseWarning("advisory-test", "Slices are thicker than the model was trained on", False)
+    mixed = dataclasses.replace(result, warnings=[advisory, *result.warnings])
+    panel = phantom.analysis.panel
+    panel._show_finding(mixed)
+    text = panel.warnings_label.text()
+    also = text.index("Also, for caution")
+    assert all(text.index(r.split(";")[0]) < also for r in mixed.reasons)
+    assert text.index(advisory.message) > also
 
 
 def test_an_in_scope_series_shows_its_finding_without_the_study_label(qtbot, phantom: MainWindow) -> None:

@@ -9,6 +9,7 @@ AnalysisController` decides what to show and when.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
@@ -38,6 +39,7 @@ from viewer.analysis.display import (
     hidden_axis,
 )
 from viewer.analysis.result import STUDY_ONLY, AnalysisResult
+from viewer.model.intended_use import UseWarning
 from viewer.ui import theme
 
 AXIS_WIDTH = 46
@@ -623,10 +625,14 @@ class ResultsPanel(QWidget):
             )
             heading = "<b>⚠ Not assessed: outside the model's intended use</b> — no finding is given because:"
         if result.warnings:
-            items = "".join(f"<li>{html.escape(w.message)}</li>" for w in result.warnings)
-            self.warnings_label.setText(
-                f"{heading}<ul style='margin-left: -20px; margin-top: 2px; margin-bottom: 0px;'>{items}</ul>"
-            )
+            # Outside intended use the box gives the reasons first, then the advisories under their own heading,
+            # so a reader does not take a caution for a reason the finding was withheld.
+            reasons = [w for w in result.warnings if w.disqualifying or assessed]
+            advisories = [w for w in result.warnings if not w.disqualifying and not assessed]
+            text = heading + _bullets(reasons)
+            if advisories:
+                text += "<b>Also, for caution:</b>" + _bullets(advisories)
+            self.warnings_label.setText(text)
             self.warnings_label.show()
         else:
             self.warnings_label.hide()
@@ -715,3 +721,9 @@ class ResultsPanel(QWidget):
     def _on_threshold(self, value: int) -> None:
         self.threshold_value.setText(f"{value / 100:.2f}")
         self.threshold_changed.emit(value / 100.0)
+
+
+def _bullets(warnings: Sequence[UseWarning]) -> str:
+    """An HTML list of the warnings' messages, escaped."""
+    items = "".join(f"<li>{html.escape(w.message)}</li>" for w in warnings)
+    return f"<ul style='margin-left: -20px; margin-top: 2px; margin-bottom: 0px;'>{items}</ul>"
