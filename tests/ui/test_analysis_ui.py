@@ -18,6 +18,7 @@ from PySide6.QtTest import QTest
 from viewer.analysis import run as analysis_run
 from viewer.analysis import session as analysis_session
 from viewer.errors import ViewerError
+from viewer.model import intended_use
 from viewer.model.intended_use import UseWarning
 from viewer.model.weights import default_model_paths
 from viewer.ui.error_dialog import relay
@@ -157,6 +158,18 @@ def test_analyze_while_loading_starts_once_loaded(qtbot, phantom: MainWindow) ->
     with qtbot.waitSignal(phantom.analysis.result_shown, timeout=TIMEOUT_MS):
         pass
     assert phantom.analysis.shown_result.matches(phantom.current_volume())
+
+
+def test_a_stack_too_long_for_the_model_is_refused_from_its_headers(qtbot, phantom: MainWindow, monkeypatch):
+    monkeypatch.setattr(intended_use, "MAX_SLICES", 10)  # the phantom has 28-40 slices
+    uid = phantom.current_uid
+    show_series(qtbot, phantom, uid_of(phantom, OTHER))
+    phantom.cache.clear()
+    phantom.open_stack(uid)
+    assert phantom.loading
+    assert not phantom.analysis.analyze()  # refused at once, without waiting for the pixels
+    panel = phantom.analysis.panel
+    assert panel.state == "refused" and "the model reads at most 10" in panel.state_label.text()
 
 
 def test_intended_use_warnings_are_shown_in_plain_words(qtbot, phantom: MainWindow) -> None:

@@ -43,6 +43,8 @@ from viewer.analysis.session import (
 )
 from viewer.dicom.stacks import Stack
 from viewer.dicom.volume import Volume
+from viewer.errors import ViewerError
+from viewer.model.intended_use import size_refusal
 from viewer.ui.error_dialog import report_exception
 from viewer.ui.help_page import show_analysis_help
 from viewer.ui.image_view import ImageView
@@ -237,6 +239,15 @@ class AnalysisController(QObject):
             self.view.index,
         )  # where the reader was: a result moves the view only if still there
         volume = self.series.current_volume()
+        stack = self.series.stack(uid)
+        refusal = size_refusal((stack.n_slices, stack.rows, stack.columns)) if stack is not None else ""
+        if refusal:
+            # Known from the headers: no need to wait for (or keep loading) the pixels only to refuse them.
+            message = str(ViewerError("Cannot analyse the series", refusal))
+            self.panel.show_refused(message)
+            self._status("The analysis cannot run on this series", 5000)
+            self.failed.emit(uid, message)
+            return False
         if volume is None:
             if self.series.loading:
                 self._pending_uid = uid

@@ -573,6 +573,10 @@ class ResultsPanel(QWidget):
         """The analysis was cancelled; Analyze can start it again."""
         self._show_state("cancelled", "The analysis was cancelled.", button=True)
 
+    def show_refused(self, message: str) -> None:
+        """The series cannot be analysed at all (``message`` says why); trying again would not help."""
+        self._show_state("refused", message, button=False, error=True)
+
     def show_failed(self, message: str) -> None:
         """The analysis failed with ``message``; Analyze can try again."""
         self._show_state("failed", f"The analysis failed: {message}", button=True, error=True)
