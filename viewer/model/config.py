@@ -36,9 +36,9 @@ class ModelConfig:
     encoder_channels:
         Channels of the CNN's stem and of each of its stages (each stage halves the resolution).
     hidden_size:
-        GRU units per direction.
+        GRU (or LSTM) units per direction.
     num_layers:
-        Stacked GRU layers.
+        Stacked GRU (or LSTM) layers.
     dropout:
         Dropout on slice features and on the GRU output (training only).
     lse_sharpness:
