@@ -106,7 +106,7 @@ def test_default_config_and_card_are_unchanged():
         ModelConfig(sequence="transformer")
     paths = default_model_paths()
     card = read_card(paths.card)
-    assert card.config.sequence == "bigru" and not card.ablation
+    assert card.config.sequence == "bigru"
     # The shipped card, read and written again, is the same bytes (no new keys for the default).
     text = json.dumps(card.to_dict(), indent=2, ensure_ascii=False) + "\n"
     assert text == paths.card.read_text(encoding="utf-8")

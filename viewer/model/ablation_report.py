@@ -178,6 +178,7 @@ VARIANT_COLUMNS = [
     "Slice AUROC [95% CI]",
     "Occlusion-track AUROC [95% CI]",
     f"Δ study AUROC vs {BASELINE} [95% CI]",
+    f"Δ slice AUROC vs {BASELINE} [95% CI]",
     "Parameters (sequence part)",
     "CPU s / series (sequence part, ms)",
 ]
@@ -187,7 +188,8 @@ def variant_rows(summary: dict[str, Any]) -> list[list[str]]:
     """The per-variant table's rows (strings), in the order of :data:`VARIANT_COLUMNS`."""
     rows = []
     for v in summary["variants"]:
-        delta = v.get(f"delta_vs_{BASELINE}", {}).get("study_auroc")
+        deltas = v.get(f"delta_vs_{BASELINE}", {})
+        baseline = "(baseline)" if v["variant"] == BASELINE else "–"
         cpu = v["cpu_seconds_per_series"]
         rows.append(
             [
@@ -195,7 +197,10 @@ def variant_rows(summary: dict[str, Any]) -> list[list[str]]:
                 _ci(v["metrics"].get("study_auroc")),
                 _ci(v["metrics"].get("slice_auroc")),
                 _ci(v["metrics"].get("occlusion_track_auroc")),
-                _ci(delta, signed=True) if delta else "(baseline)" if v["variant"] == BASELINE else "–",
+                *(
+                    _ci(deltas[m], signed=True) if m in deltas else baseline
+                    for m in ("study_auroc", "slice_auroc")
+                ),
                 f"{v['parameters']['total']:,} ({v['parameters']['sequence']:,})",
                 f"{cpu['model']:.3f} ({1000 * cpu['sequence']:.2f})",
             ]
