@@ -282,6 +282,7 @@ def test_tiny_ablation_end_to_end_and_resumes(tiny):
     )
     assert not any("epoch" in line for line in lines)
     assert sum("skipped" in line for line in lines) == len(VARIANTS)
+    assert any("warning: 6 held-out series are also training or validation series" in line for line in lines)
     assert again.report["val"]["variants"] == report["val"]["variants"]
     assert again.report["held_out"]["series"] == 6
     assert "## Held-out" in again.markdown_path.read_text()

@@ -280,10 +280,6 @@ class AblationData:
         }
 
 
-def _features_on(bank: Sequence[Tensor], device: torch.device) -> list[Tensor]:
-    return [f.to(device) for f in bank]
-
-
 def prepare_ablation(
     model_path: str | Path,
     data: Sequence[str | Path],
@@ -314,7 +310,7 @@ def prepare_ablation(
         raise ViewerError("Cannot run the ablation", "no readable training or validation series")
     cache = FeatureCache(cache_folder, encoder, card.sha256)
     started = time.perf_counter()
-    train_bank = _features_on(cache.bank(train, progress), device)
+    train_bank = [f.to(device) for f in cache.bank(train, progress)]
     val_features = [f[0].to(device) for f in cache.bank(val_series, progress)]
     log(
         f"features of {len(train)} training and {len(val_series)} validation series ready "
@@ -340,6 +336,9 @@ def prepare_ablation(
         held_set, held_series = prepared(held_out)
         if not held_series:
             raise ViewerError("Cannot run the ablation", "no readable held-out series", Path(held_out))
+        shared = {s.series_uid for s in held_series} & {s.series_uid for s in [*train, *val_series]}
+        if shared:
+            log(f"warning: {len(shared)} held-out series are also training or validation series")
         result.held_out = held_series
         result.held_out_features = [f[0].to(device) for f in cache.bank(held_series, progress)]
         result.descriptions["held_out"] = held_set.description
