@@ -532,7 +532,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)"
     )
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads for training")
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads (1 suits the small sequence batches, and a busy machine, best)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--cache", metavar="DIR", help="where prepared series are cached")
     p.add_argument(

@@ -235,7 +235,16 @@ def tiny(tmp_path_factory):
     return root, model
 
 
-def test_tiny_ablation_end_to_end_and_resumes(tiny):
+@pytest.fixture
+def one_thread():
+    """Tiny batches on a shared 2-core machine: two torch threads wait on each other far longer than they work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_tiny_ablation_end_to_end_and_resumes(tiny, one_thread):
     root, model = tiny
     lines: list[str] = []
     kwargs = {
