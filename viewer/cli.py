@@ -225,6 +225,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK if report.outcomes else EXIT_NOTHING
 
 
+def cmd_ablation(args: argparse.Namespace) -> int:
+    import torch
+
+    from viewer.model.ablation import run_ablation
+    from viewer.model.device import pick_device
+    from viewer.model.training import TrainSettings
+    from viewer.model.workflow import portable_command
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    defaults = TrainSettings()
+    settings = TrainSettings(
+        sequence_epochs=defaults.sequence_epochs if args.sequence_epochs is None else args.sequence_epochs
+    )
+    result = run_ablation(
+        args.model,
+        args.data,
+        args.val,
+        args.out,
+        held_out=args.held_out,
+        variants=args.variants,
+        seeds=args.seeds,
+        settings=settings,
+        rounds=args.bootstrap,
+        device=pick_device(args.device),
+        series_cache=Path(args.cache) if args.cache else None,
+        update_card=args.update_card,
+        command=portable_command(
+            ["gru-viewer", *sys.argv[1:]],
+            placeholders={"--out": "DIR", "--held-out": "DIR", "--cache": "DIR"},
+        ),
+        progress=_progress_printer(not args.quiet),
+        log=_log_line(args.quiet),
+    )
+    print(result.markdown_path.read_text(encoding="utf-8"))
+    print(f"wrote {result.json_path} and {result.markdown_path}")
+    if args.update_card:
+        print("model card updated with the validation table; the weights did not change")
+    return EXIT_OK
+
+
 def cmd_reference(args: argparse.Namespace) -> int:
     from viewer.model.device import pick_device
     from viewer.model.workflow import reference_from_folders
@@ -491,6 +532,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_reference)
+
+    p = sub.add_parser(
+        "ablation",
+        help="train alternatives to the sequence part on one model's frozen encoder and compare them",
+    )
+    p.add_argument(
+        "--model", required=True, metavar="FILE", help="trained model whose slice encoder all variants share"
+    )
+    p.add_argument(
+        "--data", action="append", required=True, metavar="DIR", help="training folder (repeatable)"
+    )
+    p.add_argument("--val", required=True, metavar="DIR", help="validation folder (the reported numbers)")
+    p.add_argument(
+        "--held-out", metavar="DIR", help="also score a held-out folder, reported apart (only when asked)"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="results, feature cache and finished runs (resumable)"
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per variant (default 0 1)")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["pool", "bigru", "bigru2", "bigru_attn", "bilstm"],
+        choices=("pool", "bigru", "bigru2", "bigru_attn", "bilstm"),
+        help="variants to train (default all)",
+    )
+    p.add_argument("--sequence-epochs", type=int, help="epochs of the sequence stage (default as in train)")
+    p.add_argument(
+        "--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads (1 suits the small sequence batches, and a busy machine, best)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--cache", metavar="DIR", help="where prepared series are cached")
+    p.add_argument(
+        "--update-card", action="store_true", help="write the validation table into the model's card"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_ablation)
 
     return parser
 

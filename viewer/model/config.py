@@ -11,6 +11,15 @@ from typing import Any
 
 DEFAULT_WINDOWS: tuple[tuple[float, float], ...] = ((40.0, 80.0), (80.0, 200.0), (600.0, 2800.0))
 
+#: What runs between the slice features and the slice head (see :class:`~viewer.model.network.SliceGRUNet`):
+#: ``bigru`` the shipped bidirectional :class:`~viewer.model.gated_gru.GatedGRU` with log-mean-exp pooling;
+#: ``bigru_attn`` the same GRU with the study logit from attention-pooled slice states; ``bilstm`` a
+#: bidirectional ``torch.nn.LSTM``; ``pool`` no recurrence (the slice head reads the CNN features). Only the GRU
+#: kinds have the gate traces and hidden-state track of :mod:`viewer.model.explanations`.
+SEQUENCE_KINDS: tuple[str, ...] = ("bigru", "bigru_attn", "bilstm", "pool")
+DEFAULT_SEQUENCE = "bigru"
+GRU_SEQUENCES: tuple[str, ...] = ("bigru", "bigru_attn")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -27,15 +36,18 @@ class ModelConfig:
     encoder_channels:
         Channels of the CNN's stem and of each of its stages (each stage halves the resolution).
     hidden_size:
-        GRU units per direction.
+        GRU (or LSTM) units per direction.
     num_layers:
-        Stacked GRU layers.
+        Stacked GRU (or LSTM) layers.
     dropout:
         Dropout on slice features and on the GRU output (training only).
     lse_sharpness:
         ``r`` of the log-mean-exp pooling.
     operating_threshold:
         Study probability at or above which the study is called positive.
+    sequence:
+        One of :data:`SEQUENCE_KINDS`; the shipped models are ``bigru``, which the card leaves unstated (cards
+        written before the field existed read as ``bigru``, and a ``bigru`` card is written as before).
     """
 
     input_size: int = 192
@@ -47,6 +59,7 @@ class ModelConfig:
     dropout: float = 0.2
     lse_sharpness: float = 5.0
     operating_threshold: float = 0.5
+    sequence: str = DEFAULT_SEQUENCE
 
     def __post_init__(self) -> None:
         if len(self.encoder_channels) < 2:
@@ -60,6 +73,8 @@ class ModelConfig:
             raise ValueError("operating_threshold is a probability in (0, 1)")
         if self.lse_sharpness <= 0:
             raise ValueError("lse_sharpness must be positive")
+        if self.sequence not in SEQUENCE_KINDS:
+            raise ValueError(f"sequence must be one of {SEQUENCE_KINDS}, got {self.sequence!r}")
 
     @property
     def in_channels(self) -> int:
@@ -70,9 +85,17 @@ class ModelConfig:
         """Length of a slice's feature vector: the last stage's channels, mean- and max-pooled."""
         return 2 * self.encoder_channels[-1]
 
+    @property
+    def has_gated_gru(self) -> bool:
+        """Whether the sequence part is a :class:`~viewer.model.gated_gru.GatedGRU` (gate traces, hidden track)."""
+        return self.sequence in GRU_SEQUENCES
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return asdict(self)
+        """JSON-ready dict (tuples become lists); ``sequence`` only when it is not the default ``bigru``."""
+        data = asdict(self)
+        if data["sequence"] == DEFAULT_SEQUENCE:
+            del data["sequence"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

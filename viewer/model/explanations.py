@@ -121,6 +121,15 @@ def _require_eval(model: SliceGRUNet) -> None:
         )
 
 
+def _require_gated_gru(model: SliceGRUNet, what: str) -> None:
+    """Gate traces and the hidden-state track read the :class:`GatedGRU`'s trace; other sequences have none."""
+    if not model.config.has_gated_gru:
+        raise ValueError(
+            f"{what} needs a model whose sequence part is the gated GRU (sequence 'bigru' or 'bigru_attn'); this "
+            f"model's is {model.config.sequence!r} (an ablation variant, see viewer/model/ablation.py)"
+        )
+
+
 def _features(model: SliceGRUNet, inputs: Preprocessed, features: Tensor | None) -> Tensor:
     """``(1, n_model, feature_size)`` slice features without a graph."""
     if features is not None:
@@ -146,6 +155,7 @@ def gate_traces(
         GRU layer, default the last.
     """
     _require_eval(model)
+    _require_gated_gru(model, "the gate traces")
     if output is None:
         with torch.no_grad():
             output = model.forward_features(_features(model, inputs, None))
@@ -252,6 +262,7 @@ def hidden_state_saliency(
         GRU layer, default the last (for a lower layer, "direct" is the path through the layer above at ``t``).
     """
     _require_eval(model)
+    _require_gated_gru(model, "the hidden-state track")
     if method not in HIDDEN_METHODS:
         raise ValueError(f"method must be one of {HIDDEN_METHODS}, got {method!r}")
     feats = output.features.detach() if output is not None else _features(model, inputs, None)
@@ -332,6 +343,7 @@ def analyse_sequence(
     of the forward.
     """
     _require_eval(model)
+    _require_gated_gru(model, "the sequence analysis")
     feats = _features(model, inputs, features)
     with torch.enable_grad():
         out = model.forward_features(feats)

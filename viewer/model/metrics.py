@@ -1,6 +1,9 @@
-"""Classification metrics on plain arrays (no scikit-learn): AUROC, sensitivity/specificity, calibration."""
+"""Classification metrics on plain arrays (no scikit-learn): AUROC, sensitivity/specificity, calibration, bootstrap
+intervals."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
@@ -90,3 +93,31 @@ def youden_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
         if sens + spec - 1 > best_j:
             best, best_j = float(t), sens + spec - 1
     return float(np.clip(best, 1e-4, 1 - 1e-4))
+
+
+def bootstrap_ci(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    *,
+    rounds: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(indices)`` over ``n`` items resampled with replacement.
+
+    ``statistic`` takes an index array into the items (``np.arange(n)`` gives the point estimate), so several
+    statistics evaluated with the same ``seed`` see the same resamples (paired differences). Resamples on which
+    the statistic is undefined (NaN, e.g. an AUROC with one class) are left out; ``(nan, nan)`` when all are.
+    """
+    if n < 1 or rounds < 1:
+        raise ValueError("the bootstrap needs at least one item and one round")
+    if not 0.0 < level < 1.0:
+        raise ValueError("the level lies in (0, 1)")
+    rng = np.random.default_rng(seed)
+    values = np.asarray([statistic(rng.integers(0, n, n)) for _ in range(rounds)], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    tail = 100.0 * (1.0 - level) / 2.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)

@@ -1,6 +1,11 @@
 """The slice-GRU: a small 2D CNN per slice, a bidirectional :class:`GatedGRU` across slices, per-slice logits and
 a study logit pooled from them.
 
+``ModelConfig.sequence`` swaps the middle part for the ablation (:mod:`viewer.model.ablation`): ``bigru`` (the
+shipped one), ``bigru_attn`` (same GRU, study logit from attention-pooled slice states), ``bilstm`` or ``pool``
+(no recurrence: the slice head reads the CNN features). A ``bigru`` network's modules, tensor names and outputs
+are those of the network before the field existed.
+
 Pooling is a smooth maximum (log-mean-exp with sharpness ``r``, Pinheiro & Collobert 2015)::
 
     study = (1/r) · log( (1/T) Σ_t exp(r · s_t) )
@@ -82,9 +87,11 @@ class NetOutput:
     study_logit:
         ``(batch,)``.
     hidden:
-        ``(batch, slices, 2 · hidden)``: last GRU layer, forward states then reverse, in the autograd graph.
+        ``(batch, slices, 2 · hidden)``: last GRU layer, forward states then reverse, in the autograd graph (the
+        LSTM's output for ``bilstm``, the slice features for ``pool``).
     trace:
-        The :class:`GateTrace` of every GRU layer and direction (in the graph; see ``trace.state_gradient``).
+        The :class:`GateTrace` of every GRU layer and direction (in the graph; see ``trace.state_gradient``);
+        empty for the sequences without a :class:`GatedGRU`.
     features:
         ``(batch, slices, feature_size)``: the encoder's slice features.
     """
@@ -128,6 +135,30 @@ def lse_weights(logits: Tensor, sharpness: float, dim: int = -1) -> Tensor:
     return torch.softmax(sharpness * logits, dim=dim)
 
 
+ATTENTION_SIZE = 64
+
+
+class AttentionPool(nn.Module):
+    """Study logit from attention-pooled slice states: ``head(Σ_t a_t h_t)``, ``a = softmax_t(w · tanh(V h_t))``
+
+    (Ilse et al. 2018, without the gating). Unlike log-mean-exp its weights can learn to ignore slices; it is
+    here as an ablation, not in the shipped model.
+    """
+
+    def __init__(self, size: int, attention_size: int = ATTENTION_SIZE) -> None:
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(size, attention_size), nn.Tanh(), nn.Linear(attention_size, 1))
+        self.head = nn.Linear(size, 1)
+
+    def weights(self, states: Tensor) -> Tensor:
+        """``(batch, slices)`` attention weights, summing to 1 over the slices."""
+        return torch.softmax(self.score(states).squeeze(-1), dim=-1)
+
+    def forward(self, states: Tensor) -> Tensor:
+        pooled = (self.weights(states).unsqueeze(-1) * states).sum(dim=1)
+        return self.head(pooled).squeeze(-1)
+
+
 class SliceGRUNet(nn.Module):
     """Slice encoder → bidirectional :class:`GatedGRU` over the slices → per-slice logits → LSE study logit.
 
@@ -145,25 +176,47 @@ class SliceGRUNet(nn.Module):
         self.config = config or ModelConfig()
         cfg = self.config
         self.encoder = SliceEncoder(cfg.in_channels, cfg.encoder_channels)
-        self.gru = GatedGRU(
-            cfg.feature_size,
-            cfg.hidden_size,
-            num_layers=cfg.num_layers,
-            bidirectional=True,
-            batch_first=True,
-            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-        )
+        between = cfg.dropout if cfg.num_layers > 1 else 0.0
+        # Registered in this order (encoder, gru, dropout, slice_head) so a bigru network is the network it was.
+        self.gru: GatedGRU | None = None
+        self.lstm: nn.LSTM | None = None
+        self.attention: AttentionPool | None = None
+        if cfg.has_gated_gru:
+            self.gru = GatedGRU(
+                cfg.feature_size,
+                cfg.hidden_size,
+                num_layers=cfg.num_layers,
+                bidirectional=True,
+                batch_first=True,
+                dropout=between,
+            )
+        elif cfg.sequence == "bilstm":
+            self.lstm = nn.LSTM(
+                cfg.feature_size,
+                cfg.hidden_size,
+                num_layers=cfg.num_layers,
+                bidirectional=True,
+                batch_first=True,
+                dropout=between,
+            )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.slice_head = nn.Linear(2 * cfg.hidden_size, 1)
+        state_size = cfg.feature_size if cfg.sequence == "pool" else 2 * cfg.hidden_size
+        self.slice_head = nn.Linear(state_size, 1)
         nn.init.constant_(self.slice_head.bias, -2.0)  # most slices are negative
+        if cfg.sequence == "bigru_attn":
+            self.attention = AttentionPool(state_size)
         # The normal series the hidden-state track compares with (viewer/model/reference.py); not part of the
         # weights: empty until load_weights attaches the file named on the card.
         self.register_buffer("reference_features", torch.zeros(0, cfg.feature_size), persistent=False)
 
     def layer_names_top_down(self) -> list[str]:
-        """Named blocks from the output to the input: ``slice_head``, ``gru``, encoder stages, ``encoder.stem``."""
+        """Named blocks from the output to the input: ``slice_head``, ``gru``, encoder stages, ``encoder.stem``
+
+        (``attention`` before ``slice_head``, ``lstm`` instead of ``gru``, nothing in its place for ``pool``)."""
         stages = [f"encoder.stages.{i}" for i in reversed(range(len(self.encoder.stages)))]
-        return ["slice_head", "gru", *stages, "encoder.stem"]
+        top = ["attention"] if self.attention is not None else []
+        recurrent = [name for name in ("gru", "lstm") if getattr(self, name) is not None]
+        return [*top, "slice_head", *recurrent, *stages, "encoder.stem"]
 
     def encode(self, slices: Tensor, chunk: int = 64) -> Tensor:
         """Slice features: ``(..., channels, S, S)`` → ``(..., feature_size)``, ``chunk`` slices at a time.
@@ -182,10 +235,21 @@ class SliceGRUNet(nn.Module):
         """GRU, slice head and pooling on slice features ``(batch, slices, feature_size)``."""
         if features.dim() != 3:
             raise ValueError(f"expected (batch, slices, features), got {tuple(features.shape)}")
-        gru_out = self.gru(self.dropout(features))
-        slice_logits = self.slice_head(self.dropout(gru_out.output)).squeeze(-1)
-        study_logit = lse_pool(slice_logits, self.config.lse_sharpness)
-        return NetOutput(slice_logits, study_logit, gru_out.output, gru_out.trace, features)
+        inputs = self.dropout(features)
+        if self.gru is not None:
+            gru_out = self.gru(inputs)
+            states, trace = gru_out.output, gru_out.trace
+        elif self.lstm is not None:
+            states, trace = self.lstm(inputs)[0], GateTrace([], [])
+        else:
+            states, trace = inputs, GateTrace([], [])
+        read = self.dropout(states) if self.config.sequence != "pool" else states
+        slice_logits = self.slice_head(read).squeeze(-1)
+        if self.attention is not None:
+            study_logit = self.attention(read)
+        else:
+            study_logit = lse_pool(slice_logits, self.config.lse_sharpness)
+        return NetOutput(slice_logits, study_logit, states, trace, features)
 
     def forward(self, x: Tensor) -> NetOutput:
         """``(slices, channels, S, S)`` (one series) or ``(batch, slices, channels, S, S)``."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,129 @@ def _cosine(base: float, epoch: int, epochs: int) -> float:
     if epochs <= 1:
         return base
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / (epochs - 1))))
+
+
+def begin_epoch(optimizer: torch.optim.Optimizer, settings: TrainSettings, stage: str, epoch: int) -> None:
+    """Seed torch's global RNG (dropout) from ``(seed, stage, epoch)`` and set the epoch's cosine learning rate."""
+    torch.manual_seed(int(_generator(settings.seed, stage, epoch).initial_seed()) + 7)
+    for group in optimizer.param_groups:
+        group["lr"] = _cosine(settings.lr(stage), epoch, settings.epochs(stage))
+
+
+def clipped_step(optimizer: torch.optim.Optimizer, loss: Tensor, grad_clip: float) -> None:
+    """Backward, clip the gradient norm of the optimiser's parameters at ``grad_clip``, step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+
+
+def known_slice_labels(series: TrainingSeries) -> np.ndarray:
+    """Slice labels, with a negative study's unknown labels filled in as 0."""
+    labels = series.slice_labels.copy()
+    if series.label == 0:
+        labels[~np.isfinite(labels)] = 0.0
+    return labels
+
+
+def sequence_loss(
+    slice_logits: Tensor, study_logit: Tensor, series: Sequence[TrainingSeries], study_loss_weight: float
+) -> Tensor:
+    """Slice loss on the known slice labels plus ``study_loss_weight`` × the study loss on the pooled logit."""
+    labels = np.stack([known_slice_labels(s) for s in series])
+    target = torch.as_tensor(labels, dtype=torch.float32, device=slice_logits.device)
+    known = torch.isfinite(target)
+    loss = slice_logits.new_zeros(())
+    if known.any():
+        loss = F.binary_cross_entropy_with_logits(slice_logits[known], target[known])
+    study_target = torch.tensor([float(s.label) for s in series], device=slice_logits.device)
+    return loss + study_loss_weight * F.binary_cross_entropy_with_logits(study_logit, study_target)
+
+
+def length_batches(
+    series: Sequence[TrainingSeries], gen: torch.Generator, max_batch: int = 16
+) -> list[list[int]]:
+    """Series indices grouped into batches of equal length (the GRU has no padding mask), shuffled."""
+    by_len: dict[int, list[int]] = {}
+    for k, one in enumerate(series):
+        by_len.setdefault(one.n_slices, []).append(k)
+    batches = []
+    for members in by_len.values():
+        perm = [members[int(i)] for i in torch.randperm(len(members), generator=gen)]
+        batches += [perm[i : i + max_batch] for i in range(0, len(perm), max_batch)]
+    return [batches[int(i)] for i in torch.randperm(len(batches), generator=gen)]
+
+
+@torch.no_grad()
+def encode_series(
+    model: SliceGRUNet, window: WindowStack, series: TrainingSeries, mirrored: bool = False
+) -> Tensor:
+    """``(n, feature_size)`` encoder features of a prepared series (left-right mirrored if asked), in eval mode."""
+    device = next(model.parameters()).device
+    hu = torch.from_numpy(series.hu.astype(np.float32))
+    if mirrored:
+        hu = hu.flip(-1)
+    model.eval()
+    return model.encode(window(hu).to(device))  # type: ignore[union-attr]
+
+
+def sequence_optimizer(model: SliceGRUNet, settings: TrainSettings) -> torch.optim.Optimizer:
+    """AdamW on everything but the encoder, which is frozen (stage 2)."""
+    params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+    model.requires_grad_(True)
+    model.encoder.requires_grad_(False)
+    return torch.optim.AdamW(params, lr=settings.lr("sequence"), weight_decay=settings.weight_decay)
+
+
+def sequence_epoch(
+    model: SliceGRUNet,
+    train: Sequence[TrainingSeries],
+    bank: Sequence[Tensor],
+    optimizer: torch.optim.Optimizer,
+    settings: TrainSettings,
+    epoch: int,
+    on_batch: Callable[[int, int, float], None] | None = None,
+) -> float:
+    """One epoch of stage 2 on frozen features; returns the mean loss.
+
+    ``bank[k]`` is ``(2, n, F)``: series ``k``'s features, plain and mirrored (one drawn per series and batch).
+    Batches hold series of equal length; when every series in a batch has slice labels (or is negative), the batch
+    is cut to one random run of at least ``min_crop_slices`` slices. ``on_batch(done, total, mean loss)`` is called
+    after each batch (progress, cancelling).
+    """
+    gen = _generator(settings.seed, "sequence", epoch)
+    batches = length_batches(train, gen)
+    model.train()
+    model.encoder.eval()
+    total = 0.0
+    for b, members in enumerate(batches):
+        variant = torch.randint(0, 2, (len(members),), generator=gen)
+        series = [train[m] for m in members]
+        start, stop = 0, series[0].n_slices
+        if all(s.has_slice_labels or s.label == 0 for s in series):
+            start, stop = random_crop(stop, settings.min_crop_slices, gen)
+            series = [_cropped(s, start, stop) for s in series]
+        feats = torch.stack([bank[m][int(v), start:stop] for m, v in zip(members, variant, strict=True)])
+        out = model.forward_features(feats)
+        loss = sequence_loss(out.slice_logits, out.study_logit, series, settings.study_loss_weight)
+        clipped_step(optimizer, loss, settings.grad_clip)
+        total += loss.item()
+        if on_batch is not None:
+            on_batch(b + 1, len(batches), total / (b + 1))
+    return total / max(1, len(batches))
+
+
+@torch.no_grad()
+def predict_features(model: SliceGRUNet, features: Iterable[Tensor]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Study probabilities and per-slice probabilities from each series' ``(n, F)`` features, in eval mode."""
+    model.eval()
+    studies, slices = [], []
+    for feats in features:
+        out = model.forward_features(feats.unsqueeze(0))
+        studies.append(float(out.study_probability[0]))
+        slices.append(out.slice_probabilities[0].cpu().numpy())
+    return np.asarray(studies), slices
 
 
 def augment(
@@ -241,7 +364,7 @@ class Trainer:
         self.config = config
         self.settings = settings
         self.train = list(train)
-        self._train_labels = [self._known_slice_labels(s) for s in self.train]
+        self._train_labels = [known_slice_labels(s) for s in self.train]
         self.val = list(val)
         self.checkpoint = Path(checkpoint)
         self.device = device or torch.device("cpu")
@@ -264,24 +387,12 @@ class Trainer:
     def _windows(self, hu: Tensor) -> Tensor:
         return self.window(hu.float()).to(self.device)  # type: ignore[return-value]
 
-    @staticmethod
-    def _known_slice_labels(series: TrainingSeries) -> np.ndarray:
-        """Slice labels, with a negative study's unknown labels filled in as 0."""
-        labels = series.slice_labels.copy()
-        if series.label == 0:
-            labels[~np.isfinite(labels)] = 0.0
-        return labels
-
     def _augment(self, hu: Tensor, gen: torch.Generator, per_item: bool) -> Tensor:
         st = self.settings
         return augment(hu, gen, st.max_shift_px, st.max_rotation_deg, st.hu_jitter, st.noise_hu, per_item)
 
     def _step(self, optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, self.settings.grad_clip)
-        optimizer.step()
+        clipped_step(optimizer, loss, self.settings.grad_clip)
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel():
@@ -335,13 +446,8 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------------------
     # Stage 2: the GRU on frozen features
 
-    @torch.no_grad()
     def _features(self, series: TrainingSeries, mirrored: bool = False) -> Tensor:
-        hu = torch.from_numpy(series.hu.astype(np.float32))
-        if mirrored:
-            hu = hu.flip(-1)
-        self.model.eval()
-        return self.model.encode(self._windows(hu))
+        return encode_series(self.model, self.window, series, mirrored)
 
     def _feature_bank(self) -> list[Tensor]:
         """Per training series: ``(2, n, F)`` features (plain and mirrored)."""
@@ -355,49 +461,16 @@ class Trainer:
     def _sequence_loss(
         self, slice_logits: Tensor, study_logit: Tensor, series: Sequence[TrainingSeries]
     ) -> Tensor:
-        labels = np.stack([self._known_slice_labels(s) for s in series])
-        target = torch.as_tensor(labels, dtype=torch.float32, device=self.device)
-        known = torch.isfinite(target)
-        loss = slice_logits.new_zeros(())
-        if known.any():
-            loss = F.binary_cross_entropy_with_logits(slice_logits[known], target[known])
-        study_target = torch.tensor([float(s.label) for s in series], device=self.device)
-        return loss + self.settings.study_loss_weight * F.binary_cross_entropy_with_logits(
-            study_logit, study_target
-        )
-
-    def _length_batches(self, gen: torch.Generator, max_batch: int = 16) -> list[list[int]]:
-        """Series indices grouped into batches of equal length (the GRU has no padding mask), shuffled."""
-        by_len: dict[int, list[int]] = {}
-        for k, series in enumerate(self.train):
-            by_len.setdefault(series.n_slices, []).append(k)
-        batches = []
-        for members in by_len.values():
-            perm = [members[int(i)] for i in torch.randperm(len(members), generator=gen)]
-            batches += [perm[i : i + max_batch] for i in range(0, len(perm), max_batch)]
-        return [batches[int(i)] for i in torch.randperm(len(batches), generator=gen)]
+        return sequence_loss(slice_logits, study_logit, series, self.settings.study_loss_weight)
 
     def _sequence_epoch(self, epoch: int, optimizer: torch.optim.Optimizer, bank: list[Tensor]) -> float:
-        gen = _generator(self.settings.seed, "sequence", epoch)
-        batches = self._length_batches(gen)
-        self.model.train()
-        self.model.encoder.eval()
-        total = 0.0
-        for b, members in enumerate(batches):
-            self._check_cancel()
-            variant = torch.randint(0, 2, (len(members),), generator=gen)
-            series = [self.train[m] for m in members]
-            start, stop = 0, series[0].n_slices
-            if all(s.has_slice_labels or s.label == 0 for s in series):
-                start, stop = random_crop(stop, self.settings.min_crop_slices, gen)
-                series = [_cropped(s, start, stop) for s in series]
-            feats = torch.stack([bank[m][int(v), start:stop] for m, v in zip(members, variant, strict=True)])
-            out = self.model.forward_features(feats)
-            loss = self._sequence_loss(out.slice_logits, out.study_logit, series)
-            self._step(optimizer, loss)
-            total += loss.item()
-            self._report(b + 1, len(batches), f"sequence epoch {epoch + 1}: loss {total / (b + 1):.3f}")
-        return total / max(1, len(batches))
+        def on_batch(done: int, total: int, loss: float) -> None:
+            self._report(done, total, f"sequence epoch {epoch + 1}: loss {loss:.3f}")
+            if done < total:
+                self._check_cancel()
+
+        self._check_cancel()
+        return sequence_epoch(self.model, self.train, bank, optimizer, self.settings, epoch, on_batch)
 
     # ----------------------------------------------------------------------------------------------------------
     # Stage 3: everything, whole series
@@ -441,19 +514,12 @@ class Trainer:
             self._report(k + 1, len(normal), "building the reference series")
         return build_reference(feats)
 
-    @torch.no_grad()
     def predict(self, series: Sequence[TrainingSeries]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Study probabilities and per-slice probabilities of prepared series, in eval mode."""
-        self.model.eval()
-        studies, slices = [], []
-        for s in series:
-            out = self.model.forward_features(self._features(s).unsqueeze(0))
-            studies.append(float(out.study_probability[0]))
-            slices.append(out.slice_probabilities[0].cpu().numpy())
-        return np.asarray(studies), slices
+        return predict_features(self.model, (self._features(s) for s in series))
 
     def _validate(self, stage: str) -> dict[str, float]:
-        labels = [self._known_slice_labels(s) for s in self.val]
+        labels = [known_slice_labels(s) for s in self.val]
         flat_labels = np.concatenate(labels)
         if stage == "encoder":
             self.model.eval()
@@ -508,12 +574,10 @@ class Trainer:
         if stage == "encoder":
             params = [*self.model.encoder.parameters(), *self.slice_probe.parameters()]
         elif stage == "sequence":
-            params = [p for n, p in self.model.named_parameters() if not n.startswith("encoder.")]
+            return sequence_optimizer(self.model, self.settings)
         else:
             params = list(self.model.parameters())
         self.model.requires_grad_(True)
-        if stage == "sequence":
-            self.model.encoder.requires_grad_(False)
         return torch.optim.AdamW(params, lr=self.settings.lr(stage), weight_decay=self.settings.weight_decay)
 
     def _fingerprint(self) -> dict[str, Any]:
@@ -620,9 +684,7 @@ class Trainer:
                 first = epochs  # the checkpoint was written by the epoch that stopped this stage
             bank = self._feature_bank() if stage == "sequence" and first < epochs else None
             for epoch in range(first, epochs):
-                torch.manual_seed(int(_generator(self.settings.seed, stage, epoch).initial_seed()) + 7)
-                for group in optimizer.param_groups:
-                    group["lr"] = _cosine(self.settings.lr(stage), epoch, epochs)
+                begin_epoch(optimizer, self.settings, stage, epoch)
                 started = time.perf_counter()
                 if stage == "encoder":
                     loss = self._encoder_epoch(epoch, optimizer)

@@ -68,9 +68,12 @@ class ModelCard:
     reference: dict[str, Any] = field(default_factory=dict)
     # Evaluations besides the main one (other data sets), each like ``evaluation`` plus its ``metrics``.
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    ablation: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """JSON-ready dict; ``evaluations`` and ``ablation`` only when there are some (a card without them is
+        written as before)."""
+        data: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "sha256": self.sha256,
@@ -84,8 +87,12 @@ class ModelCard:
             "training": dict(self.training),
             "evaluation": dict(self.evaluation),
             "reference": dict(self.reference),
-            "evaluations": [dict(e) for e in self.evaluations],
         }
+        if self.evaluations:
+            data["evaluations"] = [dict(e) for e in self.evaluations]
+        if self.ablation:
+            data["ablation"] = dict(self.ablation)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
@@ -118,6 +125,7 @@ class ModelCard:
             evaluation=dict(data.get("evaluation", {})),
             reference=reference,
             evaluations=[dict(e) for e in data.get("evaluations", [])],
+            ablation=dict(data.get("ablation", {})),
         )
 
 
@@ -425,9 +433,7 @@ def card_to_markdown(card: ModelCard) -> str:
         "## Architecture",
         f"- Slice encoder: CNN, channels {', '.join(str(c) for c in cfg.encoder_channels)}, global mean and max "
         "pooling",
-        f"- Bidirectional GRU: {cfg.num_layers} layer(s), {cfg.hidden_size} units per direction "
-        "(PyTorch gate convention: update gate z = 1 keeps the previous state)",
-        f"- Study score: log-mean-exp of the slice logits (sharpness {cfg.lse_sharpness:g})",
+        *_sequence_lines(cfg),
         "",
         "## Training data",
         card.training_data or "Not stated.",
@@ -461,6 +467,8 @@ def card_to_markdown(card: ModelCard) -> str:
         "## Operating threshold",
         f"Study probability ≥ {card.operating_threshold:g} is reported as positive.",
     ]
+    if card.ablation:
+        lines += ["", *_ablation_lines(card.ablation)]
     if card.limitations:
         lines += ["", "## Limitations", card.limitations]
     lines += ["", "## Integrity", f"SHA-256 of the weights file: `{card.sha256}`"]
@@ -519,6 +527,39 @@ def _further_lines(ev: dict[str, Any]) -> list[str]:
     if ev.get("command"):
         lines += ["", f"Command: `{ev['command']}`"]
     return lines + _looks_line(ev.get("looks"))
+
+
+def _ablation_lines(ablation: dict[str, Any]) -> list[str]:
+    """The card's "Ablation" section: what was compared, on what, the table and its notes."""
+    lines = ["## Ablation"]
+    if ablation.get("description"):
+        lines += [str(ablation["description"]), ""]
+    columns = [str(c) for c in ablation.get("columns", [])]
+    rows = [[str(v) for v in row] for row in ablation.get("rows", [])]
+    if columns and rows:
+        lines += ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+    for note in ablation.get("notes", []):
+        lines += ["", str(note)]
+    if ablation.get("command"):
+        lines += ["", f"Command: `{ablation['command']}`"]
+    return lines
+
+
+def _sequence_lines(cfg: ModelConfig) -> list[str]:
+    """The card's architecture lines after the encoder: the sequence part and the study score."""
+    lse = f"- Study score: log-mean-exp of the slice logits (sharpness {cfg.lse_sharpness:g})"
+    units = f"{cfg.num_layers} layer(s), {cfg.hidden_size} units per direction"
+    if cfg.sequence == "pool":
+        return ["- No recurrence: the slice head reads each slice's CNN features", lse]
+    if cfg.sequence == "bilstm":
+        return [f"- Bidirectional LSTM (torch.nn.LSTM): {units}", lse]
+    gru = (
+        f"- Bidirectional GRU: {units} (PyTorch gate convention: update gate z = 1 keeps the previous state)"
+    )
+    if cfg.sequence == "bigru_attn":
+        return [gru, "- Study score: attention-weighted mean of the GRU states, read by a linear head"]
+    return [gru, lse]
 
 
 def _training_lines(training: dict[str, Any], input_size: int | None = None) -> list[str]:

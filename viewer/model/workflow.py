@@ -115,6 +115,25 @@ def open_dataset(
     return Dataset(folder, labels_path, found, missing, describe(labels_path, len(found), n_bleed))
 
 
+def prepare_dataset(
+    dataset: Dataset,
+    config: ModelConfig,
+    cache: Path | None = None,
+    progress: ProgressFn | None = None,
+    log: LogFn | None = None,
+) -> list[TrainingSeries]:
+    """The readable series of ``dataset`` prepared for a model of ``config``; the rest are logged as skipped."""
+    log = log or (lambda _text: None)
+    for message in dataset.missing:
+        log(f"skipped: {message}")
+    series, failed = prepare_series(
+        dataset.items, Preprocessor.from_config(config), config.input_size, cache, progress
+    )
+    for message in failed:
+        log(f"skipped: {message}")
+    return series
+
+
 def default_checkpoint(out: str | Path) -> Path:
     """Where a training run writing ``out`` keeps its resumable state: ``OUT.checkpoint.safetensors``."""
     return Path(out).with_suffix(".checkpoint.safetensors")
@@ -173,19 +192,13 @@ def train_from_folders(
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ViewerError("Cannot train", "the output file must end in .safetensors", out)
-    prep = Preprocessor.from_config(config)
     labels = list(labels) if labels is not None else [None] * len(data)
     if len(labels) != len(data):
         raise ViewerError("Cannot train", "give one labels file per data folder, or none")
     cache_dir = Path(cache) if cache is not None else None
 
     def prepared(ds: Dataset) -> list[TrainingSeries]:
-        for message in ds.missing:
-            log(f"skipped: {message}")
-        series, failed = prepare_series(ds.items, prep, config.input_size, cache_dir, progress)
-        for message in failed:
-            log(f"skipped: {message}")
-        return series
+        return prepare_dataset(ds, config, cache_dir, progress, log)
 
     train_sets = [open_dataset(folder, lab, progress) for folder, lab in zip(data, labels, strict=True)]
     train_series = [s for ds in train_sets for s in prepared(ds)]
@@ -380,12 +393,16 @@ PATH_OPTIONS: dict[str, str] = {
 }
 
 
-def portable_command(command: Sequence[str], root: str | Path | None = None) -> str:
+def portable_command(
+    command: Sequence[str], root: str | Path | None = None, placeholders: dict[str, str] | None = None
+) -> str:
     """A command line for a card: paths relative to ``root`` (default: the working folder), or placeholders.
 
     A path given to one of :data:`PATH_OPTIONS` is written relative to ``root`` when it lies inside it, and as the
-    option's placeholder (``--data DIR``) otherwise, so no machine's folders end up on the card.
+    option's placeholder (``--data DIR``) otherwise, so no machine's folders end up on the card. ``placeholders``
+    adds options or overrides their placeholder for one command.
     """
+    options = {**PATH_OPTIONS, **(placeholders or {})}
     base = Path(root if root is not None else Path.cwd()).resolve()
     out: list[str] = []
     pending: str | None = None
@@ -394,11 +411,11 @@ def portable_command(command: Sequence[str], root: str | Path | None = None) -> 
         if pending is not None:
             out.append(_portable_path(arg, base, pending))
             pending = None
-        elif option in PATH_OPTIONS and eq:
-            out.append(f"{option}={_portable_path(value, base, PATH_OPTIONS[option])}")
+        elif option in options and eq:
+            out.append(f"{option}={_portable_path(value, base, options[option])}")
         else:
             out.append(arg)
-            pending = PATH_OPTIONS.get(arg)
+            pending = options.get(arg)
     return shlex.join(out)
 
 
