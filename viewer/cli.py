@@ -169,7 +169,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.out)
     if args.fresh and checkpoint.exists():
         checkpoint.unlink()
-    config = ModelConfig(input_size=args.input_size) if args.input_size is not None else None
+    config = None
+    if args.sequence is not None:
+        if args.init:
+            raise ViewerError(
+                "Cannot train", "--sequence is for a fresh network; --init continues the kind of its weights"
+            )
+        kind, layers = ("bigru", 2) if args.sequence == "bigru2" else (args.sequence, 1)
+        size = {} if args.input_size is None else {"input_size": args.input_size}
+        config = ModelConfig(sequence=kind, num_layers=layers, **size)
+    elif args.input_size is not None:
+        config = ModelConfig(input_size=args.input_size)
     train_from_folders(
         args.data,
         args.out,
@@ -457,6 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-epochs", type=int, help="epochs of the slice-CNN stage")
     p.add_argument("--sequence-epochs", type=int, help="epochs of the GRU stage")
     p.add_argument("--finetune-epochs", type=int, help="epochs of the end-to-end stage")
+    p.add_argument(
+        "--sequence",
+        choices=("bigru", "bigru2", "bigru_attn", "bilstm", "pool"),
+        help="sequence part of a fresh network (default bigru, the shipped kind; bigru2: two stacked layers); "
+        "only the GRU kinds have the viewer's gate and hidden-state evidence",
+    )
     p.add_argument(
         "--hu-jitter", type=float, metavar="HU", help="largest random HU offset (augmentation, default 5)"
     )

@@ -206,6 +206,18 @@ def test_train_command_and_its_errors(datasets, tmp_path: Path, capsys):
     assert main(["evaluate", "--model", str(tmp_path / "none.safetensors"), "--data", str(datasets[1])]) == 1
 
 
+def test_train_makes_a_chosen_sequence_kind_fresh_only(datasets, tmp_path: Path, capsys):
+    out = tmp_path / "stacked.safetensors"
+    args = ["train", "--data", str(datasets[0]), "--val", str(datasets[1]), "--out", str(out), "-q"]
+    args += ["--encoder-epochs", "1", "--sequence-epochs", "1", "--finetune-epochs", "0", "--device", "cpu"]
+    assert main([*args, "--sequence", "bigru2", "--input-size", "64"]) == 0
+    card = read_card(tmp_path / "stacked.card.json")
+    assert card.config.sequence == "bigru" and card.config.num_layers == 2 and card.config.input_size == 64
+    again = ["train", "--data", str(datasets[0]), "--out", str(tmp_path / "b.safetensors"), "-q"]
+    assert main([*again, "--init", str(out), "--sequence", "bilstm"]) == 1
+    assert "--sequence is for a fresh network" in capsys.readouterr().err
+
+
 def test_evaluation_scores_a_labelled_folder(datasets, tmp_path: Path):
     out = tmp_path / "e.safetensors"
     train_from_folders([datasets[0]], out, val_data=datasets[1], settings=QUICK, config=SMALL)
