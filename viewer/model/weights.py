@@ -32,6 +32,7 @@ from viewer.model.config import ModelConfig
 from viewer.model.metrics import METRIC_LABELS, format_metric
 from viewer.model.network import SliceGRUNet
 from viewer.model.reference import REFERENCE_TENSOR, reference_path_for
+from viewer.model.robustness_table import markdown_table
 from viewer.resources import resource_path
 
 CARD_SUFFIX = ".card.json"
@@ -65,6 +66,7 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
+    robustness: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +83,7 @@ class ModelCard:
             "training": dict(self.training),
             "evaluation": dict(self.evaluation),
             "reference": dict(self.reference),
+            "robustness": dict(self.robustness),
         }
 
     @classmethod
@@ -113,6 +116,7 @@ class ModelCard:
             training=dict(data.get("training", {})),
             evaluation=dict(data.get("evaluation", {})),
             reference=reference,
+            robustness=dict(data.get("robustness", {})),
         )
 
 
@@ -452,6 +456,7 @@ def card_to_markdown(card: ModelCard) -> str:
             ]
     else:
         lines.append("None recorded.")
+    lines += _robustness_lines(card.robustness)
     lines += [
         "",
         "## Operating threshold",
@@ -470,6 +475,30 @@ def card_to_markdown(card: ModelCard) -> str:
         ]
     lines.append("")
     return "\n".join(lines)
+
+
+def _robustness_lines(robustness: dict[str, Any]) -> list[str]:
+    """The card's robustness table (``gru-viewer evaluate --robustness --update-card``), when it has one."""
+    rows = robustness.get("rows")
+    if not isinstance(rows, list) or not rows:
+        return []
+    lines = ["", "## Robustness"]
+    where = robustness.get("data")
+    source = robustness.get("source")
+    intro = "Measured by `gru-viewer evaluate --robustness`"
+    intro += f" on {where}" if where else ""
+    intro += f" (source series: {source})" if source else ""
+    lines += [
+        intro + ". Each condition is applied to every series; Δ is the change of the study AUROC from the "
+        "unperturbed series, sensitivity and specificity are at the operating threshold.",
+        "",
+    ]
+    if robustness.get("goal"):
+        lines += [f"Goal: {robustness['goal']}.", ""]
+    lines += markdown_table(rows)
+    if robustness.get("command"):
+        lines += ["", f"Command: `{robustness['command']}`"]
+    return lines
 
 
 def _training_lines(training: dict[str, Any], input_size: int | None = None) -> list[str]:
