@@ -483,8 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--conditions",
         metavar="KEYS",
         help="with --robustness: only these conditions, comma-separated (noise_5, noise_10, offset_-10, "
-        "offset_+10, thickness_2.5, thickness_5, thickness_10, missing_10pct, feet_first, tilt_15, matrix_256, "
-        "matrix_512, fov_180, fov_250, fov_300; default all)",
+        "offset_+10, thickness_2.5, thickness_5, thickness_10, missing_10pct, feet_first, tilt_15, shift_half, "
+        "matrix_256, matrix_512, fov_180, fov_250, fov_300; default all)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)

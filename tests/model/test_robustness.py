@@ -30,6 +30,7 @@ from viewer.model.perturb import (
     offset_hu,
     random_fraction,
     resample_matrix,
+    shift_slices,
     thicken,
     visible_slices,
 )
@@ -168,6 +169,18 @@ def test_gantry_tilt_cuts_sheared_tilted_slices_and_recomputes_the_labels_from_t
     assert gantry_tilt(s, 0.0) is s
     with pytest.raises(NotMeasurable, match="already tilted"):
         gantry_tilt(tilted, 15.0)
+
+
+def test_half_slice_resampling_blends_neighbours_and_their_masks():
+    s = _sample(labels=(0, 1, 0, 0, 0, 0))
+    half = shift_slices(s, 0.5)
+    assert half.hu.shape == (N - 1, SIZE, SIZE) and half.spacing == s.spacing
+    np.testing.assert_allclose(half.hu[2], (s.hu[2] + s.hu[3]) / 2)
+    np.testing.assert_allclose(half.positions[0], (s.positions[0] + s.positions[1]) / 2)
+    np.testing.assert_array_equal(half.slice_labels, [1, 1, 0, 0, 0])  # half of the bleed slice in each
+    quarter = shift_slices(s, 0.25)
+    np.testing.assert_array_equal(quarter.slice_labels, [0, 1, 0, 0, 0])
+    assert shift_slices(s, 0.0) is s
 
 
 def test_a_tilt_that_moves_a_thin_bleed_out_of_every_slice_leaves_a_normal_series():
@@ -313,7 +326,7 @@ def test_rows_compare_with_the_baseline_of_the_same_series_and_mark_the_goal():
 
 def test_conditions_are_chosen_by_key_and_seeded_per_series_and_condition():
     keys = [c.key for c in default_conditions()]
-    assert len(keys) == len(set(keys)) == 15
+    assert len(keys) == len(set(keys)) == 16
     assert [c.key for c in select_conditions(["feet_first", "noise_5"])] == ["noise_5", "feet_first"]
     with pytest.raises(ViewerError, match="noise_7"):
         select_conditions(["noise_7"])
@@ -389,6 +402,13 @@ def test_evaluate_robustness_prints_the_table_and_updates_a_card(
     assert "## Robustness" not in card_to_markdown(read_card(paths.card))
 
 
+def test_the_help_names_every_condition(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(c.key in text for c in default_conditions())
+
+
 def test_unknown_condition_is_a_usage_error_before_any_work(folder: Path, capsys):
     args = [
         "evaluate",
@@ -424,6 +444,6 @@ def test_every_condition_runs_on_a_small_folder(folder: Path, tmp_path: Path):
         == 0
     )
     rows = {r["key"]: r for r in json.loads(out.read_text())["rows"]}
-    assert len(rows) == 16
+    assert len(rows) == 17
     assert all(r["study_auroc"] is not None for k, r in rows.items() if k != "thickness_2.5")
     assert rows["matrix_256"]["note"] == "" and "tilted 15°" in rows["tilt_15"]["note"]

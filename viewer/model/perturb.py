@@ -10,9 +10,9 @@ The ground truth follows the voxels:
 - slices dropped, averaged or reordered take their labels along (a slab is a bleed slice when any of its source
   slices was; its mask is the union);
 - in-plane resampling keeps every slice's label (nothing leaves the image) and resamples the mask;
-- transforms that remove image content or cut new planes (a smaller field of view, a gantry tilt) recompute each
-  slice's label from its mask with the phantom generator's rule: a slice shows a bleed when at least
-  :data:`~viewer.synth.study.MIN_SLICE_AREA_MM2` of it is bleed;
+- transforms that remove image content or cut new planes (a smaller field of view, a gantry tilt, a half-slice
+  resampling) recompute each slice's label from its mask with the phantom generator's rule: a slice shows a
+  bleed when at least :data:`~viewer.synth.study.MIN_SLICE_AREA_MM2` of it is bleed;
 - with slice labels, the study label is whether any slice is still a bleed slice.
 
 Without a mask, the transforms that need one leave the slice labels unknown (None) and the study label as given.
@@ -204,6 +204,36 @@ def drop_slices(sample: Sample, indices: np.ndarray) -> Sample:
         positions=positions,
         mask=None if sample.mask is None else sample.mask[keep],
         spacing=(float(dz), sample.spacing[1], sample.spacing[2]),
+    )
+
+
+def shift_slices(sample: Sample, fraction: float) -> Sample:
+    """Every slice resampled ``fraction`` of a slice further along the normal: a linear blend of neighbours.
+
+    The series loses its last slice. It is the control of :func:`gantry_tilt`: the same interpolation between
+    slices, without the tilt. Mask and labels as in the tilt (a voxel is bleed when its interpolated mask is at
+    least one half; labels from the mask by the 3 mm² rule).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError("the shift is a fraction of a slice in [0, 1)")
+    if fraction == 0.0:
+        return sample
+    if sample.n_slices < 2:
+        raise NotMeasurable("a single slice cannot be shifted")
+    f = np.float32(fraction)
+    hu = np.asarray(sample.hu, dtype=np.float32)
+    mask = None
+    labels = None
+    if sample.mask is not None:
+        blend = (1 - f) * sample.mask[:-1].astype(np.float32) + f * sample.mask[1:].astype(np.float32)
+        mask = blend >= 0.5
+        labels = visible_slices(mask, sample.spacing[1] * sample.spacing[2])
+    return _with_labels(
+        sample,
+        labels,
+        hu=(1 - f) * hu[:-1] + f * hu[1:],
+        positions=(1 - fraction) * sample.positions[:-1] + fraction * sample.positions[1:],
+        mask=mask,
     )
 
 

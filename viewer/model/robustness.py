@@ -3,7 +3,8 @@
 Every labelled series is loaded once with the viewer's loader, scored as it is (the baseline), then changed by
 each :class:`Condition` (the transforms of :mod:`viewer.model.perturb`, with their ground truth carried along) and
 scored again. Conditions that only mean something to the loader (missing slices, feet first, a gantry tilt) are
-written as DICOM and loaded back (:mod:`viewer.model.roundtrip`). Only the prediction is computed: the slice
+written as DICOM and loaded back (:mod:`viewer.model.roundtrip`). The tilt resamples between slices; a
+half-slice resampling without tilt is its control, so the two effects can be told apart. Only the prediction is computed: the slice
 encoder, the GRU and the pooling under ``no_grad``, the same numbers the viewer's analysis shows, without the
 explanations.
 
@@ -42,6 +43,7 @@ from viewer.model.perturb import (
     gantry_tilt,
     offset_hu,
     resample_matrix,
+    shift_slices,
     thicken,
 )
 from viewer.model.preprocess import Preprocessor
@@ -87,6 +89,9 @@ class Condition:
     note: str = ""
 
 
+_MATRIX_NOTE = "antialiased bilinear resampling, field of view kept; the model itself resizes every slice to its input size"
+
+
 def _same(sample: Sample, _rng: np.random.Generator) -> Sample:
     return sample
 
@@ -111,6 +116,9 @@ def default_conditions() -> list[Condition]:
 
     def tilt(deg: float) -> Transform:
         return lambda s, _rng: gantry_tilt(s, deg)
+
+    def shift(fraction: float) -> Transform:
+        return lambda s, _rng: shift_slices(s, fraction)
 
     def missing(s: Sample, _rng: np.random.Generator) -> Sample:
         return drop_slices(s, every_nth(s.n_slices, 10))
@@ -148,8 +156,15 @@ def default_conditions() -> list[Condition]:
             note="slices resampled (trilinear) on planes tilted 15° about the left-right axis at the same table "
             "positions, labels recomputed from the resampled mask, written as DICOM and loaded back",
         ),
-        Condition("matrix_256", "matrix 256²", matrix(256)),
-        Condition("matrix_512", "matrix 512²", matrix(512)),
+        Condition(
+            "shift_half",
+            "half-slice resampling (tilt control)",
+            shift(0.5),
+            note="control for the tilt: the same linear interpolation between slices, no tilt (each slice the "
+            "mean of two neighbours, at the same spacing)",
+        ),
+        Condition("matrix_256", "matrix 256²", matrix(256), note=_MATRIX_NOTE),
+        Condition("matrix_512", "matrix 512²", matrix(512), note=_MATRIX_NOTE),
         Condition("fov_180", "field of view 180 mm", fov(180.0)),
         Condition("fov_250", "field of view 250 mm", fov(250.0)),
         Condition("fov_300", "field of view 300 mm", fov(300.0)),
@@ -349,9 +364,11 @@ class RobustnessReport:
         parts = [condition.note] if condition.note else []
         unchanged = sum(p.unchanged for p in measured)
         if unchanged == len(measured):
-            parts.append(f"the source series already are so ({self.source}): identical to unperturbed")
+            parts.append(
+                f"the folder's series are already like this ({self.source}): identical to unperturbed"
+            )
         elif unchanged:
-            parts.append(f"{unchanged} of {len(measured)} series already are so and stay unchanged")
+            parts.append(f"{unchanged} of {len(measured)} series are already like this and stay unchanged")
         if condition.feet_first:
             reversed_ = sum(p.reversed_order for p in measured)
             parts.append(f"{reversed_} of {len(measured)} series reached the model vertex first")
