@@ -446,4 +446,4 @@ def test_every_condition_runs_on_a_small_folder(folder: Path, tmp_path: Path):
     rows = {r["key"]: r for r in json.loads(out.read_text())["rows"]}
     assert len(rows) == 17
     assert all(r["study_auroc"] is not None for k, r in rows.items() if k != "thickness_2.5")
-    assert rows["matrix_256"]["note"] == "" and "tilted 15°" in rows["tilt_15"]["note"]
+    assert "resizes every slice" in rows["matrix_256"]["note"] and "tilted 15°" in rows["tilt_15"]["note"]
