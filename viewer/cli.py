@@ -207,6 +207,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from viewer.model.misses import format_rates
     from viewer.model.workflow import evaluate_folder
 
+    if args.robustness:
+        return _evaluate_robustness(args)
     report, card, dataset = evaluate_folder(
         args.model,
         args.data,
@@ -274,6 +276,36 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     if args.update_card:
         print("model card updated with the validation table; the weights did not change")
     return EXIT_OK
+
+
+def _evaluate_robustness(args: argparse.Namespace) -> int:
+    from viewer.model.device import pick_device
+    from viewer.model.robustness import robustness_folder
+    from viewer.model.robustness_table import format_table
+
+    report, card, dataset = robustness_folder(
+        args.model,
+        args.data,
+        labels=args.labels,
+        device=pick_device(args.device),
+        conditions=args.conditions.split(",") if args.conditions else None,
+        update_card=args.update_card,
+        command=["gru-viewer", *sys.argv[1:]] if args.update_card else None,
+        progress=_progress_printer(not args.quiet),
+    )
+    print(f"model {card.name} {card.version} (sha256 {card.sha256[:12]}…)")
+    print(f"data  {dataset.description}")
+    print(
+        f"source series: {report.source}; operating threshold {report.threshold:.4f}; {report.total_seconds:.0f} s"
+    )
+    print(format_table(report.rows))
+    for message in [*dataset.missing, *report.failed]:
+        print(f"skipped: {message}", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    if args.update_card:
+        print("model card updated with this robustness table")
+    return EXIT_OK if report.baseline else EXIT_NOTHING
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
@@ -526,6 +558,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--add-to-card",
         metavar="TITLE",
         help="record these metrics in the card as a further evaluation under TITLE (e.g. another family)",
+    )
+    p.add_argument(
+        "--robustness",
+        action="store_true",
+        help="instead: the study AUROC under acquisition changes (noise, HU offset, slice thickness, missing "
+        "slices, feet first, gantry tilt, matrix, field of view); with --update-card, the card's robustness "
+        "table",
+    )
+    p.add_argument(
+        "--conditions",
+        metavar="KEYS",
+        help="with --robustness: only these conditions, comma-separated (noise_5, noise_10, offset_-10, "
+        "offset_+10, thickness_2.5, thickness_5, thickness_10, missing_10pct, feet_first, tilt_15, shift_half, "
+        "matrix_256, matrix_512, fov_180, fov_250, fov_300; default all)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)

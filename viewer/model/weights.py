@@ -33,6 +33,7 @@ from viewer.model.metrics import METRIC_LABELS, format_metric
 from viewer.model.misses import GroupRate, rates_markdown
 from viewer.model.network import SliceGRUNet
 from viewer.model.reference import REFERENCE_TENSOR, reference_path_for
+from viewer.model.robustness_table import markdown_table
 from viewer.resources import resource_path
 
 CARD_SUFFIX = ".card.json"
@@ -69,10 +70,11 @@ class ModelCard:
     # Evaluations besides the main one (other data sets), each like ``evaluation`` plus its ``metrics``.
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     ablation: dict[str, Any] = field(default_factory=dict)
+    robustness: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; ``evaluations`` and ``ablation`` only when there are some (a card without them is
-        written as before)."""
+        """JSON-ready dict; ``evaluations``, ``robustness`` and ``ablation`` only when there are some (a card
+        without them is written as before)."""
         data: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
@@ -90,6 +92,8 @@ class ModelCard:
         }
         if self.evaluations:
             data["evaluations"] = [dict(e) for e in self.evaluations]
+        if self.robustness:
+            data["robustness"] = dict(self.robustness)
         if self.ablation:
             data["ablation"] = dict(self.ablation)
         return data
@@ -126,6 +130,7 @@ class ModelCard:
             reference=reference,
             evaluations=[dict(e) for e in data.get("evaluations", [])],
             ablation=dict(data.get("ablation", {})),
+            robustness=dict(data.get("robustness", {})),
         )
 
 
@@ -462,6 +467,7 @@ def card_to_markdown(card: ModelCard) -> str:
         lines += ["", "## Further evaluations"]
         for ev in card.evaluations:
             lines += _further_lines(ev)
+    lines += _robustness_lines(card.robustness)
     lines += [
         "",
         "## Operating threshold",
@@ -560,6 +566,30 @@ def _sequence_lines(cfg: ModelConfig) -> list[str]:
     if cfg.sequence == "bigru_attn":
         return [gru, "- Study score: attention-weighted mean of the GRU states, read by a linear head"]
     return [gru, lse]
+
+
+def _robustness_lines(robustness: dict[str, Any]) -> list[str]:
+    """The card's robustness table (``gru-viewer evaluate --robustness --update-card``), when it has one."""
+    rows = robustness.get("rows")
+    if not isinstance(rows, list) or not rows:
+        return []
+    lines = ["", "## Robustness"]
+    where = robustness.get("data")
+    source = robustness.get("source")
+    intro = "Measured by `gru-viewer evaluate --robustness`"
+    intro += f" on {where}" if where else ""
+    intro += f" (source series: {source})" if source else ""
+    lines += [
+        intro + ". Each condition is applied to every series; Δ is the change of the study AUROC from the "
+        "unperturbed series, sensitivity and specificity are at the operating threshold.",
+        "",
+    ]
+    if robustness.get("goal"):
+        lines += [f"Goal: {robustness['goal']}.", ""]
+    lines += markdown_table(rows)
+    if robustness.get("command"):
+        lines += ["", f"Command: `{robustness['command']}`"]
+    return lines
 
 
 def _training_lines(training: dict[str, Any], input_size: int | None = None) -> list[str]:
