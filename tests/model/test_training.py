@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -12,14 +13,14 @@ import torch
 
 from viewer.cli import main
 from viewer.errors import CancelledError, ViewerError
-from viewer.model import metrics
+from viewer.model import metrics, workflow
 from viewer.model.config import ModelConfig
 from viewer.model.dataset import find_labelled, prepare_series, read_labels
 from viewer.model.evaluation import evaluate_series, format_metrics
 from viewer.model.preprocess import Preprocessor
 from viewer.model.reference import REFERENCE_POSITIONS
 from viewer.model.training import Trainer, TrainSettings
-from viewer.model.weights import load_weights, read_card, sha256_file
+from viewer.model.weights import current_card, load_weights, read_card, sha256_file, write_card
 from viewer.model.workflow import evaluate_folder, portable_command, split_validation, train_from_folders
 from viewer.synth.dataset import write_phantom_dataset
 
@@ -406,3 +407,24 @@ def test_recipe_states_the_augmentation_actually_used():
 
     text = recipe(TrainSettings(hu_jitter=12.0, noise_hu=9.5))
     assert "HU offsets up to 12 HU" in text and "added noise up to 9.5 HU" in text
+
+
+def test_a_card_update_keeps_what_another_command_wrote_meanwhile(datasets, tmp_path: Path, monkeypatch):
+    out = tmp_path / "race.safetensors"
+    train_from_folders([datasets[0]], out, val_data=datasets[1], settings=QUICK, config=SMALL)
+    _, loaded = load_weights(out)
+    evaluate = workflow.evaluate_series
+
+    def evaluate_while_another_writes(*args, **kwargs):
+        meanwhile = read_card(tmp_path / "race.card.json")  # e.g. an ablation finishing first
+        meanwhile.ablation = {"description": "written meanwhile"}
+        write_card(meanwhile, tmp_path / "race.card.json")
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(workflow, "evaluate_series", evaluate_while_another_writes)
+    evaluate_folder(out, datasets[1], add_to_card="Later")
+    card = read_card(tmp_path / "race.card.json")
+    assert card.ablation["description"] == "written meanwhile" and card.evaluations[0]["title"] == "Later"
+    write_card(dataclasses.replace(loaded, sha256="0" * 64), tmp_path / "race.card.json")
+    with pytest.raises(ViewerError, match="other weights"):
+        current_card(out, loaded)

@@ -54,7 +54,7 @@ from viewer.model.training import (
     sequence_epoch,
     sequence_optimizer,
 )
-from viewer.model.weights import ModelCard, card_path_for, load_weights, write_card
+from viewer.model.weights import ModelCard, card_path_for, current_card, load_weights, write_card
 from viewer.model.workflow import Dataset, open_dataset, prepare_dataset
 from viewer.progress import ProgressFn
 
@@ -573,6 +573,7 @@ def run_ablation(
     json_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     markdown_path.write_text(to_markdown(report), encoding="utf-8")
     if update_card:
+        card = current_card(model_path, card)
         card.ablation = card_section(report)
         write_card(card, card_path_for(model_path))
     return AblationOutput(report, json_path, markdown_path)

@@ -48,7 +48,7 @@ from viewer.model.perturb import (
 )
 from viewer.model.preprocess import Preprocessor
 from viewer.model.roundtrip import through_dicom
-from viewer.model.weights import ModelCard, card_path_for, load_weights, write_card
+from viewer.model.weights import ModelCard, card_path_for, current_card, load_weights, write_card
 from viewer.model.workflow import Dataset, open_dataset, portable_command
 from viewer.progress import CancelFn, ProgressFn
 
@@ -536,6 +536,7 @@ def robustness_folder(
         model, dataset.items, threshold=card.operating_threshold, conditions=chosen, progress=progress
     )
     if update_card:
+        card = current_card(model_path, card)
         card.robustness = {
             "data": dataset.description,
             "source": report.source,

@@ -217,6 +217,21 @@ def read_card(path: str | Path) -> ModelCard:
         raise ViewerError("Cannot read the model card", f"it is malformed: {exc}", path) from exc
 
 
+def current_card(weights: str | Path, loaded: ModelCard) -> ModelCard:
+    """The card of ``weights`` as it is on disk now, for a command that adds its own section to it.
+
+    Evaluations run for many minutes and several may run at once, each adding its part (metrics, further
+    evaluations, robustness, ablation): each re-reads the card just before writing so that it keeps what the others
+    wrote meanwhile. Refused when the card now describes other weights than ``loaded`` did.
+    """
+    now = read_card(card_path_for(weights))
+    if now.sha256 != loaded.sha256:
+        raise ViewerError(
+            "Cannot update the model card", "it now describes other weights than were evaluated", weights
+        )
+    return now
+
+
 def write_card(card: ModelCard, path: str | Path) -> None:
     """Write the card as JSON at ``path`` and rendered as Markdown beside it (``name.card.md``)."""
     path = Path(path)

@@ -32,6 +32,7 @@ from viewer.model.weights import (
     ModelCard,
     attach_reference,
     card_path_for,
+    current_card,
     load_weights,
     save_weights,
     write_card,
@@ -301,6 +302,7 @@ def evaluate_folder(
         progress=progress,
     )
     if update_card or add_to_card:
+        card = current_card(model_path, card)
         if update_card:
             previous = card.evaluation
         else:
