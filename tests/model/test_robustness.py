@@ -399,7 +399,7 @@ def test_evaluate_robustness_prints_the_table_and_updates_a_card(
     markdown = (tmp_path / paths.card.name.replace(".json", ".md")).read_text()
     assert markdown == card_to_markdown(card)
     assert "## Robustness" in markdown and "| feet first |" in markdown
-    assert "## Robustness" not in card_to_markdown(read_card(paths.card))
+    assert card.robustness["data"] != read_card(paths.card).robustness.get("data")  # the copy took this run's
 
 
 def test_the_help_names_every_condition(capsys):
