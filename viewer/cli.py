@@ -67,12 +67,18 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_demo_data(args: argparse.Namespace) -> int:
     from viewer.synth.dataset import write_phantom_dataset
 
+    if args.slice_mm is not None and args.family == "classic":
+        raise ViewerError(
+            "Cannot make the phantoms", "--slice-mm is for the wide and other families (classic is 5 mm)"
+        )
+
     manifest = write_phantom_dataset(
         Path(args.out),
         studies=args.studies,
         seed=args.seed,
         matrix=args.matrix,
         family=args.family,
+        slice_mm=args.slice_mm,
         progress=_progress_printer(True),
     )
     n = len(manifest.studies)
@@ -446,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="classic: 5 mm, three bleed kinds (default); wide: five kinds incl. small and faint ones, "
         "0.625-10 mm slices, artefacts and confounders; other: an independently written generator (own "
         "anatomy and rendering) for cross-generator validation",
+    )
+    p.add_argument(
+        "--slice-mm",
+        type=float,
+        metavar="MM",
+        help="wide and other families: every study at this slice thickness (default: drawn, 0.625-10 mm)",
     )
     p.set_defaults(func=cmd_demo_data)
 

@@ -150,3 +150,17 @@ def test_wide_dataset_records_its_family(tmp_path: Path) -> None:
     assert classic_meta.series_uid != wide_meta.series_uid
     with pytest.raises(ValueError):
         write_phantom_dataset(tmp_path / "x", studies=1, family="nonsense")
+
+
+def test_a_set_at_one_slice_thickness_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from viewer.cli import main
+
+    assert main(["demo-data", str(tmp_path / "t"), "--family", "wide", "--studies", "2", "--matrix", "64",
+                 "--slice-mm", "2.5"]) == 0  # fmt: skip
+    doc = json.loads((tmp_path / "t" / "labels.json").read_text())
+    assert doc["slice_mm"] == 2.5
+    assert all("2.5mm" in s["series_dir"] for s in doc["studies"])
+    text = describe(tmp_path / "t" / "labels.json", 2, 1)
+    assert "2.5 mm slices" in text and "--slice-mm 2.5" in text
+    assert main(["demo-data", str(tmp_path / "c"), "--slice-mm", "2.5"]) == 1
+    assert "wide and other families" in capsys.readouterr().err

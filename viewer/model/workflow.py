@@ -94,9 +94,13 @@ def describe(labels_path: Path, n_series: int, n_bleed: int) -> str:
                 f"{base}, synthetic head-CT phantoms, seed {seed}, {matrix}×{matrix} matrix, 5 mm slices "
                 f"(`gru-viewer demo-data DIR --studies {n_series} --seed {seed} --matrix {matrix}`)"
             )
+        slices, option = "", ""
+        if doc.get("slice_mm") is not None:
+            slices, option = f", {doc['slice_mm']:g} mm slices", f" --slice-mm {doc['slice_mm']:g}"
         return (
-            f"{base}, synthetic head-CT phantoms of the {family} family, seed {seed}, {matrix}×{matrix} matrix "
-            f"(`gru-viewer demo-data DIR --family {family} --studies {n_series} --seed {seed} --matrix {matrix}`)"
+            f"{base}, synthetic head-CT phantoms of the {family} family, seed {seed}, {matrix}×{matrix} matrix"
+            f"{slices} (`gru-viewer demo-data DIR --family {family} --studies {n_series} --seed {seed} "
+            f"--matrix {matrix}{option}`)"
         )
     return f"{base} from {labels_path.parent.name}"
 

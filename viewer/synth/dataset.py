@@ -89,19 +89,28 @@ def _bleed_plan(seed: int, studies: int) -> list[bool]:
 
 
 def _dataset_study(
-    seq: np.random.SeedSequence, seed: int, index: int, bleed: bool, matrix: int, family: str
+    seq: np.random.SeedSequence,
+    seed: int,
+    index: int,
+    bleed: bool,
+    matrix: int,
+    family: str,
+    slice_mm: float | None = None,
 ) -> tuple[PhantomStudy, SeriesMeta]:
     rng = np.random.default_rng(seq)
     meta = _meta(rng, seed, index, family)
-    study = _GENERATORS[family](rng, matrix=matrix, bleed=bleed, clear=index == 0)
+    fixed = {} if slice_mm is None else {"slice_mm": slice_mm}
+    study = _GENERATORS[family](rng, matrix=matrix, bleed=bleed, clear=index == 0, **fixed)
     if family != "classic":
         meta = replace(meta, series_description=f"HEAD {study.spacing[0]:g}mm AXIAL")
     return study, meta
 
 
-def _check_family(family: str) -> None:
+def _check_family(family: str, slice_mm: float | None = None) -> None:
     if family not in _GENERATORS:
         raise ValueError(f"family must be one of {', '.join(_GENERATORS)}")
+    if slice_mm is not None and family == "classic":
+        raise ValueError("the classic family is always 5 mm; slice_mm is for the wide and other families")
 
 
 def dataset_study(
@@ -126,6 +135,7 @@ def write_phantom_dataset(
     seed: int = 0,
     matrix: int = 512,
     family: str = "classic",
+    slice_mm: float | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> PhantomManifest:
@@ -145,6 +155,9 @@ def write_phantom_dataset(
         ``wide`` (more bleed kinds, small and faint bleeds, slice thickness 0.625–10 mm and confounders;
         :func:`viewer.synth.study.generate_study`), ``other`` (an independently written generator with its
         own anatomy and rendering, for cross-generator validation; :mod:`viewer.synth.other`).
+    slice_mm:
+        Wide and other families: every study at this slice thickness instead of a drawn one (e.g. a thin-slice
+        set for the robustness table's thickness rows).
     progress:
         Called as ``progress(done, total, text)`` before each study and once at the end.
     cancel:
@@ -153,7 +166,7 @@ def write_phantom_dataset(
     """
     if studies < 1:
         raise ValueError("studies must be at least 1")
-    _check_family(family)
+    _check_family(family, slice_mm)
     root = Path(out).resolve()
     plan = _bleed_plan(seed, studies)
     children = np.random.SeedSequence(seed).spawn(studies)
@@ -162,13 +175,13 @@ def write_phantom_dataset(
         (root / "masks").mkdir(parents=True, exist_ok=True)
         for i in range(studies):
             if cancel is not None and cancel():
-                write_labels(root, seed, matrix, done, family)
+                write_labels(root, seed, matrix, done, family, slice_mm)
                 raise CancelledError("Phantom generation cancelled")
             if progress is not None:
                 progress(i, studies, f"Phantom study {i + 1}/{studies}")
-            study, meta = _dataset_study(children[i], seed, i, plan[i], matrix, family)
+            study, meta = _dataset_study(children[i], seed, i, plan[i], matrix, family, slice_mm)
             done.append(_write_study(root, study, meta))
-        write_labels(root, seed, matrix, done, family)
+        write_labels(root, seed, matrix, done, family, slice_mm)
     except OSError as err:
         raise ViewerError(
             "Cannot write the phantom dataset", str(err.strerror or err), str(err.filename or root)

@@ -128,7 +128,12 @@ class PhantomManifest:
 
 
 def write_labels(
-    root: Path, seed: int, matrix: int, studies: list[StudyLabels], family: str = "classic"
+    root: Path,
+    seed: int,
+    matrix: int,
+    studies: list[StudyLabels],
+    family: str = "classic",
+    slice_mm: float | None = None,
 ) -> None:
     """Write ``root/labels.json`` for ``studies``, replacing any earlier one in one step."""
     doc = {
@@ -137,6 +142,7 @@ def write_labels(
         "seed": seed,
         "matrix": matrix,
         "family": family,
+        **({} if slice_mm is None else {"slice_mm": slice_mm}),
         "note": "Synthetic phantoms for software testing and model development; not patient data.",
         "studies": [s.to_dict(root) for s in studies],
     }
