@@ -134,6 +134,29 @@ def _brain_point(
     return None if idx.size == 0 else pts[:, idx[0]].astype(float)
 
 
+def _at_convexity(
+    rng: np.random.Generator,
+    head: Head,
+    kind: str,
+    contrast: float,
+    w_range: tuple[float, float],
+    thickness: float,
+    half_height: float,
+    half_angle_deg: float,
+) -> Bleed:
+    """A subdural crescent or epidural lens of these sizes against the inner table, at a drawn side and height."""
+    half_angle = math.radians(half_angle_deg)
+    theta = rng.choice([0.0, math.pi]) + rng.uniform(-1.1, 1.1)
+    w0 = rng.uniform(max(w_range[0], -0.15 * head.c_up), min(w_range[1], 0.65 * head.c_up))
+    direction = (math.cos(theta), math.sin(theta))
+    center = np.array([direction[0] * head.a * 0.9, direction[1] * head.b * 0.9, w0])
+    bound = half_angle * max(head.a, head.b) + half_height + thickness + 10
+    return Bleed(
+        kind, contrast, head.brain + contrast, center, bound,
+        direction=direction, half_angle=half_angle, half_height=half_height, thickness=thickness,
+    )  # fmt: skip
+
+
 def make_bleed(
     rng: np.random.Generator, head: Head, kind: str, noise: float, w_range: tuple[float, float], clear: bool
 ) -> Bleed | None:
@@ -189,17 +212,8 @@ def make_bleed(
     if kind == "subdural":
         band = int(rng.choice(3, p=[0.25, 0.3, 0.45]))
         thickness, half_height, half_angle_deg = (float(rng.uniform(*r)) for r in _SUBDURAL_BANDS[band])
-        half_angle = math.radians(half_angle_deg)
         contrast = _contrast(rng, noise, band == 0)
-        theta = rng.choice([0.0, math.pi]) + rng.uniform(-1.1, 1.1)
-        w0 = rng.uniform(max(w_range[0], -0.15 * head.c_up), min(w_range[1], 0.65 * head.c_up))
-        direction = (math.cos(theta), math.sin(theta))
-        center = np.array([direction[0] * head.a * 0.9, direction[1] * head.b * 0.9, w0])
-        bound = half_angle * max(head.a, head.b) + half_height + thickness + 10
-        return Bleed(
-            kind, contrast, brain + contrast, center, bound,
-            direction=direction, half_angle=half_angle, half_height=half_height, thickness=thickness,
-        )  # fmt: skip
+        return _at_convexity(rng, head, kind, contrast, w_range, thickness, half_height, half_angle_deg)
     if kind == "subarachnoid":
         radius = rng.uniform(9.0, 16.0) if rng.uniform() < 0.35 else rng.uniform(16.0, 34.0)
         contrast = _contrast(rng, noise, True)
@@ -289,21 +303,13 @@ def make_wide_bleed(
         if kind == "subdural":
             thickness = float(rng.uniform(2.0, 10.0))
             half_height = float(rng.uniform(6.0, 40.0))
-            half_angle = math.radians(rng.uniform(12.0, 65.0))
+            half_angle_deg = float(rng.uniform(12.0, 65.0))
         else:
             thickness = float(rng.uniform(6.0, 22.0))
             half_height = float(rng.uniform(10.0, 28.0))
-            half_angle = math.radians(rng.uniform(12.0, 30.0))
+            half_angle_deg = float(rng.uniform(12.0, 30.0))
             contrast = float(rng.uniform(25.0, 55.0))
-        theta = rng.choice([0.0, math.pi]) + rng.uniform(-1.1, 1.1)
-        w0 = rng.uniform(max(w_range[0], -0.15 * head.c_up), min(w_range[1], 0.65 * head.c_up))
-        direction = (math.cos(theta), math.sin(theta))
-        center = np.array([direction[0] * head.a * 0.9, direction[1] * head.b * 0.9, w0])
-        bound = half_angle * max(head.a, head.b) + half_height + thickness + 10
-        return Bleed(
-            kind, contrast, brain + contrast, center, bound,
-            direction=direction, half_angle=half_angle, half_height=half_height, thickness=thickness,
-        )  # fmt: skip
+        return _at_convexity(rng, head, kind, contrast, w_range, thickness, half_height, half_angle_deg)
     if kind == "subarachnoid":
         b = make_bleed(rng, head, kind, noise, w_range, False)
         if b is not None and rng.uniform() < 0.3:

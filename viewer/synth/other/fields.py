@@ -79,17 +79,6 @@ def superquadric(
     return (F32(1.0) - q) * F32(min(semi))
 
 
-def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """Rotation matrix (radians): roll about v, then pitch about u, then yaw about w."""
-    cz, sz = math.cos(yaw), math.sin(yaw)
-    cx, sx = math.cos(pitch), math.sin(pitch)
-    cy, sy = math.cos(roll), math.sin(roll)
-    rz = np.array([[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]])
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]])
-    ry = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
-    return rz @ rx @ ry
-
-
 @dataclass(frozen=True)
 class Pose:
     """Where the head lies in the scanner: ``scanner = centre + rot @ head`` (LPS millimetres)."""

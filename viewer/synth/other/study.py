@@ -16,6 +16,7 @@ import numpy as np
 
 from viewer.synth.bleeds import KINDS as NAME_ORDER
 from viewer.synth.labels import LesionInfo
+from viewer.synth.numeric import rotation  # generic maths, shared; nothing of the first family's anatomy
 from viewer.synth.other.acquisition import (
     WORK_BUDGET,
     Kernel,
@@ -26,7 +27,7 @@ from viewer.synth.other.acquisition import (
 )
 from viewer.synth.other.anatomy import Head, draw_head, paint_head
 from viewer.synth.other.artefacts import Artefacts, apply_artefacts, draw_artefacts
-from viewer.synth.other.fields import F32, Block, Pose, rotation
+from viewer.synth.other.fields import F32, Block, Pose
 from viewer.synth.other.lesions import KINDS, Bleed, draw_bleed, paint_bleed
 from viewer.synth.study import PhantomStudy
 
