@@ -73,50 +73,55 @@ def _rate(group: str, what: str, hits: list[bool]) -> GroupRate:
     return GroupRate(group, what, n, k, k / n if n else float("nan"), low, high)
 
 
+_UNKNOWN_THICKNESS = "slices of unknown thickness"
+
+
+def _volume_group(band: tuple[float, float]) -> str:
+    return f"volume {_band_name(*band, 'ml')}"
+
+
+def _contrast_group(band: tuple[float, float]) -> str:
+    return f"contrast {_band_name(*band, 'HU', '+')}"
+
+
+def _thickness_group(band: tuple[float, float] | None) -> str:
+    return f"slices {_band_name(*band, 'mm')}" if band else _UNKNOWN_THICKNESS
+
+
 def rates_by_group(outcomes: Sequence[Outcome], threshold: float, kinds: Sequence[str]) -> list[GroupRate]:
     """Sensitivity by kind (in ``kinds`` order), volume, contrast and thickness; specificity by thickness."""
     groups: dict[str, list[bool]] = {}
     normals: dict[str, list[bool]] = {}
-
-    def add(table: dict[str, list[bool]], key: str, hit: bool) -> None:
-        table.setdefault(key, []).append(hit)
-
     for o in outcomes:
         positive = o.probability >= threshold
-        thick = _band(o.slice_mm, THICKNESS_BANDS_MM)
-        thick_name = f"slices {_band_name(*thick, 'mm')}" if thick else "slices of unknown thickness"
+        thick = _thickness_group(_band(o.slice_mm, THICKNESS_BANDS_MM))
         if o.label == 0:
-            add(normals, thick_name, not positive)
+            normals.setdefault(thick, []).append(not positive)
             continue
-        for kind in dict.fromkeys(str(les["kind"]) for les in o.lesions):
-            add(groups, kind, positive)
+        keys = list(dict.fromkeys(str(les["kind"]) for les in o.lesions))
         if o.lesions:
-            volume = max(float(les["volume_ml"]) for les in o.lesions)
-            contrast = max(float(les["contrast_hu"]) for les in o.lesions)
-            vb, cb = _band(volume, VOLUME_BANDS_ML), _band(contrast, CONTRAST_BANDS_HU)
-            if vb:
-                add(groups, f"volume {_band_name(*vb, 'ml')}", positive)
-            if cb:
-                add(groups, f"contrast {_band_name(*cb, 'HU', '+')}", positive)
-        add(groups, thick_name, positive)
+            vb = _band(max(float(les["volume_ml"]) for les in o.lesions), VOLUME_BANDS_ML)
+            cb = _band(max(float(les["contrast_hu"]) for les in o.lesions), CONTRAST_BANDS_HU)
+            keys += [_volume_group(vb)] if vb else []
+            keys += [_contrast_group(cb)] if cb else []
+        for key in [*keys, thick]:
+            groups.setdefault(key, []).append(positive)
 
-    def order(key: str) -> tuple[int, int, str]:
-        if key in kinds:
-            return (0, list(kinds).index(key), key)
-        prefix = ("volume", "contrast", "slices").index(key.split(" ")[0]) if " " in key else 3
-        bands = (VOLUME_BANDS_ML, CONTRAST_BANDS_HU, THICKNESS_BANDS_MM, ())[prefix]
-        names = [_band_name(*b, u, s) for b, u, s in _units(prefix, bands)]
-        tail = key.split(" ", 1)[1] if " " in key else key
-        return (1 + prefix, names.index(tail) if tail in names else 99, key)
+    order = [
+        *kinds,
+        *map(_volume_group, VOLUME_BANDS_ML),
+        *map(_contrast_group, CONTRAST_BANDS_HU),
+        *map(_thickness_group, THICKNESS_BANDS_MM),
+        _UNKNOWN_THICKNESS,
+    ]
+    rank = {name: i for i, name in enumerate(order)}
 
-    rows = [_rate(k, "sensitivity", v) for k, v in sorted(groups.items(), key=lambda kv: order(kv[0]))]
-    rows += [_rate(k, "specificity", v) for k, v in sorted(normals.items(), key=lambda kv: order(kv[0]))]
-    return rows
+    def ranked(table: dict[str, list[bool]]) -> list[tuple[str, list[bool]]]:
+        return sorted(table.items(), key=lambda kv: rank.get(kv[0], len(rank)))
 
-
-def _units(prefix: int, bands: Iterable[tuple[float, float]]) -> list[tuple[tuple[float, float], str, str]]:
-    unit, sign = (("ml", ""), ("HU", "+"), ("mm", ""), ("", ""))[prefix]
-    return [(b, unit, sign) for b in bands]
+    return [_rate(k, "sensitivity", v) for k, v in ranked(groups)] + [
+        _rate(k, "specificity", v) for k, v in ranked(normals)
+    ]
 
 
 def format_rates(rows: Sequence[GroupRate]) -> str:

@@ -181,24 +181,11 @@ class SliceGRUNet(nn.Module):
         self.gru: GatedGRU | None = None
         self.lstm: nn.LSTM | None = None
         self.attention: AttentionPool | None = None
+        shape = {"num_layers": cfg.num_layers, "bidirectional": True, "batch_first": True, "dropout": between}
         if cfg.has_gated_gru:
-            self.gru = GatedGRU(
-                cfg.feature_size,
-                cfg.hidden_size,
-                num_layers=cfg.num_layers,
-                bidirectional=True,
-                batch_first=True,
-                dropout=between,
-            )
+            self.gru = GatedGRU(cfg.feature_size, cfg.hidden_size, **shape)
         elif cfg.sequence == "bilstm":
-            self.lstm = nn.LSTM(
-                cfg.feature_size,
-                cfg.hidden_size,
-                num_layers=cfg.num_layers,
-                bidirectional=True,
-                batch_first=True,
-                dropout=between,
-            )
+            self.lstm = nn.LSTM(cfg.feature_size, cfg.hidden_size, **shape)
         self.dropout = nn.Dropout(cfg.dropout)
         state_size = cfg.feature_size if cfg.sequence == "pool" else 2 * cfg.hidden_size
         self.slice_head = nn.Linear(state_size, 1)
