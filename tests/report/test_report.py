@@ -22,6 +22,7 @@ from viewer import __version__
 from viewer.analysis.model_cache import load_model
 from viewer.analysis.run import analyze_volume
 from viewer.cli import main
+from viewer.dicom.identifiers import display_date, display_name
 from viewer.dicom.index import scan
 from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
@@ -37,7 +38,7 @@ from viewer.report import (
 )
 from viewer.report.deidentify import deidentify, pseudo_uid, pseudonym
 from viewer.report.dicom_export import ENCAPSULATED_PDF_STORAGE
-from viewer.report.identifiers import display_date, display_name, identifiers_from_volume
+from viewer.report.identifiers import identifiers_from_volume
 from viewer.report.images import output_shape
 from viewer.report.output import check_output_path, opened_folders
 from viewer.report.summary import training_words

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from viewer.dicom.identifiers import display_date, display_name
 from viewer.errors import CancelledError, ViewerError
 from viewer.ui import error_dialog
 from viewer.ui.about import NO_MODEL, about_html, intended_use, model_card_summary
@@ -21,7 +22,6 @@ from viewer.ui.cache import VolumeCache
 from viewer.ui.canvas import nice_length
 from viewer.ui.jobs import thumbnail_from_slice
 from viewer.ui.main_window import MainWindow
-from viewer.ui.series_info import format_dicom_date, format_person_name
 from viewer.ui.settings import DEFAULT_PRESETS, MAX_RECENT, ViewerSettings, WindowPreset
 from viewer.ui.workers import WorkerPool, WorkerThread, running_threads
 
@@ -316,9 +316,9 @@ def test_model_card_summary(tmp_path: Path) -> None:
 
 
 def test_helpers() -> None:
-    assert format_person_name("DOE^JOHN^^^") == "DOE, JOHN"
-    assert format_person_name("Anonymous") == "Anonymous"
-    assert format_dicom_date("20240131") == "2024-01-31"
+    assert display_name("DOE^JOHN^^^") == "DOE, JOHN"
+    assert display_name("Anonymous") == "Anonymous"
+    assert display_date("20240131") == "2024-01-31"
     assert [nice_length(x) for x in (0.7, 3.0, 19.0, 49.9, 120.0)] == [0.5, 2.0, 10.0, 20.0, 100.0]
     ct = np.full((512, 512), 40.0, np.float32)
     ct[:, :256] = -1000.0

@@ -19,11 +19,11 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 
+from viewer.dicom.identifiers import display_name
 from viewer.errors import ViewerError
 from viewer.report import export_png
 from viewer.report.dicom_export import ENCAPSULATED_PDF_STORAGE
 from viewer.report.export import ExportChoices, default_stem, safe_file_name
-from viewer.report.identifiers import display_name
 from viewer.ui.error_dialog import relay
 from viewer.ui.export_dialog import ExportDialog
 from viewer.ui.main_window import MainWindow

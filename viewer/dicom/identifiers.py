@@ -1,7 +1,8 @@
 """Who and what a loaded series shows: the patient, study and series identifiers, read once from its headers.
 
-Values are kept as DICOM writes them (dates ``YYYYMMDD``, names ``Family^Given``); formatting for people is the
-caller's. The UIDs and the modality travel on :class:`~viewer.dicom.volume.Volume` itself.
+Values are kept as DICOM writes them (dates ``YYYYMMDD``, names ``Family^Given``); the ``display_*`` functions are
+the one place that formats them for people (browser, image view, report). The UIDs and the modality travel on
+:class:`~viewer.dicom.volume.Volume` itself.
 """
 
 from __future__ import annotations
@@ -54,3 +55,43 @@ class SeriesIdentifiers:
             series_description=header.series_description,
             institution=institution,
         )
+
+
+def display_date(value: str) -> str:
+    """DA ``YYYYMMDD`` → ``YYYY-MM-DD`` (anything else unchanged)."""
+    v = str(value or "").strip()
+    if len(v) == 8 and v.isdigit():
+        return f"{v[:4]}-{v[4:6]}-{v[6:]}"
+    return v
+
+
+def display_time(value: str) -> str:
+    """TM ``HHMMSS[.ffffff]`` → ``HH:MM`` (anything else unchanged)."""
+    v = str(value or "").strip().split(".")[0]
+    if len(v) >= 4 and v[:4].isdigit():
+        return f"{v[:2]}:{v[2:4]}"
+    return v
+
+
+def display_name(value: str) -> str:
+    """PN ``Family^Given^Middle^Prefix^Suffix`` → ``Family, Given Middle``.
+
+    Only the alphabetic component group (before the first ``=``) is shown; prefix and suffix are left out, so
+    ``DOE^^^DR`` reads ``DOE``, not ``DOE, DR``.
+    """
+    alphabetic = str(value or "").split("=")[0]
+    parts = [p.strip() for p in alphabetic.split("^")]
+    family = parts[0] if parts else ""
+    given = " ".join(p for p in parts[1:3] if p)
+    if family and given:
+        return f"{family}, {given}"
+    return family or given
+
+
+SEX_WORDS = {"M": "male", "F": "female", "O": "other"}
+
+
+def display_sex(value: str) -> str:
+    """CS ``M``/``F``/``O`` → a word (anything else unchanged)."""
+    v = str(value or "").strip()
+    return SEX_WORDS.get(v.upper(), v)

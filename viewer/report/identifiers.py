@@ -2,7 +2,7 @@
 
 The report shows these and the DICOM export writes them, so both read the same :class:`ReportIdentifiers`
 (de-identified by :func:`viewer.report.deidentify.deidentify` when asked). Values are kept as DICOM writes them
-(dates ``YYYYMMDD``, names ``Family^Given``); the ``display_*`` helpers format them for people.
+(dates ``YYYYMMDD``, names ``Family^Given``); :mod:`viewer.dicom.identifiers` formats them for people.
 """
 
 from __future__ import annotations
@@ -101,37 +101,3 @@ def identifiers_from_volume(volume: Any) -> ReportIdentifiers:
         source_sop_class_uid=extra.get("SOPClassUID", ""),
         source_sop_uids=tuple(str(u) for u in getattr(volume, "sop_uids", []) or []),
     )
-
-
-def display_date(value: str) -> str:
-    """``YYYYMMDD`` → ``YYYY-MM-DD`` (other values unchanged)."""
-    v = value.strip()
-    if len(v) == 8 and v.isdigit():
-        return f"{v[:4]}-{v[4:6]}-{v[6:]}"
-    return v
-
-
-def display_time(value: str) -> str:
-    """``HHMMSS[.ffffff]`` → ``HH:MM`` (other values unchanged)."""
-    v = value.strip().split(".")[0]
-    if len(v) >= 4 and v[:4].isdigit():
-        return f"{v[:2]}:{v[2:4]}"
-    return v
-
-
-def display_name(value: str) -> str:
-    """DICOM PN ``Family^Given^Middle^Prefix^Suffix`` → ``Family, Given Middle`` (first component group only)."""
-    alphabetic = value.split("=")[0]
-    parts = [p.strip() for p in alphabetic.split("^")]
-    family = parts[0] if parts else ""
-    given = " ".join(p for p in parts[1:3] if p)
-    if family and given:
-        return f"{family}, {given}"
-    return family or given
-
-
-SEX_WORDS = {"M": "male", "F": "female", "O": "other"}
-
-
-def display_sex(value: str) -> str:
-    return SEX_WORDS.get(value.strip().upper(), value.strip())

@@ -19,11 +19,11 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import BaseDocTemplate, Frame, PageTemplate
 
+from viewer.dicom.identifiers import display_date, display_name
 from viewer.report import styles as st
 from viewer.report.content import ReportContent, format_datetime
 from viewer.report.evidence import evidence_page, key_image_pages, methods_box, model_card_section
 from viewer.report.fonts import FONT, FONT_BOLD, safe_text
-from viewer.report.identifiers import display_date, display_name
 from viewer.report.summary import summary_page
 
 MARGIN = 18 * mm

@@ -8,6 +8,7 @@ import re
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
 
+from viewer.dicom.identifiers import display_date, display_name, display_sex, display_time
 from viewer.report import styles as st
 from viewer.report.content import (
     NOT_STATED,
@@ -20,7 +21,6 @@ from viewer.report.content import (
     p,
     text,
 )
-from viewer.report.identifiers import display_date, display_name, display_sex, display_time
 
 
 def title_block(c: ReportContent) -> list[Flowable]:

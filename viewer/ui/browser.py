@@ -13,8 +13,8 @@ from PySide6.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QKeyEvent, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QTreeView, QVBoxLayout, QWidget
 
+from viewer.dicom.identifiers import display_date, display_name, display_time
 from viewer.dicom.index import StudyIndex
-from viewer.ui.series_info import format_dicom_date, format_dicom_time, format_person_name
 
 STACK_UID_ROLE = Qt.ItemDataRole.UserRole + 1
 KIND_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -108,9 +108,9 @@ class StudyBrowser(QWidget):
         bold = self.font()
         bold.setBold(True)
         for patient in index.patients:
-            name = format_person_name(patient.name) or "(no name)"
+            name = display_name(patient.name) or "(no name)"
             details = " · ".join(
-                v for v in (patient.patient_id, patient.sex, format_dicom_date(patient.birth_date)) if v
+                v for v in (patient.patient_id, patient.sex, display_date(patient.birth_date)) if v
             )
             p_item = _item(f"{name}\n{details}" if details else name)
             p_item.setFont(bold)
@@ -118,9 +118,7 @@ class StudyBrowser(QWidget):
             for study in patient.studies:
                 n_series = len(study.series)
                 modalities = "/".join(sorted({s.modality for s in study.series if s.modality}))
-                when = " ".join(
-                    v for v in (format_dicom_date(study.date), format_dicom_time(study.time)) if v
-                )
+                when = " ".join(v for v in (display_date(study.date), display_time(study.time)) if v)
                 line2 = " · ".join(
                     v
                     for v in (
@@ -141,8 +139,8 @@ class StudyBrowser(QWidget):
                         if len(stacks) > 1:
                             title += f" [{stack.label}]"
                         facts = [series.modality, f"{stack.n_slices} images", f"{stack.rows}×{stack.columns}"]
-                        date = format_dicom_date(series.date or study.date)
-                        if date and date != format_dicom_date(study.date):
+                        date = display_date(series.date or study.date)
+                        if date and date != display_date(study.date):
                             facts.append(date)
                         warnings = [getattr(w, "message", str(w)) for w in getattr(stack, "warnings", [])]
                         tip = "\n".join([title, " · ".join(v for v in facts if v), *warnings])

@@ -13,36 +13,11 @@ import numpy as np
 
 from viewer.dicom.geometry import normal_from_orientation
 from viewer.dicom.headers import InstanceHeader
-from viewer.dicom.identifiers import SeriesIdentifiers
+from viewer.dicom.identifiers import SeriesIdentifiers, display_date, display_name, display_time
 from viewer.dicom.stacks import Stack
 from viewer.dicom.volume import Volume
 
 UNITS = {"CT": "HU", "PT": "SUV", "NM": "counts"}
-
-
-def format_person_name(name: str) -> str:
-    """``DOE^JOHN^^^`` → ``DOE, JOHN`` (DICOM PN, first two components)."""
-    parts = [p.strip() for p in str(name).split("^")]
-    parts = [p for p in parts if p]
-    if len(parts) >= 2:
-        return f"{parts[0]}, {' '.join(parts[1:3])}"
-    return parts[0] if parts else ""
-
-
-def format_dicom_date(value: str) -> str:
-    """``20240131`` → ``2024-01-31`` (left unchanged when it is not a DA value)."""
-    value = str(value or "").strip()
-    if len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value
-
-
-def format_dicom_time(value: str) -> str:
-    """``143012.5`` → ``14:30`` (left unchanged when it is not a TM value)."""
-    value = str(value or "").strip().split(".")[0]
-    if len(value) >= 4 and value[:4].isdigit():
-        return f"{value[:2]}:{value[2:4]}"
-    return value
 
 
 @dataclass(slots=True)
@@ -148,12 +123,12 @@ def series_display_from_stack(stack: Stack) -> SeriesDisplay:
         units=UNITS.get(modality, ""),
         default_window=_header_window(first),
         invert=first.photometric_interpretation == "MONOCHROME1",
-        patient_name=format_person_name(ids.patient_name),
+        patient_name=display_name(ids.patient_name),
         patient_id=ids.patient_id,
         patient_sex=ids.patient_sex,
-        patient_birth_date=format_dicom_date(ids.patient_birth_date),
-        study_date=format_dicom_date(ids.study_date),
-        study_time=format_dicom_time(ids.study_time),
+        patient_birth_date=display_date(ids.patient_birth_date),
+        study_date=display_date(ids.study_date),
+        study_time=display_time(ids.study_time),
         study_description=ids.study_description,
         accession_number=ids.accession_number,
         series_number=first.series_number,
