@@ -32,10 +32,11 @@ from viewer.dicom.dicomdir import OUTSIDE, read_dicomdir
 from viewer.dicom.index import scan
 from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
+from viewer.model.card import card_path_for, sha256_file
 from viewer.model.config import ModelConfig
 from viewer.model.intended_use import MIN_MATRIX_PX
 from viewer.model.network import SliceGRUNet
-from viewer.model.weights import card_path_for, load_weights, save_weights, sha256_file
+from viewer.model.weights import load_weights, save_weights
 from viewer.synth.writer import SeriesMeta, axial_geometry, write_ct_series
 
 TINY = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from viewer.model.weights import default_model_paths
+from viewer.model.card import default_model_paths
 from viewer.resources import resource_path
 
 REPO = Path(__file__).resolve().parent.parent

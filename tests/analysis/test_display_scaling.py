@@ -24,7 +24,7 @@ from viewer.analysis.run import analyze_volume
 from viewer.analysis.session import AnalysisSession
 from viewer.dicom.index import scan
 from viewer.dicom.readers import load_stack
-from viewer.model.weights import default_model_paths
+from viewer.model.card import default_model_paths
 from viewer.report import ReportOptions, build_report
 from viewer.report.images import render_key_image
 from viewer.synth.dataset import write_phantom_dataset

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from viewer.bench import model as bench
+from viewer.model.card import default_model_paths, read_card
 from viewer.model.config import ModelConfig
-from viewer.model.weights import default_model_paths, read_card
 
 TINY = ModelConfig(input_size=32, encoder_channels=(8, 16, 32), hidden_size=8)
 

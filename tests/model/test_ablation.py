@@ -19,6 +19,7 @@ from viewer.model.ablation import (
     run_ablation,
     variant_config,
 )
+from viewer.model.card import card_path_for, card_to_markdown, default_model_paths, read_card
 from viewer.model.config import ModelConfig
 from viewer.model.explanations import analyse_sequence, gate_traces, hidden_state_saliency
 from viewer.model.metrics import auroc, bootstrap_ci
@@ -26,14 +27,7 @@ from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import Preprocessor
 from viewer.model.reference import reference_path_for
 from viewer.model.training import TrainSettings
-from viewer.model.weights import (
-    card_path_for,
-    card_to_markdown,
-    default_model_paths,
-    load_weights,
-    read_card,
-    save_weights,
-)
+from viewer.model.weights import load_weights, save_weights
 
 SMALL = ModelConfig(input_size=32, encoder_channels=(8, 16), hidden_size=8)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from viewer.model.card import card_to_markdown, default_model_paths, read_card, sha256_file
 from viewer.model.evaluation import pointing_tolerance_px
 from viewer.model.explanations import (
     DEFAULT_PIXEL_METHOD,
@@ -23,7 +24,7 @@ from viewer.model.explanations import (
     spearman_rank_correlation,
 )
 from viewer.model.preprocess import Preprocessor
-from viewer.model.weights import card_to_markdown, default_model_paths, load_weights, read_card, sha256_file
+from viewer.model.weights import load_weights
 from viewer.synth.dataset import dataset_study
 
 PATHS = default_model_paths()

@@ -17,6 +17,7 @@ import pytest
 from viewer.cli import main
 from viewer.dicom.geometry import normal_from_orientation, tilt_angle
 from viewer.errors import ViewerError
+from viewer.model.card import card_to_markdown, default_model_paths, read_card
 from viewer.model.explanations import analyse_sequence
 from viewer.model.perturb import (
     NotMeasurable,
@@ -47,7 +48,7 @@ from viewer.model.robustness import (
 )
 from viewer.model.robustness_table import format_table
 from viewer.model.roundtrip import through_dicom
-from viewer.model.weights import card_to_markdown, default_model_paths, load_weights, read_card
+from viewer.model.weights import load_weights
 from viewer.synth.dataset import dataset_study, write_phantom_dataset
 from viewer.synth.writer import axial_geometry
 

@@ -14,13 +14,14 @@ import torch
 from viewer.cli import main
 from viewer.errors import CancelledError, ViewerError
 from viewer.model import metrics, workflow
+from viewer.model.card import current_card, read_card, sha256_file, write_card
 from viewer.model.config import ModelConfig
 from viewer.model.dataset import find_labelled, prepare_series, read_labels
 from viewer.model.evaluation import evaluate_series, format_metrics
 from viewer.model.preprocess import Preprocessor
 from viewer.model.reference import REFERENCE_POSITIONS
 from viewer.model.training import Trainer, TrainSettings
-from viewer.model.weights import current_card, load_weights, read_card, sha256_file, write_card
+from viewer.model.weights import load_weights
 from viewer.model.workflow import evaluate_folder, portable_command, split_validation, train_from_folders
 from viewer.synth.dataset import write_phantom_dataset
 

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from viewer.errors import ViewerError
+from viewer.model import card as cards
 from viewer.model import weights as w
 from viewer.model.config import ModelConfig
 from viewer.model.network import SliceGRUNet
@@ -20,7 +21,7 @@ CONFIG = ModelConfig(input_size=32, encoder_channels=(8, 16, 32), hidden_size=8)
 
 
 @pytest.fixture()
-def saved(tmp_path: Path) -> tuple[SliceGRUNet, Path, w.ModelCard]:
+def saved(tmp_path: Path) -> tuple[SliceGRUNet, Path, cards.ModelCard]:
     torch.manual_seed(0)
     model = SliceGRUNet(CONFIG).eval()
     path = tmp_path / "test_model.safetensors"
@@ -37,8 +38,8 @@ def saved(tmp_path: Path) -> tuple[SliceGRUNet, Path, w.ModelCard]:
 
 def test_round_trip(saved):
     model, path, card = saved
-    assert w.card_path_for(path).is_file()
-    assert card.sha256 == w.sha256_file(path)
+    assert cards.card_path_for(path).is_file()
+    assert card.sha256 == cards.sha256_file(path)
     loaded, card2 = w.load_weights(path)
     assert not loaded.training
     assert card2.to_dict() == card.to_dict()
@@ -52,7 +53,7 @@ def test_round_trip(saved):
 
 def test_markdown_card(saved):
     _, _, card = saved
-    text = w.card_to_markdown(card)
+    text = cards.card_to_markdown(card)
     assert text.startswith("# Model card: test-model 0.0.1")
     for needle in (
         card.sha256,
@@ -75,7 +76,7 @@ def test_tampered_byte_is_refused(saved):
 
 
 def _rewrite_card(path: Path, **changes) -> None:
-    card_file = w.card_path_for(path)
+    card_file = cards.card_path_for(path)
     data = json.loads(card_file.read_text())
     data.update(changes)
     card_file.write_text(json.dumps(data))
@@ -85,8 +86,8 @@ def test_torch_zip_checkpoint_is_refused(saved):
     model, path, _ = saved
     bad = path.with_name("ckpt.safetensors")
     torch.save(model.state_dict(), bad)
-    w.card_path_for(bad).write_text(w.card_path_for(path).read_text())
-    _rewrite_card(bad, sha256=w.sha256_file(bad))
+    cards.card_path_for(bad).write_text(cards.card_path_for(path).read_text())
+    _rewrite_card(bad, sha256=cards.sha256_file(bad))
     with pytest.raises(ViewerError, match="pickle"):
         w.load_weights(bad)
 
@@ -95,8 +96,8 @@ def test_plain_pickle_is_refused(saved):
     _, path, _ = saved
     bad = path.with_name("plain.safetensors")
     bad.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}, protocol=4))
-    w.card_path_for(bad).write_text(w.card_path_for(path).read_text())
-    _rewrite_card(bad, sha256=w.sha256_file(bad))
+    cards.card_path_for(bad).write_text(cards.card_path_for(path).read_text())
+    _rewrite_card(bad, sha256=cards.sha256_file(bad))
     with pytest.raises(ViewerError, match="pickle"):
         w.load_weights(bad)
 
@@ -112,7 +113,7 @@ def test_missing_tensors_are_refused(saved):
     model, path, _ = saved
     tensors = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("slice_head")}
     save_file(tensors, str(path))
-    _rewrite_card(path, sha256=w.sha256_file(path))
+    _rewrite_card(path, sha256=cards.sha256_file(path))
     with pytest.raises(ViewerError, match="missing tensors"):
         w.load_weights(path)
 
@@ -128,14 +129,14 @@ def test_missing_tensors_are_refused(saved):
 )
 def test_malformed_card_is_refused(saved, content):
     _, path, _ = saved
-    w.card_path_for(path).write_text(content)
+    cards.card_path_for(path).write_text(content)
     with pytest.raises(ViewerError, match="model card"):
         w.load_weights(path)
 
 
 def test_missing_files_are_refused(saved):
     _, path, _ = saved
-    w.card_path_for(path).unlink()
+    cards.card_path_for(path).unlink()
     with pytest.raises(ViewerError, match="does not exist"):
         w.load_weights(path)
     with pytest.raises(ViewerError, match="does not exist"):
@@ -152,14 +153,15 @@ def test_header_starting_like_a_pickle_is_still_safetensors(tmp_path):
 
 
 def test_default_paths(monkeypatch, tmp_path):
-    paths = w.default_model_paths()
+    paths = cards.default_model_paths()
     repo = Path(w.__file__).resolve().parents[2]
     assert paths.weights == repo / "resources" / "models" / "slice_gru_default.safetensors"
     assert paths.card == repo / "resources" / "models" / "slice_gru_default.card.json"
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
     assert (
-        w.default_model_paths().weights == tmp_path / "resources" / "models" / "slice_gru_default.safetensors"
+        cards.default_model_paths().weights
+        == tmp_path / "resources" / "models" / "slice_gru_default.safetensors"
     )
 
 
@@ -173,13 +175,13 @@ def with_reference(saved) -> tuple[Path, torch.Tensor]:
 
 def test_reference_series_is_named_and_hashed_on_the_card(with_reference):
     path, features = with_reference
-    card = w.read_card(w.card_path_for(path))
+    card = cards.read_card(cards.card_path_for(path))
     ref_file = path.with_name("test_model.reference.safetensors")
     assert card.reference["file"] == ref_file.name
-    assert card.reference["sha256"] == w.sha256_file(ref_file)
+    assert card.reference["sha256"] == cards.sha256_file(ref_file)
     assert card.reference["positions"] == 5 and card.reference["data"] == "five test positions"
-    assert card.sha256 == w.sha256_file(path)  # the weights did not change
-    assert card.reference["sha256"] in w.card_to_markdown(card)
+    assert card.sha256 == cards.sha256_file(path)  # the weights did not change
+    assert card.reference["sha256"] in cards.card_to_markdown(card)
     model, _ = w.load_weights(path)
     torch.testing.assert_close(model.reference_features, features)
     assert "reference_features" not in model.state_dict()
@@ -211,7 +213,11 @@ def test_pickled_reference_series_is_refused(with_reference):
     ref_file = path.with_name("test_model.reference.safetensors")
     ref_file.write_bytes(pickle.dumps({"features": [1.0]}, protocol=4))
     _rewrite_card(
-        path, reference={**w.read_card(w.card_path_for(path)).reference, "sha256": w.sha256_file(ref_file)}
+        path,
+        reference={
+            **cards.read_card(cards.card_path_for(path)).reference,
+            "sha256": cards.sha256_file(ref_file),
+        },
     )
     with pytest.raises(ViewerError, match="pickle"):
         w.load_weights(path)

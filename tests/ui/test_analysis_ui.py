@@ -16,11 +16,10 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtTest import QTest
 
 from viewer.analysis import run as analysis_run
-from viewer.analysis import session as analysis_session
 from viewer.errors import ViewerError
 from viewer.model import intended_use
+from viewer.model.card import default_model_paths
 from viewer.model.intended_use import UseWarning
-from viewer.model.weights import default_model_paths
 from viewer.ui.error_dialog import relay
 from viewer.ui.help_page import AnalysisHelpDialog
 from viewer.ui.main_window import MainWindow
@@ -358,7 +357,7 @@ def test_a_failed_analysis_says_why_and_the_viewer_goes_on(
     def failing(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(analysis_session, "run_analysis", failing)
+    monkeypatch.setattr(analysis_run, "run_analysis", failing)
     controller = phantom.analysis
     with qtbot.waitSignal(controller.failed, timeout=TIMEOUT_MS) as blocker:
         controller.analyze()

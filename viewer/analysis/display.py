@@ -6,7 +6,7 @@ A signed attribution map is shown by its magnitude, scaled to [0, 1] (values abo
   strength of that slice's bleed probability (:attr:`~viewer.analysis.result.AnalysisResult.slice_probabilities`,
   one fixed scale for every slice and every series). A slice the model finds normal (probability 0.001) stays
   below any overlay threshold; a slice it is sure of shows its strongest pixels at full intensity.
-- **slice**: each map by its own 99.5th percentile alone (:func:`~viewer.model.explanations.normalise_map`), so
+- **slice**: each map by its own 99.5th percentile alone (:func:`~viewer.model.map_scale.normalise_map`), so
   every slice, a normal one too, shows its own strongest pixels at full intensity.
 
 The raw attribution cannot serve as the common scale itself: gradient × input of the slice logit is largest
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from viewer.model.explanations import normalise_map
+from viewer.model.map_scale import normalise_map
 
 #: A display map value of ``MAP_LEVELS`` is a normalised saliency of 1.
 MAP_LEVELS = 255

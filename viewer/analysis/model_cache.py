@@ -6,8 +6,9 @@ import threading
 from pathlib import Path
 
 from viewer.errors import ViewerError
+from viewer.model.card import ModelCard, default_model_paths
 from viewer.model.network import SliceGRUNet
-from viewer.model.weights import ModelCard, default_model_paths, load_weights
+from viewer.model.weights import load_weights
 
 _lock = threading.Lock()
 _loaded: dict[tuple[str, int, int], tuple[SliceGRUNet, ModelCard]] = {}

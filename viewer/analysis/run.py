@@ -19,6 +19,7 @@ import torch
 from viewer.analysis.result import HIDDEN_KEYS, AnalysisResult, ModelIdentity, SeriesIdentity
 from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
+from viewer.model.card import ModelCard
 from viewer.model.device import describe_device, pick_device, use_cpu_threads
 from viewer.model.explanations import (
     DEFAULT_PIXEL_METHOD,
@@ -30,7 +31,6 @@ from viewer.model.explanations import (
 from viewer.model.intended_use import check_series, size_refusal
 from viewer.model.network import SliceGRUNet, lse_weights
 from viewer.model.preprocess import Preprocessed, Preprocessor
-from viewer.model.weights import ModelCard
 from viewer.progress import CancelFn, ProgressFn
 
 log = logging.getLogger(__name__)

@@ -17,17 +17,19 @@ import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from viewer.analysis.display import slice_weight, to_display_map
-from viewer.analysis.model_cache import load_model
-from viewer.analysis.run import AnalysisOptions, SliceExplainer, run_analysis
 from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
-from viewer.model.network import SliceGRUNet
-from viewer.model.weights import ModelCard
 from viewer.progress import CancelFn, ProgressFn
+
+if TYPE_CHECKING:
+    from viewer.analysis.run import AnalysisOptions, SliceExplainer
+    from viewer.model.card import ModelCard
+    from viewer.model.network import SliceGRUNet
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class AnalysisSession:
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
     ) -> None:
+        from viewer.analysis.run import run_analysis  # torch loads on the first analysis, not with the window
+
         self.card = card
         self.result, explainer = run_analysis(
             volume, model, card, options=options, progress=progress, cancel=cancel
@@ -74,6 +78,8 @@ class AnalysisSession:
     ) -> AnalysisSession:
         """Load the model at ``model_path`` (default: the shipped weights; cached after the first time) and
         analyse ``volume`` with it."""
+        from viewer.analysis.model_cache import load_model
+
         if progress is not None:
             progress(0, 0, "Loading the model")
         model, card = load_model(model_path)
@@ -132,6 +138,8 @@ def analyse_for_display(
 ) -> AnalysisOutcome:
     """Open a session on ``volume`` on ``device`` and scale the key slices' maps for display (``scaling`` as in
     :meth:`AnalysisSession.display_map`)."""
+    from viewer.analysis.run import AnalysisOptions
+
     session = AnalysisSession.open(
         volume, model_path, AnalysisOptions(device=device), progress=progress, cancel=cancel
     )

@@ -23,8 +23,8 @@ from viewer.dicom.headers import read_header
 from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import split_series
 from viewer.errors import ViewerError
+from viewer.model.card import ModelCard
 from viewer.model.network import SliceGRUNet
-from viewer.model.weights import ModelCard
 from viewer.synth.simple import bench_meta, head_phantom
 from viewer.synth.writer import axial_geometry, write_ct_series
 

@@ -65,7 +65,7 @@ def bench_memory(
 
 def _bench_model(folder: Path) -> tuple[Path | None, str]:
     """The shipped weights when installed (frame times do not depend on weight values), else a fresh network."""
-    from viewer.model.weights import default_model_paths
+    from viewer.model.card import default_model_paths
 
     if default_model_paths().weights.is_file():
         return None, "shipped weights"

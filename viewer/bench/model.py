@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from viewer.errors import ViewerError
+from viewer.model.card import default_model_paths, read_card
 from viewer.model.config import ModelConfig
 from viewer.model.explanations import (
     DEFAULT_PIXEL_METHOD,
@@ -25,7 +26,6 @@ from viewer.model.explanations import (
 from viewer.model.gated_gru import GatedGRU
 from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import Preprocessor
-from viewer.model.weights import default_model_paths, read_card
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:

@@ -39,6 +39,7 @@ from torch import Tensor
 
 from viewer.errors import ViewerError
 from viewer.model.ablation_report import card_section, summarise, to_markdown
+from viewer.model.card import ModelCard, card_path_for, current_card, write_card
 from viewer.model.config import DEFAULT_SEQUENCE, ModelConfig
 from viewer.model.dataset import TrainingSeries
 from viewer.model.explanations import DEFAULT_HIDDEN_METHOD, hidden_state_saliency
@@ -54,7 +55,7 @@ from viewer.model.training import (
     sequence_epoch,
     sequence_optimizer,
 )
-from viewer.model.weights import ModelCard, card_path_for, current_card, load_weights, write_card
+from viewer.model.weights import load_weights
 from viewer.model.workflow import Dataset, open_dataset, prepare_dataset
 from viewer.progress import ProgressFn
 

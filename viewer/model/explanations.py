@@ -30,6 +30,7 @@ from scipy import ndimage, stats
 from torch import Tensor, nn
 
 from viewer.model.gated_gru import GATE_LABELS
+from viewer.model.map_scale import normalise_map
 from viewer.model.network import NetOutput, SliceGRUNet
 from viewer.model.preprocess import AIR_HU, Preprocessed, SliceMapping
 from viewer.model.reference import reference_for_length
@@ -87,17 +88,6 @@ class Explanation:
         if self.pixel_maps:
             return np.concatenate([self.pixel_maps[k].ravel() for k in sorted(self.pixel_maps)])
         return np.concatenate([self.slice_values[k].ravel() for k in sorted(self.slice_values)])
-
-
-def normalise_map(values: np.ndarray, percentile: float = 99.5) -> np.ndarray:
-    """``|values|`` divided by its ``percentile``-th percentile and clipped to [0, 1] (all zeros stay zeros)."""
-    mag = np.abs(np.asarray(values, dtype=np.float32))
-    top = float(np.percentile(mag, percentile)) if mag.size else 0.0
-    if top <= 0:
-        top = float(mag.max()) if mag.size else 0.0
-    if top <= 0:
-        return np.zeros_like(mag)
-    return np.clip(mag / top, 0.0, 1.0)
 
 
 @dataclass

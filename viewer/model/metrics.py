@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy import stats
 
 #: Metric keys in the order the table and the card list them, with their descriptions.
 METRIC_LABELS: dict[str, str] = {
@@ -51,7 +50,9 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = stats.rankdata(s)
+    from scipy.stats import rankdata  # 0.6 s to import; the viewer's window reads this module's labels only
+
+    ranks = rankdata(s)
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 

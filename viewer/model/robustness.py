@@ -30,6 +30,7 @@ import torch
 from viewer.dicom.geometry import normal_from_orientation
 from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
+from viewer.model.card import ModelCard, card_path_for, current_card, write_card
 from viewer.model.dataset import LabelledStack, iter_volumes
 from viewer.model.metrics import auroc, sensitivity_specificity
 from viewer.model.network import SliceGRUNet
@@ -48,7 +49,7 @@ from viewer.model.perturb import (
 )
 from viewer.model.preprocess import Preprocessor
 from viewer.model.roundtrip import through_dicom
-from viewer.model.weights import ModelCard, card_path_for, current_card, load_weights, write_card
+from viewer.model.weights import load_weights
 from viewer.model.workflow import Dataset, open_dataset, portable_command
 from viewer.progress import CancelFn, ProgressFn
 

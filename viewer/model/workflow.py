@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from viewer.errors import ViewerError
+from viewer.model.card import ModelCard, card_path_for, current_card, write_card
 from viewer.model.config import ModelConfig
 from viewer.model.dataset import (
     LabelledStack,
@@ -28,15 +29,7 @@ from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import Preprocessor
 from viewer.model.reference import build_reference
 from viewer.model.training import STAGES, Trainer, TrainSettings
-from viewer.model.weights import (
-    ModelCard,
-    attach_reference,
-    card_path_for,
-    current_card,
-    load_weights,
-    save_weights,
-    write_card,
-)
+from viewer.model.weights import attach_reference, load_weights, save_weights
 from viewer.progress import ProgressFn
 
 LogFn = Callable[[str], None]

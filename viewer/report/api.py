@@ -17,7 +17,7 @@ from viewer import __version__
 from viewer.analysis.result import PixelMapFn
 from viewer.dicom.stacks import orientation_letters
 from viewer.errors import ViewerError
-from viewer.model.weights import ModelCard
+from viewer.model.card import ModelCard
 from viewer.progress import ProgressFn
 from viewer.report.content import ReportContent
 from viewer.report.deidentify import deidentify

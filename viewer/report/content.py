@@ -11,7 +11,7 @@ from reportlab.lib import colors
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, Table, TableStyle
 
-from viewer.model.weights import ModelCard
+from viewer.model.card import ModelCard
 from viewer.report import styles as st
 from viewer.report.fonts import safe_text
 from viewer.report.identifiers import ReportIdentifiers

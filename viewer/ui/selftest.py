@@ -105,7 +105,7 @@ def check_resources(state: _State) -> str:
 def check_model(state: _State) -> str:
     """The shipped model loads and its weights match the SHA-256 on its card."""
     from viewer.analysis.model_cache import load_model
-    from viewer.model.weights import default_model_paths, sha256_file
+    from viewer.model.card import default_model_paths, sha256_file
 
     try:
         model, card = load_model()
