@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -338,9 +339,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from viewer.errors import printable
     from viewer.report.output import check_output_path, opened_folders
 
-    wants_report = bool(args.report or args.dicom_report)
+    if args.dicom_results and args.anonymize:
+        print(
+            "gru-viewer: --dicom-results joins the source study in the archive, so it takes the identified "
+            "report; leave out --anonymize (a de-identified copy never goes to an archive)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    wants_report = bool(args.report or args.dicom_report or args.dicom_results)
     opened = opened_folders(p for p in args.paths if Path(p).exists())
-    for output in (args.report, args.dicom_report, args.json):
+    for output in (args.report, args.dicom_report, args.dicom_results, args.json):
         if output:
             check_output_path(output, opened=opened)  # before any work: study folders are read-only
     report = analyze_paths(
@@ -397,6 +405,15 @@ def _write_reports(args: argparse.Namespace, runs: Sequence) -> None:
             print(f"report written to {save_pdf(built, pdf_path)}")
         if args.dicom_report:
             print(f"DICOM encapsulated PDF written to {save_dicom(built, args.dicom_report)}")
+        if args.dicom_results:
+            from viewer.report.dicom_results import build_result_objects, save_result_objects
+
+            objects = build_result_objects(run.volume, run.result, built)
+            save_result_objects(objects, args.dicom_results, built.source_folders)
+            kinds = ", ".join(f"{n} {kind}" for kind, n in Counter(objects.kinds()).items())
+            print(f"DICOM result objects ({kinds}) written to {Path(args.dicom_results).resolve()}")
+            for what in objects.left_out:
+                print(f"left out: {what}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -482,6 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dicom-report",
         metavar="DIR",
         help="write the report as a DICOM Encapsulated PDF instance (same study, new series) into DIR",
+    )
+    p.add_argument(
+        "--dicom-results",
+        metavar="DIR",
+        help="write everything the archive takes into DIR, each a new series of the source study: the report "
+        "(Encapsulated PDF), the finding (Comprehensive SR, TID 1500), the key images with the overlay "
+        "(Secondary Capture) and the saliency (Segmentation)",
     )
     p.add_argument(
         "--anonymize",
