@@ -158,9 +158,8 @@ def find_studies(
             params[keyword] = value
             if _query_string({keyword: value}) != f"{keyword}={value}":
                 exact.append((keyword, _pattern(value, case)))
-    data = _get_json(
-        session(node, secret), node, "studies", params, timeout, f"Cannot query PACS {node.name!r}"
-    )
+    with session(node, secret) as s:
+        data = _get_json(s, node, "studies", params, timeout, f"Cannot query PACS {node.name!r}")
     rows = [study_row(_dataset(item)) for item in data]
     for keyword, pattern in exact:
         field = STUDY_KEYS[keyword]
@@ -176,14 +175,10 @@ def find_series(
 ) -> QueryResult:
     """QIDO-RS series search within one study."""
     params: dict[str, Any] = {"includefield": list(SERIES_KEYS), "limit": str(limit + 1)}
-    data = _get_json(
-        session(node, secret),
-        node,
-        f"studies/{study_uid}/series",
-        params,
-        timeout,
-        f"Cannot query PACS {node.name!r}",
-    )
+    with session(node, secret) as s:
+        data = _get_json(
+            s, node, f"studies/{study_uid}/series", params, timeout, f"Cannot query PACS {node.name!r}"
+        )
     rows = sorted(
         (series_row(_dataset(item)) for item in data), key=lambda r: (r.number is None, r.number or 0)
     )
@@ -243,11 +238,15 @@ def retrieve(
     from dicomweb_client.api import DICOMwebClient
 
     s = session(node, secret)
+    responses: list[requests.Response] = []  # closed at the end: a cancelled stream is otherwise left open
+    s.hooks["response"].append(lambda r, *args, **kwargs: responses.append(r))
     expected = _expected(node, s, study_uid, series_uid, timeout)
     client = DICOMwebClient(node.web_url, session=s, timeout=(timeout, RETRIEVE_TIMEOUT_S))
     result = RetrieveResult(folder=store.study_folder(study_uid), protocol="WADO-RS")
-    instances = client.iter_series(study_uid, series_uid) if series_uid else client.iter_study(study_uid)
+    instances = None
     try:
+        # dicomweb-client sends the request when asked for the iterator, then yields instances as they arrive.
+        instances = client.iter_series(study_uid, series_uid) if series_uid else client.iter_study(study_uid)
         for ds in instances:
             if cancel is not None and cancel():
                 result.cancelled = True
@@ -269,6 +268,9 @@ def retrieve(
         close = getattr(instances, "close", None)
         if close is not None:
             close()
+        for rsp in responses:
+            rsp.close()
+        s.close()
         store.clean_partials(result.folder)
     if expected is not None:
         result.remaining = max(0, expected - result.completed)
