@@ -466,47 +466,48 @@ def _run_retrieve(
         )
         watcher.start()
 
-    def take_arrivals() -> Path | None:
-        paths = receiver.drain()
-        if paths:
-            receiver.store.index(paths)
-            result.files.extend(paths)
-        return paths[-1] if paths else None
-
     final: Dataset | None = None
-    last = time.monotonic()
-    try:
-        for status, _ in responses():
-            if not status:
-                break
-            last = time.monotonic()
-            last = take_arrivals()
-            result.completed = int(status.get("NumberOfCompletedSuboperations", result.completed) or 0)
-            result.failed = int(status.get("NumberOfFailedSuboperations", result.failed) or 0)
-            result.warning = int(status.get("NumberOfWarningSuboperations", result.warning) or 0)
-            remaining = status.get("NumberOfRemainingSuboperations")
-            result.remaining = int(remaining) if remaining not in (None, "") else 0
-            if int(status.Status) in _PENDING:
-                if progress is not None:
-                    progress(
-                        RetrieveProgress(
-                            result.completed, result.failed, result.warning, result.remaining, last
+    answered = time.monotonic()
+    with receiver.store.indexer() as indexer:
+
+        def take_arrivals() -> Path | None:
+            paths = receiver.drain()
+            indexer.add(paths)
+            result.files.extend(paths)
+            return paths[-1] if paths else None
+
+        try:
+            for status, _ in responses():
+                if not status:
+                    break
+                answered = time.monotonic()
+                newest = take_arrivals()
+                result.completed = int(status.get("NumberOfCompletedSuboperations", result.completed) or 0)
+                result.failed = int(status.get("NumberOfFailedSuboperations", result.failed) or 0)
+                result.warning = int(status.get("NumberOfWarningSuboperations", result.warning) or 0)
+                remaining = status.get("NumberOfRemainingSuboperations")
+                result.remaining = int(remaining) if remaining not in (None, "") else 0
+                if int(status.Status) in _PENDING:
+                    if progress is not None:
+                        progress(
+                            RetrieveProgress(
+                                result.completed, result.failed, result.warning, result.remaining, newest
+                            )
                         )
-                    )
-                continue
-            final = status
-    finally:
-        done.set()
-        if watcher is not None:
-            watcher.join()
-        take_arrivals()
-        _close(assoc)
-        receiver.store.clean_partials(result.folder)
+                    continue
+                final = status
+        finally:
+            done.set()
+            if watcher is not None:
+                watcher.join()
+            take_arrivals()
+            _close(assoc)
+            receiver.store.clean_partials(result.folder)
     if final is None:
         if sent.is_set():
             result.cancelled, result.status, result.meaning = True, _CANCEL, _meaning(_CANCEL, table)
             return
-        raise _no_status(node, service, RETRIEVE_TIMEOUT_S, time.monotonic() - last)
+        raise _no_status(node, service, RETRIEVE_TIMEOUT_S, time.monotonic() - answered)
     result.status = int(final.Status)
     result.meaning = _meaning(result.status, table)
     result.error_comment = str(final.get("ErrorComment", "") or "")

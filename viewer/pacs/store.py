@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -100,9 +101,10 @@ class LocalStore:
         return n
 
     @staticmethod
-    def index(paths: Sequence[Path]) -> list[InstanceHeader]:
+    def index(paths: Sequence[Path], cache: HeaderCache | None = None) -> list[InstanceHeader]:
         """Read the headers of newly written files and put them into the persistent header index, the rows
-        a later scan of the folder answers from (as :func:`viewer.dicom.index.scan` stores them)."""
+        a later scan of the folder answers from (as :func:`viewer.dicom.index.scan` stores them). ``cache``:
+        an open index to use (default: one opened for this call)."""
         headers: list[InstanceHeader] = []
         rows: list[CachedFile] = []
         for p in paths:
@@ -118,11 +120,53 @@ class LocalStore:
             headers.append(header)
             rows.append(CachedFile(path, st.st_size, st.st_mtime_ns, header.to_json(), None))
         if rows:
-            with HeaderCache() as cache:
+            if cache is not None:
                 cache.store(rows)
-                if cache.error:
-                    log.info("retrieved files not indexed: %s", cache.error)
+            else:
+                with HeaderCache() as own:
+                    own.store(rows)
         return headers
+
+    def indexer(self, interval_s: float = 0.25) -> Indexer:
+        """An :class:`Indexer` for one retrieve."""
+        return Indexer(self, interval_s)
+
+
+class Indexer:
+    """Indexes the files of one retrieve as they arrive, through one open header index, at most every
+    ``interval_s`` (so the first images of a series are in the index while the rest still arrive, without a
+    transaction per file). Use as a context manager, from one thread; leaving it indexes what is left."""
+
+    def __init__(self, store: LocalStore, interval_s: float) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self.pending: list[Path] = []
+        self._cache: HeaderCache | None = None
+        self._last = 0.0
+
+    def __enter__(self) -> Indexer:
+        self._cache = HeaderCache()
+        if self._cache.error:
+            log.info("retrieved files not indexed: %s", self._cache.error)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.flush()
+        finally:
+            if self._cache is not None:
+                self._cache.close()
+
+    def add(self, paths: Sequence[Path]) -> None:
+        self.pending.extend(paths)
+        if self.pending and time.monotonic() - self._last >= self.interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.store.index(self.pending, self._cache)
+            self.pending = []
+        self._last = time.monotonic()
 
 
 def folders_of(paths: Iterable[Path]) -> list[Path]:

@@ -244,34 +244,37 @@ def retrieve(
     client = DICOMwebClient(node.web_url, session=s, timeout=(timeout, RETRIEVE_TIMEOUT_S))
     result = RetrieveResult(folder=store.study_folder(study_uid), protocol="WADO-RS")
     instances = None
-    try:
-        # dicomweb-client sends the request when asked for the iterator, then yields instances as they arrive.
-        instances = client.iter_series(study_uid, series_uid) if series_uid else client.iter_study(study_uid)
-        for ds in instances:
-            if cancel is not None and cancel():
-                result.cancelled = True
-                result.status, result.meaning = 0xFE00, "Cancelled at the user's request"
-                break
-            path = store.write(ds)
-            store.index([path])
-            result.files.append(path)
-            result.completed += 1
-            if progress is not None:
-                remaining = max(0, expected - result.completed) if expected is not None else None
-                progress(RetrieveProgress(result.completed, 0, 0, remaining, path))
-    except requests.RequestException as exc:
-        err = _http_error(node, f"Cannot retrieve from PACS {node.name!r}", exc)
-        if not result.files:
-            raise err from None
-        result.status, result.meaning = 0xC000, err.why
-    finally:
-        close = getattr(instances, "close", None)
-        if close is not None:
-            close()
-        for rsp in responses:
-            rsp.close()
-        s.close()
-        store.clean_partials(result.folder)
+    with store.indexer() as indexer:
+        try:
+            # dicomweb-client sends the request when asked for the iterator, then yields instances as they come.
+            instances = (
+                client.iter_series(study_uid, series_uid) if series_uid else client.iter_study(study_uid)
+            )
+            for ds in instances:
+                if cancel is not None and cancel():
+                    result.cancelled = True
+                    result.status, result.meaning = 0xFE00, "Cancelled at the user's request"
+                    break
+                path = store.write(ds)
+                indexer.add([path])
+                result.files.append(path)
+                result.completed += 1
+                if progress is not None:
+                    remaining = max(0, expected - result.completed) if expected is not None else None
+                    progress(RetrieveProgress(result.completed, 0, 0, remaining, path))
+        except requests.RequestException as exc:
+            err = _http_error(node, f"Cannot retrieve from PACS {node.name!r}", exc)
+            if not result.files:
+                raise err from None
+            result.status, result.meaning = 0xC000, err.why
+        finally:
+            close = getattr(instances, "close", None)
+            if close is not None:
+                close()
+            for rsp in responses:
+                rsp.close()
+            s.close()
+            store.clean_partials(result.folder)
     if expected is not None:
         result.remaining = max(0, expected - result.completed)
     if not result.cancelled and result.status == 0 and expected is not None and result.completed < expected:
