@@ -88,3 +88,15 @@ def test_wado_cancel_and_401(pacs, store) -> None:
     with pytest.raises(PacsError) as info:
         service.retrieve(web_node(), pacs.studies["alpha"], secret="wrong", store=store)
     assert info.value.kind is Failure.UNAUTHORIZED
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"), [(401, Failure.UNAUTHORIZED), (403, Failure.FORBIDDEN), (500, Failure.HTTP)]
+)
+def test_http_errors_are_told_apart(code: int, kind: Failure) -> None:
+    import requests
+
+    rsp = requests.Response()
+    rsp.status_code, rsp.reason = code, "x"
+    err = web._http_error(web_node(), "Cannot query", requests.HTTPError(response=rsp))
+    assert err.kind is kind and f"HTTP {code}" in str(err)

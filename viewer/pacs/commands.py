@@ -52,6 +52,7 @@ def _secret(node: Node, args: argparse.Namespace) -> str | None:
 
 
 def cmd_nodes_list(args: argparse.Namespace) -> int:
+    """``pacs nodes list``: one line per node, never a secret."""
     nodes = NodeBook().load()
     for node in nodes:
         print(node.describe())
@@ -61,6 +62,7 @@ def cmd_nodes_list(args: argparse.Namespace) -> int:
 
 
 def cmd_nodes_add(args: argparse.Namespace) -> int:
+    """``pacs nodes add``: validate, keep the secret (saying where), save the node."""
     from dataclasses import replace
 
     from viewer.pacs.credentials import SecretStore, describe_store
@@ -96,6 +98,7 @@ def cmd_nodes_add(args: argparse.Namespace) -> int:
 
 
 def cmd_nodes_remove(args: argparse.Namespace) -> int:
+    """``pacs nodes remove``: the node and its secret."""
     from viewer.pacs.credentials import SecretStore
 
     node = NodeBook().remove(args.name)
@@ -105,6 +108,7 @@ def cmd_nodes_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    """``pacs test``: a sentence saying it works, or (raised) why not."""
     from viewer.pacs import service
 
     _quiet_pynetdicom(args)
@@ -127,6 +131,7 @@ def _query(args: argparse.Namespace) -> Any:
 
 
 def cmd_find(args: argparse.Namespace) -> int:
+    """``pacs find``: the rows as a table; exit 3 when none matched."""
     from viewer.pacs import service
     from viewer.pacs.query import format_series, format_studies
 
@@ -143,6 +148,7 @@ def cmd_find(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    """``pacs get``: retrieve with progress on stderr, Ctrl+C as C-CANCEL; prints the folder to open."""
     from viewer.pacs import service
     from viewer.pacs.retrieve import CancelToken, RetrieveProgress
 

@@ -52,6 +52,7 @@ def describe_store(store: str, path: Path | None = None) -> str:
 
 
 def secrets_file() -> Path:
+    """The 0600 file secrets go to where there is no keyring."""
     return config_dir() / SECRETS_FILE
 
 

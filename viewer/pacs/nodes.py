@@ -93,10 +93,12 @@ class Node:
 
     @property
     def has_dimse(self) -> bool:
+        """Whether the node has a DIMSE address (AE title and host)."""
         return bool(self.ae_title and self.host)
 
     @property
     def has_web(self) -> bool:
+        """Whether the node has a DICOMweb base URL."""
         return bool(self.web_url)
 
     def validated(self) -> Node:

@@ -75,6 +75,8 @@ SERIES_KEYS = {
 
 @dataclass(frozen=True, slots=True)
 class StudyRow:
+    """One study found (counts are None when the PACS does not give them)."""
+
     study_uid: str
     patient_id: str = ""
     patient_name: str = ""
@@ -90,6 +92,8 @@ class StudyRow:
 
 @dataclass(frozen=True, slots=True)
 class SeriesRow:
+    """One series found."""
+
     series_uid: str
     modality: str = ""
     number: int | None = None

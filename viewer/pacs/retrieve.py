@@ -15,6 +15,7 @@ class CancelToken:
         self._event = threading.Event()
 
     def cancel(self) -> None:
+        """Ask the retrieve to stop (C-CANCEL, or stop reading the WADO-RS stream)."""
         self._event.set()
 
     @property
@@ -66,6 +67,7 @@ class RetrieveResult:
 
     @property
     def ok(self) -> bool:
+        """Success: final status 0x0000, nothing failed, not cancelled."""
         return self.status == 0x0000 and not self.cancelled and self.failed == 0
 
     def summary(self) -> str:

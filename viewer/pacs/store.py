@@ -59,6 +59,7 @@ class LocalStore:
         return self.root / "studies" / _h(study_uid, 16)
 
     def series_folder(self, study_uid: str, series_uid: str) -> Path:
+        """The folder of one series, inside its study folder."""
         return self.study_folder(study_uid) / _h(series_uid, 12)
 
     def _mkdir(self, folder: Path) -> None:
@@ -158,11 +159,13 @@ class Indexer:
                 self._cache.close()
 
     def add(self, paths: Sequence[Path]) -> None:
+        """Files just written; indexed now if the last batch is ``interval_s`` old."""
         self.pending.extend(paths)
         if self.pending and time.monotonic() - self._last >= self.interval_s:
             self.flush()
 
     def flush(self) -> None:
+        """Index every file added so far."""
         if self.pending:
             self.store.index(self.pending, self._cache)
             self.pending = []
