@@ -162,13 +162,19 @@ def test_c_get_proposes_the_study_s_other_sop_classes(pacs, store) -> None:
 
 
 @pytest.mark.parametrize("move", [False, True], ids=["c-get", "c-move"])
-def test_cancel_halfway_keeps_only_complete_files(pacs, store, move: bool) -> None:
+def test_cancel_halfway_keeps_only_complete_files(pacs, store, move: bool, monkeypatch) -> None:
     token = CancelToken()
+    original = dimse._Receiver.on_store
+
+    def slow_store(self, event):  # a slow link: the PACS is still busy when the C-CANCEL arrives
+        time.sleep(0.1)
+        return original(self, event)
+
+    monkeypatch.setattr(dimse._Receiver, "on_store", slow_store)
 
     def progress(p: RetrieveProgress) -> None:
         if p.completed >= 1:
             token.cancel()
-            time.sleep(0.2)  # let the C-CANCEL go out before the next sub-operation
 
     result = service.retrieve(
         dimse_node(), pacs.studies["alpha"], move=move, store=store, progress=progress, cancel=token
