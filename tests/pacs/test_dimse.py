@@ -193,3 +193,15 @@ def test_move_without_our_scp_port_says_why(pacs, store) -> None:
         taken.listen(1)
         node = dimse_node(move_port=taken.getsockname()[1])
         _fails(Failure.CONFIG, dimse.move, node, store, pacs.studies["beta"])
+
+
+def test_an_instance_not_asked_for_is_refused(pacs, store) -> None:
+    from types import SimpleNamespace
+
+    ds = pydicom.dcmread(pacs.files[pacs.series["beta"]][0])
+    receiver = dimse._Receiver(store, pacs.studies["alpha"], None)
+    assert receiver.on_store(SimpleNamespace(dataset=ds, file_meta=ds.file_meta)) == 0xC000
+    assert not receiver.drain() and not store.root.exists()
+    receiver = dimse._Receiver(store, pacs.studies["beta"], None)
+    assert receiver.on_store(SimpleNamespace(dataset=ds, file_meta=ds.file_meta)) == 0x0000
+    assert len(receiver.drain()) == 1

@@ -406,17 +406,25 @@ def _retrieve_identifier(study_uid: str, series_uid: str | None) -> Dataset:
 
 
 class _Receiver:
-    """The C-STORE handler of a retrieve: writes each instance into the store (from pynetdicom's thread) and
-    hands the paths to the calling thread, which indexes them."""
+    """The C-STORE handler of a retrieve: writes each instance of the study (and series) asked for into the
+    store (from pynetdicom's thread) and hands the paths to the calling thread, which indexes them. An instance
+    of another study or series is refused: nothing but what was asked for enters the store."""
 
-    def __init__(self, store: LocalStore) -> None:
+    def __init__(self, store: LocalStore, study_uid: str, series_uid: str | None) -> None:
         self.store = store
+        self.study_uid = study_uid
+        self.series_uid = series_uid
         self.arrived: queue.Queue[Path] = queue.Queue()
 
     def on_store(self, event: evt.Event) -> int:
         try:
             ds = event.dataset
             ds.file_meta = event.file_meta
+            if ds.get("StudyInstanceUID") != self.study_uid or (
+                self.series_uid is not None and ds.get("SeriesInstanceUID") != self.series_uid
+            ):
+                log.warning("received instance refused: not of the study or series asked for")
+                return 0xC000  # Cannot understand
             path = self.store.write(ds)
         except ViewerError as exc:
             log.warning("received instance not stored: %s", exc.why)
@@ -565,7 +573,7 @@ def get(
     ae.add_requested_context(model)
     for sop in classes:
         ae.add_requested_context(sop, _UNCOMPRESSED)
-    receiver = _Receiver(store)
+    receiver = _Receiver(store, study_uid, series_uid)
     assoc = _associate(
         ae,
         node,
@@ -609,7 +617,7 @@ def move(
         The SCP cannot listen, no association, or the peer stopped answering.
     """
     model = StudyRootQueryRetrieveInformationModelMove
-    receiver = _Receiver(store)
+    receiver = _Receiver(store, study_uid, series_uid)
     scp = AE(ae_title=node.calling_ae)
     scp.maximum_pdu_size = MAX_PDU
     scp.network_timeout = RETRIEVE_TIMEOUT_S
