@@ -85,3 +85,27 @@ def test_cancel_a_retrieve(pacs, qtbot, dialog, monkeypatch: pytest.MonkeyPatch)
     dialog.cancel_button.click()
     qtbot.waitUntil(lambda: dialog.retrieve_button.isEnabled(), timeout=15_000)
     assert "cancelled" in dialog.status_label.text().lower()
+
+
+def test_file_menu_query_pacs_retrieves_and_opens(pacs, qtbot, tmp_path: Path, monkeypatch) -> None:
+    from viewer.ui.app import create_application
+    from viewer.ui.main_window import MainWindow
+    from viewer.ui.settings import ViewerSettings
+
+    monkeypatch.setenv("GRU_VIEWER_DATA_DIR", str(tmp_path / "data"))
+    NodeBook().put(dimse_node())
+    create_application()
+    window = MainWindow(ViewerSettings(tmp_path / "settings.ini"))
+    qtbot.addWidget(window)
+    action = next(a for a in window.file_menu.actions() if a.text() == "Query &PACS…")
+    assert action.shortcut().toString() == "Ctrl+Shift+P"
+    action.trigger()
+    dlg = window.pacs_dialog
+    _search(qtbot, dlg, "Pacs^B*")
+    dlg.tree.topLevelItem(0).setSelected(True)
+    with qtbot.waitSignal(window.index_ready, timeout=20_000) as opened:
+        dlg.retrieve_button.click()
+    index = opened.args[0]
+    assert index.n_files == 6 and index.n_cached == 6  # opened from the index the retrieve filled
+    dlg.reject()
+    window.close()
