@@ -59,7 +59,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check viewer tests
 	$(VENV)/bin/ruff format --check viewer tests
 	$(VENV)/bin/lint-imports
-	$(PY) tools/docstring_coverage.py --min 80 viewer/dicom viewer/ui
+	$(PY) tools/docstring_coverage.py --min 80 viewer/dicom viewer/ui viewer/pacs
 
 clean:
 	rm -rf $(VENV) $(DEMO) build dist .pytest_cache

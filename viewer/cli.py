@@ -674,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_ablation)
 
+    from viewer.pacs.commands import add_pacs_parser
+
+    add_pacs_parser(sub)
     return parser
 
 

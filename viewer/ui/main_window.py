@@ -241,6 +241,9 @@ class MainWindow(QMainWindow):
         self.file_menu = file_menu
         self._action(file_menu, "Open &Folder…", self.open_folder_dialog, QKeySequence.StandardKey.Open)
         self._action(file_menu, "Open DICOMDIR or &Files…", self.open_files_dialog, "Ctrl+Shift+O")
+        self._action(
+            file_menu, "Query &PACS…", self.open_pacs_dialog, "Ctrl+Shift+P", "Search a PACS and retrieve"
+        )
         self.recent_menu = file_menu.addMenu("&Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self.file_quit_separator = file_menu.addSeparator()
@@ -322,6 +325,16 @@ class MainWindow(QMainWindow):
         from viewer.report.output import opened_folders
 
         return opened_folders(self._opened_paths)
+
+    def open_pacs_dialog(self) -> None:
+        """File ▸ Query PACS…: search and retrieve; a retrieved study opens here."""
+        from viewer.ui.pacs_dialog import PacsQueryDialog
+
+        dialog = PacsQueryDialog(self.pool, parent=self)
+        dialog.retrieved.connect(lambda folder: self.open_paths([folder]))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.pacs_dialog = dialog
 
     def open_paths(self, paths: Sequence[str]) -> None:
         """Index a folder, DICOMDIR or files on a worker, then list them and open the first series."""

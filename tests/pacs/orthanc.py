@@ -1,0 +1,138 @@
+"""Orthanc as the test PACS: a JSON config with DICOMweb and HTTP authentication, started once and stopped by
+its PID. The ports are fixed: the PACS runs inside a private network namespace (see :mod:`tests.pacs.netns`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from dataclasses import dataclass
+from pathlib import Path
+
+ORTHANC = "Orthanc"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+AET, DICOM_PORT, HTTP_PORT = "ORTHANC", 4243, 8043
+OUR_AET, MOVE_PORT = "GRUVIEWER", 11113
+USER, PASSWORD = "gru", "gru-test"
+START_TIMEOUT_S = 10.0
+
+
+def unavailable() -> str | None:
+    """Why Orthanc cannot be started here, or None."""
+    if shutil.which(ORTHANC) is None:
+        return "Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)"
+    if not os.path.exists(DICOMWEB_PLUGIN):
+        return "Orthanc's DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)"
+    return None
+
+
+def config(folder: Path) -> dict:
+    return {
+        "Name": "GRU-TEST-PACS",
+        "StorageDirectory": str(folder / "storage"),
+        "IndexDirectory": str(folder / "index"),
+        "Plugins": [DICOMWEB_PLUGIN],
+        "HttpPort": HTTP_PORT,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {USER: PASSWORD},
+        "DicomAet": AET,
+        "DicomPort": DICOM_PORT,
+        "DicomCheckCalledAet": True,
+        "DicomCheckModalityHost": True,
+        "DicomAlwaysAllowEcho": False,
+        "DicomAlwaysAllowStore": True,
+        "DicomAlwaysAllowFind": False,
+        "DicomAlwaysAllowGet": False,
+        "DicomAlwaysAllowMove": False,
+        "DicomModalities": {
+            "gruviewer": {
+                "AET": OUR_AET,
+                "Host": "127.0.0.1",
+                "Port": MOVE_PORT,
+                "AllowEcho": True,
+                "AllowFind": True,
+                "AllowGet": True,
+                "AllowMove": True,
+                "AllowStore": True,
+            }
+        },
+        "UnknownSopClassAccepted": False,
+        "StableAge": 2,
+        "SyncStorageArea": False,
+        "MaximumPduLength": 131072,
+        "DicomWeb": {
+            "Enable": True,
+            "Root": "/dicom-web/",
+            "EnableWado": True,
+            "WadoRoot": "/wado",
+            "Host": "127.0.0.1",
+            "Ssl": False,
+        },
+    }
+
+
+@dataclass
+class Orthanc:
+    process: subprocess.Popen
+    folder: Path
+    log_path: Path
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{HTTP_PORT}/dicom-web"
+
+    def rest(self, path: str, method: str = "GET", body: bytes | None = None) -> object:
+        """A call to Orthanc's REST API (for checks a test makes behind the client's back)."""
+        req = urllib.request.Request(f"http://127.0.0.1:{HTTP_PORT}{path}", data=body, method=method)
+        req.add_header("Authorization", "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode())
+        with urllib.request.urlopen(req, timeout=5) as rsp:
+            data = rsp.read()
+        return json.loads(data) if data else None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(folder: Path) -> Orthanc:
+    """Start Orthanc (already inside the private namespace) and wait until it answers HTTP and DICOM.
+
+    Raises
+    ------
+    RuntimeError
+        It exited, or did not answer within :data:`START_TIMEOUT_S`.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = folder / "orthanc.json"
+    cfg.write_text(json.dumps(config(folder), indent=2))
+    log_path = folder / "orthanc.log"
+    env = dict(os.environ, TCP_NODELAY="1")  # DCMTK's switch: Debian's build leaves Nagle on
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([ORTHANC, str(cfg)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = Orthanc(process, folder, log_path)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Orthanc exited with {process.returncode}:\n{server.log()[-2000:]}")
+        try:
+            server.rest("/system")
+            return server
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"Orthanc did not answer within {START_TIMEOUT_S:g} s:\n{server.log()[-2000:]}")
