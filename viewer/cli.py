@@ -339,14 +339,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from viewer.errors import printable
     from viewer.report.output import check_output_path, opened_folders
 
-    if args.dicom_results and args.anonymize:
+    archive = [
+        flag for flag, value in (("--dicom-results", args.dicom_results), ("--send", args.send)) if value
+    ]
+    if archive and args.anonymize:
         print(
-            "gru-viewer: --dicom-results joins the source study in the archive, so it takes the identified "
-            "report; leave out --anonymize (a de-identified copy never goes to an archive)",
+            f"gru-viewer: {' and '.join(archive)} join the source study in the archive, so they take the "
+            "identified report; leave out --anonymize (a de-identified copy never goes to an archive)",
             file=sys.stderr,
         )
         return EXIT_USAGE
-    wants_report = bool(args.report or args.dicom_report or args.dicom_results)
+    if args.send:
+        from viewer.pacs.nodes import NodeBook
+
+        NodeBook().get(args.send)  # an unknown node fails now, not after the analysis
+    wants_report = bool(args.report or args.dicom_report or archive)
     opened = opened_folders(p for p in args.paths if Path(p).exists())
     for output in (args.report, args.dicom_report, args.dicom_results, args.json):
         if output:
@@ -405,15 +412,20 @@ def _write_reports(args: argparse.Namespace, runs: Sequence) -> None:
             print(f"report written to {save_pdf(built, pdf_path)}")
         if args.dicom_report:
             print(f"DICOM encapsulated PDF written to {save_dicom(built, args.dicom_report)}")
-        if args.dicom_results:
+        if args.dicom_results or args.send:
             from viewer.report.dicom_results import build_result_objects, save_result_objects
 
             objects = build_result_objects(run.volume, run.result, built)
-            save_result_objects(objects, args.dicom_results, built.source_folders)
             kinds = ", ".join(f"{n} {kind}" for kind, n in Counter(objects.kinds()).items())
-            print(f"DICOM result objects ({kinds}) written to {Path(args.dicom_results).resolve()}")
             for what in objects.left_out:
                 print(f"left out: {what}", file=sys.stderr)
+            if args.dicom_results:
+                save_result_objects(objects, args.dicom_results, built.source_folders)
+                print(f"DICOM result objects ({kinds}) written to {Path(args.dicom_results).resolve()}")
+            if args.send:
+                from viewer.pacs.commands import send_datasets
+
+                print(send_datasets(args.send, objects.datasets, args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -506,6 +518,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="write everything the archive takes into DIR, each a new series of the source study: the report "
         "(Encapsulated PDF), the finding (Comprehensive SR, TID 1500), the key images with the overlay "
         "(Secondary Capture) and the saliency (Segmentation)",
+    )
+    p.add_argument(
+        "--send",
+        metavar="NODE",
+        help="store those same result objects on PACS node NODE (see 'gru-viewer pacs nodes'), into the source "
+        "study: C-STORE, or STOW-RS for a DICOMweb node",
+    )
+    p.add_argument(
+        "--secret-stdin",
+        action="store_true",
+        help="with --send: read the node's DICOMweb password/token from stdin",
     )
     p.add_argument(
         "--anonymize",

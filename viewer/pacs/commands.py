@@ -51,6 +51,24 @@ def _secret(node: Node, args: argparse.Namespace) -> str | None:
     )
 
 
+def send_datasets(node_name: str, datasets: list, args: argparse.Namespace) -> str:
+    """Store ``datasets`` on the node named ``node_name`` (``analyze --send``); the outcome in a sentence.
+
+    Raises
+    ------
+    ViewerError
+        The node is unknown or unreachable, or the archive refused any instance (the sentence says which).
+    """
+    from viewer.pacs import service
+
+    _quiet_pynetdicom(args)
+    node = NodeBook().get(node_name)
+    sent = service.send(node, datasets, via=getattr(args, "via", "auto"), secret=_secret(node, args))
+    if not sent.ok:
+        raise ViewerError(f"PACS {node.name!r} did not take every result object", sent.summary())
+    return f"sent to PACS {node.name!r}: {sent.summary()}"
+
+
 def cmd_nodes_list(args: argparse.Namespace) -> int:
     """``pacs nodes list``: one line per node, never a secret."""
     nodes = NodeBook().load()

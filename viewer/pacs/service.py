@@ -5,7 +5,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from pydicom.dataset import Dataset
+
 from viewer.pacs import dimse, web
+from viewer.pacs import send as sending
 from viewer.pacs.failures import Failure, PacsError
 from viewer.pacs.nodes import Node
 from viewer.pacs.query import DEFAULT_LIMIT, QueryResult, StudyQuery
@@ -84,3 +89,18 @@ def retrieve(
         return web.retrieve(node, secret, store, study_uid, series_uid, progress=progress, cancel=cancel)
     fetch = dimse.move if move else dimse.get
     return fetch(node, store, study_uid, series_uid, progress=progress, cancel=cancel)
+
+
+def send(
+    node: Node,
+    datasets: Sequence[Dataset],
+    *,
+    via: str = "auto",
+    secret: str | None = None,
+    progress: sending.SendProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> sending.SendResult:
+    """Store ``datasets`` on ``node``: C-STORE, or STOW-RS for DICOMweb."""
+    if protocol(node, via) == "dimse":
+        return sending.c_store(node, datasets, progress=progress, cancel=cancel)
+    return sending.stow(node, secret, datasets, progress=progress)
