@@ -17,6 +17,7 @@ from viewer.dicom.index import scan
 from viewer.dicom.readers import load_stack
 from viewer.pacs import service
 from viewer.pacs.failures import Failure, PacsError
+from viewer.pacs.nodes import NodeBook
 from viewer.report import build_report
 from viewer.report.dicom_results import build_result_objects
 from viewer.report.dicom_sr import read_finding
@@ -101,3 +102,39 @@ def test_analyze_send_stores_the_results(pacs, tmp_path: Path, model_file: Path,
     assert "sent to PACS 'orthanc'" in out and "stored by C-STORE" in out
     assert len(_series_in_pacs(volume.study_uid) - before) == 4
     assert main(["analyze", str(root), "--send", "orthanc", "--anonymize", "-q"]) == EXIT_USAGE
+
+
+@pytest.mark.gui
+def test_send_results_from_the_window(pacs, qtbot, tmp_path: Path, model_file: Path, monkeypatch) -> None:
+    from tests.ui.helpers import TIMEOUT_MS, open_folder, show_series, uid_of
+    from viewer.ui import send_controller
+    from viewer.ui.app import create_application
+    from viewer.ui.main_window import MainWindow
+    from viewer.ui.settings import ViewerSettings
+
+    root = tmp_path / "data"
+    write_phantom_dataset(root, studies=1, seed=9, matrix=64)
+    volume = load_stack(next(scan([str(root)]).stacks()))
+    c_store([Path(path) for path, _ in volume.sources])
+    before = _series_in_pacs(volume.study_uid)
+    create_application()
+    window = MainWindow(ViewerSettings(tmp_path / "settings.ini"))
+    window.analysis.model_path = model_file
+    qtbot.addWidget(window)
+    action = window.send.action
+    assert action.text() == "Send Results to &PACS…" and action in window.file_menu.actions()
+    open_folder(qtbot, window, root)
+    show_series(qtbot, window, uid_of(window, "HEAD 5mm AXIAL"))
+    assert not action.isEnabled()  # nothing analysed yet
+    with qtbot.waitSignal(window.analysis.result_shown, timeout=TIMEOUT_MS):
+        window.analysis.analyze()
+    assert action.isEnabled()
+    NodeBook().put(dimse_node())
+    monkeypatch.setattr(send_controller, "choose_node", lambda parent, nodes, last: nodes[0])
+    with qtbot.waitSignal(window.send.sent, timeout=TIMEOUT_MS) as got:
+        action.trigger()
+    outcome = got.args[0]
+    assert outcome.sent.ok and "stored by C-STORE" in window.statusBar().currentMessage()
+    assert len(_series_in_pacs(volume.study_uid) - before) == 4
+    qtbot.waitUntil(lambda: action.isEnabled(), timeout=5_000)
+    window.close()

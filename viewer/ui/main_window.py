@@ -48,6 +48,7 @@ from viewer.ui.import_log import ImportLog, ImportLogDialog
 from viewer.ui.jobs import JobTag, SliceReady, index_paths, load_tagged, make_thumbnails
 from viewer.ui.preferences import PreferencesDialog
 from viewer.ui.progress import ProgressPanel
+from viewer.ui.send_controller import SendController
 from viewer.ui.series_info import series_display_from_stack
 from viewer.ui.settings import ViewerSettings, WindowPreset
 from viewer.ui.workers import Handlers, JobHost, WorkerPool, WorkerThread
@@ -142,7 +143,16 @@ class MainWindow(QMainWindow):
             settings=self.settings,
             parent=self,
         )
+        self.send = SendController(
+            self.analysis.overlay,
+            shown_session=lambda: self.analysis.shown_session,
+            series=self,
+            jobs=jobs,
+            settings=self.settings,
+            parent=self,
+        )
         self._place_export(self.export, self.analysis)
+        self._place_export(self.send, self.analysis)
         self._restore_layout()
 
     # -- building ---------------------------------------------------------------------------------------------
@@ -201,12 +211,13 @@ class MainWindow(QMainWindow):
         self.series_opened.connect(analysis.on_series_opened)
         self.volume_loaded.connect(analysis.on_volume_loaded)
 
-    def _place_export(self, export: ExportController, analysis: AnalysisController) -> None:
-        """Put Export Report… above Quit in File, and re-check whether it is available whenever the series on
-        screen or its analysis changes."""
+    def _place_export(self, export: ExportController | SendController, analysis: AnalysisController) -> None:
+        """Put Export Report… (then Send Results to PACS…) above Quit in File, and re-check whether it is
+        available whenever the series on screen or its analysis changes."""
         menu = self.file_menu
         menu.insertAction(self.file_quit_separator, export.action)
-        menu.insertSeparator(export.action)
+        if isinstance(export, ExportController):
+            menu.insertSeparator(export.action)
         menu.aboutToShow.connect(export.update_enabled)
         for signal in (
             self.series_opened,

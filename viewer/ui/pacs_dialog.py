@@ -33,11 +33,11 @@ from PySide6.QtWidgets import (
 
 from viewer.errors import ViewerError
 from viewer.pacs import service
-from viewer.pacs.credentials import SESSION, SecretStore
 from viewer.pacs.nodes import Node, NodeBook
 from viewer.pacs.query import DEFAULT_LIMIT, QueryResult, SeriesRow, StudyQuery, StudyRow, dicom_date
 from viewer.pacs.retrieve import RetrieveProgress, RetrieveResult
 from viewer.progress import CancelFn, ProgressFn
+from viewer.ui.pacs_secret import ask_secret
 from viewer.ui.workers import Handlers, WorkerPool, WorkerThread
 
 log = logging.getLogger(__name__)
@@ -201,28 +201,19 @@ class PacsQueryDialog(QDialog):
         return node if isinstance(node, Node) else None
 
     def _secret(self, node: Node) -> tuple[bool, str | None]:
-        """(go on, secret) for a DICOMweb node with credentials: the saved secret, else asked once and kept for
-        this session only. A node with a DIMSE address is queried by DIMSE and needs none."""
-        if node.auth == "none" or node.has_dimse:
-            return True, None
-        if node.name in self._secrets:
-            return True, self._secrets[node.name]
-        store = SecretStore()
+        """(go on, secret) for ``node`` (:func:`~viewer.ui.pacs_secret.ask_secret`); a store that cannot be read
+        is said in the dialog and the user asked instead."""
         try:
-            secret = store.get(node.name, node.secret_store) or store.get(node.name, SESSION)
+            return ask_secret(self, node, self._secrets)
         except ViewerError as exc:
             self._show_error(exc)
-            secret = None
-        if secret is None:
+            self._secrets.pop(node.name, None)
             text, ok = QInputDialog.getText(
                 self, "PACS secret", f"Password or token for {node.name}:", QLineEdit.EchoMode.Password
             )
-            if not ok:
-                return False, None
-            store.put(node.name, text, SESSION)
-            secret = text
-        self._secrets[node.name] = secret
-        return True, secret
+            if ok:
+                self._secrets[node.name] = text
+            return ok, text if ok else None
 
     # -- jobs --------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,208 @@
+"""Analysis ▸ Send Results to PACS…: the report, finding (SR), key images and saliency segmentation of the
+analysis on screen, stored into the source study on a PACS node, on a worker with progress and Cancel.
+
+Enabled only while the series on screen shows its own result (as Export is). The node is chosen from the saved
+node list (``gru-viewer pacs nodes add``); what the archive took, or refused and why, is said in the status bar
+and, on any refusal, in a dialog. The identified report is sent: a de-identified copy never goes to an archive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
+
+from viewer.analysis.session import AnalysisSession
+from viewer.errors import ViewerError
+from viewer.pacs.nodes import Node, NodeBook
+from viewer.pacs.results import SentResults, send_analysis
+from viewer.ui.error_dialog import report_exception
+from viewer.ui.export_controller import ExportSource
+from viewer.ui.pacs_secret import ask_secret
+from viewer.ui.saliency_overlay import SaliencyOverlay
+from viewer.ui.settings import ViewerSettings
+from viewer.ui.workers import Handlers, JobHost, WorkerThread
+
+JOB_KEY = "send"
+
+
+def choose_node(parent: QWidget, nodes: list[Node], last: str) -> Node | None:
+    """Ask which node to send to (the last one used first); None when the reader cancels."""
+    names = [n.name for n in nodes]
+    current = names.index(last) if last in names else 0
+    name, ok = QInputDialog.getItem(
+        parent, "Send Results to PACS", "Store the results in the source study on:", names, current, False
+    )
+    return next((n for n in nodes if n.name == name), None) if ok else None
+
+
+@dataclass(frozen=True)
+class SendTag:
+    """Which send a worker signal belongs to."""
+
+    generation: int
+    stack_uid: str
+    node: str
+
+
+class SendController(QObject):
+    """The Send Results to PACS command of one window.
+
+    Signals
+    -------
+    sent(SentResults)
+        A send finished (``result.sent.failed`` lists what the archive refused).
+    failed(str)
+        A send failed before anything was stored; the message is also shown in a dialog.
+    """
+
+    sent = Signal(object)
+    failed = Signal(str)
+
+    def __init__(
+        self,
+        overlay: SaliencyOverlay,
+        shown_session: Callable[[], AnalysisSession | None],
+        series: ExportSource,
+        jobs: JobHost,
+        settings: ViewerSettings,
+        parent: QWidget,
+    ) -> None:
+        super().__init__(parent)
+        self.overlay = overlay
+        self.shown_session = shown_session
+        self.series = series
+        self.jobs = jobs
+        self.settings = settings
+        self._parent = parent
+        self._thread: WorkerThread | None = None
+        self._generation = 0
+        self._secrets: dict[str, str | None] = {}
+        self._last_node = ""
+        self.action = QAction("Send Results to &PACS…", parent)
+        self.action.setShortcut(QKeySequence("Ctrl+Shift+S"))
+        self.action.setStatusTip(
+            "Store the report, finding (SR), key images and saliency of this analysis in its study on a PACS"
+        )
+        self.action.triggered.connect(self.start)
+        self.update_enabled()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def target(self) -> tuple[object, AnalysisSession] | None:
+        session = self.shown_session()
+        volume = self.series.current_volume()
+        if session is None or volume is None or not session.result.matches(volume):
+            return None
+        return volume, session
+
+    def update_enabled(self, *_: object) -> None:
+        """Enabled while nothing is being sent and the series on screen shows its own result."""
+        self.action.setEnabled(not self.running and self.target() is not None)
+
+    def start(self) -> bool:
+        """Choose a node and send; True when a send started."""
+        target = self.target()
+        bar = self.jobs.status_bar
+        if target is None:
+            bar.showMessage("Nothing to send: analyse the series on screen first (Ctrl+R).", 5000)
+            return False
+        if self.running or not self.jobs.pool.accepting:
+            bar.showMessage("A send is running; wait for it to finish.", 5000)
+            return False
+        try:
+            nodes = NodeBook().load()
+        except ViewerError as exc:
+            report_exception(exc)
+            return False
+        if not nodes:
+            QMessageBox.information(
+                self._parent,
+                "No PACS node",
+                "No PACS node is set up yet. Add one with 'gru-viewer pacs nodes add', then send again.",
+            )
+            return False
+        node = choose_node(self._parent, nodes, self._last_node)
+        if node is None:
+            return False
+        try:
+            go_on, secret = ask_secret(self._parent, node, self._secrets)
+        except ViewerError as exc:
+            report_exception(exc)
+            return False
+        if not go_on:
+            return False
+        self._last_node = node.name
+        volume, session = target
+        self._generation += 1
+        tag = SendTag(self._generation, session.result.identity.stack_uid, node.name)
+        self._thread = self.jobs.pool.run(
+            send_analysis,
+            volume,
+            session,
+            node,
+            secret,
+            scaling=self.overlay.scaling,
+            threshold=float(self.overlay.threshold),
+            tag=tag,
+            name="send",
+            handlers=Handlers(
+                progress=self._on_progress,
+                finished=self._on_finished,
+                errored=self._on_errored,
+                cancelled=self._on_cancelled,
+                stopped=self._on_stopped,
+            ),
+        )
+        self.update_enabled()
+        self.jobs.progress.begin(JOB_KEY, f"Sending to {node.name}", self.cancel)
+        bar.showMessage(f"Sending the results to PACS {node.name}…")
+        return True
+
+    def cancel(self) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.cancel()
+
+    def _is_current(self, tag: SendTag) -> bool:
+        return self._thread is not None and self._thread.tag == tag
+
+    def _on_progress(self, tag: SendTag, done: int, total: int, text: str) -> None:
+        if self._is_current(tag):
+            self.jobs.progress.update_job(JOB_KEY, done, total, f"Send: {text}" if text else "")
+
+    def _on_finished(self, tag: SendTag, outcome: SentResults) -> None:
+        if not self._is_current(tag):
+            return
+        summary = f"PACS {tag.node}: {outcome.sent.summary()}"
+        self.jobs.status_bar.showMessage(summary, 15000)
+        if outcome.sent.failed or outcome.objects.left_out:
+            left = "".join(f"\nLeft out: {what}" for what in outcome.objects.left_out)
+            report_exception(
+                ViewerError(f"PACS {tag.node} did not take every result", outcome.sent.summary() + left)
+            )
+        self.sent.emit(outcome)
+
+    def _on_errored(self, tag: SendTag, exc: BaseException) -> None:
+        if not self._is_current(tag):
+            return
+        self.jobs.status_bar.showMessage(f"Sending to PACS {tag.node} failed", 8000)
+        report_exception(exc)  # a ViewerError says what and why; anything else is shown without its text
+        self.failed.emit(str(exc) if isinstance(exc, ViewerError) else type(exc).__name__)
+
+    def _on_cancelled(self, tag: SendTag) -> None:
+        if self._is_current(tag):
+            self.jobs.status_bar.showMessage(
+                f"Send to PACS {tag.node} cancelled; what was already stored stays there", 8000
+            )
+
+    def _on_stopped(self, tag: SendTag) -> None:
+        if self._is_current(tag):
+            self._thread = None
+            self.jobs.progress.end(JOB_KEY)
+            self.update_enabled()
