@@ -33,7 +33,7 @@ from viewer.dicom.inflate import InflateLimitError, InflatingReader, mb_text
 from viewer.errors import ViewerError
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
-HEADER_FORMAT_VERSION = 4
+HEADER_FORMAT_VERSION = 5
 """Bump whenever :func:`read_header` gives a different header or skip reason for the same file: persistent
 caches of headers key on it and re-read everything when it changes."""
 
