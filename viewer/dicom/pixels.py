@@ -26,6 +26,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 
+from viewer.dicom.codec_guard import Captured, native_stderr_captured
 from viewer.dicom.headers import InflateLimitError, InstanceHeader, read_deflated
 
 PIXEL_DATA = 0x7FE00010
@@ -545,19 +546,24 @@ class SourceFile:
         from pydicom.pixels import pixel_array
 
         errors: list[str] = []
+        redact = (self.path, os.path.basename(self.path))
         for plugin in plugins or ("",):
+            said = Captured()
             try:
                 if plugin in ("gdcm", GDCM_READER):
                     self._check_safe_for_gdcm(frame)
-                if plugin == GDCM_READER:
-                    return self._gdcm_reader(frame), plugin
-                return pixel_array(self.ds, index=frame, decoding_plugin=plugin), plugin or "pydicom"
+                # What a native codec prints goes to the debug log (and the reason below), not to stderr.
+                with native_stderr_captured(plugin or "pydicom", redact) as said:
+                    if plugin == GDCM_READER:
+                        return self._gdcm_reader(frame), plugin
+                    return pixel_array(self.ds, index=frame, decoding_plugin=plugin), plugin or "pydicom"
             except (KeyboardInterrupt, SystemExit):
                 raise
             # Each decoder fails in its own way; a Rust one (pylibjpeg-rle) panics on a corrupt stream with
             # pyo3's PanicException, which derives from BaseException.
             except BaseException as exc:
-                errors.append(f"{plugin or 'pydicom'}: {_short(exc)}")
+                printed = f" (it printed: {said.text})" if said.text else ""
+                errors.append(f"{plugin or 'pydicom'}: {_short(exc)}{printed}")
         raise DecodeError("cannot decode the pixel data (" + "; ".join(errors) + ")")
 
     def _check_safe_for_gdcm(self, frame: int) -> None:
