@@ -85,6 +85,7 @@ class InflatingReader:
             pass
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes from the current position (the rest of the dataset when negative)."""
         if size is None or size < 0:
             self.finish()
             end = len(self._buf)
@@ -97,11 +98,13 @@ class InflatingReader:
         return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
+        """Move within the inflated dataset (``whence`` 2: from the end of what is kept)."""
         base = {0: 0, 1: self._pos, 2: len(self._buf)}[whence]
         self._pos = max(0, base + offset)
         return self._pos
 
     def tell(self) -> int:
+        """The current position in the inflated dataset."""
         return self._pos
 
 
