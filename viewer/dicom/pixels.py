@@ -28,6 +28,7 @@ from pydicom.encaps import get_frame
 
 from viewer.dicom.codec_guard import Captured, native_stderr_captured
 from viewer.dicom.headers import InflateLimitError, InstanceHeader, read_deflated
+from viewer.dicom.j2k_check import J2K_CHECKED, codestream_problem
 
 PIXEL_DATA = 0x7FE00010
 GDCM_READER = "gdcm-reader"  # GDCM's own whole-file reader, the decoder SimpleITK uses
@@ -545,6 +546,8 @@ class SourceFile:
         """
         from pydicom.pixels import pixel_array
 
+        if self.transfer_syntax in J2K_CHECKED:
+            self._check_codestream(frame)
         errors: list[str] = []
         redact = (self.path, os.path.basename(self.path))
         for plugin in plugins or ("",):
@@ -565,6 +568,17 @@ class SourceFile:
                 printed = f" (it printed: {said.text})" if said.text else ""
                 errors.append(f"{plugin or 'pydicom'}: {_short(exc)}{printed}")
         raise DecodeError("cannot decode the pixel data (" + "; ".join(errors) + ")")
+
+    def _check_codestream(self, frame: int) -> None:
+        """Raise :class:`DecodeError` when a JPEG 2000 frame's markers are inconsistent: OpenJPEG would decode
+        many such frames without an error, into a wrong image (:mod:`viewer.dicom.j2k_check`)."""
+        try:
+            stream = get_frame(self.ds.PixelData, frame, number_of_frames=max(1, self.n_frames))
+        except Exception as exc:  # malformed fragments or offset table
+            raise DecodeError(f"unreadable compressed frame ({_short(exc)})") from None
+        problem = codestream_problem(stream, self.rows, self.columns, self.samples, self.bits_allocated)
+        if problem:
+            raise DecodeError(f"cannot decode the pixel data: damaged JPEG 2000 codestream ({problem})")
 
     def _check_safe_for_gdcm(self, frame: int) -> None:
         """Raise :class:`DecodeError` unless GDCM (pydicom's plugin or its own reader) may see this frame.
