@@ -598,6 +598,12 @@ def _frames(v: _Values, n_frames: int) -> tuple[FrameGeometry, ...]:
     )
 
 
+def transfer_syntax_of(ds: Dataset) -> str:
+    """The transfer syntax a dataset is in: its file meta's, or for a file without one, the syntax it was read
+    in ("" when unknown)."""
+    return _transfer_syntax(ds)
+
+
 def _transfer_syntax(ds: Dataset) -> str:
     meta = getattr(ds, "file_meta", None)
     tsyntax = _Values(meta).text("TransferSyntaxUID") if meta is not None else ""

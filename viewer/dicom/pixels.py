@@ -23,11 +23,11 @@ import numpy as np
 import pydicom
 from pydicom import uid as tsuids
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import get_frame
 
 from viewer.dicom.codec_guard import Captured, native_stderr_captured
-from viewer.dicom.headers import InflateLimitError, InstanceHeader, read_deflated
+from viewer.dicom.headers import InflateLimitError, InstanceHeader, read_deflated, transfer_syntax_of
 from viewer.dicom.j2k_check import J2K_CHECKED, codestream_problem
 
 PIXEL_DATA = 0x7FE00010
@@ -397,7 +397,7 @@ class SourceFile:
         else:
             meta = getattr(ds, "file_meta", None)
             ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-            self.transfer_syntax = ts or str(transfer_syntax)
+            self.transfer_syntax = ts or str(transfer_syntax) or transfer_syntax_of(ds)
             self.rows = int(ds.get("Rows", 0) or 0)
             self.columns = int(ds.get("Columns", 0) or 0)
             self.samples = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -405,6 +405,10 @@ class SourceFile:
             self.signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
             self.photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
             self.n_frames = int(_num(ds.get("NumberOfFrames"), 1)) or 1
+        if self.transfer_syntax and "TransferSyntaxUID" not in (getattr(ds, "file_meta", None) or ()):
+            # A dataset without file meta (no preamble either): pydicom's decoders need the syntax it was read in.
+            ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = self.transfer_syntax
         stored = ds[_BITS_STORED].value if _BITS_STORED in ds else None
         self.bits_stored = int(stored) if stored else self.bits_allocated
         self.planar = int(ds.get("PlanarConfiguration", 0) or 0) if self.samples > 1 else 0
