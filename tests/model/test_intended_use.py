@@ -120,3 +120,23 @@ def test_size_limits_refuse_tiny_matrices_and_endless_stacks():
     assert "1 × 1 pixels" in size_refusal((3000, 1, 1))
     assert f"{MIN_MATRIX_PX}" in size_refusal((30, 512, MIN_MATRIX_PX - 1))
     assert f"{MAX_SLICES + 1} slices" in size_refusal((MAX_SLICES + 1, 512, 512))
+
+
+def test_a_real_abdominal_ct_slice_is_flagged_by_its_fat() -> None:
+    """pydicom-data's pancreas CT slice (36 % fat, see MAX_FAT_FRACTION's comment) is not taken for a head."""
+    import importlib.util
+    from pathlib import Path
+
+    from viewer.dicom.index import scan
+    from viewer.dicom.readers import load_stack
+
+    spec = importlib.util.find_spec("data_store")  # pydicom-data
+    if spec is None or spec.origin is None:
+        pytest.skip("pydicom-data is not installed")
+    path = Path(spec.origin).parent / "data" / "explicit_VR-UN.dcm"
+    volume = load_stack(next(scan([str(path)], use_cache=False).stacks()))
+    warnings = check_series(
+        volume.array, volume.spacing, modality=volume.modality, units=volume.units, orientation=AXIAL
+    )
+    (anatomy,) = [w for w in warnings if w.code == "anatomy"]
+    assert anatomy.message.startswith("36% of the tissue lies in the fat range")

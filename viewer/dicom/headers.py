@@ -13,12 +13,10 @@ the file.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
 import struct
-import zlib
 from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
@@ -31,10 +29,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_preamble
 
+from viewer.dicom.inflate import InflateLimitError, InflatingReader, mb_text
 from viewer.errors import ViewerError
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
-HEADER_FORMAT_VERSION = 4
+HEADER_FORMAT_VERSION = 5
 """Bump whenever :func:`read_header` gives a different header or skip reason for the same file: persistent
 caches of headers key on it and re-read everything when it changes."""
 
@@ -42,10 +41,14 @@ DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", _DEFLATED})
 #: The most a deflated file may inflate to, in MB (``GRU_VIEWER_INFLATE_LIMIT_MB`` overrides it): a few kB of
-#: deflate can stand for gigabytes of zeros, and nothing is read of a file past this.
+#: deflate can stand for gigabytes of zeros, and nothing is read of a file past this. Each file is held to less
+#: when its header says so (:func:`read_deflated`).
 INFLATE_LIMIT_MB = 512
 INFLATE_LIMIT_ENV = "GRU_VIEWER_INFLATE_LIMIT_MB"
-_INFLATE_CHUNK = 1 << 20
+INFLATE_MARGIN = 1 << 20
+"""Bytes a deflated dataset may hold beyond its header and the pixel data its header describes: the elements
+after the pixel data (padding, a digital signature, an odd byte) are small; 1 MB is far more than they need and
+far less than a deflate bomb."""
 MAX_HEADER_ELEMENTS = 500_000
 """The most data elements (sequence items included) a file may hold before its pixel data
 (``GRU_VIEWER_MAX_HEADER_ELEMENTS`` overrides it). Parsing costs about 0.4 kB of memory per element, and a few
@@ -77,10 +80,6 @@ _BINARY_FLOATS = {"FL": "f", "FD": "d"}
 
 class SkippedFile(ViewerError):
     """A file that is not a displayable DICOM image; ``why`` says which of the known reasons applies."""
-
-
-class InflateLimitError(ValueError):
-    """A deflated file whose dataset inflates past the limit (:func:`inflate_limit_mb`); the message says so."""
 
 
 class HeaderLimitError(Exception):
@@ -169,39 +168,52 @@ def _deflated_meta(fh: BinaryIO) -> FileMetaDataset | None:
     return None
 
 
-def _inflate(fh: BinaryIO, limit: int) -> bytes:
-    """Inflate the rest of ``fh`` (raw deflate), never holding more than ``limit`` + 1 bytes of output."""
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    parts: list[bytes] = []
-    total = 0
-    while not inflater.eof:
-        data = inflater.unconsumed_tail or fh.read(_INFLATE_CHUNK)
-        if not data:
-            break
-        out = inflater.decompress(data, limit + 1 - total)  # max_length ≥ 1 here: 0 would mean no limit
-        total += len(out)
-        if total > limit:
-            raise InflateLimitError(
-                f"inflates past {limit // (1 << 20)} MB, the limit for a deflated file ({INFLATE_LIMIT_ENV})"
-            )
-        parts.append(out)
-    return b"".join(parts)
+def _image_bytes(ds: Dataset) -> tuple[int, str]:
+    """The most bytes a dataset's pixel data can hold by its header, and the product that gives them.
+
+    Rows × Columns × SamplesPerPixel × BitsAllocated / 8 × NumberOfFrames; a missing or unreadable factor counts
+    as 0 for an image size (no image) and 1 for the others.
+    """
+    v = _Values(ds)
+
+    def factor(keyword: str, default: int) -> int:
+        try:
+            value = v.integer(keyword)
+        except Exception:  # a damaged value: the header reader says what is wrong with it
+            value = None
+        return value if value is not None and value > 0 else default
+
+    rows, cols = factor("Rows", 0), factor("Columns", 0)
+    samples, bits, frames = (
+        factor("SamplesPerPixel", 1),
+        factor("BitsAllocated", 1),
+        factor("NumberOfFrames", 1),
+    )
+    n_bytes = (rows * cols * samples * bits * frames + 7) // 8
+    product = f"{rows} × {cols} × {samples} sample(s) × {bits} bits × {frames} frame(s)"
+    return n_bytes, product
 
 
 def read_deflated(
     fh: BinaryIO, *, stop_before_pixels: bool = False, limit_mb: int | None = None, bounded: bool = False
-) -> tuple[Dataset, io.BytesIO] | None:
-    """Read a Deflated Explicit VR Little Endian file, inflating it once and at most to ``limit_mb`` MB
-    (default :func:`inflate_limit_mb`); None, with ``fh`` unmoved, for a file in any other transfer syntax.
+) -> tuple[Dataset, InflatingReader] | None:
+    """Read a Deflated Explicit VR Little Endian file, inflating it once; None, with ``fh`` unmoved, for a file
+    in any other transfer syntax.
 
-    Returns the dataset (every value in memory, ``file_meta`` set) and the inflated dataset as a buffer, left
-    where parsing stopped (at the pixel data with ``stop_before_pixels``). With ``bounded``, the file meta and
-    the dataset are parsed within :data:`MAX_HEADER_ELEMENTS` and :data:`MAX_HEADER_MB`.
+    The dataset is inflated as it is parsed, up to its pixel data, within the overall cap ``limit_mb`` MB
+    (default :func:`inflate_limit_mb`). The rest may then inflate only to what the header says the pixel data
+    can be (:func:`_image_bytes`) plus :data:`INFLATE_MARGIN` for the elements after it, and never past the cap:
+    a header that describes more pixel data than the cap is refused before the pixel data is inflated.
+
+    Returns the dataset (every value in memory, ``file_meta`` set) and the inflated dataset as a reader, left
+    where parsing stopped (at the pixel data with ``stop_before_pixels``, the pixel data itself then counted,
+    not kept: the reader's ``size`` is the whole dataset's). With ``bounded``, the file meta and the dataset
+    are parsed within :data:`MAX_HEADER_ELEMENTS` and :data:`MAX_HEADER_MB`.
 
     Raises
     ------
     InflateLimitError
-        The dataset inflates past the limit.
+        The dataset inflates past its limit, or its header describes more pixel data than the cap.
     HeaderLimitError
         With ``bounded``: the header is past a header limit.
     zlib.error, EOFError
@@ -210,12 +222,33 @@ def read_deflated(
     meta = _deflated_meta(_Bounded(fh) if bounded else fh)
     if meta is None:
         return None
-    limit = (limit_mb if limit_mb is not None else inflate_limit_mb()) << 20
-    buf = io.BytesIO(_inflate(fh, limit))
-    stop_when = (lambda tag, vr, length: tag in PIXEL_DATA_TAGS) if stop_before_pixels else None
-    ds = read_dataset(_Bounded(buf) if bounded else buf, False, True, stop_when=stop_when)
+    cap = (limit_mb if limit_mb is not None else inflate_limit_mb()) << 20
+    cap_why = f"the limit for a deflated file ({INFLATE_LIMIT_ENV})"
+    reader = InflatingReader(fh, cap, cap_why)
+    at_pixels = lambda tag, vr, length: tag in PIXEL_DATA_TAGS  # noqa: E731
+    ds = read_dataset(_Bounded(reader) if bounded else reader, False, True, stop_when=at_pixels)
+    stop = reader.tell()
+    image, product = _image_bytes(ds)
+    if stop + image > cap:
+        raise InflateLimitError(
+            f"its header describes {mb_text(image)} of pixel data ({product}), more than {mb_text(cap)}, {cap_why}"
+        )
+    if image + INFLATE_MARGIN < cap - stop:
+        reader.set_limit(
+            stop + image + INFLATE_MARGIN,
+            f"the most its header allows: {mb_text(image)} of pixel data ({product}) and "
+            f"{mb_text(stop + INFLATE_MARGIN)} for the rest of the dataset",
+        )
+    if stop_before_pixels:
+        reader.fill(stop + 12)  # the pixel data element's own header, which the header reader checks
+        reader.finish(keep=False)
+        reader.seek(stop)
+    else:
+        reader.finish()
+        reader.seek(0)
+        ds = read_dataset(reader, False, True)
     ds.file_meta = meta
-    return ds, buf
+    return ds, reader
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,6 +598,12 @@ def _frames(v: _Values, n_frames: int) -> tuple[FrameGeometry, ...]:
     )
 
 
+def transfer_syntax_of(ds: Dataset) -> str:
+    """The transfer syntax a dataset is in: its file meta's, or for a file without one, the syntax it was read
+    in ("" when unknown)."""
+    return _transfer_syntax(ds)
+
+
 def _transfer_syntax(ds: Dataset) -> str:
     meta = getattr(ds, "file_meta", None)
     tsyntax = _Values(meta).text("TransferSyntaxUID") if meta is not None else ""
@@ -785,7 +824,7 @@ def _read_open(fh: BinaryIO, p: str, size: int, mtime_ns: int) -> InstanceHeader
         deflated = read_deflated(fh, stop_before_pixels=True, bounded=True)
         if deflated is not None:
             ds, source = deflated
-            extent = len(source.getbuffer())
+            extent = source.size
         else:
             ds = pydicom.dcmread(_Bounded(fh), defer_size=_DEFER_SIZE, stop_before_pixels=True, force=force)
         stop = source.tell()

@@ -23,10 +23,12 @@ import numpy as np
 import pydicom
 from pydicom import uid as tsuids
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import get_frame
 
-from viewer.dicom.headers import InflateLimitError, InstanceHeader, read_deflated
+from viewer.dicom.codec_guard import Captured, native_stderr_captured
+from viewer.dicom.headers import InflateLimitError, InstanceHeader, read_deflated, transfer_syntax_of
+from viewer.dicom.j2k_check import J2K_CHECKED, codestream_problem
 
 PIXEL_DATA = 0x7FE00010
 GDCM_READER = "gdcm-reader"  # GDCM's own whole-file reader, the decoder SimpleITK uses
@@ -395,7 +397,7 @@ class SourceFile:
         else:
             meta = getattr(ds, "file_meta", None)
             ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-            self.transfer_syntax = ts or str(transfer_syntax)
+            self.transfer_syntax = ts or str(transfer_syntax) or transfer_syntax_of(ds)
             self.rows = int(ds.get("Rows", 0) or 0)
             self.columns = int(ds.get("Columns", 0) or 0)
             self.samples = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -403,6 +405,10 @@ class SourceFile:
             self.signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
             self.photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
             self.n_frames = int(_num(ds.get("NumberOfFrames"), 1)) or 1
+        if self.transfer_syntax and "TransferSyntaxUID" not in (getattr(ds, "file_meta", None) or ()):
+            # A dataset without file meta (no preamble either): pydicom's decoders need the syntax it was read in.
+            ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = self.transfer_syntax
         stored = ds[_BITS_STORED].value if _BITS_STORED in ds else None
         self.bits_stored = int(stored) if stored else self.bits_allocated
         self.planar = int(ds.get("PlanarConfiguration", 0) or 0) if self.samples > 1 else 0
@@ -544,21 +550,39 @@ class SourceFile:
         """
         from pydicom.pixels import pixel_array
 
+        if self.transfer_syntax in J2K_CHECKED:
+            self._check_codestream(frame)
         errors: list[str] = []
+        redact = (self.path, os.path.basename(self.path))
         for plugin in plugins or ("",):
+            said = Captured()
             try:
                 if plugin in ("gdcm", GDCM_READER):
                     self._check_safe_for_gdcm(frame)
-                if plugin == GDCM_READER:
-                    return self._gdcm_reader(frame), plugin
-                return pixel_array(self.ds, index=frame, decoding_plugin=plugin), plugin or "pydicom"
+                # What a native codec prints goes to the debug log (and the reason below), not to stderr.
+                with native_stderr_captured(plugin or "pydicom", redact) as said:
+                    if plugin == GDCM_READER:
+                        return self._gdcm_reader(frame), plugin
+                    return pixel_array(self.ds, index=frame, decoding_plugin=plugin), plugin or "pydicom"
             except (KeyboardInterrupt, SystemExit):
                 raise
             # Each decoder fails in its own way; a Rust one (pylibjpeg-rle) panics on a corrupt stream with
             # pyo3's PanicException, which derives from BaseException.
             except BaseException as exc:
-                errors.append(f"{plugin or 'pydicom'}: {_short(exc)}")
+                printed = f" (it printed: {said.text})" if said.text else ""
+                errors.append(f"{plugin or 'pydicom'}: {_short(exc)}{printed}")
         raise DecodeError("cannot decode the pixel data (" + "; ".join(errors) + ")")
+
+    def _check_codestream(self, frame: int) -> None:
+        """Raise :class:`DecodeError` when a JPEG 2000 frame's markers are inconsistent: OpenJPEG would decode
+        many such frames without an error, into a wrong image (:mod:`viewer.dicom.j2k_check`)."""
+        try:
+            stream = get_frame(self.ds.PixelData, frame, number_of_frames=max(1, self.n_frames))
+        except Exception as exc:  # malformed fragments or offset table
+            raise DecodeError(f"unreadable compressed frame ({_short(exc)})") from None
+        problem = codestream_problem(stream, self.rows, self.columns, self.samples, self.bits_allocated)
+        if problem:
+            raise DecodeError(f"cannot decode the pixel data: damaged JPEG 2000 codestream ({problem})")
 
     def _check_safe_for_gdcm(self, frame: int) -> None:
         """Raise :class:`DecodeError` unless GDCM (pydicom's plugin or its own reader) may see this frame.
