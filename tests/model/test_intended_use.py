@@ -140,3 +140,43 @@ def test_a_real_abdominal_ct_slice_is_flagged_by_its_fat() -> None:
     )
     (anatomy,) = [w for w in warnings if w.code == "anatomy"]
     assert anatomy.message.startswith("36% of the tissue lies in the fat range")
+
+
+def test_padding_outside_the_scan_circle_is_not_a_value_problem(head) -> None:
+    """Scanners pad outside the scan circle with values below air (−3024, −2000); a real head slice in
+    pydicom-data has 21 % of them. They must not make a head CT "not assessed"."""
+    padded = head.hu.copy()
+    yy, xx = np.mgrid[: padded.shape[1], : padded.shape[2]]
+    centre = (padded.shape[1] - 1) / 2
+    outside = (yy - centre) ** 2 + (xx - centre) ** 2 > (0.48 * padded.shape[1]) ** 2
+    for value in (-3024.0, -2000.0):
+        padded[:, outside] = value
+        assert check_series(padded, head.spacing, modality="CT", orientation=AXIAL) == []
+    nearly_all = np.full_like(head.hu, -3024.0)
+    nearly_all[:, :10, :10] = head.hu[:, 60:70, 60:70]
+    (warning,) = [
+        w
+        for w in check_series(nearly_all, head.spacing, modality="CT", orientation=AXIAL)
+        if w.code == "hu_range"
+    ]
+    assert "below air" in warning.message
+
+
+def test_a_real_head_slice_with_padding_passes_the_value_checks() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    from viewer.dicom.index import scan
+    from viewer.dicom.readers import load_stack
+
+    spec = importlib.util.find_spec("data_store")  # pydicom-data
+    if spec is None or spec.origin is None:
+        pytest.skip("pydicom-data is not installed")
+    volume = load_stack(
+        next(scan([str(Path(spec.origin).parent / "data" / "693_UNCR.dcm")], use_cache=False).stacks())
+    )
+    assert float((np.asarray(volume.array) < -3000).mean()) > 0.15
+    warnings = check_series(
+        volume.array, volume.spacing, modality=volume.modality, units=volume.units, orientation=AXIAL
+    )
+    assert {"hu_range", "anatomy"}.isdisjoint(_codes(warnings)), [w.message for w in warnings]

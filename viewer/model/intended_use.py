@@ -37,6 +37,11 @@ MIN_BRAIN_FRACTION = 0.05
 #: more fat than mid-brain) nor a chest or cardiac CT has been measured.
 FAT_HU = (-200.0, -30.0)
 MAX_FAT_FRACTION = 0.2
+#: Below air (−1000 HU) nothing is measured: scanners pad the pixels outside the scan circle with −2000, −3024 or
+#: the like (a real head slice in pydicom-data has 21 % of its pixels at −3024). Those are left out of the value
+#: checks, unless they are nearly all there is (MAX_PADDING_FRACTION), which is no head CT in HU.
+PADDING_BELOW_HU = -1100.0
+MAX_PADDING_FRACTION = 0.8
 #: Slices more than this factor thicker than the model's slab get an advisory warning (the finding stands).
 THICK_SLICE_FACTOR = 1.2
 #: A stack with fewer pixels than this along a row or a column is refused before preprocessing.
@@ -165,11 +170,22 @@ def check_series(
         )
     if modality.upper() == "CT":
         sample = np.asarray(hu[:: max(1, n // 16), ::4, ::4], dtype=np.float32)
-        lo, hi = float(np.percentile(sample, 1)), float(np.percentile(sample, 99.9))
+        padded = float((sample < PADDING_BELOW_HU).mean()) if sample.size else 1.0
+        scanned = sample[sample >= PADDING_BELOW_HU]
+        lo = float(np.percentile(scanned, 1)) if scanned.size else float("nan")
+        hi = float(np.percentile(scanned, 99.9)) if scanned.size else float("nan")
         body = sample[sample > -500]
         brain = float(((body >= BRAIN_HU[0]) & (body <= BRAIN_HU[1])).mean()) if body.size else 0.0
         fat = float(((body >= FAT_HU[0]) & (body <= FAT_HU[1])).mean()) if body.size else 0.0
-        if lo > -500 or hi < 300 or lo < -1500 or hi > 4000:
+        if padded > MAX_PADDING_FRACTION:
+            warnings.append(
+                UseWarning(
+                    "hu_range",
+                    f"{padded:.0%} of the pixels lie below {PADDING_BELOW_HU:.0f}, below air; these are not "
+                    "Hounsfield units of a head CT.",
+                )
+            )
+        elif lo > -500 or hi < 300 or hi > 4000:
             warnings.append(
                 UseWarning(
                     "hu_range",
