@@ -120,3 +120,12 @@ def test_size_limits_refuse_tiny_matrices_and_endless_stacks():
     assert "1 × 1 pixels" in size_refusal((3000, 1, 1))
     assert f"{MIN_MATRIX_PX}" in size_refusal((30, 512, MIN_MATRIX_PX - 1))
     assert f"{MAX_SLICES + 1} slices" in size_refusal((MAX_SLICES + 1, 512, 512))
+
+
+def test_integer_volumes_get_the_same_warnings_as_float32(head):
+    hu = np.rint(head.hu).astype(np.float32)
+    for changed in (hu, hu + 1500.0):  # a head CT, and one whose values are out of the HU range
+        expected = check_series(changed, head.spacing, modality="CT", orientation=AXIAL)
+        got = check_series(changed.astype(np.int16), head.spacing, modality="CT", orientation=AXIAL)
+        assert got == expected
+    assert _codes(got) == {"hu_range"}
