@@ -34,11 +34,12 @@ class OtherSeries:
 
     @property
     def description(self) -> str:
-        rescale = (
-            "identity"
-            if (self.slope, self.intercept) == (1.0, 0.0)
-            else f"{self.slope:g}×+{self.intercept:g}"
-        )
+        """e.g. "simpleitk, int16 (16 bits), rescale 1 × stored − 1024"."""
+        if (self.slope, self.intercept) == (1.0, 0.0):
+            rescale = "identity"
+        else:
+            sign = "−" if self.intercept < 0 else "+"
+            rescale = f"{self.slope:g} × stored {sign} {abs(self.intercept):g}"
         return f"{self.generator}, {self.stored} ({self.bits_stored} bits), rescale {rescale}"
 
 
