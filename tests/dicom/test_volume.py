@@ -105,7 +105,7 @@ def test_series_loads_in_true_geometry_with_metadata(tmp_path: Path) -> None:
     volume = load_stack(_stacks(paths)[0])
     assert _digest(paths) == before  # loading never writes
 
-    assert volume.array.dtype == np.float32 and volume.array.shape == hu.shape
+    assert volume.array.dtype == np.int16 and volume.array.shape == hu.shape
     np.testing.assert_array_equal(volume.array, hu)
     np.testing.assert_allclose(volume.positions, positions, atol=1e-4)
     assert volume.spacing == pytest.approx((2.0, 0.7, 0.6))
@@ -118,7 +118,7 @@ def test_series_loads_in_true_geometry_with_metadata(tmp_path: Path) -> None:
     assert volume.slice_position_mm(3) == pytest.approx(positions[3, 2], abs=1e-4)
     assert volume.units == "HU" and volume.modality == "CT" and volume.window == (40.0, 80.0)
     assert not volume.invert and not volume.is_colour and volume.slice_thickness == 2.0
-    assert volume.nbytes == hu.size * 4
+    assert volume.nbytes == hu.size * 2
     assert volume.warnings == [] and volume.skipped == []
     assert volume.identifiers.patient_name == "Test^Volume" and volume.identifiers.accession_number == "ACC42"
     assert (

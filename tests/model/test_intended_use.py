@@ -180,3 +180,12 @@ def test_a_real_head_slice_with_padding_passes_the_value_checks() -> None:
         volume.array, volume.spacing, modality=volume.modality, units=volume.units, orientation=AXIAL
     )
     assert {"hu_range", "anatomy"}.isdisjoint(_codes(warnings)), [w.message for w in warnings]
+
+
+def test_integer_volumes_get_the_same_warnings_as_float32(head):
+    hu = np.rint(head.hu).astype(np.float32)
+    for changed in (hu, hu + 1500.0):  # a head CT, and one whose values are out of the HU range
+        expected = check_series(changed, head.spacing, modality="CT", orientation=AXIAL)
+        got = check_series(changed.astype(np.int16), head.spacing, modality="CT", orientation=AXIAL)
+        assert got == expected
+    assert _codes(got) == {"hu_range"}

@@ -171,3 +171,19 @@ def test_non_finite_volume_is_a_viewer_error():
     vol[0, 0, 0] = np.nan
     with pytest.raises(ViewerError):
         Preprocessor(size=32)(vol, (5.0, 0.5, 0.5))
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.uint16])
+def test_integer_volumes_give_the_float32_volumes_model_input(dtype):
+    # Loaded CT volumes hold int16 HU; the model input must not depend on the volume's type.
+    vol = np.rint(_volume(z=12)).astype(np.float32)
+    if dtype == np.uint16:
+        vol += 1024.0  # unsigned data (an identity rescale of uint16)
+    prep = Preprocessor(size=32, target_spacing=5.0)
+    as_float = prep(vol, (2.5, 0.5, 0.5))
+    as_int = prep(vol.astype(dtype), (2.5, 0.5, 0.5))
+    assert as_int.hu.dtype == dtype  # kept by reference, not copied
+    torch.testing.assert_close(as_int.tensor, as_float.tensor, atol=0, rtol=0)
+    _, rebuilt = prep.rebuild_model_slices(as_int, {3: torch.from_numpy(vol[3])})
+    _, expected = prep.rebuild_model_slices(as_float, {3: torch.from_numpy(vol[3])})
+    torch.testing.assert_close(rebuilt, expected, atol=0, rtol=0)

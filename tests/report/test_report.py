@@ -293,6 +293,22 @@ def test_key_image_keeps_aspect_and_orientation(analysed) -> None:
     assert coloured[0] < 0.01 and coloured[0] < coloured[1] / 5
 
 
+def test_integer_volume_gives_the_analysis_and_images_of_its_float32_copy(analysed, model_file: Path) -> None:
+    volume, result, _ = analysed
+    assert volume.array.dtype == np.int16  # what the loader keeps for CT
+    as_float = replace(volume, array=volume.array.astype(np.float32))
+    model, card = load_model(model_file)
+    again = analyze_volume(as_float, model, card)
+    assert again.probability == result.probability and again.key_slices == result.key_slices
+    np.testing.assert_array_equal(again.slice_probabilities, result.slice_probabilities)
+    k = result.key_slices[0]
+    for invert in (False, True):
+        ours = render_key_image(volume, result, k, width_px=128, invert=invert)
+        theirs = render_key_image(as_float, result, k, width_px=128, invert=invert)
+        np.testing.assert_array_equal(ours.plain, theirs.plain)
+        np.testing.assert_array_equal(ours.overlay, theirs.overlay)
+
+
 def test_png_export_writes_an_image(analysed, tmp_path: Path) -> None:
     volume, result, _ = analysed
     path = export_png(tmp_path / "key.png", volume, result, result.key_slices[0], width_px=200)

@@ -6,6 +6,7 @@ Headless (offscreen) and strict: a Qt warning fails the test, and so does a QThr
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QGuiApplication, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
+from viewer.dicom.memory import MAX_SERIES_RAM_SHARE_ENV
 from viewer.dicom.readers import load_stack
 from viewer.ui.app import create_application
 from viewer.ui.image_view import CANCELLED
@@ -309,6 +311,44 @@ def test_damaged_series_shows_its_reason_and_the_rest_stays_usable(qtbot, study:
     show_series(qtbot, study, uid_of(study, "Tilted known HU"))
     assert not study.view.canvas.annotations.message_is_error
     assert study.view.image_item.isVisible()
+
+
+def test_a_series_too_large_for_memory_is_refused_before_it_loads(
+    qtbot, study: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MAX_SERIES_RAM_SHARE_ENV, "1e-9")  # any series is "too large" now
+    uid = uid_of(study, "Axial known HU")
+    with qtbot.waitSignal(study.load_failed, timeout=TIMEOUT_MS) as blocker:
+        study.open_stack(uid)
+    message = blocker.args[1]
+    assert re.search(r"this series needs \d+ kB, more than [0-9.e+-]+ % of this machine's memory", message)
+    assert MAX_SERIES_RAM_SHARE_ENV in message
+    assert study.view.canvas.annotations.message == message
+    assert not study.view.image_item.isVisible()
+    monkeypatch.delenv(MAX_SERIES_RAM_SHARE_ENV)
+    show_series(qtbot, study, uid)
+    assert study.view.image_item.isVisible()
+
+
+def test_integer_and_float32_volumes_look_the_same(qtbot, study: MainWindow) -> None:
+    show_series(qtbot, study, uid_of(study, "Axial known HU"))
+    view = study.view
+    volume = study.current_volume()
+    assert volume is not None and volume.array.dtype == np.int16
+    view.set_window(35.0, 170.0)
+
+    def pixels() -> bytes:
+        view.image_item.render()
+        image = view.image_item.qimage
+        assert image is not None
+        return bytes(image.constBits())
+
+    shown = pixels()
+    view.set_volume(replace(volume, array=volume.array.astype(np.float32)))
+    assert view.current_slice().dtype == np.float32
+    assert pixels() == shown
+    view.set_volume(replace(volume, array=volume.array.astype(np.int32)))
+    assert pixels() == shown
 
 
 def test_import_log_lists_skipped_files_with_reasons(qtbot, study: MainWindow) -> None:

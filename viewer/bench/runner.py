@@ -20,10 +20,13 @@ def _index(quick: bool) -> dict[str, Any]:
 
 
 def _load(quick: bool) -> dict[str, Any]:
-    from viewer.bench.load import run_load_benchmark
+    from viewer.bench.load import run_generator_benchmark, run_load_benchmark
 
     result = run_load_benchmark(n_slices=60 if quick else 300, repeats=1 if quick else 3)
-    return result.as_dict()
+    others = run_generator_benchmark(
+        n_slices=20 if quick else 100, matrix=256 if quick else 512, repeats=1 if quick else 3
+    )
+    return {**result.as_dict(), "other_generators": {r.key: r.as_dict() for r in others}}
 
 
 def _gui(quick: bool) -> dict[str, Any]:

@@ -4,7 +4,9 @@ Pipeline (highdicom's ``get_volume_from_series`` and PS3.3 C.11 in the same orde
 
 1. decode the stored values (:class:`SourceFile`: a direct read for uncompressed little endian, otherwise the
    decoder chosen per transfer syntax in :data:`DECODERS`);
-2. :func:`apply_modality_lut`: stored values → modality values (HU for CT), stored in the volume;
+2. :func:`apply_modality_lut`: stored values → modality values (HU for CT), stored in the volume (the narrowest
+   integer type that holds them exactly, float32 only where they are not integers:
+   :mod:`viewer.dicom.modality_dtype`);
 3. :func:`apply_voi_window`: modality values → display values in [0, 1] (done at display time);
 4. :func:`invert`: MONOCHROME1 is shown inverted (done at display time).
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,22 +85,47 @@ def apply_modality_lut(
     lut: LUT | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Stored values → modality values (HU for CT) as float32.
+    """Stored values → modality values (HU for CT), as float32 or in ``out``'s type.
 
-    A Modality LUT, when present, replaces the linear rescale (PS3.3 C.11.1). ``out`` (float32, same shape)
-    lets the loader write straight into the volume's slice.
+    A Modality LUT, when present, replaces the linear rescale (PS3.3 C.11.1). ``out`` (same shape) lets the
+    loader write straight into the volume's slice; when it is an integer array the slope and intercept must be
+    integers, and the result is exact whenever every value fits ``out``'s type (the arithmetic runs in that type,
+    modulo its size, as :mod:`viewer.dicom.modality_dtype` arranges).
     """
     if out is None:
         out = np.empty(stored.shape, dtype=np.float32)
     if lut is not None:
         out[...] = lut(stored)
         return out
+    if out.dtype.kind in "iu":
+        return _integer_rescale(stored, slope, intercept, out)
     if slope != 1.0:
         np.multiply(stored, np.float32(slope), out=out, dtype=np.float32, casting="unsafe")
         if intercept != 0.0:
             out += np.float32(intercept)
     elif intercept != 0.0:
         np.add(stored, np.float32(intercept), out=out, dtype=np.float32, casting="unsafe")
+    else:
+        np.copyto(out, stored, casting="unsafe")
+    return out
+
+
+def _integer_rescale(stored: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> np.ndarray:
+    """``stored × slope + intercept`` in ``out``'s integer type (wrapping, so exact for results that fit)."""
+    if not (float(slope).is_integer() and float(intercept).is_integer()):
+        raise ValueError(
+            f"an integer volume needs an integer rescale, not slope {slope}, intercept {intercept}"
+        )
+
+    def wrapped(value: float) -> np.generic:
+        return np.asarray(int(value), dtype=np.int64).astype(out.dtype)[()]
+
+    if slope != 1.0:
+        np.multiply(stored, wrapped(slope), out=out, dtype=out.dtype, casting="unsafe")
+        if intercept != 0.0:
+            np.add(out, wrapped(intercept), out=out)
+    elif intercept != 0.0:
+        np.add(stored, wrapped(intercept), out=out, dtype=out.dtype, casting="unsafe")
     else:
         np.copyto(out, stored, casting="unsafe")
     return out
@@ -163,7 +190,8 @@ def robust_window(
         return 0.0, 1.0
     step = max(1, flat.size // max_samples)
     sample = flat[::step]
-    sample = sample[np.isfinite(sample)]
+    if sample.dtype.kind == "f":
+        sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return 0.0, 1.0
     lo, hi = (float(v) for v in np.percentile(sample, [low_pct, high_pct]))
@@ -650,12 +678,19 @@ class SourceFile:
     # -- into the volume --------------------------------------------------------------------------------------
 
     def grey_into(
-        self, frame: int, out: np.ndarray, plugins: Sequence[str], scratch: np.ndarray | None = None
+        self,
+        frame: int,
+        out: np.ndarray,
+        plugins: Sequence[str],
+        scratch: np.ndarray | None = None,
+        accept: Callable[[ModalityParams, np.ndarray], None] | None = None,
     ) -> str:
-        """Decode one greyscale frame and write its modality values (float32) into ``out``.
+        """Decode one greyscale frame and write its modality values into ``out`` (float32 or an integer type).
 
         ``scratch`` (rows × columns, :attr:`stored_dtype`) is reused between frames on the direct path, so the
-        only allocation per slice is none at all. Returns the decoder used.
+        only allocation per slice is none at all. ``accept(params, stored)`` sees the frame's transform and
+        stored values before they are written and raises to refuse them (an integer ``out`` they do not fit).
+        Returns the decoder used.
         """
         if out.shape != (self.rows, self.columns):
             raise DecodeError(f"image is {self.rows}×{self.columns}, the stack's slices are {out.shape}")
@@ -669,6 +704,8 @@ class SourceFile:
             if stored.ndim != 2:
                 raise DecodeError(f"expected a greyscale frame, decoder gave shape {stored.shape}")
         params = self.modality_params(frame)
+        if accept is not None:
+            accept(params, stored)
         apply_modality_lut(stored, params.slope, params.intercept, params.lut, out=out)
         return used
 

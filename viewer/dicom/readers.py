@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,6 +23,8 @@ import numpy as np
 from viewer.dicom.geometry import GeometryWarning, VolumeGeometry, build_geometry, normal_from_orientation
 from viewer.dicom.headers import InstanceHeader
 from viewer.dicom.identifiers import SeriesIdentifiers
+from viewer.dicom.memory import refuse_if_too_large
+from viewer.dicom.modality_dtype import ModalityPlan, PlanBroken, check_frame, plan_for
 from viewer.dicom.pixels import (
     DecodeError,
     SourceFile,
@@ -228,11 +231,19 @@ class _SliceDecoder:
     (one failure per stack, not per slice). Uncompressed frames reuse a scratch buffer per thread.
     """
 
-    def __init__(self, refs: list[SliceRef], sources: _Sources, array: np.ndarray, colour: bool) -> None:
+    def __init__(
+        self,
+        refs: list[SliceRef],
+        sources: _Sources,
+        array: np.ndarray,
+        colour: bool,
+        plan: ModalityPlan | None = None,
+    ) -> None:
         self.refs = refs
         self.sources = sources
         self.array = array
         self.colour = colour
+        self.accept = partial(check_frame, plan) if plan is not None and plan.params is not None else None
         self.rows, self.cols = int(array.shape[1]), int(array.shape[2])
         self.stop = threading.Event()
         self._order_by_ts: dict[str, tuple[str, ...]] = {}
@@ -267,6 +278,8 @@ class _SliceDecoder:
         ------
         DecodeError
             When the slice cannot be decoded (a damaged value in its header included).
+        PlanBroken
+            When the slice's modality values do not fit the volume's type.
         """
         if self.stop.is_set():
             return ""
@@ -281,11 +294,13 @@ class _SliceDecoder:
             if self.colour:
                 used = source.colour_into(ref.frame, self.array[k], plugins)
             else:
-                used = source.grey_into(ref.frame, self.array[k], plugins, self._scratch(source))
+                used = source.grey_into(
+                    ref.frame, self.array[k], plugins, self._scratch(source), accept=self.accept
+                )
             if used not in ("direct",):
                 self._promote(source.transfer_syntax, used)
             return used
-        except DecodeError:
+        except (DecodeError, PlanBroken):
             raise
         except Exception as exc:  # a value (rescale, LUT, palette) pydicom cannot convert: a damaged slice
             raise DecodeError(f"damaged header ({type(exc).__name__}: {exc})"[:300]) from None
@@ -336,16 +351,34 @@ def _ordered_slices(
     return [refs[i] for i in order], [positions[i] for i in order], orientation, True
 
 
-def _allocate(stack: Stack, n: int, rows: int, cols: int, colour: bool) -> np.ndarray:
+def _allocate(stack: Stack, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """The volume's array, allocated once; a clear error when memory is short."""
-    shape = (n, rows, cols, 3) if colour else (n, rows, cols)
     try:
-        return np.empty(shape, dtype=np.uint8 if colour else np.float32)
+        return np.empty(shape, dtype=dtype)
     except MemoryError:
+        kind = "RGB" if len(shape) == 4 else str(dtype)
         raise ViewerError(
             "Could not load " + stack_name(stack),
-            f"not enough memory for {n} × {rows} × {cols} {'RGB' if colour else 'float32'} voxels",
+            f"not enough memory for {' × '.join(str(v) for v in shape[:3])} {kind} voxels",
         ) from None
+
+
+def _volume_layout(
+    stack: Stack, refs: list[SliceRef], source: SourceFile, frame: int, plan: ModalityPlan | None
+) -> tuple[tuple[int, ...], np.dtype, ModalityPlan | None]:
+    """Shape, type and (greyscale) modality plan of the volume, refused when it would take too much memory."""
+    n, rows, cols = len(refs), source.rows, source.columns
+    if source.is_colour:
+        shape: tuple[int, ...] = (n, rows, cols, 3)
+        dtype = np.dtype(np.uint8)
+        plan = None
+    else:
+        shape = (n, rows, cols)
+        plan = plan if plan is not None else plan_for(source, frame, refs)
+        dtype = plan.dtype
+        log.debug("load: %s as %s", stack.label, plan.why)
+    refuse_if_too_large(stack_name(stack), int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+    return shape, dtype, plan
 
 
 def _decode_all(
@@ -445,9 +478,27 @@ class PydicomReader:
     ) -> Volume:
         """Load ``stack`` into a :class:`~viewer.dicom.volume.Volume`; see :func:`load_stack` for the arguments.
 
-        Steps: parse the first readable file, put the slices in display order, allocate the array, decode the
-        slices into it, drop the damaged ones and compute the geometry of those that loaded.
+        Steps: parse the first readable file, put the slices in display order, choose the volume's type
+        (:func:`viewer.dicom.modality_dtype.plan_for`), allocate the array, decode the slices into it, drop the
+        damaged ones and compute the geometry of those that loaded. When a slice does not fit the chosen integer
+        type the stack is loaded again with the plan's fallback (``on_slice`` then sees those slices again).
         """
+        plan: ModalityPlan | None = None
+        while True:
+            try:
+                return self._read(stack, plan, progress, cancel, on_slice)
+            except PlanBroken as broken:
+                log.debug("load: %s; loading again as %s", broken, broken.fallback.dtype)
+                plan = broken.fallback
+
+    def _read(
+        self,
+        stack: Stack,
+        plan: ModalityPlan | None,
+        progress: ProgressFn | None,
+        cancel: CancelFn | None,
+        on_slice: SliceFn | None,
+    ) -> Volume:
         refs = list(stack.slices)
         n = len(refs)
         if n == 0:
@@ -455,11 +506,13 @@ class PydicomReader:
         sources = _Sources(refs)
         failed: dict[int, str] = {}
         ref_source, ref_index = _first_readable(stack, refs, sources, failed, cancel)
+        ref_frame = refs[ref_index].frame
         refs, positions, orientation, derived = _ordered_slices(stack, refs, ref_source, not failed)
 
         colour = ref_source.is_colour
-        array = _allocate(stack, n, ref_source.rows, ref_source.columns, colour)
-        decoder = _SliceDecoder(refs, sources, array, colour)
+        shape, dtype, plan = _volume_layout(stack, refs, ref_source, ref_frame, plan)
+        array = _allocate(stack, shape, dtype)
+        decoder = _SliceDecoder(refs, sources, array, colour, plan)
         threaded = self.workers > 1 and n > 1 and decoder_choice(ref_source.transfer_syntax).threads
         decoders_used = _decode_all(
             decoder, stack, self.workers, threaded, failed, progress, cancel, on_slice
@@ -526,6 +579,9 @@ def _stack_warnings(stack: Stack, geometry: VolumeGeometry, rechecked: bool) -> 
 # ---------------------------------------------------------------------------------------------------------------
 
 
+SITK_KEPT_TYPES = frozenset(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32))
+
+
 class SimpleITKReader:
     """``sitk.ImageSeriesReader`` fed with our file order; geometry taken from SimpleITK's own image.
 
@@ -568,6 +624,10 @@ class SimpleITKReader:
                 "Could not load " + stack_name(stack) + " with SimpleITK", "frames and files differ"
             )
 
+        h = refs[0].header
+        voxels = len(refs) * h.rows * h.columns
+        refuse_if_too_large(stack_name(stack), voxels * (3 if h.is_colour else 4))
+
         # One file (a multi-frame object or a single image) goes to ImageFileReader: the series reader would stack
         # a multi-frame file into a 4D image.
         reader = sitk.ImageFileReader() if len(files) == 1 else sitk.ImageSeriesReader()
@@ -604,6 +664,8 @@ class SimpleITKReader:
             view = view[None]
         if colour:
             array = np.array(view[..., :3], dtype=np.uint8)  # a copy: the view dies with the image
+        elif view.dtype in SITK_KEPT_TYPES:
+            array = np.array(view)  # SimpleITK's own integer type for the rescaled values, as ours keeps one
         else:
             array = np.array(view, dtype=np.float32)
         del view

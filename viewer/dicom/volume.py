@@ -19,7 +19,12 @@ from viewer.dicom.identifiers import SeriesIdentifiers
 class Volume:
     """One stack in memory, indexed ``[slice, row, column]`` (z, y, x).
 
-    ``array`` is float32 modality values (HU for CT) for greyscale images and (z, y, x, 3) uint8 RGB for colour.
+    ``array`` holds the modality values (HU for CT) of greyscale images, in the narrowest integer type that holds
+    them exactly (int8, uint8, int16, uint16 or int32: int16 for nearly every CT) when the modality transform
+    keeps integers, otherwise float32 (a fractional rescale slope or intercept, slices whose transforms differ);
+    :mod:`viewer.dicom.modality_dtype` says how the type is chosen. Code that computes with the values converts
+    them (``np.asarray(volume.array, dtype=np.float32)``); integer arithmetic in the array's own type can wrap.
+    Colour images are (z, y, x, 3) uint8 RGB (``is_colour``).
     Slice ``k`` lies at ``positions[k]`` (LPS, mm); slice 0 has the smallest position along the normal.
     ``affine`` maps (k, j, i) to patient coordinates; for a tilted stack its slice column is the real step
     between slices, not the normal, so patient coordinates stay true. ``spacing[0]`` is the slice spacing

@@ -740,8 +740,10 @@ class ImageView(QWidget):
             self.image_item.setImage(data, autoLevels=False, levels=(0, 255), lut=None)
         else:
             lo = self.center - self.width / 2.0
+            # pyqtgraph windows integer images by other paths (a combined LUT for uint16, makeARGB for int16) that
+            # round differently and run slower; as float32 (exact for 16-bit values) every type looks the same.
             self.image_item.setImage(
-                data,
+                data if data.dtype.kind == "f" else data.astype(np.float32),
                 autoLevels=False,
                 levels=(lo, lo + self.width),
                 lut=INVERT_LUT if self.invert else None,
