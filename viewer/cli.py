@@ -61,7 +61,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     index = scan(args.paths, progress=_progress_printer(not args.quiet), use_cache=not args.no_cache)
     print(format_index(index))
     if args.json:
-        Path(args.json).write_text(json.dumps(index_to_dict(index), indent=2))
+        Path(args.json).write_text(json.dumps(index_to_dict(index), indent=2), encoding="utf-8")
     return EXIT_OK if index.patients else EXIT_NOTHING
 
 
@@ -238,7 +238,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for message in [*dataset.missing, *report.failed]:
         print(f"skipped: {message}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
     if args.update_card or args.add_to_card:
         print("model card updated with these numbers")
     return EXIT_OK if report.outcomes else EXIT_NOTHING
@@ -309,7 +309,9 @@ def _evaluate_robustness(args: argparse.Namespace) -> int:
     for message in [*dataset.missing, *report.failed]:
         print(f"skipped: {message}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        Path(args.json).write_text(
+            json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8"
+        )
     if args.update_card:
         print("model card updated with this robustness table")
     return EXIT_OK if report.baseline else EXIT_NOTHING
@@ -377,7 +379,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         check_output_path(args.json, folders=folders)
         data = anonymize_batch_dict(report.to_dict()) if args.anonymize else report.to_dict()
         # A file name that is not valid UTF-8 stays a JSON escape ("\\udce9") rather than failing the write.
-        Path(args.json).write_text(json.dumps(data, indent=2, ensure_ascii=False), errors="backslashreplace")
+        Path(args.json).write_text(
+            json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8", errors="backslashreplace"
+        )
     if not report.analysed:
         print("gru-viewer: nothing could be analysed (no CT volume that loads)", file=sys.stderr)
         return EXIT_NOTHING

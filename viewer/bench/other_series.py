@@ -10,8 +10,10 @@ not from our head phantom.
 
 from __future__ import annotations
 
+import locale
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +90,17 @@ def write_other_series(folder: str | os.PathLike[str], kind: OtherSeries, values
     return writer(out, kind, values)
 
 
+@contextmanager
+def _locale_kept() -> Iterator[None]:
+    """Restore the process's locale after ITK's GDCM writer, which leaves LC_CTYPE at "C": Python's default text
+    encoding then turns ASCII for the rest of the process (seen: every later ``read_text`` of a model card failed)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def _write_simpleitk(out: Path, kind: OtherSeries, values: np.ndarray) -> list[Path]:
     """SimpleITK's ``ImageFileWriter`` per slice (its DICOM series example): GDCM writes implicit VR files.
 
@@ -125,7 +138,8 @@ def _write_simpleitk(out: Path, kind: OtherSeries, values: np.ndarray) -> list[P
             one.SetMetaData(tag, value)
         path = out / f"slice{k:04d}.dcm"
         writer.SetFileName(str(path))
-        writer.Execute(one)
+        with _locale_kept():
+            writer.Execute(one)
         paths.append(path)
     return paths
 

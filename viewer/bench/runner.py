@@ -103,5 +103,5 @@ def run(suites: list[str], quick: bool, json_path: Path | None) -> dict[str, Any
         results[name] = SUITES[name](quick)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(results, indent=2, default=str))
+        json_path.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     return results

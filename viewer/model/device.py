@@ -85,7 +85,7 @@ def _runnable_elsewhere(samples: int = 5, stat: Path = Path("/proc/stat")) -> in
     counts = []
     for i in range(samples):
         try:
-            text = stat.read_text()
+            text = stat.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return None
         for line in text.splitlines():

@@ -147,7 +147,7 @@ def write_labels(
         "studies": [s.to_dict(root) for s in studies],
     }
     tmp = root / "labels.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
     tmp.replace(root / "labels.json")
 
 
@@ -157,7 +157,7 @@ def load_labels(path: Path) -> PhantomManifest:
     if path.is_dir():
         path = path / "labels.json"
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise ViewerError("Cannot read phantom labels", str(err.strerror or err), str(path)) from err
     except json.JSONDecodeError as err:
