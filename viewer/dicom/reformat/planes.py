@@ -208,9 +208,11 @@ class PlaneLayout:
             return np.sort(frame.positions @ axes.w)
         span = self._box @ axes.w
         anchor = float(frame.positions[0] @ axes.w)
-        if along >= 0.7:
+        if along >= 0.7:  # one position per slice spacing, through the slices' centres
             step = frame.spacing / along
-            lo, hi = float((frame.positions @ axes.w).min()), float((frame.positions @ axes.w).max())
+            centres = frame.slice_centres() @ axes.w
+            anchor = float(centres[0])
+            lo, hi = float(centres.min()), float(centres.max())
         else:
             step = sampling_step(frame, axes.w)
             lo, hi = float(span.min()) + step / 2, float(span.max()) - step / 2
