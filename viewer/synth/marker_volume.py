@@ -74,7 +74,7 @@ def marker_volume(
     j = np.arange(rows, dtype=np.float64)[:, None, None] * pixel_spacing[0]
     i = np.arange(cols, dtype=np.float64)[None, :, None] * pixel_spacing[1]
     array = np.full((len(positions), rows, cols), BACKGROUND_HU, dtype=dtype)
-    for k, origin in enumerate(positions):
+    for k, origin in enumerate(positions if spheres else ()):
         points = origin[None, None, :] + col[None, None, :] * j + row[None, None, :] * i
         for sphere in spheres:
             inside = np.sum((points - np.asarray(sphere.centre)) ** 2, axis=-1) <= sphere.radius**2

@@ -116,33 +116,35 @@ class MprCanvas(SliceCanvas):
         return QPointF(self.mapFromScene(self.vb.mapViewToScene(QPointF(x, y))))
 
     def _paint_strip(self, painter: QPainter, strip: Strip) -> None:
-        """Cells at the right edge (a vertical axis) or the bottom edge (a horizontal one), ticks for key slices."""
+        """Cells at the right edge (a vertical axis) or the bottom edge (a horizontal one), ticks for key slices.
+
+        The view has no rotation, so one offset and scale map every band (no per-band mapping calls)."""
         w, h = self.viewport().width(), self.viewport().height()
         vertical = strip.axis == "y"
+        origin = self.view_to_viewport(0.0, 0.0)
+        unit = self.view_to_viewport(1.0, 1.0)
+        offset, scale = (
+            (origin.y(), unit.y() - origin.y()) if vertical else (origin.x(), unit.x() - origin.x())
+        )
+        a = offset + scale * strip.lo
+        b = offset + scale * strip.hi
+        start, end = np.minimum(a, b), np.maximum(a, b)
         painter.setPen(Qt.PenStyle.NoPen)
         for k, colour in enumerate(strip.colours):
-            a = self.view_to_viewport(strip.lo[k], strip.lo[k])
-            b = self.view_to_viewport(strip.hi[k], strip.hi[k])
             painter.setBrush(colour)
+            length = max(1.0, float(end[k] - start[k]))
             if vertical:
-                top, bottom = sorted((a.y(), b.y()))
-                painter.drawRect(QRectF(w - STRIP_WIDTH - 2, top, STRIP_WIDTH, max(1.0, bottom - top)))
+                painter.drawRect(QRectF(w - STRIP_WIDTH - 2, float(start[k]), STRIP_WIDTH, length))
             else:
-                left, right = sorted((a.x(), b.x()))
-                painter.drawRect(QRectF(left, h - STRIP_WIDTH - 2, max(1.0, right - left), STRIP_WIDTH))
+                painter.drawRect(QRectF(float(start[k]), h - STRIP_WIDTH - 2, length, STRIP_WIDTH))
         painter.setPen(QPen(QColor(KEY_COLOUR), 2))
         for k in strip.keys:
             if 0 <= k < len(strip.lo):
-                centre = (strip.lo[k] + strip.hi[k]) / 2.0
-                p = self.view_to_viewport(centre, centre)
+                c = float(start[k] + end[k]) / 2.0
                 if vertical:
-                    painter.drawLine(
-                        QPointF(w - STRIP_WIDTH - 10, p.y()), QPointF(w - STRIP_WIDTH - 3, p.y())
-                    )
+                    painter.drawLine(QPointF(w - STRIP_WIDTH - 10, c), QPointF(w - STRIP_WIDTH - 3, c))
                 else:
-                    painter.drawLine(
-                        QPointF(p.x(), h - STRIP_WIDTH - 10), QPointF(p.x(), h - STRIP_WIDTH - 3)
-                    )
+                    painter.drawLine(QPointF(c, h - STRIP_WIDTH - 10), QPointF(c, h - STRIP_WIDTH - 3))
 
 
 class MprPane(QWidget):

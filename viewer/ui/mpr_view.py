@@ -93,6 +93,7 @@ class MprView(QWidget):
         self._overlay_lut: np.ndarray | None = None
         self._overlay_opacity = 0.5
         self._evidence: Evidence | None = None
+        self._strips: dict[PlaneKind, Strip | None] = {}
         self._title = ""
 
         self.panes = {kind: MprPane(kind.value) for kind in PlaneKind}
@@ -170,6 +171,7 @@ class MprView(QWidget):
             pane.canvas.annotations.edges = self.reformat.layout.axes[kind].edge_letters()
             pane.fit_rect = self._full_rect(kind)
         self._nearest = None
+        self._make_strips()
         index = min(max(int(slice_index), 0), volume.n_slices - 1)
         self.set_point(self.reformat.slice_point(index))
         self.fit()
@@ -215,8 +217,7 @@ class MprView(QWidget):
     def set_evidence(self, evidence: Evidence | None) -> None:
         """The per-slice strip and key-slice ticks of the coronal and sagittal panes (None removes them)."""
         self._evidence = evidence
-        for kind in PlaneKind:
-            self._update_strip(kind)
+        self._make_strips()
 
     def _on_slab_controls(self, *_: object) -> None:
         mode = self.slab_mode.currentData()
@@ -350,7 +351,6 @@ class MprView(QWidget):
         levels, lut = self._levels()
         self.panes[kind].set_image(image.data, QRectF(*image.grid.rect()), levels, lut)
         self._render_overlay(kind)
-        self._update_strip(kind)
 
     def _render_overlay(self, kind: PlaneKind) -> None:
         pane, image, reformat = self.panes[kind], self.images.get(kind), self.reformat
@@ -362,14 +362,18 @@ class MprView(QWidget):
             maps.data, QRectF(*maps.grid.rect()), lut=self._overlay_lut, opacity=self._overlay_opacity
         )
 
-    def _update_strip(self, kind: PlaneKind) -> None:
-        pane, reformat, evidence = self.panes[kind], self.reformat, self._evidence
-        bands = reformat.slice_bands(kind) if reformat is not None else None
-        if bands is None or evidence is None or len(evidence.values) != len(bands.lo):
-            pane.set_strip(None)
-            return
-        colours = [track_colour(float(v), 1.0) for v in evidence.values]
-        pane.set_strip(Strip(bands.axis, bands.lo, bands.hi, colours, list(evidence.keys), evidence.text))
+    def _make_strips(self) -> None:
+        """The strip of each plane from the evidence and the slices' bands (once per volume or result)."""
+        reformat, evidence = self.reformat, self._evidence
+        self._strips = {}
+        colours = [track_colour(float(v), 1.0) for v in evidence.values] if evidence is not None else []
+        for kind, pane in self.panes.items():
+            bands = reformat.slice_bands(kind) if reformat is not None else None
+            strip = None
+            if bands is not None and evidence is not None and len(evidence.values) == len(bands.lo):
+                strip = Strip(bands.axis, bands.lo, bands.hi, colours, list(evidence.keys), evidence.text)
+            self._strips[kind] = strip
+            pane.set_strip(strip)
 
     def _update_annotations(self, kind: PlaneKind) -> None:
         pane, reformat, image = self.panes[kind], self.reformat, self.images.get(kind)

@@ -169,12 +169,19 @@ def _gather(source: Source, k: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.n
     """``source[k, j, i]`` as float32 (NaN where a per-slice source has no map for the slice)."""
     if isinstance(source, np.ndarray):
         return source[k, j, i].astype(np.float32, copy=False)
-    k, j, i = np.broadcast_arrays(k, j, i)
-    out = np.full(k.shape, np.nan, dtype=np.float32)
-    for m in np.unique(k):
-        data = source(int(m))
-        if data is None:
-            continue
+    shape = np.broadcast_shapes(k.shape, j.shape, i.shape)
+    out = np.full(shape, np.nan, dtype=np.float32)
+    present = [(int(m), data) for m in np.unique(k) if (data := source(int(m))) is not None]
+    if not present:
+        return out
+    jj, ii = np.broadcast_to(j, shape), np.broadcast_to(i, shape)
+    per_row = k.shape[1] == 1  # the usual case: one slice per output row
+    for m, data in present:
         chosen = k == m
-        out[chosen] = np.asarray(data)[j[chosen], i[chosen]]
+        if per_row:
+            rows = np.nonzero(chosen[:, 0])[0]
+            out[rows] = np.asarray(data)[jj[rows], ii[rows]]
+        else:
+            chosen = np.broadcast_to(chosen, shape)
+            out[chosen] = np.asarray(data)[jj[chosen], ii[chosen]]
     return out
