@@ -161,15 +161,16 @@ def test_slabs_combine_the_planes_within_their_thickness() -> None:
     assert slab.data.shape == wide.data.shape
 
 
-def test_overlay_reformats_with_the_image_per_acquired_slice() -> None:
+@pytest.mark.parametrize("kind", [PlaneKind.CORONAL, PlaneKind.SAGITTAL])  # one slice per row; per pixel
+def test_overlay_reformats_with_the_image_per_acquired_slice(kind: PlaneKind) -> None:
     volume = marker_volume(10, 16, spacing_z=4.0, tilt_deg=15.0, dtype=np.int16)
     for k in range(10):
         volume.array[k] = k
     maps = {3: np.full((16, 16), 200, np.uint8), 7: np.full((16, 16), 50, np.uint8)}
     reformat = Reformatter.of(volume)
-    depth = reformat.layout.snap(PlaneKind.CORONAL, 0.0)
-    image = reformat.plane(volume.array, PlaneKind.CORONAL, depth)
-    overlay = reformat.plane(maps.get, PlaneKind.CORONAL, depth, normal="nearest", fill=0.0)
+    depth = reformat.layout.snap(kind, 0.0)
+    image = reformat.plane(volume.array, kind, depth)
+    overlay = reformat.plane(maps.get, kind, depth, normal="nearest", fill=0.0)
     assert overlay.grid == image.grid
     assert set(np.unique(overlay.data)) == {0.0, 50.0, 200.0}
     # The map of slice 3 lies exactly where the image is nearest slice 3, that of 7 where it is nearest 7.

@@ -71,21 +71,25 @@ class SamplingPlan:
         ``"nearest"`` takes the nearest slice alone (data defined per acquired slice, like a saliency map,
         whose value between two slices would be invented).
         """
+        sides = [self.lower, self.upper]
+        if isinstance(source, np.ndarray):
+            source, sides = _narrow(source, sides)
+        lower, upper = sides
         if normal == "nearest":
-            upper = self.weight >= 0.5
+            above = self.weight >= 0.5
             side = _Side(
-                np.where(upper, self.upper.k, self.lower.k),
-                np.where(upper, self.upper.j, self.lower.j),
-                np.where(upper, self.upper.i, self.lower.i),
+                np.where(above, upper.k, lower.k),
+                np.where(above, upper.j, lower.j),
+                np.where(above, upper.i, lower.i),
             )
             values = _bilinear(source, side, self.rows, self.cols)
         else:
-            values = _bilinear(source, self.lower, self.rows, self.cols)
+            values = _bilinear(source, lower, self.rows, self.cols)
             if np.any(self.weight > 0):
-                above = _bilinear(source, self.upper, self.rows, self.cols)
-                above = _in_place(np.subtract, above, values)
-                above = _in_place(np.multiply, above, self.weight)
-                values = _in_place(np.add, above, values)
+                higher = _bilinear(source, upper, self.rows, self.cols)
+                higher = _in_place(np.subtract, higher, values)
+                higher = _in_place(np.multiply, higher, self.weight)
+                values = _in_place(np.add, higher, values)
         if values.shape != self.grid.shape:
             values = np.broadcast_to(values, self.grid.shape).copy()
         values[~np.broadcast_to(self.valid, self.grid.shape)] = fill
@@ -115,10 +119,16 @@ def plan_plane(frame: SliceFrame, grid: PlaneGrid, gaps: str = "blank") -> Sampl
     along_col = project(frame.col)
     along_row = project(frame.row)
 
+    # Each slice's offset along its rows and columns, looked up per pixel (one number, when all slices agree).
+    offset_col = frame.positions @ frame.col
+    offset_row = frame.positions @ frame.row
+
+    def offsets(values: np.ndarray, k: np.ndarray) -> np.ndarray:
+        return np.full((1, 1), values[0]) if float(np.ptp(values)) <= 1e-9 else values[k]
+
     def side(k: np.ndarray) -> _Side:
-        origin = frame.positions[k]
-        j = ((along_col - origin @ frame.col) / frame.dy).astype(np.float32)
-        i = ((along_row - origin @ frame.row) / frame.dx).astype(np.float32)
+        j = ((along_col - offsets(offset_col, k)) / frame.dy).astype(np.float32)
+        i = ((along_row - offsets(offset_row, k)) / frame.dx).astype(np.float32)
         return _Side(k.astype(np.int32), j, i)
 
     lower, upper = side(k0), side(k1)
@@ -128,6 +138,42 @@ def plan_plane(frame: SliceFrame, grid: PlaneGrid, gaps: str = "blank") -> Sampl
         ok = ok & (s.i >= -0.5 - EXACT) & (s.i <= frame.cols - 0.5 + EXACT)
         inside = inside & (ok | ~w)
     return SamplingPlan(grid, kappa, valid & inside, lower, upper, weight, frame.rows, frame.cols)
+
+
+def _narrow(source: np.ndarray, sides: list[_Side]) -> tuple[np.ndarray, list[_Side]]:
+    """The part of ``source`` the sides read, as a small contiguous array, and the sides re-indexed into it.
+
+    A plane that keeps one row or one column of every slice (the coronal and sagittal planes of an axial stack,
+    tilted or not) reads a thin strided slab of the volume: copying just that slab first (slices in range, the one
+    row or column) makes the many gathers that follow hit a few hundred kilobytes instead of the whole volume.
+    """
+    if source.ndim != 3:
+        return source, sides
+    k_lo = min(int(s.k.min()) for s in sides)
+    k_hi = max(int(s.k.max()) for s in sides) + 1
+    fixed: dict[str, int] = {}
+    for axis in ("j", "i"):
+        values = [getattr(s, axis) for s in sides]
+        if all(v.size == 1 for v in values):
+            first = float(values[0].reshape(-1)[0])
+            whole = round(first)
+            if abs(first - whole) <= EXACT and all(
+                abs(float(v.reshape(-1)[0]) - first) <= EXACT for v in values
+            ):
+                fixed[axis] = whole
+    if not fixed:  # a whole slab of slices would be a copy of much of the volume: read it in place
+        return source, sides
+    j_slice = slice(fixed["j"], fixed["j"] + 1) if "j" in fixed else slice(None)
+    i_slice = slice(fixed["i"], fixed["i"] + 1) if "i" in fixed else slice(None)
+    if ("j" in fixed and not 0 <= fixed["j"] < source.shape[1]) or (
+        "i" in fixed and not 0 <= fixed["i"] < source.shape[2]
+    ):
+        return source, sides  # outside the slices: the plan marks it invalid, nothing to narrow
+    narrow = np.ascontiguousarray(source[k_lo:k_hi, j_slice, i_slice])
+    zero = np.zeros((1, 1), dtype=np.float32)
+    return narrow, [
+        _Side(s.k - k_lo, zero if "j" in fixed else s.j, zero if "i" in fixed else s.i) for s in sides
+    ]
 
 
 def _axis_terms(coordinate: np.ndarray, size: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
@@ -171,9 +217,28 @@ def _gather(source: Source, k: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.n
         return source[k, j, i].astype(np.float32, copy=False)
     shape = np.broadcast_shapes(k.shape, j.shape, i.shape)
     out = np.full(shape, np.nan, dtype=np.float32)
-    present = [(int(m), data) for m in np.unique(k) if (data := source(int(m))) is not None]
+    first, last = int(k.min()), int(k.max())
+    present = {m: data for m in range(first, last + 1) if (data := source(m)) is not None}
     if not present:
         return out
+    jj, ii = np.broadcast_to(j, shape), np.broadcast_to(i, shape)
+    if k.shape[1] == 1:  # the usual case: one slice per output row
+        for m, data in present.items():
+            rows = np.nonzero(k[:, 0] == m)[0]
+            out[rows] = np.asarray(data)[jj[rows], ii[rows]]
+        return out
+    # Otherwise group the pixels of the slices that have data by slice, once (no mask per slice).
+    flat_k = np.broadcast_to(k, shape).ravel()
+    has = np.zeros(last - first + 1, dtype=bool)
+    has[[m - first for m in present]] = True
+    chosen = np.nonzero(has[flat_k - first])[0]
+    chosen = chosen[np.argsort(flat_k[chosen], kind="stable")]
+    slices = flat_k[chosen]
+    flat_j, flat_i, flat_out = jj.ravel(), ii.ravel(), out.reshape(-1)
+    for m, data in present.items():
+        group = chosen[np.searchsorted(slices, m, "left") : np.searchsorted(slices, m, "right")]
+        flat_out[group] = np.asarray(data)[flat_j[group], flat_i[group]]
+    return out
     jj, ii = np.broadcast_to(j, shape), np.broadcast_to(i, shape)
     per_row = k.shape[1] == 1  # the usual case: one slice per output row
     for m, data in present:
