@@ -167,6 +167,11 @@ def test_zoom_is_linked_and_planes_keep_true_aspect(qtbot, mpr: MprView) -> None
     scale = axial.mm_per_pixel()
     for pane in mpr.panes.values():
         assert pane.mm_per_pixel() == pytest.approx(scale, rel=1e-3)
+        # Painting in screen pixels (the slice strip) maps mm without rounding to whole pixels.
+        step = pane.view_to_viewport(1.0, 1.0) - pane.view_to_viewport(0.0, 0.0)
+        assert step.y() == pytest.approx(1.0 / scale, rel=1e-2) and step.x() == pytest.approx(
+            1.0 / scale, rel=1e-2
+        )
         (x0, x1), (y0, y1) = pane.vb.viewRange()
         rect = pane.vb.boundingRect()
         assert (x1 - x0) / rect.width() == pytest.approx((y1 - y0) / rect.height(), rel=1e-3)

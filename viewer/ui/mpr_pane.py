@@ -27,6 +27,8 @@ from viewer.ui.canvas import SliceCanvas, SliceViewBox
 GRAB_PX = 10
 CROSSHAIR_COLOUR = "#4fc3f7"
 STRIP_WIDTH = 10
+#: Room kept between the strip and the viewport's edge, for the orientation letter there.
+STRIP_INSET = 30
 KEY_COLOUR = "#e0b050"
 Z_PANE_OVERLAY = 10
 Z_CROSSHAIR = 20
@@ -112,8 +114,8 @@ class MprCanvas(SliceCanvas):
                 painter.restore()
 
     def view_to_viewport(self, x: float, y: float) -> QPointF:
-        """Where view mm (x, y) is on the viewport."""
-        return QPointF(self.mapFromScene(self.vb.mapViewToScene(QPointF(x, y))))
+        """Where view mm (x, y) is on the viewport (not rounded to whole pixels)."""
+        return self.viewportTransform().map(self.vb.mapViewToScene(QPointF(x, y)))
 
     def _paint_strip(self, painter: QPainter, strip: Strip) -> None:
         """Cells at the right edge (a vertical axis) or the bottom edge (a horizontal one), ticks for key slices.
@@ -134,17 +136,23 @@ class MprCanvas(SliceCanvas):
             painter.setBrush(colour)
             length = max(1.0, float(end[k] - start[k]))
             if vertical:
-                painter.drawRect(QRectF(w - STRIP_WIDTH - 2, float(start[k]), STRIP_WIDTH, length))
+                painter.drawRect(QRectF(w - STRIP_WIDTH - STRIP_INSET, float(start[k]), STRIP_WIDTH, length))
             else:
-                painter.drawRect(QRectF(float(start[k]), h - STRIP_WIDTH - 2, length, STRIP_WIDTH))
+                painter.drawRect(QRectF(float(start[k]), h - STRIP_WIDTH - STRIP_INSET, length, STRIP_WIDTH))
         painter.setPen(QPen(QColor(KEY_COLOUR), 2))
         for k in strip.keys:
             if 0 <= k < len(strip.lo):
                 c = float(start[k] + end[k]) / 2.0
                 if vertical:
-                    painter.drawLine(QPointF(w - STRIP_WIDTH - 10, c), QPointF(w - STRIP_WIDTH - 3, c))
+                    painter.drawLine(
+                        QPointF(w - STRIP_WIDTH - STRIP_INSET - 8, c),
+                        QPointF(w - STRIP_WIDTH - STRIP_INSET - 1, c),
+                    )
                 else:
-                    painter.drawLine(QPointF(c, h - STRIP_WIDTH - 10), QPointF(c, h - STRIP_WIDTH - 3))
+                    painter.drawLine(
+                        QPointF(c, h - STRIP_WIDTH - STRIP_INSET - 8),
+                        QPointF(c, h - STRIP_WIDTH - STRIP_INSET - 1),
+                    )
 
 
 class MprPane(QWidget):
