@@ -83,6 +83,8 @@ class LayoutController(QObject):
         self._shown_volume = None
         if self.current == THREE:
             self._show_volume()
+        else:  # drop the reformats' hold on the old volume (the cache decides what stays in memory)
+            self.mpr.set_volume(None)
 
     # -- layout -----------------------------------------------------------------------------------------------
 

@@ -101,6 +101,9 @@ class MprCanvas(SliceCanvas):
         super().__init__()
         self.vb = MprViewBox()
         self.setCentralItem(self.vb)
+        # Three of these share the image area: a smaller minimum than the single view's, so the 1 × 3 page does
+        # not widen the window's minimum size.
+        self.setMinimumSize(100, 100)
         self.strip: Strip | None = None
 
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 (Qt override)
