@@ -192,6 +192,8 @@ def _axis_terms(coordinate: np.ndarray, size: int) -> list[tuple[np.ndarray, np.
 def _bilinear(source: Source, side: _Side, rows: int, cols: int) -> np.ndarray:
     """Bilinear values of ``source`` at one side's (slice, row, column), float32; sums in place, so a plane needs
     few temporaries of its size."""
+    if not isinstance(source, np.ndarray):
+        return _bilinear_per_slice(source, side, rows, cols)
     total: np.ndarray | None = None
     for j, wj in _axis_terms(side.j, rows):
         for i, wi in _axis_terms(side.i, cols):
@@ -204,31 +206,39 @@ def _bilinear(source: Source, side: _Side, rows: int, cols: int) -> np.ndarray:
     return total
 
 
-def _in_place(op: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``op(a, b)``, written into ``a`` when it has the result's shape."""
-    if a.shape == np.broadcast_shapes(a.shape, b.shape):
-        return op(a, b, out=a)
-    return op(a, b)
+def _bilinear_2d(data: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """Bilinear values of one slice's 2-D map at rows ``j`` and columns ``i`` (the same terms as the volume's)."""
+    total: np.ndarray | None = None
+    for jj, wj in _axis_terms(j, data.shape[0]):
+        for ii, wi in _axis_terms(i, data.shape[1]):
+            values = data[jj, ii].astype(np.float32)
+            for w in (wj, wi):
+                if w is not None:
+                    values = _in_place(np.multiply, values, w)
+            total = values if total is None else _in_place(np.add, total, values)
+    assert total is not None
+    return total
 
 
-def _gather(source: Source, k: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
-    """``source[k, j, i]`` as float32 (NaN where a per-slice source has no map for the slice)."""
-    if isinstance(source, np.ndarray):
-        return source[k, j, i].astype(np.float32, copy=False)
-    shape = np.broadcast_shapes(k.shape, j.shape, i.shape)
+def _bilinear_per_slice(
+    source: Callable[[int], np.ndarray | None], side: _Side, rows: int, cols: int
+) -> np.ndarray:
+    """Bilinear values of a per-slice source: each slice's map sampled at the pixels that lie in that slice;
+    NaN where the slice has no map."""
+    shape = np.broadcast_shapes(side.k.shape, side.j.shape, side.i.shape)
     out = np.full(shape, np.nan, dtype=np.float32)
-    first, last = int(k.min()), int(k.max())
-    present = {m: data for m in range(first, last + 1) if (data := source(m)) is not None}
+    first, last = int(side.k.min()), int(side.k.max())
+    present = {m: np.asarray(data) for m in range(first, last + 1) if (data := source(m)) is not None}
     if not present:
         return out
-    jj, ii = np.broadcast_to(j, shape), np.broadcast_to(i, shape)
-    if k.shape[1] == 1:  # the usual case: one slice per output row
+    jj, ii = np.broadcast_to(side.j, shape), np.broadcast_to(side.i, shape)
+    if side.k.shape[1] == 1:  # the usual case: one slice per output row
         for m, data in present.items():
-            rows = np.nonzero(k[:, 0] == m)[0]
-            out[rows] = np.asarray(data)[jj[rows], ii[rows]]
+            chosen = np.nonzero(side.k[:, 0] == m)[0]
+            out[chosen] = _bilinear_2d(data, jj[chosen], ii[chosen])
         return out
-    # Otherwise group the pixels of the slices that have data by slice, once (no mask per slice).
-    flat_k = np.broadcast_to(k, shape).ravel()
+    # Otherwise group the pixels of the slices that have maps by slice, once (no mask per slice).
+    flat_k = np.broadcast_to(side.k, shape).ravel()
     has = np.zeros(last - first + 1, dtype=bool)
     has[[m - first for m in present]] = True
     chosen = np.nonzero(has[flat_k - first])[0]
@@ -237,16 +247,21 @@ def _gather(source: Source, k: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.n
     flat_j, flat_i, flat_out = jj.ravel(), ii.ravel(), out.reshape(-1)
     for m, data in present.items():
         group = chosen[np.searchsorted(slices, m, "left") : np.searchsorted(slices, m, "right")]
-        flat_out[group] = np.asarray(data)[flat_j[group], flat_i[group]]
+        flat_out[group] = _bilinear_2d(data, flat_j[group], flat_i[group])
     return out
-    jj, ii = np.broadcast_to(j, shape), np.broadcast_to(i, shape)
-    per_row = k.shape[1] == 1  # the usual case: one slice per output row
-    for m, data in present:
-        chosen = k == m
-        if per_row:
-            rows = np.nonzero(chosen[:, 0])[0]
-            out[rows] = np.asarray(data)[jj[rows], ii[rows]]
-        else:
-            chosen = np.broadcast_to(chosen, shape)
-            out[chosen] = np.asarray(data)[jj[chosen], ii[chosen]]
-    return out
+
+
+def _in_place(op: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``op(a, b)``, written into ``a`` when it has the result's shape."""
+    if a.shape == np.broadcast_shapes(a.shape, b.shape):
+        return op(a, b, out=a)
+    return op(a, b)
+
+
+def _gather(source: np.ndarray, k: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """``source[k, j, i]`` as a fresh float32 array (one flat ``take`` when the array is contiguous)."""
+    if source.flags.c_contiguous:
+        _, rows, cols = source.shape
+        flat = (k.astype(np.intp) * rows + j) * cols + i
+        return np.take(source.reshape(-1), flat).astype(np.float32, copy=False)
+    return source[k, j, i].astype(np.float32, copy=False)
