@@ -220,3 +220,13 @@ def test_three_planes_stay_within_half_the_volume_of_extra_memory(dtype: type) -
     finally:
         tracemalloc.stop()
     assert peak <= 0.5 * volume.array.nbytes, (peak, volume.array.nbytes)
+
+
+def test_feet_first_axial_plane_is_its_slice_mirrored_to_the_patients_left_on_the_right() -> None:
+    volume = _volume("feet_first")
+    reformat = Reformatter.of(volume)
+    depths = reformat.layout.depths(PlaneKind.AXIAL)
+    k = 5  # slice 0 is the most superior: depths ascend as slices descend
+    image = reformat.plane(volume.array, PlaneKind.AXIAL, float(volume.positions[k][2]))
+    np.testing.assert_array_equal(image.data, volume.array[k][:, ::-1])
+    assert depths[0] == pytest.approx(volume.positions[-1][2])

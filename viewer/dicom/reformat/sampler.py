@@ -258,8 +258,38 @@ def _in_place(op: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return op(a, b)
 
 
+def _as_slice(index: np.ndarray) -> slice | None:
+    """``index`` (1-D) as a slice when it runs in steps of +1 or -1."""
+    if len(index) == 1:
+        return slice(int(index[0]), int(index[0]) + 1)
+    step = int(index[1] - index[0])
+    if step not in (1, -1) or not np.all(np.diff(index) == step):
+        return None
+    stop = int(index[-1]) + step
+    return slice(int(index[0]), stop if stop >= 0 else None, step)
+
+
+def _slice_block(plane: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray | None:
+    """``plane[j, i]`` for a row index along one output axis and a column index along the other, copied by
+    slicing (no gather); None when they are not runs of one."""
+    if j.shape[1] == 1 and i.shape[0] == 1:
+        rows, cols, transpose = _as_slice(j[:, 0]), _as_slice(i[0, :]), False
+    elif j.shape[0] == 1 and i.shape[1] == 1:
+        rows, cols, transpose = _as_slice(j[0, :]), _as_slice(i[:, 0]), True
+    else:
+        return None
+    if rows is None or cols is None:
+        return None
+    block = plane[rows, cols]
+    return (block.T if transpose else block).astype(np.float32)
+
+
 def _gather(source: np.ndarray, k: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
     """``source[k, j, i]`` as a fresh float32 array (one flat ``take`` when the array is contiguous)."""
+    if k.size == 1:  # one slice (a plane parallel to the slices): rows and columns in steps of one are slices
+        block = _slice_block(source[int(k.reshape(-1)[0])], j, i)
+        if block is not None:
+            return block
     if source.flags.c_contiguous:
         _, rows, cols = source.shape
         flat = (k.astype(np.intp) * rows + j) * cols + i
