@@ -495,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo_data)
 
     p = sub.add_parser("bench", help="run benchmarks against baselines measured in the same run")
-    p.add_argument("suites", nargs="*", help="index, load, gui, model (default: all)")
+    p.add_argument("suites", nargs="*", help="index, load, gui, model, analysis, mpr (default: all)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--json", metavar="FILE", default="bench/results.json", help="write results as JSON")
     p.set_defaults(func=cmd_bench)

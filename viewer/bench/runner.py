@@ -63,12 +63,21 @@ def _analysis(quick: bool) -> dict[str, Any]:
     return {**bench_analysis(), "under_load": bench_analysis_under_load()}
 
 
+def _mpr(quick: bool) -> dict[str, Any]:
+    from viewer.bench.mpr import run_mpr_benchmark
+
+    if quick:
+        return run_mpr_benchmark(n_slices=60, matrix=256, repeats=3, frames=10)
+    return run_mpr_benchmark()
+
+
 SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "index": _index,
     "load": _load,
     "gui": _gui,
     "model": _model,
     "analysis": _analysis,
+    "mpr": _mpr,
 }
 
 

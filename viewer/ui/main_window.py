@@ -46,6 +46,7 @@ from viewer.ui.export_controller import ExportController
 from viewer.ui.image_view import CursorInfo, ImageView
 from viewer.ui.import_log import ImportLog, ImportLogDialog
 from viewer.ui.jobs import JobTag, SliceReady, index_paths, load_tagged, make_thumbnails
+from viewer.ui.layouts import LayoutController
 from viewer.ui.preferences import PreferencesDialog
 from viewer.ui.progress import ProgressPanel
 from viewer.ui.send_controller import SendController
@@ -106,7 +107,8 @@ class MainWindow(QMainWindow):
         self.auto_open_first = True  # open the first series once a folder is indexed
 
         self.view = ImageView()
-        self.setCentralWidget(self.view)
+        self.layouts = LayoutController(self.view, self.current_volume, self)
+        self.setCentralWidget(self.layouts.widget)
         self.browser = StudyBrowser()
         self.browser_dock = self.add_dock(
             self.browser, "Studies", Qt.DockWidgetArea.LeftDockWidgetArea, min_width=280, width=330
@@ -124,6 +126,9 @@ class MainWindow(QMainWindow):
         status.addPermanentWidget(self.value_label)
         status.addPermanentWidget(self.position_label)
         self.view.cursor_moved.connect(self._on_cursor)
+        self.layouts.mpr.cursor_moved.connect(self._on_cursor)
+        self.series_opened.connect(self.layouts.on_series_changed)
+        self.volume_loaded.connect(self.layouts.on_series_changed)
         self.view.cine_fps_changed.connect(self._on_fps_changed)
         self.view.set_cine_fps(self.settings.cine_fps)
 
@@ -153,6 +158,8 @@ class MainWindow(QMainWindow):
         )
         self._place_export(self.export, self.analysis)
         self._place_export(self.send, self.analysis)
+        self.layouts.attach_evidence(self.analysis.overlay, lambda: self.analysis.shown_result)
+        self._place_layouts(self.layouts)
         self._restore_layout()
 
     # -- building ---------------------------------------------------------------------------------------------
@@ -210,6 +217,19 @@ class MainWindow(QMainWindow):
 
         self.series_opened.connect(analysis.on_series_opened)
         self.volume_loaded.connect(analysis.on_volume_loaded)
+
+    def _place_layouts(self, layouts: LayoutController) -> None:
+        """The layout switches in View and on their own toolbar."""
+        self.view_menu.addSeparator()
+        toolbar = QToolBar("Layout", self)
+        toolbar.setObjectName("toolbar-layout")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for action in layouts.actions:
+            self.view_menu.addAction(action)
+            toolbar.addAction(action)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, toolbar)
+        self.layout_toolbar = toolbar
 
     def _place_export(self, export: ExportController | SendController, analysis: AnalysisController) -> None:
         """Put Export Report… (then Send Results to PACS…) above Quit in File, and re-check whether it is
@@ -272,9 +292,9 @@ class MainWindow(QMainWindow):
             self.preset_actions.append(action)
         self._update_preset_labels()
         self._action(view_menu, "Default Window (DICOM)", self.view.reset_window, "0")
-        self._action(view_menu, "&Invert", self.view.toggle_invert, "I")
-        self._action(view_menu, "&Reset View", self.view.reset_view, "R")
-        self._action(view_menu, "Fit to Window", self.view.fit, "F")
+        self._action(view_menu, "&Invert", self.layouts.toggle_invert, "I")
+        self._action(view_menu, "&Reset View", self.layouts.reset_view, "R")
+        self._action(view_menu, "Fit to Window", self.layouts.fit, "F")
         self._action(view_menu, "Cine Play/Stop", self.view.toggle_cine, "Space")
         view_menu.addSeparator()
         self._action(view_menu, "&Full Screen", self.toggle_full_screen, "F11")
@@ -670,7 +690,7 @@ class MainWindow(QMainWindow):
     def _show_help_message(self) -> None:
         self.statusBar().showMessage(
             "Wheel/↑↓: slice · PgUp/PgDn: 10% · Home/End · left-drag: W/L · right-drag: zoom · middle-drag: pan · "
-            "double-click: fit · 1–6 presets · 0 default · I invert · R reset · Space cine · F11 full screen",
+            "double-click: fit · Ctrl+1/Ctrl+3: 1×1/1×3 layout · 1–6 presets · 0 default · I invert · R reset · Space cine · F11 full screen",
             15000,
         )
 

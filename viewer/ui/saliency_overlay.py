@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QPoint, Qt
+from PySide6.QtCore import QEvent, QObject, QPoint, Qt, Signal
 from PySide6.QtGui import QFontMetrics, QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
@@ -139,8 +139,11 @@ class SaliencyOverlay(QObject):
     """The saliency layer of an :class:`ImageView`: its look (opacity, threshold, on/off) and its legend.
 
     ``source(k)`` (set with :meth:`show_maps`) returns slice ``k``'s normalised uint8 map, or None when it is not there
-    (yet); ``on_missing(k)`` is then called so the owner can compute it.
+    (yet); ``on_missing(k)`` is then called so the owner can compute it. ``changed`` is emitted whenever what is
+    drawn may change (maps, look, on/off), for other views of the same maps (the reformats).
     """
+
+    changed = Signal()
 
     def __init__(self, view: ImageView, on_missing: Callable[[int], None] | None = None) -> None:
         super().__init__(view)
@@ -181,18 +184,21 @@ class SaliencyOverlay(QObject):
             z=Z_OVERLAY,
         )
         self._update_legend()
+        self.changed.emit()
 
     def clear(self) -> None:
         """Remove the map and its legend."""
         self._source = None
         self.view.remove_overlay(OVERLAY_NAME)
         self.legend.hide()
+        self.changed.emit()
 
     def set_enabled(self, on: bool) -> None:
         """Show or hide the map."""
         self.enabled = bool(on)
         self.view.refresh_overlays()
         self._update_legend()
+        self.changed.emit()
 
     def set_scaling(self, scaling: str) -> None:
         """Name the maps' scaling (``"series"`` or ``"slice"``) in the legend; the owner supplies maps scaled so."""
@@ -205,17 +211,30 @@ class SaliencyOverlay(QObject):
         """Map opacity, clamped to 0…1."""
         self.opacity = float(min(max(opacity, 0.0), 1.0))
         self.view.set_overlay_opacity(OVERLAY_NAME, self.opacity)
+        self.changed.emit()
 
     def set_threshold(self, threshold: float) -> None:
         """Scaled saliency below which pixels stay transparent, clamped to 0…0.95."""
         self.threshold = float(min(max(threshold, 0.0), 0.95))
         self.legend.set_threshold(self.threshold)
         self.view.set_overlay_lut(OVERLAY_NAME, saliency_lut(self.threshold))
+        self.changed.emit()
 
     def refresh(self) -> None:
         """A map became available: draw it if it is the current slice's."""
         self.view.refresh_overlays()
         self._update_legend()
+        self.changed.emit()
+
+    def map_of(self, k: int) -> np.ndarray | None:
+        """Slice ``k``'s map as drawn, if shown and computed (nothing is computed on demand here)."""
+        if not self.enabled or self._source is None:
+            return None
+        return self._source(k)
+
+    def lut(self) -> np.ndarray:
+        """The colours drawn for map values 0–255 at the current threshold."""
+        return saliency_lut(self.threshold)
 
     def _provide(self, k: int) -> np.ndarray | None:
         if not self.enabled or self._source is None:
