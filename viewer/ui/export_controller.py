@@ -14,14 +14,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from PySide6.QtCore import QObject, QStandardPaths, Signal
+from PySide6.QtCore import QStandardPaths, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QWidget
 
 from viewer.analysis.session import AnalysisSession
-from viewer.dicom.volume import Volume
 from viewer.report.export import (
     ExportChoices,
     ExportOutcome,
@@ -35,24 +33,16 @@ from viewer.report.output import source_folders
 from viewer.ui.error_dialog import report_exception
 from viewer.ui.export_dialog import ExportDialog
 from viewer.ui.image_view import ImageView
+from viewer.ui.result_command import ResultCommand, ResultSource
 from viewer.ui.results_panel import format_probability
 from viewer.ui.saliency_overlay import SaliencyOverlay
 from viewer.ui.settings import ViewerSettings
-from viewer.ui.workers import Handlers, JobHost, WorkerThread
+from viewer.ui.workers import Handlers, JobHost
 
 log = logging.getLogger(__name__)
 
 
 JOB_KEY = "export"
-
-
-class ExportSource(Protocol):
-    """The series on screen as an export needs it (the main window is one)."""
-
-    @property
-    def opened_folders(self) -> tuple[Path, ...]: ...
-
-    def current_volume(self) -> Volume | None: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +54,7 @@ class ExportTag:
     choices: ExportChoices
 
 
-class ExportController(QObject):
+class ExportController(ResultCommand):
     """The Export Report command of one window.
 
     The window composes it: it hands over the image view, the saliency overlay, how to get the analysis on
@@ -87,22 +77,16 @@ class ExportController(QObject):
         view: ImageView,
         overlay: SaliencyOverlay,
         shown_session: Callable[[], AnalysisSession | None],
-        series: ExportSource,
+        series: ResultSource,
         jobs: JobHost,
         settings: ViewerSettings,
         parent: QWidget,
     ) -> None:
-        super().__init__(parent)
+        super().__init__(JOB_KEY, "Export", shown_session, series, jobs, parent)
         self.view = view
         self.overlay = overlay
-        self.shown_session = shown_session
-        self.series = series
-        self.jobs = jobs
         self.settings = settings
-        self._parent = parent
         self.dialog: ExportDialog | None = None
-        self._thread: WorkerThread | None = None
-        self._generation = 0
         self._retry: dict[str, ExportChoices] = {}
 
         self.action = QAction("Export &Report…", parent)
@@ -114,22 +98,6 @@ class ExportController(QObject):
         self.update_enabled()
 
     # -- state ------------------------------------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
-    def target(self) -> tuple[Volume, AnalysisSession] | None:
-        """``(volume, session)`` when the series on screen is loaded and shows its own result, else None."""
-        session = self.shown_session()
-        volume = self.series.current_volume()
-        if session is None or volume is None or not session.result.matches(volume):
-            return None
-        return volume, session
-
-    def update_enabled(self, *_: object) -> None:
-        """Enable Export only while nothing is being exported and the series on screen shows its own result."""
-        self.action.setEnabled(not self.running and self.target() is not None)
 
     def view_state(self) -> ViewState:
         """The slice, window and overlay on screen now (what the PNG shows)."""
@@ -218,9 +186,8 @@ class ExportController(QObject):
         volume, session = target
         settings = self.settings
         settings.export_deidentify = choices.anonymize
-        self._generation += 1
-        tag = ExportTag(self._generation, session.result.identity.stack_uid, choices)
-        self._thread = self.jobs.pool.run(
+        tag = ExportTag(self.next_generation(), session.result.identity.stack_uid, choices)
+        thread = self.jobs.pool.run(
             run_export,
             volume,
             session,
@@ -237,22 +204,9 @@ class ExportController(QObject):
                 stopped=self._on_stopped,
             ),
         )
-        self.update_enabled()
-        self.jobs.progress.begin(JOB_KEY, "Exporting the report", self.cancel)
+        self._start_run(thread, "Exporting the report")
         self.jobs.status_bar.showMessage(f"Exporting the report to {choices.pdf}…")
         return True
-
-    def cancel(self) -> None:
-        thread = self._thread
-        if thread is not None:
-            thread.cancel()
-
-    def _is_current(self, tag: ExportTag) -> bool:
-        return self._thread is not None and self._thread.tag == tag
-
-    def _on_progress(self, tag: ExportTag, done: int, total: int, text: str) -> None:
-        if self._is_current(tag):
-            self.jobs.progress.update_job(JOB_KEY, done, total, f"Export: {text}" if text else "")
 
     def _on_finished(self, tag: ExportTag, outcome: ExportOutcome) -> None:
         if not self._is_current(tag):
@@ -281,9 +235,3 @@ class ExportController(QObject):
     def _on_cancelled(self, tag: ExportTag) -> None:
         if self._is_current(tag):
             self.jobs.status_bar.showMessage("Export cancelled; nothing was written", 5000)
-
-    def _on_stopped(self, tag: ExportTag) -> None:
-        if self._is_current(tag):
-            self._thread = None
-            self.jobs.progress.end(JOB_KEY)
-            self.update_enabled()

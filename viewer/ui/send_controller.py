@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
 
@@ -20,11 +20,11 @@ from viewer.errors import ViewerError
 from viewer.pacs.nodes import Node, NodeBook
 from viewer.pacs.results import SentResults, send_analysis
 from viewer.ui.error_dialog import report_exception
-from viewer.ui.export_controller import ExportSource
 from viewer.ui.pacs_secret import ask_secret
+from viewer.ui.result_command import ResultCommand, ResultSource
 from viewer.ui.saliency_overlay import SaliencyOverlay
 from viewer.ui.settings import ViewerSettings
-from viewer.ui.workers import Handlers, JobHost, WorkerThread
+from viewer.ui.workers import Handlers, JobHost
 
 JOB_KEY = "send"
 
@@ -48,7 +48,7 @@ class SendTag:
     node: str
 
 
-class SendController(QObject):
+class SendController(ResultCommand):
     """The Send Results to PACS command of one window.
 
     Signals
@@ -66,20 +66,14 @@ class SendController(QObject):
         self,
         overlay: SaliencyOverlay,
         shown_session: Callable[[], AnalysisSession | None],
-        series: ExportSource,
+        series: ResultSource,
         jobs: JobHost,
         settings: ViewerSettings,
         parent: QWidget,
     ) -> None:
-        super().__init__(parent)
+        super().__init__(JOB_KEY, "Send", shown_session, series, jobs, parent)
         self.overlay = overlay
-        self.shown_session = shown_session
-        self.series = series
-        self.jobs = jobs
         self.settings = settings
-        self._parent = parent
-        self._thread: WorkerThread | None = None
-        self._generation = 0
         self._secrets: dict[str, str | None] = {}
         self._last_node = ""
         self.action = QAction("Send Results to &PACS…", parent)
@@ -89,21 +83,6 @@ class SendController(QObject):
         )
         self.action.triggered.connect(self.start)
         self.update_enabled()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
-    def target(self) -> tuple[object, AnalysisSession] | None:
-        session = self.shown_session()
-        volume = self.series.current_volume()
-        if session is None or volume is None or not session.result.matches(volume):
-            return None
-        return volume, session
-
-    def update_enabled(self, *_: object) -> None:
-        """Enabled while nothing is being sent and the series on screen shows its own result."""
-        self.action.setEnabled(not self.running and self.target() is not None)
 
     def start(self) -> bool:
         """Choose a node and send; True when a send started."""
@@ -139,9 +118,8 @@ class SendController(QObject):
             return False
         self._last_node = node.name
         volume, session = target
-        self._generation += 1
-        tag = SendTag(self._generation, session.result.identity.stack_uid, node.name)
-        self._thread = self.jobs.pool.run(
+        tag = SendTag(self.next_generation(), session.result.identity.stack_uid, node.name)
+        thread = self.jobs.pool.run(
             send_analysis,
             volume,
             session,
@@ -159,22 +137,9 @@ class SendController(QObject):
                 stopped=self._on_stopped,
             ),
         )
-        self.update_enabled()
-        self.jobs.progress.begin(JOB_KEY, f"Sending to {node.name}", self.cancel)
+        self._start_run(thread, f"Sending to {node.name}")
         bar.showMessage(f"Sending the results to PACS {node.name}…")
         return True
-
-    def cancel(self) -> None:
-        thread = self._thread
-        if thread is not None:
-            thread.cancel()
-
-    def _is_current(self, tag: SendTag) -> bool:
-        return self._thread is not None and self._thread.tag == tag
-
-    def _on_progress(self, tag: SendTag, done: int, total: int, text: str) -> None:
-        if self._is_current(tag):
-            self.jobs.progress.update_job(JOB_KEY, done, total, f"Send: {text}" if text else "")
 
     def _on_finished(self, tag: SendTag, outcome: SentResults) -> None:
         if not self._is_current(tag):
@@ -200,9 +165,3 @@ class SendController(QObject):
             self.jobs.status_bar.showMessage(
                 f"Send to PACS {tag.node} cancelled; what was already stored stays there", 8000
             )
-
-    def _on_stopped(self, tag: SendTag) -> None:
-        if self._is_current(tag):
-            self._thread = None
-            self.jobs.progress.end(JOB_KEY)
-            self.update_enabled()
