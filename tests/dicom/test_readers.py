@@ -249,3 +249,17 @@ def test_warnings_while_loading_go_to_the_debug_log_not_stderr(
     assert any("UserWarning" in m for m in debug) and any("pydicom WARNING" in m for m in debug)
     assert not any("implicit VR" in m for m in debug)  # the text may quote header values: withheld
     assert warnings.filters == filters  # the test's own filters (warnings are errors) are back
+
+
+def test_simpleitk_reader_keeps_itk_warnings_off_stderr(tmp_path: Path, capfd, caplog) -> None:
+    """ITK prints "Non uniform sampling or missing slices detected" for a stack with a gap: it goes to the debug
+    log, not to the process's stderr (issue #15: nothing reaches stderr during a load)."""
+    import logging
+
+    paths, _ = _series(tmp_path, n=6)
+    gapped = [p for p in sorted(paths) if p != sorted(paths)[2]]
+    with caplog.at_level(logging.DEBUG, logger="viewer.dicom.codec_guard"):
+        volume = SimpleITKReader().read(_stack(gapped))
+    assert volume.array.shape[0] == 5
+    assert capfd.readouterr().err == ""
+    assert any("Non uniform sampling" in r.getMessage() for r in caplog.records)

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from viewer.dicom.codec_guard import native_stderr_captured
 from viewer.dicom.geometry import GeometryWarning, VolumeGeometry, build_geometry, normal_from_orientation
 from viewer.dicom.headers import InstanceHeader
 from viewer.dicom.identifiers import SeriesIdentifiers
@@ -646,7 +647,10 @@ class SimpleITKReader:
 
         reader.AddCommand(sitk.sitkProgressEvent, on_progress)
         try:
-            image = reader.Execute()
+            # ITK's warnings and GDCM's messages go to the debug log, not the process's stderr; this holds the
+            # capture for the whole series (SimpleITK decodes it in one call).
+            with native_stderr_captured("simpleitk", tuple(files)):
+                image = reader.Execute()
         except RuntimeError as exc:
             if cancel is not None and cancel():
                 raise CancelledError() from None
