@@ -108,7 +108,7 @@ def _create_socket(self: AssociationSocket, address: Any) -> socket.socket:
 AssociationSocket._create_socket = _create_socket  # type: ignore[method-assign]
 
 
-def _nodelay_on_accept(event: evt.Event) -> None:
+def nodelay_on_accept(event: evt.Event) -> None:
     """Our storage SCP (C-MOVE destination): TCP_NODELAY on each accepted connection too."""
     sock = getattr(event.assoc.dul.socket, "socket", None)
     if sock is not None:
@@ -627,7 +627,7 @@ def move(
         server = scp.start_server(
             (bind_host, node.move_port),
             block=False,
-            evt_handlers=[(evt.EVT_C_STORE, receiver.on_store), (evt.EVT_CONN_OPEN, _nodelay_on_accept)],
+            evt_handlers=[(evt.EVT_C_STORE, receiver.on_store), (evt.EVT_CONN_OPEN, nodelay_on_accept)],
         )
     except OSError as exc:
         raise PacsError(

@@ -20,6 +20,8 @@ CONFIG_DIR_ENV = "GRU_VIEWER_CONFIG_DIR"
 NODES_FILE = "pacs-nodes.json"
 DEFAULT_CALLING_AE = "GRUVIEWER"
 DEFAULT_MOVE_PORT = 11113
+#: The receiver (:mod:`.listener`): DICOM's registered port, on loopback unless another interface is chosen.
+DEFAULT_LISTEN_PORT, DEFAULT_LISTEN_BIND = 11112, "127.0.0.1"
 AUTH_KINDS = ("none", "basic", "bearer")
 _FORMAT = 1
 
