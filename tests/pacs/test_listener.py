@@ -24,7 +24,7 @@ def forty(pacs, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Pat
     """A 40-slice series stored into the test PACS: (series UID, source files)."""
     from viewer.synth.writer import SeriesMeta
 
-    meta = SeriesMeta.invented("Pacs^Push", "PACS-P", "Axial", series_number=1, study_date="20240601")
+    meta = SeriesMeta.invented("Push^Forty", "PUSH-40", "Axial", series_number=1, study_date="20240601")
     files = _write_series(tmp_path_factory.mktemp("push"), "push", meta, 40, 0)
     c_store(files)
     return meta.series_uid, files
@@ -59,7 +59,7 @@ def test_a_pushed_series_arrives_complete_and_indexed(pacs, forty, store) -> Non
     got = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p for p in files}
     assert set(got) == {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in sources}
     for uid, path in got.items():
-        assert uid not in str(path) and series_uid not in str(path) and "Push" not in str(path)
+        assert uid not in str(path) and series_uid not in str(path) and "Forty" not in str(path)
         assert path.is_relative_to(store.root) and (path.stat().st_mode & 0o777) == 0o600
     with HeaderCache() as cache:
         rows = cache.lookup([str(p) for p in files])

@@ -107,6 +107,31 @@ def _create_socket(self: AssociationSocket, address: Any) -> socket.socket:
 
 AssociationSocket._create_socket = _create_socket  # type: ignore[method-assign]
 
+_serve_request = Association._serve_request
+
+
+def _serve_or_hand_back(self: Association, msg: Any, context_id: int) -> None:
+    """pynetdicom's ``_serve_request``, except that a *response* taken off the queue while a ``send_*()`` of
+    this association is under way goes back to the head of the queue, where that call waits for it.
+
+    pynetdicom 3.0's reactor and its ``send_*()`` methods pause each other with a flag and an event that
+    leave a window: the reactor can pass its pause point just as a send starts, take the send's response
+    and drop it as an "unexpected … service message"; the send then times out. Fast answers (TCP_NODELAY)
+    and a busy machine make it likely (seen in about one test run in five on 2 loaded cores).
+    """
+    sending = not self._reactor_checkpoint.is_set()
+    if sending and msg is not None and not msg.is_valid_request and self.is_requestor:
+        q = self.dimse.msg_queue
+        with q.mutex:
+            q.queue.appendleft((context_id, msg))
+            q.unfinished_tasks += 1
+            q.not_empty.notify()
+        return
+    _serve_request(self, msg, context_id)
+
+
+Association._serve_request = _serve_or_hand_back  # type: ignore[method-assign]
+
 
 def nodelay_on_accept(event: evt.Event) -> None:
     """Our storage SCP (C-MOVE destination): TCP_NODELAY on each accepted connection too."""

@@ -16,7 +16,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
@@ -26,7 +25,7 @@ from viewer.dicom.cache import HeaderCache
 from viewer.errors import ViewerError
 from viewer.pacs.dimse import MAX_PDU, RETRIEVE_TIMEOUT_S, nodelay_on_accept
 from viewer.pacs.failures import Failure, PacsError
-from viewer.pacs.nodes import DEFAULT_CALLING_AE, DEFAULT_LISTEN_BIND, DEFAULT_LISTEN_PORT, validate_ae_title
+from viewer.pacs.nodes import DEFAULT_LISTEN_BIND, DEFAULT_LISTEN_PORT, ListenerConfig
 from viewer.pacs.store import LocalStore
 
 DEFAULT_PORT, DEFAULT_BIND = (
@@ -41,43 +40,6 @@ IndexedFn = Callable[[list[Path]], None]
 RejectedFn = Callable[[str, str], None]
 
 
-@dataclass(frozen=True, slots=True)
-class ListenerConfig:
-    """Where the receiver listens and whom it accepts. ``allowed``: the calling AE titles that may store to us
-    (at least one: the receiver never accepts just anyone)."""
-
-    ae_title: str = DEFAULT_CALLING_AE
-    bind: str = DEFAULT_BIND
-    port: int = DEFAULT_PORT
-    allowed: tuple[str, ...] = ()
-
-    def validated(self) -> ListenerConfig:
-        """This configuration with its AE titles checked and normalised.
-
-        Raises
-        ------
-        ViewerError
-            An AE title or the port is invalid, or no calling AE title is allowed.
-        """
-        if not 1 <= self.port <= 65535:
-            raise ViewerError("Invalid receiver port", f"{self.port} is not a TCP port (1-65535)")
-        allowed = tuple(dict.fromkeys(validate_ae_title(a, "allowed calling AE title") for a in self.allowed))
-        if not allowed:
-            raise ViewerError(
-                "The receiver accepts nobody", "list the calling AE titles allowed to send (e.g. the PACS's)"
-            )
-        return replace(
-            self,
-            ae_title=validate_ae_title(self.ae_title, "receiver AE title"),
-            bind=self.bind.strip() or DEFAULT_BIND,
-            allowed=allowed,
-        )
-
-    def describe(self) -> str:
-        """One line: where and for whom."""
-        return f"{self.ae_title} on {self.bind}:{self.port}, accepting {', '.join(self.allowed)}"
-
-
 class StorageListener:
     """The C-STORE SCP. :meth:`start` binds (or raises :class:`PacsError`), :meth:`stop` closes the port and
     indexes what is still pending. ``received`` counts instances stored, ``refused`` those not stored,
@@ -90,13 +52,13 @@ class StorageListener:
         *,
         on_indexed: IndexedFn | None = None,
         on_rejected: RejectedFn | None = None,
-        interval_s: float = INDEX_INTERVAL_S,
+        interval_s: float | None = None,
     ) -> None:
         self.config = config.validated()
         self.store = store if store is not None else LocalStore()
         self.on_indexed = on_indexed
         self.on_rejected = on_rejected
-        self.interval_s = interval_s
+        self.interval_s = interval_s if interval_s is not None else INDEX_INTERVAL_S
         self.received = 0
         self.refused = 0
         self.rejected = 0

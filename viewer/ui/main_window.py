@@ -48,6 +48,7 @@ from viewer.ui.import_log import ImportLog, ImportLogDialog
 from viewer.ui.jobs import JobTag, SliceReady, index_paths, load_tagged, make_thumbnails
 from viewer.ui.preferences import PreferencesDialog
 from viewer.ui.progress import ProgressPanel
+from viewer.ui.receiver_controller import ReceiverController
 from viewer.ui.send_controller import SendController
 from viewer.ui.series_info import series_display_from_stack
 from viewer.ui.settings import ViewerSettings, WindowPreset
@@ -153,6 +154,8 @@ class MainWindow(QMainWindow):
         )
         self._place_export(self.export, self.analysis)
         self._place_export(self.send, self.analysis)
+        self.receiver = ReceiverController(self, self.settings, parent=self)
+        self.receiver.apply()
         self._restore_layout()
 
     # -- building ---------------------------------------------------------------------------------------------
@@ -634,6 +637,7 @@ class MainWindow(QMainWindow):
         if self.settings.cache_mb:
             self.cache.set_limit(self.settings.cache_mb * 2**20)
         self.analysis.set_scaling(self.settings.saliency_scaling)
+        self.receiver.apply(interactive=True)
 
     def clear_cache(self) -> None:
         self.cache.clear()
@@ -724,6 +728,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop cine and every worker (request interruption, quit, wait)."""
         self.view.stop_cine()
+        self.receiver.stop()
         self.cancel_load()
         self.pool.cancel_all()
         self.pool.shutdown()
