@@ -1,7 +1,8 @@
 """``gru-viewer bench``: run the benchmark suites and report one flat table plus JSON.
 
 Each suite returns nested dicts of numbers measured in this process, baselines included (SimpleITK and plain
-pydicom for loading, ``nn.GRU`` for the recurrence, the plain forward for explanations); the table flattens
+pydicom for loading, ``nn.GRU`` for the recurrence, the plain forward for explanations, dcmtk for the PACS
+client); the table flattens
 them to ``suite.path value`` rows so runs can be compared line by line.
 """
 
@@ -60,12 +61,21 @@ def _analysis(quick: bool) -> dict[str, Any]:
     return {**bench_analysis(), "under_load": bench_analysis_under_load()}
 
 
+def _pacs(quick: bool) -> dict[str, Any]:
+    from viewer.bench.pacs import run_pacs_benchmark
+
+    if quick:
+        return run_pacs_benchmark(n_slices=20, matrix=256, repeats=1)
+    return run_pacs_benchmark()
+
+
 SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "index": _index,
     "load": _load,
     "gui": _gui,
     "model": _model,
     "analysis": _analysis,
+    "pacs": _pacs,
 }
 
 
