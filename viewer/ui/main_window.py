@@ -342,10 +342,13 @@ class MainWindow(QMainWindow):
 
     def open_pacs_dialog(self) -> None:
         """File ▸ Query PACS…: search and retrieve; a retrieved study opens here."""
+        from viewer.ui.live_folder import LiveFolder
         from viewer.ui.pacs_dialog import PacsQueryDialog
 
         dialog = PacsQueryDialog(self.pool, parent=self)
-        dialog.retrieved.connect(lambda folder: self.open_paths([folder]))
+        live = LiveFolder(self, parent=dialog)  # the first slices show while the rest still arrive
+        dialog.arriving.connect(live.refresh)
+        dialog.retrieved.connect(live.refresh)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         self.pacs_dialog = dialog

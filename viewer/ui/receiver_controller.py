@@ -4,7 +4,8 @@
 The listener indexes arrivals on its own thread and calls back from there; the callback only emits a Qt signal,
 which Qt queues to the GUI thread. There the arrivals are collected and, at most once per
 :data:`REFRESH_INTERVAL_MS`, the window re-reads the store's study folder from the header index (on its index
-worker, as any folder is opened), keeping the series on screen. When the window shows another folder it is left
+worker, as any folder is opened), keeping the series on screen and reloading it if it has grown
+(:class:`~viewer.ui.live_folder.LiveFolder`). When the window shows another folder it is left
 alone and the status bar says what arrived; File ▸ Open Received Studies opens them.
 """
 
@@ -23,6 +24,7 @@ from viewer.pacs.listener import StorageListener
 from viewer.pacs.nodes import ListenerConfig
 from viewer.pacs.store import LocalStore
 from viewer.ui.error_dialog import report_exception
+from viewer.ui.live_folder import LiveFolder, LiveWindow
 from viewer.ui.settings import ViewerSettings
 
 REFRESH_INTERVAL_MS = 1000
@@ -30,20 +32,10 @@ REFRESH_INTERVAL_MS = 1000
 log = logging.getLogger(__name__)
 
 
-class ReceiverWindow(Protocol):
+class ReceiverWindow(LiveWindow, Protocol):
     """What the controller needs of the main window."""
 
-    auto_open_first: bool
-    index_ready: Signal
     file_menu: QMenu
-
-    @property
-    def opened_folders(self) -> tuple[Path, ...]: ...
-
-    @property
-    def current_uid(self) -> str | None: ...
-
-    def open_paths(self, paths: list[str]) -> None: ...
 
     def statusBar(self) -> QStatusBar: ...  # noqa: N802 (Qt's name)
 
@@ -75,7 +67,7 @@ class ReceiverController(QObject):
         self.error: str = ""
         self._pending: list[Path] = []
         self._total = 0
-        self._restoring = False
+        self.live = LiveFolder(window, self)
         self._indexed.connect(self._on_indexed, Qt.ConnectionType.QueuedConnection)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -162,14 +154,8 @@ class ReceiverController(QObject):
         if not n:
             return
         self._total += n
-        shown = self.window.opened_folders
-        if not shown or shown == (self.folder.resolve(),):
-            keep = self.window.current_uid is not None
-            if keep and not self._restoring:  # a refresh must not move the reader to another series
-                self._restoring = True
-                self.window.auto_open_first = False
-                self.window.index_ready.connect(self._restore_auto_open, Qt.ConnectionType.QueuedConnection)
-            self.window.open_paths([str(self.folder)])
+        # The received studies on screen (or nothing on screen): re-read them, keeping the series on screen.
+        if self.live.refresh(self.folder, take_over=not self.window.opened_folders):
             self.window.statusBar().showMessage(f"{n} instance(s) received", 5000)
         else:
             self.window.statusBar().showMessage(
@@ -177,9 +163,3 @@ class ReceiverController(QObject):
             )
         self.received.emit(n)
         self._timer.start(REFRESH_INTERVAL_MS)  # the next refresh no sooner than this
-
-    def _restore_auto_open(self, _index: object) -> None:
-        """After the refreshed index is shown (queued: after the window has decided what to open)."""
-        self.window.index_ready.disconnect(self._restore_auto_open)
-        self.window.auto_open_first = True
-        self._restoring = False
