@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.pacs import netns, orthanc
+from viewer.pacs import netns
+from viewer.pacs import testserver as orthanc
 
 
 @pytest.fixture(autouse=True)

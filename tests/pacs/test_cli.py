@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from tests.pacs import orthanc
+from viewer.pacs import testserver as orthanc
 
 
 def _cli(capsys, monkeypatch, *argv: str, stdin: str = "") -> tuple[int, str, str]:

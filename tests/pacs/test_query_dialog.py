@@ -87,12 +87,25 @@ def test_cancel_a_retrieve(pacs, qtbot, dialog, monkeypatch: pytest.MonkeyPatch)
     assert "cancelled" in dialog.status_label.text().lower()
 
 
-def test_file_menu_query_pacs_retrieves_and_opens(pacs, qtbot, tmp_path: Path, monkeypatch) -> None:
+def test_file_menu_query_pacs_shows_the_series_while_it_arrives(
+    pacs, qtbot, tmp_path: Path, monkeypatch
+) -> None:
+    import time
+
+    import pydicom
+
     from viewer.ui.app import create_application
     from viewer.ui.main_window import MainWindow
     from viewer.ui.settings import ViewerSettings
 
     monkeypatch.setenv("GRU_VIEWER_DATA_DIR", str(tmp_path / "data"))
+    original = pydicom.dataset.Dataset.save_as
+
+    def slow_save(self, *args, **kwargs):  # a slow link: 0.25 s per instance
+        original(self, *args, **kwargs)
+        time.sleep(0.25)
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "save_as", slow_save)
     NodeBook().put(dimse_node())
     create_application()
     window = MainWindow(ViewerSettings(tmp_path / "settings.ini"))
@@ -103,9 +116,18 @@ def test_file_menu_query_pacs_retrieves_and_opens(pacs, qtbot, tmp_path: Path, m
     dlg = window.pacs_dialog
     _search(qtbot, dlg, "Pacs^B*")
     dlg.tree.topLevelItem(0).setSelected(True)
-    with qtbot.waitSignal(window.index_ready, timeout=20_000) as opened:
-        dlg.retrieve_button.click()
-    index = opened.args[0]
-    assert index.n_files == 6 and index.n_cached == 6  # opened from the index the retrieve filled
+    dlg.retrieve_button.click()
+    qtbot.waitUntil(lambda: window.current_uid is not None, timeout=20_000)
+    assert (
+        not dlg.retrieve_button.isEnabled()
+    )  # the retrieve still runs: the first slices show before the rest
+    assert 1 <= window.index.n_files < 6
+    qtbot.waitUntil(lambda: dlg.retrieve_button.isEnabled(), timeout=20_000)
+    qtbot.waitUntil(
+        lambda: (v := window.current_volume()) is not None and v.array.shape[0] == 6, timeout=10_000
+    )
+    assert (
+        window.index.n_files == 6 and window.index.n_cached == 6
+    )  # opened from the index the retrieve filled
     dlg.reject()
     window.close()

@@ -10,7 +10,6 @@ import pydicom
 import pytest
 
 from tests.pacs.conftest import c_store, dimse_node, web_node
-from tests.pacs.orthanc import PASSWORD
 from viewer.analysis.model_cache import load_model
 from viewer.analysis.session import AnalysisSession
 from viewer.dicom.index import scan
@@ -18,6 +17,7 @@ from viewer.dicom.readers import load_stack
 from viewer.pacs import service
 from viewer.pacs.failures import Failure, PacsError
 from viewer.pacs.nodes import NodeBook
+from viewer.pacs.testserver import PASSWORD
 from viewer.report import build_report
 from viewer.report.dicom_results import build_result_objects
 from viewer.report.dicom_sr import read_finding

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pacs import orthanc
 from tests.pacs.conftest import dimse_node, web_node
 from viewer.pacs import service, web
+from viewer.pacs import testserver as orthanc
 from viewer.pacs.failures import Failure, PacsError
 from viewer.pacs.query import StudyQuery
 from viewer.pacs.retrieve import RetrieveProgress

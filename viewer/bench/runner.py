@@ -1,7 +1,8 @@
 """``gru-viewer bench``: run the benchmark suites and report one flat table plus JSON.
 
 Each suite returns nested dicts of numbers measured in this process, baselines included (SimpleITK and plain
-pydicom for loading, ``nn.GRU`` for the recurrence, the plain forward for explanations); the table flattens
+pydicom for loading, ``nn.GRU`` for the recurrence, the plain forward for explanations, dcmtk for the PACS
+client); the table flattens
 them to ``suite.path value`` rows so runs can be compared line by line.
 """
 
@@ -71,6 +72,14 @@ def _mpr(quick: bool) -> dict[str, Any]:
     return run_mpr_benchmark()
 
 
+def _pacs(quick: bool) -> dict[str, Any]:
+    from viewer.bench.pacs import run_pacs_benchmark
+
+    if quick:
+        return run_pacs_benchmark(n_slices=20, matrix=256, repeats=1)
+    return run_pacs_benchmark()
+
+
 SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "index": _index,
     "load": _load,
@@ -78,6 +87,7 @@ SUITES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "model": _model,
     "analysis": _analysis,
     "mpr": _mpr,
+    "pacs": _pacs,
 }
 
 

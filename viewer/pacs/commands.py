@@ -14,7 +14,15 @@ import sys
 from typing import Any
 
 from viewer.errors import ViewerError
-from viewer.pacs.nodes import AUTH_KINDS, DEFAULT_CALLING_AE, DEFAULT_MOVE_PORT, Node, NodeBook
+from viewer.pacs.nodes import (
+    AUTH_KINDS,
+    DEFAULT_CALLING_AE,
+    DEFAULT_LISTEN_BIND,
+    DEFAULT_LISTEN_PORT,
+    DEFAULT_MOVE_PORT,
+    Node,
+    NodeBook,
+)
 
 # The CLI's exit codes (see viewer.cli's epilog).
 EXIT_OK, EXIT_ERROR, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 1, 3, 130
@@ -207,6 +215,54 @@ def cmd_get(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_ERROR
 
 
+def cmd_listen(args: argparse.Namespace) -> int:
+    """``pacs listen``: the C-STORE SCP in the foreground until Ctrl+C; one line per indexed batch."""
+    import threading
+
+    from viewer.pacs.listener import ListenerConfig, StorageListener
+    from viewer.pacs.store import folders_of
+
+    _quiet_pynetdicom(args)
+    config = ListenerConfig(ae_title=args.ae_title, bind=args.bind, port=args.port, allowed=tuple(args.allow))
+    lock = threading.Lock()
+    total = 0
+
+    def indexed(paths: list) -> None:
+        nonlocal total
+        with lock:
+            total += len(paths)
+            folders = ", ".join(str(f) for f in folders_of(paths))
+            print(f"received {len(paths)} instance(s), {total} in all: {folders}", flush=True)
+
+    def rejected(calling: str, address: str) -> None:
+        print(
+            f"rejected an association from {calling!r} at {address}: not an allowed calling AE title",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    listener = StorageListener(config, on_indexed=indexed, on_rejected=rejected)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        listener.start()
+        print(
+            f"listening: {listener.config.describe()}; storing into {listener.store.root}; Ctrl+C stops",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        listener.stop()
+    print(
+        f"stopped: {listener.received} received, {listener.refused} refused, "
+        f"{listener.rejected} association(s) rejected",
+        flush=True,
+    )
+    return EXIT_OK
+
+
 def add_pacs_parser(sub: Any) -> None:
     """Add ``pacs`` and its subcommands to the CLI's subparsers."""
     pacs = sub.add_parser("pacs", help="PACS nodes, connection test, query and retrieve (DIMSE or DICOMweb)")
@@ -288,3 +344,26 @@ def add_pacs_parser(sub: Any) -> None:
     p.add_argument("--move", action="store_true", help="C-MOVE to our own storage SCP instead of C-GET")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_get)
+
+    p = cmds.add_parser(
+        "listen",
+        help="receive pushes (C-STORE SCP) into the private store, in the foreground until Ctrl+C",
+        description="Accept C-STORE from the calling AE titles given with --allow (others are rejected with "
+        "A-ASSOCIATE-RJ, reason 'calling AE title not recognised'); files go into the private store, named "
+        "by hash, and are indexed as they arrive. The PACS must know our AE title, host and port.",
+    )
+    p.add_argument(
+        "--allow", nargs="+", required=True, metavar="AE", help="calling AE titles allowed to send"
+    )
+    p.add_argument(
+        "--ae-title", default=DEFAULT_CALLING_AE, help=f"our AE title (default {DEFAULT_CALLING_AE})"
+    )
+    p.add_argument(
+        "--bind",
+        default=DEFAULT_LISTEN_BIND,
+        help=f"the interface address to listen on (default {DEFAULT_LISTEN_BIND})",
+    )
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_LISTEN_PORT, help=f"the TCP port (default {DEFAULT_LISTEN_PORT})"
+    )
+    p.set_defaults(func=cmd_listen)

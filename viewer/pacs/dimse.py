@@ -38,7 +38,7 @@ from pynetdicom.transport import AssociationSocket
 
 from viewer.errors import ViewerError
 from viewer.pacs.failures import Failure, PacsError
-from viewer.pacs.nodes import Node
+from viewer.pacs.nodes import Node, validate_ae_title
 from viewer.pacs.query import (
     SERIES_KEYS,
     STUDY_KEYS,
@@ -107,8 +107,33 @@ def _create_socket(self: AssociationSocket, address: Any) -> socket.socket:
 
 AssociationSocket._create_socket = _create_socket  # type: ignore[method-assign]
 
+_serve_request = Association._serve_request
 
-def _nodelay_on_accept(event: evt.Event) -> None:
+
+def _serve_or_hand_back(self: Association, msg: Any, context_id: int) -> None:
+    """pynetdicom's ``_serve_request``, except that a *response* taken off the queue while a ``send_*()`` of
+    this association is under way goes back to the head of the queue, where that call waits for it.
+
+    pynetdicom 3.0's reactor and its ``send_*()`` methods pause each other with a flag and an event that
+    leave a window: the reactor can pass its pause point just as a send starts, take the send's response
+    and drop it as an "unexpected … service message"; the send then times out. Fast answers (TCP_NODELAY)
+    and a busy machine make it likely (seen in about one test run in five on 2 loaded cores).
+    """
+    sending = not self._reactor_checkpoint.is_set()
+    if sending and msg is not None and not msg.is_valid_request and self.is_requestor:
+        q = self.dimse.msg_queue
+        with q.mutex:
+            q.queue.appendleft((context_id, msg))
+            q.unfinished_tasks += 1
+            q.not_empty.notify()
+        return
+    _serve_request(self, msg, context_id)
+
+
+Association._serve_request = _serve_or_hand_back  # type: ignore[method-assign]
+
+
+def nodelay_on_accept(event: evt.Event) -> None:
     """Our storage SCP (C-MOVE destination): TCP_NODELAY on each accepted connection too."""
     sock = getattr(event.assoc.dul.socket, "socket", None)
     if sock is not None:
@@ -461,9 +486,26 @@ def _watch_cancel(
                 return
             sent.set()
             if not done.wait(grace_s):
-                log.info("the PACS ignored C-CANCEL for %.0f s: aborting the association", grace_s)
-                assoc.abort()
+                log.info("the PACS ignored C-CANCEL for %.1f s: aborting the association", grace_s)
+                # Not pynetdicom's blocking abort: it waits for a peer still busy sending. And its send_c_get /
+                # send_c_move keep waiting for a response (up to the DIMSE timeout) after an abort: an empty
+                # item ends their wait at once, as "no response" (repeated: the reactor, running again after
+                # the abort, may take one first). _hang_up() then closes the connection.
+                assoc.abort(block=False)
+                while not done.wait(0.02):
+                    assoc.dimse.msg_queue.put((None, None))
             return
+
+
+def _hang_up(assoc: Association) -> None:
+    """After an abort: a moment for the A-ABORT to leave, then close the connection and let pynetdicom's
+    threads end (a peer that ignored C-CANCEL may never close its side)."""
+    assoc.join(0.2)
+    if assoc.is_alive():
+        transport = assoc.dul.socket
+        if transport is not None:
+            transport.close()
+        assoc.join(2.0)
 
 
 def _run_retrieve(
@@ -525,6 +567,8 @@ def _run_retrieve(
                 watcher.join()
             take_arrivals()
             _close(assoc)
+            if assoc.is_aborted or getattr(assoc, "_sent_abort", False):
+                _hang_up(assoc)
             receiver.store.clean_partials(result.folder)
     if final is None:
         if sent.is_set():
@@ -597,6 +641,25 @@ def get(
     return result
 
 
+def _move_hint(result: RetrieveResult, destination: str, node: Node) -> str:
+    """What to check when a C-MOVE failed before moving anything: the standard says 0xA801 when the PACS does
+    not know the destination; Orthanc (1.10) answers 0xC000 with no ErrorComment (its log: "Unknown modality
+    for AET")."""
+    if result.cancelled or result.completed or result.status in (0x0000, *_PENDING):
+        return ""
+    entry = f"AE title {destination}, this computer's address, port {node.move_port}"
+    if result.status == 0xA801:
+        return (
+            f"The PACS does not know the move destination {destination!r}: add it ({entry}) to its modalities"
+        )
+    if result.status & 0xF000 == 0xC000:
+        return (
+            f"Nothing was moved: if the PACS does not know the move destination {destination!r}, add it ({entry}) "
+            "to its modalities, or retrieve with C-GET"
+        )
+    return ""
+
+
 def move(
     node: Node,
     store: LocalStore,
@@ -607,9 +670,12 @@ def move(
     cancel: CancelFn | None = None,
     timeout: float = TIMEOUT_S,
     bind_host: str = "127.0.0.1",
+    destination: str | None = None,
 ) -> RetrieveResult:
     """C-MOVE a study or one series to our own storage SCP (``bind_host:node.move_port``, running only for
-    the move, accepting only the node's AE title), which writes into ``store``.
+    the move, accepting only the node's AE title), which writes into ``store``. ``destination``: the move
+    destination's AE title, which our SCP takes too (default: our calling AE title); the PACS must know it,
+    with our host and ``move_port``.
 
     Raises
     ------
@@ -617,8 +683,9 @@ def move(
         The SCP cannot listen, no association, or the peer stopped answering.
     """
     model = StudyRootQueryRetrieveInformationModelMove
+    destination = validate_ae_title(destination, "move destination") if destination else node.calling_ae
     receiver = _Receiver(store, study_uid, series_uid)
-    scp = AE(ae_title=node.calling_ae)
+    scp = AE(ae_title=destination)
     scp.maximum_pdu_size = MAX_PDU
     scp.network_timeout = RETRIEVE_TIMEOUT_S
     scp.require_calling_aet = [node.ae_title]
@@ -627,7 +694,7 @@ def move(
         server = scp.start_server(
             (bind_host, node.move_port),
             block=False,
-            evt_handlers=[(evt.EVT_C_STORE, receiver.on_store), (evt.EVT_CONN_OPEN, _nodelay_on_accept)],
+            evt_handlers=[(evt.EVT_C_STORE, receiver.on_store), (evt.EVT_CONN_OPEN, nodelay_on_accept)],
         )
     except OSError as exc:
         raise PacsError(
@@ -644,7 +711,7 @@ def move(
         _run_retrieve(
             node,
             assoc,
-            lambda: assoc.send_c_move(ident, node.calling_ae, model),
+            lambda: assoc.send_c_move(ident, destination, model),
             model,
             receiver,
             result,
@@ -655,8 +722,22 @@ def move(
         )
     finally:
         server.shutdown()
-    extra = receiver.drain()  # a sub-operation that finished as the move's final response came
+        _end_store_associations(scp, abort=result.cancelled or not result.ok)
+        store.clean_partials(result.folder)
+    result.hint = _move_hint(result, destination, node)
+    extra = receiver.drain()  # sub-operations that finished as the move's final response came, or after
     if extra:
         store.index(extra)
         result.files.extend(extra)
     return result
+
+
+def _end_store_associations(scp: AE, abort: bool) -> None:
+    """Wait for the PACS's store associations to our C-MOVE SCP to end (a moment for a release; aborted at once
+    after a cancel or failure), so that no write is still under way when the move returns: every file is then
+    complete, in the result and indexed, and no ``.partial`` file is left behind."""
+    for assoc in scp.active_associations:
+        assoc.join(0 if abort else 2.0)
+        if assoc.is_alive():
+            assoc.abort()
+            assoc.join(RETRIEVE_TIMEOUT_S)

@@ -20,6 +20,8 @@ CONFIG_DIR_ENV = "GRU_VIEWER_CONFIG_DIR"
 NODES_FILE = "pacs-nodes.json"
 DEFAULT_CALLING_AE = "GRUVIEWER"
 DEFAULT_MOVE_PORT = 11113
+#: The receiver (:mod:`.listener`): DICOM's registered port, on loopback unless another interface is chosen.
+DEFAULT_LISTEN_PORT, DEFAULT_LISTEN_BIND = 11112, "127.0.0.1"
 AUTH_KINDS = ("none", "basic", "bearer")
 _FORMAT = 1
 
@@ -223,3 +225,40 @@ class NodeBook:
         node = self.get(name)
         self.save([n for n in self.load() if n.name != name])
         return node
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    """Where the receiver (:mod:`.listener`) listens and whom it accepts. ``allowed``: the calling AE titles that may store to us
+    (at least one: the receiver never accepts just anyone)."""
+
+    ae_title: str = DEFAULT_CALLING_AE
+    bind: str = DEFAULT_LISTEN_BIND
+    port: int = DEFAULT_LISTEN_PORT
+    allowed: tuple[str, ...] = ()
+
+    def validated(self) -> ListenerConfig:
+        """This configuration with its AE titles checked and normalised.
+
+        Raises
+        ------
+        ViewerError
+            An AE title or the port is invalid, or no calling AE title is allowed.
+        """
+        if not 1 <= self.port <= 65535:
+            raise ViewerError("Invalid receiver port", f"{self.port} is not a TCP port (1-65535)")
+        allowed = tuple(dict.fromkeys(validate_ae_title(a, "allowed calling AE title") for a in self.allowed))
+        if not allowed:
+            raise ViewerError(
+                "The receiver accepts nobody", "list the calling AE titles allowed to send (e.g. the PACS's)"
+            )
+        return replace(
+            self,
+            ae_title=validate_ae_title(self.ae_title, "receiver AE title"),
+            bind=self.bind.strip() or DEFAULT_LISTEN_BIND,
+            allowed=allowed,
+        )
+
+    def describe(self) -> str:
+        """One line: where and for whom."""
+        return f"{self.ae_title} on {self.bind}:{self.port}, accepting {', '.join(self.allowed)}"

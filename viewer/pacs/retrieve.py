@@ -49,8 +49,9 @@ class RetrieveResult:
     """What a retrieve left in the store and how it ended.
 
     ``status`` is the final DIMSE status (0x0000 success; HTTP retrieves use 0x0000 or 0xC000), ``meaning`` its
-    meaning in words and ``error_comment`` the peer's ErrorComment, if any. ``files`` are the instances written
-    (complete files only) and ``folder`` the study folder to open.
+    meaning in words and ``error_comment`` the peer's ErrorComment, if any; ``hint`` what to check, where the
+    failure suggests it. ``files`` are the instances written (complete files only) and ``folder`` the study
+    folder to open.
     """
 
     folder: Path
@@ -64,6 +65,7 @@ class RetrieveResult:
     error_comment: str = ""
     cancelled: bool = False
     protocol: str = ""
+    hint: str = ""
 
     @property
     def ok(self) -> bool:
@@ -83,4 +85,6 @@ class RetrieveResult:
             text += f" ({self.failed} failed, {self.warning} with warnings)"
         if self.error_comment:
             text += f" — the PACS says: {self.error_comment}"
+        if self.hint:
+            text += f". {self.hint}"
         return text

@@ -2,8 +2,10 @@
 
 Layout: ``<root>/studies/<h(study)>/<h(series)>/<h(instance)>.dcm`` where ``h`` is a truncated SHA-256 of the
 UID: no UID (nor anything else a peer sent) becomes a path component, so a hostile UID cannot climb out of the
-store, and the same instance fetched twice lands on the same file. Each file is written under a hidden
-``.partial`` name and renamed when complete, so nothing half-written is ever visible under its final name.
+store, and the same instance fetched twice lands on the same file. Each file is written under a ``.partial``
+name in ``<root>/incoming/<h(study)>/`` and moved into its study folder when complete, so nothing half-written is
+ever in a study folder: a scan of one while instances still arrive (the viewer shows a series as it arrives)
+sees complete files only.
 
 The root is ``$GRU_VIEWER_DATA_DIR/pacs-store`` (the project's data folder override), else the user data
 folder; it is private to the user (0700 folders, 0600 files). :meth:`LocalStore.index` puts each new file's
@@ -82,9 +84,11 @@ class LocalStore:
             raise ViewerError("Cannot store the instance", "it lacks a study, series or instance UID")
         folder = self.series_folder(study, series)
         path = folder / f"{_h(sop, 24)}.dcm"
-        tmp = folder / f".{path.name}{PARTIAL_SUFFIX}"
+        incoming = self.incoming_folder(study)
+        tmp = incoming / f"{_h(series, 12)}-{path.name}{PARTIAL_SUFFIX}"
         try:
             self._mkdir(folder)
+            incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
             ds.save_as(tmp, enforce_file_format=True)
             os.chmod(tmp, 0o600)
             os.replace(tmp, path)
@@ -93,12 +97,18 @@ class LocalStore:
             raise ViewerError("Cannot store the instance", str(exc)) from exc
         return path
 
+    def incoming_folder(self, study_uid: str) -> Path:
+        """Where the instances of one study are written before they move into its folder."""
+        return self.root / "incoming" / _h(study_uid, 16)
+
     def clean_partials(self, folder: Path) -> int:
-        """Remove ``.partial`` files left under ``folder`` (a write cut short); how many went."""
+        """Remove the ``.partial`` files of the study folder ``folder`` (writes cut short, by a process killed
+        mid-write), in its incoming folder and in itself; how many went."""
         n = 0
-        for tmp in folder.rglob(f"*{PARTIAL_SUFFIX}") if folder.exists() else ():
-            tmp.unlink(missing_ok=True)
-            n += 1
+        for where in (self.root / "incoming" / folder.name, folder):
+            for tmp in where.rglob(f"*{PARTIAL_SUFFIX}") if where.exists() else ():
+                tmp.unlink(missing_ok=True)
+                n += 1
         return n
 
     @staticmethod

@@ -61,6 +61,10 @@ class VolumeCache:
         self._items.move_to_end(key)
         self._evict()
 
+    def discard(self, key: str) -> None:
+        """Forget the volume under ``key`` (its series has changed on disk)."""
+        self._items.pop(key, None)
+
     def set_limit(self, max_bytes: int) -> None:
         """Change the byte limit and evict what no longer fits."""
         self.max_bytes = int(max_bytes)

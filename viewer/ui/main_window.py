@@ -49,6 +49,7 @@ from viewer.ui.jobs import JobTag, SliceReady, index_paths, load_tagged, make_th
 from viewer.ui.layouts import LayoutController
 from viewer.ui.preferences import PreferencesDialog
 from viewer.ui.progress import ProgressPanel
+from viewer.ui.receiver_controller import ReceiverController
 from viewer.ui.send_controller import SendController
 from viewer.ui.series_info import series_display_from_stack
 from viewer.ui.settings import ViewerSettings, WindowPreset
@@ -160,6 +161,8 @@ class MainWindow(QMainWindow):
         self._place_export(self.send, self.analysis)
         self.layouts.attach_evidence(self.analysis.overlay, lambda: self.analysis.shown_result)
         self._place_layouts(self.layouts)
+        self.receiver = ReceiverController(self, self.settings, parent=self)
+        self.receiver.apply()
         self._restore_layout()
 
     # -- building ---------------------------------------------------------------------------------------------
@@ -359,10 +362,13 @@ class MainWindow(QMainWindow):
 
     def open_pacs_dialog(self) -> None:
         """File ▸ Query PACS…: search and retrieve; a retrieved study opens here."""
+        from viewer.ui.live_folder import LiveFolder
         from viewer.ui.pacs_dialog import PacsQueryDialog
 
         dialog = PacsQueryDialog(self.pool, parent=self)
-        dialog.retrieved.connect(lambda folder: self.open_paths([folder]))
+        live = LiveFolder(self, parent=dialog)  # the first slices show while the rest still arrive
+        dialog.arriving.connect(live.refresh)
+        dialog.retrieved.connect(live.refresh)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         self.pacs_dialog = dialog
@@ -654,6 +660,7 @@ class MainWindow(QMainWindow):
         if self.settings.cache_mb:
             self.cache.set_limit(self.settings.cache_mb * 2**20)
         self.analysis.set_scaling(self.settings.saliency_scaling)
+        self.receiver.apply(interactive=True)
 
     def clear_cache(self) -> None:
         self.cache.clear()
@@ -744,6 +751,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop cine and every worker (request interruption, quit, wait)."""
         self.view.stop_cine()
+        self.receiver.stop()
         self.cancel_load()
         self.pool.cancel_all()
         self.pool.shutdown()

@@ -11,9 +11,10 @@ secret that was not saved is asked for once and kept for this session only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -43,6 +44,8 @@ from viewer.ui.workers import Handlers, WorkerPool, WorkerThread
 log = logging.getLogger(__name__)
 
 _UID_ROLE = Qt.ItemDataRole.UserRole
+#: How often a window showing a retrieve under way re-reads the study folder.
+ARRIVING_INTERVAL_MS = 1000
 _COLUMNS = ("Date", "Patient ID", "Name", "Accession", "Modalities", "Series / images", "Description")
 
 
@@ -69,13 +72,17 @@ def retrieve_job(
     *,
     progress: ProgressFn,
     cancel: CancelFn,
+    arrived: Callable[[str], None] | None = None,
 ) -> RetrieveResult:
-    """Worker body: a retrieve, its counts reported as ``progress(done, total, text)``."""
+    """Worker body: a retrieve, its counts reported as ``progress(done, total, text)`` and the study folder of
+    each new file as ``arrived(folder)``."""
 
     def report(p: RetrieveProgress) -> None:
         done = p.completed + p.failed + p.warning
         total = done + p.remaining if p.remaining is not None else 0
         progress(done, total, f"{p.completed} received, {p.failed} failed")
+        if p.last_file is not None and arrived is not None:
+            arrived(str(p.last_file.parent.parent))
 
     return service.retrieve(
         node, study_uid, series_uid, move=move, secret=secret, progress=report, cancel=cancel
@@ -97,9 +104,13 @@ class PacsQueryDialog(QDialog):
     -------
     retrieved(str)
         A retrieve ended with files in the store; the study folder to open.
+    arriving(str)
+        A retrieve under way has stored files: the study folder, at once for the first file and then at most
+        every :data:`ARRIVING_INTERVAL_MS` (a window shows the series as it grows).
     """
 
     retrieved = Signal(str)
+    arriving = Signal(str)
 
     def __init__(self, pool: WorkerPool, book: NodeBook | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -110,6 +121,10 @@ class PacsQueryDialog(QDialog):
         self._threads: set[WorkerThread] = set()
         self._retrieve_thread: WorkerThread | None = None
         self.last_result: RetrieveResult | None = None
+        self._arriving_folder = ""
+        self._arriving_timer = QTimer(self)
+        self._arriving_timer.setSingleShot(True)
+        self._arriving_timer.timeout.connect(self._arriving_tick)
 
         self.node_combo = QComboBox()
         self.patient_id = QLineEdit()
@@ -217,8 +232,10 @@ class PacsQueryDialog(QDialog):
 
     # -- jobs --------------------------------------------------------------------------------------------------
 
-    def _run(self, fn: Any, *args: Any, handlers: Handlers, name: str) -> WorkerThread:
-        thread = self.pool.run(fn, *args, handlers=handlers, name=name)
+    def _run(
+        self, fn: Any, *args: Any, handlers: Handlers, name: str, yield_to: str | None = None
+    ) -> WorkerThread:
+        thread = self.pool.run(fn, *args, handlers=handlers, name=name, yield_to=yield_to)
         self._threads.add(thread)
         thread.finished.connect(lambda t=thread: self._threads.discard(t))
         return thread
@@ -385,6 +402,7 @@ class PacsQueryDialog(QDialog):
             secret,
             handlers=Handlers(
                 progress=self._retrieve_progress,
+                yielded=lambda _tag, folder: self._arrived(folder),
                 finished=lambda _tag, result: self._retrieve_done(result),
                 errored=lambda _tag, exc: self._show_error(exc),
                 cancelled=lambda _tag: self._show_info(
@@ -393,7 +411,9 @@ class PacsQueryDialog(QDialog):
                 stopped=lambda _tag: self._retrieve_stopped(),
             ),
             name="pacs-retrieve",
+            yield_to="arrived",
         )
+        self._arriving_folder = ""
         self._update_buttons()
 
     def _retrieve_progress(self, _tag: object, done: int, total: int, text: str) -> None:
@@ -401,7 +421,20 @@ class PacsQueryDialog(QDialog):
         self.progress_bar.setValue(done)
         self.progress_bar.setFormat(f"{text} — %v of %m" if total else text)
 
+    def _arrived(self, folder: str) -> None:
+        first = not self._arriving_folder
+        self._arriving_folder = folder
+        if first:
+            self.arriving.emit(folder)
+            self._arriving_timer.start(ARRIVING_INTERVAL_MS)
+
+    def _arriving_tick(self) -> None:
+        if self._retrieve_thread is not None and self._arriving_folder:
+            self.arriving.emit(self._arriving_folder)
+            self._arriving_timer.start(ARRIVING_INTERVAL_MS)
+
     def _retrieve_done(self, result: RetrieveResult) -> None:
+        self._arriving_timer.stop()
         self.last_result = result
         if result.ok:
             self._show_info(result.summary())

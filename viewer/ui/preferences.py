@@ -1,5 +1,6 @@
 """Tools → Preferences: the six W/L presets (keys 1–6), the cine rate, the volume cache size, the analysis device,
-whether a result moves the view to its first key slice, and how the pixel-saliency overlay is scaled."""
+whether a result moves the view to its first key slice, and how the pixel-saliency overlay is scaled (General);
+the PACS nodes and the DICOM receiver (PACS, see :mod:`viewer.ui.pacs_preferences`)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from viewer.analysis.display import SCALING_NAMES, SCALINGS
 from viewer.ui.cache import default_cache_bytes
+from viewer.ui.pacs_preferences import PacsNodesEditor, ReceiverBox
 from viewer.ui.settings import DEFAULT_PRESETS, ViewerSettings, WindowPreset
 
 
@@ -99,10 +102,27 @@ class PreferencesDialog(QDialog):
         )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
+        general = QWidget()
+        general_layout = QVBoxLayout(general)
+        general_layout.addWidget(presets_box)
+        general_layout.addWidget(other)
+        general_layout.addWidget(analysis)
+
+        pacs = QWidget()
+        pacs_layout = QVBoxLayout(pacs)
+        nodes_box = QGroupBox("PACS nodes (changes are saved at once)")
+        self.nodes = PacsNodesEditor(parent=nodes_box)
+        QVBoxLayout(nodes_box).addWidget(self.nodes)
+        self.receiver = ReceiverBox(settings)
+        pacs_layout.addWidget(nodes_box)
+        pacs_layout.addWidget(self.receiver)
+        pacs_layout.addStretch(1)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(general, "General")
+        self.tabs.addTab(pacs, "PACS")
         layout = QVBoxLayout(self)
-        layout.addWidget(presets_box)
-        layout.addWidget(other)
-        layout.addWidget(analysis)
+        layout.addWidget(self.tabs)
         layout.addWidget(buttons)
         self._fill(settings.presets())
 
@@ -120,7 +140,11 @@ class PreferencesDialog(QDialog):
         ]
 
     def accept(self) -> None:
-        """Save the choices to the settings and close."""
+        """Save the choices to the settings and close (not while the receiver's settings are invalid)."""
+        if not self.receiver.check():
+            self.tabs.setCurrentIndex(1)
+            return
+        self.receiver.save(self._settings)
         self._settings.set_presets(self.presets())
         self._settings.cine_fps = self.fps.value()
         self._settings.cache_mb = self.cache.value()
@@ -129,3 +153,8 @@ class PreferencesDialog(QDialog):
         self._settings.saliency_scaling = str(self.scaling.currentData())
         self._settings.sync()
         super().accept()
+
+    def done(self, result: int) -> None:
+        """Close, stopping a node test still running."""
+        self.nodes.shutdown()
+        super().done(result)

@@ -1,5 +1,5 @@
 """Persistent preferences through QSettings: layout, folders, recent list, W/L presets, cine rate, analysis
-device, and the export dialog's last folder and de-identify choice.
+device, the export dialog's last folder and de-identify choice, and the PACS receiver.
 
 Values are stored as plain strings/JSON so they read back the same on every platform backend. Where they are
 kept: ``$GRU_VIEWER_SETTINGS_DIR/gru-viewer.ini`` when that variable is set (tests point it at a temporary
@@ -16,6 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings
 
 from viewer.analysis.display import SCALINGS
+from viewer.pacs.nodes import DEFAULT_CALLING_AE, DEFAULT_LISTEN_BIND, DEFAULT_LISTEN_PORT, ListenerConfig
 
 ORGANIZATION = "GRU Viewer"
 APPLICATION = "gru-viewer"
@@ -220,3 +221,37 @@ class ViewerSettings:
     @export_deidentify.setter
     def export_deidentify(self, on: bool) -> None:
         self.qsettings.setValue("export/deidentify", "true" if on else "false")
+
+    # PACS receiver -------------------------------------------------------------------------------------------
+    @property
+    def receiver_enabled(self) -> bool:
+        """Whether the DICOM receiver (C-STORE SCP) runs while a window is open; off unless chosen."""
+        return self._str("pacs/receiver_enabled", "false") == "true"
+
+    @receiver_enabled.setter
+    def receiver_enabled(self, on: bool) -> None:
+        self.qsettings.setValue("pacs/receiver_enabled", "true" if on else "false")
+
+    def receiver_config(self) -> ListenerConfig:
+        """Where the receiver listens and whom it accepts (not validated: the receiver checks it on start)."""
+        try:
+            allowed = tuple(str(a) for a in json.loads(self._str("pacs/receiver_allowed", "[]")))
+        except (json.JSONDecodeError, TypeError):
+            allowed = ()
+        try:
+            port = int(self._str("pacs/receiver_port", str(DEFAULT_LISTEN_PORT)))
+        except ValueError:
+            port = DEFAULT_LISTEN_PORT
+        return ListenerConfig(
+            ae_title=self._str("pacs/receiver_ae", DEFAULT_CALLING_AE) or DEFAULT_CALLING_AE,
+            bind=self._str("pacs/receiver_bind", DEFAULT_LISTEN_BIND) or DEFAULT_LISTEN_BIND,
+            port=port,
+            allowed=allowed,
+        )
+
+    def set_receiver_config(self, config: ListenerConfig) -> None:
+        """Save the receiver's address and allowed calling AE titles."""
+        self.qsettings.setValue("pacs/receiver_ae", config.ae_title)
+        self.qsettings.setValue("pacs/receiver_bind", config.bind)
+        self.qsettings.setValue("pacs/receiver_port", str(int(config.port)))
+        self.qsettings.setValue("pacs/receiver_allowed", json.dumps(list(config.allowed)))

@@ -1,5 +1,10 @@
-"""Orthanc as the test PACS: a JSON config with DICOMweb and HTTP authentication, started once and stopped by
-its PID. The ports are fixed: the PACS runs inside a private network namespace (see :mod:`tests.pacs.netns`)."""
+"""Orthanc as a test PACS: a JSON config with DICOMweb and HTTP authentication, started and stopped by its PID.
+The ports are fixed: the PACS runs inside a private network namespace (see :mod:`viewer.pacs.netns`). Used by
+the PACS tests and by the ``pacs`` benchmark suite; nothing here runs in the viewer itself.
+
+Orthanc knows two peers of ours: ``OUR_AET`` (queries and retrieves; C-MOVE destination on ``MOVE_PORT``) and
+``LISTEN_AET`` at ``LISTEN_PORT`` (the receiver of :mod:`viewer.pacs.listener`, the target of :meth:`Orthanc.push`).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ ORTHANC = "Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 AET, DICOM_PORT, HTTP_PORT = "ORTHANC", 4243, 8043
 OUR_AET, MOVE_PORT = "GRUVIEWER", 11113
+LISTEN_MODALITY, LISTEN_AET, LISTEN_PORT = "listener", "GRULISTEN", 11114
 USER, PASSWORD = "gru", "gru-test"
 START_TIMEOUT_S = 10.0
 
@@ -61,7 +67,8 @@ def config(folder: Path) -> dict:
                 "AllowGet": True,
                 "AllowMove": True,
                 "AllowStore": True,
-            }
+            },
+            LISTEN_MODALITY: {"AET": LISTEN_AET, "Host": "127.0.0.1", "Port": LISTEN_PORT},
         },
         "UnknownSopClassAccepted": False,
         "StableAge": 2,
@@ -88,13 +95,32 @@ class Orthanc:
     def web_url(self) -> str:
         return f"http://127.0.0.1:{HTTP_PORT}/dicom-web"
 
-    def rest(self, path: str, method: str = "GET", body: bytes | None = None) -> object:
+    def rest(self, path: str, method: str = "GET", body: bytes | None = None, timeout: float = 5.0) -> object:
         """A call to Orthanc's REST API (for checks a test makes behind the client's back)."""
         req = urllib.request.Request(f"http://127.0.0.1:{HTTP_PORT}{path}", data=body, method=method)
         req.add_header("Authorization", "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode())
-        with urllib.request.urlopen(req, timeout=5) as rsp:
+        with urllib.request.urlopen(req, timeout=timeout) as rsp:
             data = rsp.read()
         return json.loads(data) if data else None
+
+    def lookup(self, uid: str) -> str:
+        """Orthanc's own ID of the study, series or instance with this UID.
+
+        Raises
+        ------
+        KeyError
+            Orthanc holds nothing with that UID.
+        """
+        found = self.rest("/tools/lookup", "POST", uid.encode())
+        if not found:
+            raise KeyError(uid)
+        return str(found[0]["ID"])  # type: ignore[index]
+
+    def push(self, uid: str, modality: str = LISTEN_MODALITY) -> object:
+        """Have Orthanc C-STORE the study or series ``uid`` to a modality it knows (synchronously: the answer
+        comes when every instance was sent, or with the failure)."""
+        body = json.dumps({"Resources": [self.lookup(uid)], "Synchronous": True}).encode()
+        return self.rest(f"/modalities/{modality}/store", "POST", body, timeout=60.0)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
