@@ -47,6 +47,7 @@ from viewer.ui.image_view import CursorInfo, ImageView
 from viewer.ui.import_log import ImportLog, ImportLogDialog
 from viewer.ui.jobs import JobTag, SliceReady, index_paths, load_tagged, make_thumbnails
 from viewer.ui.layouts import LayoutController
+from viewer.ui.measurement_controller import MeasurementController
 from viewer.ui.preferences import PreferencesDialog
 from viewer.ui.progress import ProgressPanel
 from viewer.ui.send_controller import SendController
@@ -160,6 +161,8 @@ class MainWindow(QMainWindow):
         self._place_export(self.send, self.analysis)
         self.layouts.attach_evidence(self.analysis.overlay, lambda: self.analysis.shown_result)
         self._place_layouts(self.layouts)
+        self.measurements = MeasurementController(self.layouts, self.current_volume, self)
+        self.measurements.attach(self)
         self._restore_layout()
 
     # -- building ---------------------------------------------------------------------------------------------
