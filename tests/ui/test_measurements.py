@@ -179,3 +179,8 @@ def test_measure_in_each_reformat_pane(qtbot, window: MainWindow, ui_study_dir: 
     controller.panel.table.selectRow(1)
     assert layouts.current == THREE
     assert abs(float(mpr.point @ axes.w) - line.plane.depth) < 1e-6
+    # The export takes the layout's planes and the measurements (the report's view page and the PNG).
+    state = window.export.view_state()
+    assert [v.name for v in state.views] == ["axial", "coronal", "sagittal"]
+    assert [m.id for m in state.measurements] == [m.id for m in controller.measurements()]
+    assert state.layout.startswith("1×3") and "3 measurements" in state.describe()

@@ -21,6 +21,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QWidget
 
 from viewer.analysis.session import AnalysisSession
+from viewer.dicom.reformat.annotations import Measurement, PlaneRef
 from viewer.dicom.volume import Volume
 from viewer.report.export import (
     ExportChoices,
@@ -104,6 +105,10 @@ class ExportController(QObject):
         self._thread: WorkerThread | None = None
         self._generation = 0
         self._retry: dict[str, ExportChoices] = {}
+        #: The planes on screen, the series' measurements and the layout in words (the window sets it).
+        self.annotations: Callable[[], tuple[tuple[PlaneRef, ...], tuple[Measurement, ...], str]] | None = (
+            None
+        )
 
         self.action = QAction("Export &Report…", parent)
         self.action.setShortcut(QKeySequence("Ctrl+E"))
@@ -134,6 +139,7 @@ class ExportController(QObject):
     def view_state(self) -> ViewState:
         """The slice, window and overlay on screen now (what the PNG shows)."""
         view, overlay = self.view, self.overlay
+        views, measurements, layout = self.annotations() if self.annotations is not None else ((), (), "")
         return ViewState(
             index=view.index,
             window=(float(view.center), float(view.width)),
@@ -142,6 +148,9 @@ class ExportController(QObject):
             invert=bool(view.invert),
             threshold=float(overlay.threshold),
             scaling=overlay.scaling,
+            views=views,
+            measurements=measurements,
+            layout=layout,
         )
 
     def default_folder(self, protected: tuple[Path, ...]) -> Path:

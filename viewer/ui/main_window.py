@@ -163,6 +163,7 @@ class MainWindow(QMainWindow):
         self._place_layouts(self.layouts)
         self.measurements = MeasurementController(self.layouts, self.current_volume, self)
         self.measurements.attach(self)
+        self.export.annotations = self.measurements.view_annotations
         self._restore_layout()
 
     # -- building ---------------------------------------------------------------------------------------------

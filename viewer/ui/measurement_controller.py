@@ -206,6 +206,25 @@ class MeasurementController(QObject):
         current = self.current()
         return current.items if current is not None else []
 
+    def view_annotations(self) -> tuple[tuple[PlaneRef, ...], tuple[Measurement, ...], str]:
+        """The planes on screen (pane order), the current series' measurements and the layout in words: what
+        the report's view page and the PNG of the current view show."""
+        layouts = self.layouts
+        if layouts.current == THREE:
+            kinds = [layouts.mpr.single] if layouts.mpr.single is not None else list(PlaneKind)
+            geometries = [self._pane_geometry(k) for k in kinds]
+            words = (
+                f"{kinds[0].value} reformat alone"
+                if len(kinds) == 1
+                else "1×3 (axial, coronal and sagittal reformats)"
+            )
+            if layouts.mpr.slab is not None:
+                words += f", shown as {layouts.mpr.slab.label()} (the report's planes are thin)"
+        else:
+            geometries, words = [self._view_geometry()], "1×1 (the acquired slice)"
+        views = tuple(g.ref for g in geometries if g is not None)
+        return views, tuple(self.measurements()), words
+
     def on_plane(self, ref: PlaneRef) -> list[Measurement]:
         """The current series' measurements on plane ``ref``."""
         current = self.current()

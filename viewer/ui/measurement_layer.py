@@ -29,6 +29,7 @@ from viewer.dicom.reformat.annotations import (
     make_measurement,
     moved,
 )
+from viewer.dicom.reformat.annotations import outline as shape_outline
 from viewer.dicom.reformat.planes import PlaneGrid
 from viewer.ui.canvas import SliceCanvas
 
@@ -72,16 +73,9 @@ def _segment_distance(p: QPointF, a: QPointF, b: QPointF) -> float:
 
 
 def outline(tool: Tool, points: list[QPointF]) -> tuple[list[QPointF], bool]:
-    """The screen polyline of a shape and whether it is closed (an ellipse as 48 segments)."""
-    if tool in (Tool.RECTANGLE, Tool.ELLIPSE) and len(points) >= 2:
-        a, b = points[0], points[1]
-        if tool == Tool.RECTANGLE:
-            return [a, QPointF(b.x(), a.y()), b, QPointF(a.x(), b.y())], True
-        cx, cy = (a.x() + b.x()) / 2, (a.y() + b.y()) / 2
-        rx, ry = abs(a.x() - b.x()) / 2, abs(a.y() - b.y()) / 2
-        steps = np.linspace(0.0, 2 * math.pi, 48, endpoint=False)
-        return [QPointF(cx + rx * math.cos(t), cy + ry * math.sin(t)) for t in steps], True
-    return list(points), tool == Tool.POLYGON
+    """The screen polyline of a shape and whether it is closed (:func:`annotations.outline` on screen points)."""
+    line, closed = shape_outline(tool, [(p.x(), p.y()) for p in points])
+    return [QPointF(x, y) for x, y in line], closed
 
 
 class MeasurementHost(Protocol):

@@ -19,6 +19,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from viewer.dicom.geometry import direction_letters
 from viewer.dicom.reformat.frame import SliceFrame
 from viewer.dicom.reformat.measure import (
     RoiStats,
@@ -84,7 +85,9 @@ class PlaneRef:
         """How the plane is named in lists and the report ("Slice 12", "Coronal 34.5 mm")."""
         if self.name == ACQUIRED:
             return f"Slice {(self.slice_index or 0) + 1}"
-        return f"{self.name.capitalize()} {self.depth:.1f} mm"
+        w = np.asarray(self.normal, dtype=np.float64)
+        letter = direction_letters(w if self.depth >= 0 else -w, max_letters=1)
+        return f"{self.name.capitalize()} {letter} {abs(self.depth):.1f} mm"
 
     def same_plane(self, other: PlaneRef) -> bool:
         """Whether both name the same plane in the patient."""
@@ -195,6 +198,20 @@ class Measurement:
     def on_plane(self, ref: PlaneRef) -> bool:
         """Whether this measurement lies on plane ``ref`` (its own plane, or the same plane in another pane)."""
         return self.plane.same_plane(ref)
+
+
+def outline(tool: Tool, points: Sequence[tuple[float, float]]) -> tuple[list[tuple[float, float]], bool]:
+    """The polyline that draws a shape through ``points`` (x, y on any unrotated screen or pixel grid) and
+    whether it is closed: a rectangle's four corners, an ellipse as 48 segments, the points of the others."""
+    pts = [(float(x), float(y)) for x, y in points]
+    if tool in (Tool.RECTANGLE, Tool.ELLIPSE) and len(pts) >= 2:
+        (ax, ay), (bx, by) = pts[0], pts[1]
+        if tool == Tool.RECTANGLE:
+            return [(ax, ay), (bx, ay), (bx, by), (ax, by)], True
+        cx, cy, rx, ry = (ax + bx) / 2, (ay + by) / 2, abs(ax - bx) / 2, abs(ay - by) / 2
+        steps = np.linspace(0.0, 2 * math.pi, 48, endpoint=False)
+        return [(cx + rx * math.cos(t), cy + ry * math.sin(t)) for t in steps], True
+    return pts, tool == Tool.POLYGON
 
 
 def evaluate(
