@@ -161,6 +161,7 @@ class MainWindow(QMainWindow):
         self._place_export(self.send, self.analysis)
         self.layouts.attach_evidence(self.analysis.overlay, lambda: self.analysis.shown_result)
         self._place_layouts(self.layouts)
+        self.layouts.mpr.set_linked(self.settings.mpr_linked)
         self.measurements = MeasurementController(self.layouts, self.current_volume, self)
         self.measurements.attach(self)
         self.export.annotations = self.measurements.view_annotations
@@ -658,6 +659,7 @@ class MainWindow(QMainWindow):
         if self.settings.cache_mb:
             self.cache.set_limit(self.settings.cache_mb * 2**20)
         self.analysis.set_scaling(self.settings.saliency_scaling)
+        self.layouts.mpr.set_linked(self.settings.mpr_linked)
 
     def clear_cache(self) -> None:
         self.cache.clear()
@@ -694,7 +696,7 @@ class MainWindow(QMainWindow):
     def _show_help_message(self) -> None:
         self.statusBar().showMessage(
             "Wheel/↑↓: slice · PgUp/PgDn: 10% · Home/End · left-drag: W/L · right-drag: zoom · middle-drag: pan · "
-            "double-click: fit · Ctrl+1/Ctrl+3: 1×1/1×3 layout · 1–6 presets · 0 default · I invert · R reset · Space cine · F11 full screen",
+            "double-click: fit · Ctrl+1/2/3: 1×1/2×2/1×3 layout · 1–6 presets · 0 default · I invert · R reset · Space cine · F11 full screen",
             15000,
         )
 

@@ -45,7 +45,7 @@ from viewer.dicom.reformat.annotations import (
 )
 from viewer.dicom.reformat.frame import SliceFrame
 from viewer.dicom.volume import Volume
-from viewer.ui.layouts import SINGLE, THREE, LayoutController
+from viewer.ui.layouts import QUAD, SINGLE, THREE, LayoutController
 from viewer.ui.measurement_layer import MeasurementLayer, PaneGeometry
 
 COLUMNS = ("#", "Type", "Plane", "Value")
@@ -210,12 +210,14 @@ class MeasurementController(QObject):
         """The planes on screen (pane order), the current series' measurements and the layout in words: what
         the report's view page and the PNG of the current view show."""
         layouts = self.layouts
-        if layouts.current == THREE:
+        if layouts.mpr_shown:
             kinds = [layouts.mpr.single] if layouts.mpr.single is not None else list(PlaneKind)
             geometries = [self._pane_geometry(k) for k in kinds]
             words = (
                 f"{kinds[0].value} reformat alone"
                 if len(kinds) == 1
+                else "2×2 (axial, coronal and sagittal reformats and an overview)"
+                if layouts.current == QUAD
                 else "1×3 (axial, coronal and sagittal reformats)"
             )
             if layouts.mpr.slab is not None:
@@ -339,7 +341,7 @@ class MeasurementController(QObject):
         centre = np.mean(np.asarray(m.points, dtype=np.float64), axis=0)
         if m.plane.name == ACQUIRED:
             k = int(m.plane.slice_index or 0)
-            if layouts.current == THREE:
+            if layouts.mpr_shown:
                 layouts.mpr.set_point(centre)
                 axial = self._pane_geometry(PlaneKind.AXIAL)
                 if axial is not None and axial.ref.same_plane(m.plane):
@@ -347,7 +349,7 @@ class MeasurementController(QObject):
                 layouts.set_layout(SINGLE)
             layouts.view.set_slice(k)
             return
-        if layouts.current != THREE:
+        if not layouts.mpr_shown:
             layouts.set_layout(THREE)
         layouts.mpr.set_point(centre)
 
