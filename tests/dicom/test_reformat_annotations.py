@@ -119,3 +119,14 @@ def test_set_add_move_delete_undo_and_store_per_series() -> None:
     assert len(store.of("a")) == 1 and len(store.of("b")) == 0 and "a" in store
     with pytest.raises(ValueError):
         make_measurement(Tool.ANGLE, ref, grid, data, [grid.patient_of(0, 0)])
+
+
+def test_a_per_slice_map_fills_the_whole_parallel_plane() -> None:
+    """A plane parallel to the slices samples one slice's map everywhere, not in its first row only."""
+    volume = marker_volume(10, (6, 8))
+    reformat = Reformatter.of(volume)
+    gradient = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    depth = reformat.layout.depths(PlaneKind.AXIAL)[5]
+    for normal in ("nearest", "linear"):
+        plane = reformat.plane({5: gradient}.get, PlaneKind.AXIAL, depth, normal=normal, fill=0.0)
+        assert np.array_equal(plane.data, gradient.astype(np.float32)), normal

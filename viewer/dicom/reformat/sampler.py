@@ -232,6 +232,11 @@ def _bilinear_per_slice(
     if not present:
         return out
     jj, ii = np.broadcast_to(side.j, shape), np.broadcast_to(side.i, shape)
+    if side.k.size == 1:  # a plane parallel to the slices: one slice for every pixel
+        data = present.get(first)
+        if data is not None:
+            out[...] = _bilinear_2d(data, jj, ii)
+        return out
     if side.k.shape[1] == 1:  # the usual case: one slice per output row
         for m, data in present.items():
             chosen = np.nonzero(side.k[:, 0] == m)[0]
