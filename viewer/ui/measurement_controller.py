@@ -91,7 +91,7 @@ class MeasurementsPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.setWordWrap(True)
+        self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         for column, mode in enumerate(
             (
@@ -306,7 +306,7 @@ class MeasurementController(QObject):
         try:
             table.setRowCount(len(items))
             for row, m in enumerate(items):
-                cells = (str(m.id), TOOL_NAMES[m.tool], m.plane.title(), m.value_text())
+                cells = (str(m.id), TOOL_NAMES[m.tool], m.plane.title(), "\n".join(m.label_lines()))
                 for column, text in enumerate(cells):
                     item = QTableWidgetItem(text)
                     item.setData(Qt.ItemDataRole.UserRole, m.id)

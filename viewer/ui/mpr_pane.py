@@ -260,6 +260,11 @@ class MprPane(QWidget):
 
     # -- zoom -------------------------------------------------------------------------------------------------
 
+    @property
+    def zoomed_by_user(self) -> bool:
+        """Whether the user zoomed or panned since the last fit."""
+        return self._zoom_by_user
+
     def mm_per_pixel(self) -> float:
         """View mm per screen pixel."""
         (x0, x1), _ = self.vb.viewRange()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.dicom.geometry import direction_letters
+from viewer.dicom.pixels import robust_window
 from viewer.dicom.reformat import PlaneImage, PlaneKind, Reformatter, Slab, SlabMode
 from viewer.dicom.reformat.slab import SLAB_NAMES
 from viewer.dicom.volume import Volume
@@ -114,6 +115,7 @@ class MprView(QWidget):
         self._pane_windows: dict[PlaneKind, tuple[float, float]] = {}
         self.arrangement = ROW
         self._overview_for: Volume | None = None
+        self._overview_levels = (0.0, 1.0)
 
         self.panes = {kind: MprPane(kind.value) for kind in PlaneKind}
         self.overview = MprPane("overview")
@@ -355,6 +357,8 @@ class MprView(QWidget):
         self._place_panes()
         if name == GRID:
             self._render_overview()
+        # Fit again once the grid has given the panes their new sizes (a fit during the move crops them).
+        QTimer.singleShot(0, self._refit)
         if self.single is not None:
             self.toggle_single("")
         else:
@@ -372,6 +376,11 @@ class MprView(QWidget):
             grid.setColumnStretch(i, 1 if i < (2 if self.arrangement == GRID else 3) else 0)
             grid.setRowStretch(i, 1 if i < (2 if self.arrangement == GRID else 1) else 0)
         self._show_panes()
+
+    def _refit(self) -> None:
+        for pane in (*self.panes.values(), self.overview):
+            if not pane.zoomed_by_user:
+                pane.fit()
 
     def _show_panes(self) -> None:
         for k, pane in self.panes.items():
@@ -407,7 +416,7 @@ class MprView(QWidget):
             self.panes[kind].set_levels(*self._levels(kind))
             self._update_annotations(kind)
         if self._overview_for is not None:
-            self.overview.set_levels(*self._levels())
+            self.overview.set_levels(self._overview_levels, INVERT_LUT if self.invert else None)
 
     def _render_all(self) -> None:
         if self.reformat is None:
@@ -458,7 +467,12 @@ class MprView(QWidget):
         image = np.full(total.shape, np.nan, np.float32)
         np.divide(total, count, out=image, where=count > 0, casting="unsafe")
         grid = reformat.grid(PlaneKind.CORONAL, float(picks[0]))
-        self.overview.set_image(image, QRectF(*grid.rect()), *self._levels())
+        # Its own window: an average over the head (air and bone included) is far from the brain window.
+        center, width = robust_window(image)
+        self._overview_levels = (center - width / 2.0, center + width / 2.0)
+        self.overview.set_image(
+            image, QRectF(*grid.rect()), self._overview_levels, INVERT_LUT if self.invert else None
+        )
         self.overview.canvas.annotations.corners = {"tl": [OVERVIEW_NOTE]}
         self._overview_for = volume
         self.overview.fit()
