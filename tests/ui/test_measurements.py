@@ -86,7 +86,7 @@ def test_measure_in_1x1_select_move_delete_undo(qtbot, window: MainWindow, ui_st
     for row, col in ((40, 50), (40, 30), (20, 30)):
         _click(qtbot, viewport, at(row, col).toPoint())
     assert controller.measurements()[-1].values.angle_deg == pytest.approx(90.0, abs=1.0)
-    assert [r[1] for r in _table(window)] == ["Line", "Rectangle ROI", "HU probe", "Angle"]
+    assert [r[1] for r in _table(window)] == ["Line", "Rectangle", "Probe", "Angle"]
     assert _table(window)[0][2] == "Slice 6" and _table(window)[0][3] == "15.0 mm"
 
     # Esc: back to the pointer; a click on the line selects it, a drag of its end moves it.

@@ -49,6 +49,15 @@ from viewer.ui.layouts import QUAD, SINGLE, THREE, LayoutController
 from viewer.ui.measurement_layer import MeasurementLayer, PaneGeometry
 
 COLUMNS = ("#", "Type", "Plane", "Value")
+#: The tools' names in the list (its tooltips say the rest).
+SHORT_NAMES: dict[Tool, str] = {
+    Tool.LINE: "Line",
+    Tool.ANGLE: "Angle",
+    Tool.RECTANGLE: "Rectangle",
+    Tool.ELLIPSE: "Ellipse",
+    Tool.POLYGON: "Polygon",
+    Tool.PROBE: "Probe",
+}
 TOOL_TIPS: dict[Tool, str] = {
     Tool.LINE: "Line: drag, or click both ends (length in mm)",
     Tool.ANGLE: "Angle: click the first end, the vertex, then the second end",
@@ -189,7 +198,7 @@ class MeasurementController(QObject):
         menu.addAction(self.delete_action)
         menu.addAction(self.undo_action)
         self.dock = window.add_dock(
-            self.panel, "Measurements", Qt.DockWidgetArea.LeftDockWidgetArea, min_width=260
+            self.panel, "Measurements", Qt.DockWidgetArea.LeftDockWidgetArea, min_width=300
         )
         window.series_opened.connect(self.on_series_changed)
         window.volume_loaded.connect(self.on_series_changed)
@@ -306,10 +315,12 @@ class MeasurementController(QObject):
         try:
             table.setRowCount(len(items))
             for row, m in enumerate(items):
-                cells = (str(m.id), TOOL_NAMES[m.tool], m.plane.title(), "\n".join(m.label_lines()))
+                plane = m.plane.title().replace(" ", "\n", 1) if m.plane.name != ACQUIRED else m.plane.title()
+                cells = (str(m.id), SHORT_NAMES[m.tool], plane, "\n".join(m.label_lines()))
                 for column, text in enumerate(cells):
                     item = QTableWidgetItem(text)
                     item.setData(Qt.ItemDataRole.UserRole, m.id)
+                    item.setToolTip(f"{TOOL_NAMES[m.tool]} · {m.plane.title()} · {m.value_text()}")
                     table.setItem(row, column, item)
                 if m.id == self.selected:
                     table.selectRow(row)

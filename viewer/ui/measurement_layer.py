@@ -40,6 +40,7 @@ DRAFT_COLOUR = "#fff59d"
 HANDLE_PX = 7
 GRAB_PX = 7
 LABEL_PX = 12
+LABEL_MARGIN_RIGHT = 48
 
 
 @dataclass(slots=True)
@@ -348,12 +349,20 @@ class MeasurementLayer:
         fm = QFontMetrics(self.font)
         width = max(fm.horizontalAdvance(t) for t in lines) + 4
         height = fm.lineSpacing() * len(lines)
-        anchor = max(points, key=lambda p: (p.x(), -p.y()))  # right of the shape
-        x, y = anchor.x() + 10, anchor.y() - height / 2
         w, h = self.canvas.viewport().width(), self.canvas.viewport().height()
-        if x + width > w - 4:  # no room on the right: put it on the left of the shape
-            x = min(p.x() for p in points) - 10 - width
-        x, y = max(4.0, x), min(max(4.0, y), h - height - 4)
+        xs, ys = [p.x() for p in points], [p.y() for p in points]
+        right = max(points, key=lambda p: (p.x(), -p.y()))
+        candidates = [  # right of the shape, under it, left of it, over it: the first that fits on screen
+            (right.x() + 10, right.y() - height / 2),
+            (min(xs), max(ys) + 8),
+            (min(xs) - 10 - width, right.y() - height / 2),
+            (min(xs), min(ys) - 8 - height),
+        ]
+        fits = [
+            (x, y) for x, y in candidates if x >= 4 and y >= 4 and x + width <= w - 4 and y + height <= h - 4
+        ]
+        x, y = fits[0] if fits else candidates[0]
+        x, y = min(max(4.0, x), max(4.0, w - width - 4)), min(max(4.0, y), max(4.0, h - height - 4))
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor(0, 0, 0, 150))
         painter.drawRoundedRect(QRectF(x - 3, y - 1, width + 4, height + 2), 3, 3)
