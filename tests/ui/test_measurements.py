@@ -86,6 +86,22 @@ def test_measure_in_1x1_select_move_delete_undo(qtbot, window: MainWindow, ui_st
     for row, col in ((40, 50), (40, 30), (20, 30)):
         _click(qtbot, viewport, at(row, col).toPoint())
     assert controller.measurements()[-1].values.angle_deg == pytest.approx(90.0, abs=1.0)
+    # Polygon: three corners, closed by a click on the first; a draft dropped with Esc makes nothing.
+    controller.tool_actions[Tool.POLYGON].trigger()
+    for row, col in ((40, 10), (40, 20), (50, 15), (40, 10)):
+        _click(qtbot, viewport, at(row, col).toPoint())
+    polygon = controller.measurements()[-1]
+    assert polygon.tool == Tool.POLYGON and len(polygon.points) == 3
+    assert polygon.values.stats is not None
+    assert polygon.values.stats.area_mm2 == pytest.approx(0.5 * (10 * SPACING) ** 2, rel=0.05)
+    assert polygon.values.stats.mean == pytest.approx(_known(5, 43.3, 15), abs=2.0)
+    _click(qtbot, viewport, at(5, 5).toPoint())
+    view.canvas.setFocus()
+    qtbot.keyClick(view.canvas, Qt.Key.Key_Escape)
+    assert (
+        controller.tool == Tool.POLYGON and not controller.layers[0].draft
+    )  # the draft went, the tool stays
+    controller.undo()
     assert [r[1] for r in _table(window)] == ["Line", "Rectangle", "Probe", "Angle"]
     assert _table(window)[0][2] == "Slice 6" and _table(window)[0][3] == "15.0 mm"
 
