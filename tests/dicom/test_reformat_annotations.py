@@ -130,3 +130,25 @@ def test_a_per_slice_map_fills_the_whole_parallel_plane() -> None:
     for normal in ("nearest", "linear"):
         plane = reformat.plane({5: gradient}.get, PlaneKind.AXIAL, depth, normal=normal, fill=0.0)
         assert np.array_equal(plane.data, gradient.astype(np.float32)), normal
+
+
+@pytest.mark.parametrize(
+    ("tilt", "drop"), [(0.0, ()), (15.0, ()), (0.0, (4, 5))], ids=["axial", "tilted", "gapped"]
+)
+def test_a_plane_moved_within_the_slices_samples_as_a_planned_one(tilt: float, drop: tuple[int, ...]) -> None:
+    """Plans derived by a shift (scrolling a sagittal or coronal plane) give exactly what planning gives."""
+    from viewer.dicom.reformat.sampler import plan_plane
+
+    volume = marker_volume(14, (20, 24), pixel_spacing=(0.8, 0.7), tilt_deg=tilt, drop=drop, spheres=[SPHERE])
+    reformat = Reformatter.of(volume)
+    shifted = 0
+    for kind in (PlaneKind.CORONAL, PlaneKind.SAGITTAL):
+        depths = reformat.layout.depths(kind)
+        for depth in [*depths[:4], *depths[-3:], depths[len(depths) // 2]]:
+            plan = reformat.plan(kind, float(depth))
+            shifted += plan.origin is not None
+            fresh = plan_plane(reformat.frame, reformat.grid(kind, float(depth)))
+            a, b = plan.sample(volume.array), fresh.sample(volume.array)
+            assert np.array_equal(np.isnan(a), np.isnan(b)), (kind, depth)
+            assert np.allclose(np.nan_to_num(a), np.nan_to_num(b), atol=1e-3), (kind, depth)
+    assert shifted > 0  # the sagittal plane at least moves within the slices
