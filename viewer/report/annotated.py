@@ -58,6 +58,7 @@ class PlaneFigure:
 
     @property
     def title(self) -> str:
+        """The plane's name, as the measurements list says it."""
         return self.ref.title()
 
 

@@ -166,6 +166,7 @@ class MeasurementLayer:
     # -- mouse ------------------------------------------------------------------------------------------------
 
     def handle_click(self, ev: MouseClickEvent) -> bool:
+        """A left click: a point of the tool's measurement, or (pointer) the selection; True when taken."""
         geometry = self.geometry()
         if geometry is None:
             return False
@@ -204,6 +205,8 @@ class MeasurementLayer:
         return True
 
     def handle_drag(self, ev: MouseDragEvent) -> bool:
+        """A left drag: a handle or a whole measurement moved, or a line/rectangle/ellipse drawn; True when
+        taken (decided at its start)."""
         geometry = self.geometry()
         if geometry is None:
             return False
