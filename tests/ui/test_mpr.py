@@ -12,9 +12,9 @@ from PySide6.QtWidgets import QApplication
 
 from viewer.dicom.reformat import PlaneKind
 from viewer.synth.marker_volume import SPHERE_HU, Sphere, marker_volume
-from viewer.ui.layouts import SINGLE, THREE
+from viewer.ui.layouts import QUAD, SINGLE, THREE
 from viewer.ui.main_window import MainWindow
-from viewer.ui.mpr_view import Evidence, MprView
+from viewer.ui.mpr_view import GRID, ROW, Evidence, MprView
 
 from .helpers import TIMEOUT_MS, open_folder, show_series, uid_of
 
@@ -215,6 +215,60 @@ def test_slab_mode_from_the_controls(qtbot, mpr: MprView) -> None:
     assert "MIP 10 mm" in mpr.panes[PlaneKind.AXIAL].canvas.annotations.corners["bl"]
 
 
+def test_two_by_two_with_the_overview(qtbot, mpr: MprView) -> None:
+    assert not mpr.overview.isVisible()
+    mpr.set_arrangement(GRID)
+    assert mpr.overview.isVisible() and all(p.isVisible() for p in mpr.panes.values())
+    coronal = mpr.images[PlaneKind.CORONAL]
+    overview = mpr.overview.image_item.image
+    assert overview is not None and overview.shape == coronal.data.shape
+    # The projection holds the sphere (brighter than the background where it lies, in x and z).
+    row, col = coronal.grid.pixel_of(np.asarray(SPHERE.centre))
+    assert overview[round(row), round(col)] > overview[round(row), 2] + 50
+    assert mpr.overview.v_line.value() == pytest.approx(mpr.panes[PlaneKind.CORONAL].v_line.value())
+    # A click in the overview moves the crosshair as one in the coronal pane does (x and z, not y).
+    y_before = mpr.point[1]
+    assert mpr.reformat is not None
+    x, y, _ = mpr.reformat.layout.axes[PlaneKind.CORONAL].to_view(np.asarray(SPHERE.centre))
+    qtbot.mouseClick(
+        mpr.overview.canvas.viewport(),
+        Qt.MouseButton.LeftButton,
+        pos=mpr.overview.view_to_viewport(x, y).toPoint(),
+    )
+    assert mpr.point[0] == pytest.approx(SPHERE.centre[0], abs=1.0)
+    assert mpr.point[2] == pytest.approx(SPHERE.centre[2], abs=2.0)
+    assert mpr.point[1] == pytest.approx(y_before, abs=1.0)
+    mpr.set_evidence(Evidence(np.linspace(0, 1, mpr.reformat.frame.n_slices), [2], "strip"))
+    assert mpr.overview.canvas.strip is not None
+    mpr.set_arrangement(ROW)
+    assert not mpr.overview.isVisible() and all(p.isVisible() for p in mpr.panes.values())
+
+
+def test_unlinked_panes_keep_their_own_window_and_zoom(qtbot, mpr: MprView) -> None:
+    mpr.set_linked(False)
+    windows = []
+    mpr.window_changed.connect(lambda c, w: windows.append((c, w)))
+    axial_levels = mpr.panes[PlaneKind.AXIAL].image_item.getLevels()
+    mpr._on_window_drag(60.0, 0.0, PlaneKind.CORONAL)
+    lo, hi = mpr.panes[PlaneKind.CORONAL].image_item.getLevels()
+    assert hi - lo > mpr.width and windows == []  # only that pane, and the image view's window stays
+    assert tuple(mpr.panes[PlaneKind.AXIAL].image_item.getLevels()) == pytest.approx(tuple(axial_levels))
+    assert "W 1" in mpr.panes[PlaneKind.CORONAL].canvas.annotations.corners["br"][0]
+    sagittal_scale = mpr.panes[PlaneKind.SAGITTAL].mm_per_pixel()
+    axial = mpr.panes[PlaneKind.AXIAL]
+    axial.vb.scaleBy((0.5, 0.5))
+    axial.vb.sigUserZoom.emit()
+    assert mpr.panes[PlaneKind.SAGITTAL].mm_per_pixel() == pytest.approx(sagittal_scale)
+    # A window set from outside (a preset) applies to every pane again; linking again shares it.
+    mpr.set_window(40.0, 80.0)
+    assert tuple(mpr.panes[PlaneKind.CORONAL].image_item.getLevels()) == pytest.approx((0.0, 80.0))
+    mpr.set_linked(True)
+    mpr._on_window_drag(60.0, 0.0, PlaneKind.CORONAL)
+    assert windows and tuple(mpr.panes[PlaneKind.AXIAL].image_item.getLevels()) == pytest.approx(
+        tuple(mpr.panes[PlaneKind.CORONAL].image_item.getLevels())
+    )
+
+
 # -- in the window ----------------------------------------------------------------------------------------------
 
 
@@ -255,5 +309,14 @@ def test_layout_switch_follows_the_series_and_the_axial_view(
     other = uid_of(window, "Axial known HU")
     show_series(qtbot, window, other)
     assert mpr.volume is window.current_volume()
+    qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
+    assert layouts.current == QUAD and layouts.quad_action.isChecked() and mpr.overview.isVisible()
+    assert mpr.overview.image_item.image is not None
+    qtbot.keyClick(window, Qt.Key.Key_3, Qt.KeyboardModifier.ControlModifier)
+    assert layouts.current == THREE and not mpr.overview.isVisible()
+    # The preference: panes keep their own window and zoom.
+    window.settings.mpr_linked = False
+    window._apply_preferences()
+    assert not mpr.linked
     qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
     assert layouts.current == SINGLE and window.layouts.widget.currentWidget() is window.view

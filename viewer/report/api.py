@@ -15,10 +15,12 @@ from typing import Any
 
 from viewer import __version__
 from viewer.analysis.result import PixelMapFn
+from viewer.dicom.reformat.annotations import Measurement, PlaneRef
 from viewer.dicom.stacks import orientation_letters
 from viewer.errors import ViewerError
 from viewer.model.card import ModelCard
 from viewer.progress import ProgressFn
+from viewer.report.annotated import plane_figures
 from viewer.report.content import ReportContent
 from viewer.report.deidentify import deidentify
 from viewer.report.identifiers import ReportIdentifiers, identifiers_from_volume
@@ -53,6 +55,10 @@ class ReportOptions:
         (:mod:`viewer.analysis.display`).
     analysed_at, generated_at:
         Times printed on the report (default: when the analysis finished, and now).
+    views, measurements, layout:
+        The planes on screen at export (:class:`~viewer.dicom.reformat.annotations.PlaneRef`, in pane order),
+        the series' measurements and the layout's name in words: with any of them the report gets a page of
+        those planes, annotated, and a table of the measurements.
     """
 
     anonymize: bool = False
@@ -65,6 +71,9 @@ class ReportOptions:
     scaling: str = "series"
     analysed_at: datetime | None = None
     generated_at: datetime | None = None
+    views: Sequence[PlaneRef] = ()
+    measurements: Sequence[Measurement] = ()
+    layout: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,9 @@ def build_report(
         )
     if progress is not None:
         progress(len(key_slices), total, "Laying out the PDF")
+    planes = plane_figures(
+        volume, options.views, options.measurements, window=options.window, invert=bool(volume.invert)
+    )
     content = ReportContent(
         ids=ids,
         result=result,
@@ -134,6 +146,9 @@ def build_report(
         generated_at=options.generated_at or now,
         analysed_at=options.analysed_at or result.finished_at or now,
         app_version=__version__,
+        planes=planes,
+        measurements=list(options.measurements),
+        layout=options.layout,
     )
     pdf = render_pdf(content)
     if progress is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape
@@ -13,6 +13,7 @@ from reportlab.platypus import Flowable, Paragraph, Table, TableStyle
 
 from viewer.model.card import ModelCard
 from viewer.report import styles as st
+from viewer.report.annotated import PlaneFigure
 from viewer.report.fonts import safe_text
 from viewer.report.identifiers import ReportIdentifiers
 from viewer.report.images import KeyImage
@@ -38,6 +39,10 @@ class ReportContent:
     analysed_at: datetime
     app_version: str
     scaling: str = "series"
+    #: The view on screen at export and its measurements (the measurements page).
+    planes: list[PlaneFigure] = field(default_factory=list)
+    measurements: list[Any] = field(default_factory=list)
+    layout: str = ""
 
     @property
     def show_dates(self) -> bool:

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from viewer.analysis.session import AnalysisSession
+from viewer.dicom.reformat.annotations import ACQUIRED, Measurement, PlaneRef
 from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
 from viewer.progress import CancelFn, ProgressFn
+from viewer.report.annotated import export_view_png
 from viewer.report.api import ReportOptions, build_report, save_pdf
 from viewer.report.dicom_export import save_dicom
-from viewer.report.images import export_png
 from viewer.report.output import check_output_path, export_json, is_inside, source_folders
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ class ViewState:
     invert: bool = False
     threshold: float = 0.0
     scaling: str = "series"
+    views: tuple[PlaneRef, ...] = ()
+    measurements: tuple[Measurement, ...] = ()
+    layout: str = ""
 
     def describe(self) -> str:
         center, width = self.window
@@ -82,7 +86,13 @@ class ViewState:
         if self.overlay and self.scaling == "slice":
             overlay += " (scaled per slice)"
         inverted = ", inverted" if self.invert else ""
-        return f"slice {self.index + 1}, W {width:g} / L {center:g}{inverted}, {overlay}"
+        where = f"slice {self.index + 1}"
+        if self.views and any(v.name != ACQUIRED for v in self.views):
+            where = self.layout or ", ".join(v.title() for v in self.views)
+            overlay = "no overlay"
+        n = len(self.measurements)
+        measured = f", {n} measurement{'s' if n != 1 else ''}" if n else ""
+        return f"{where}, W {width:g} / L {center:g}{inverted}, {overlay}{measured}"
 
 
 def check_targets(choices: ExportChoices, folders: Sequence[Path], opened: Sequence[Path] = ()) -> None:
@@ -183,7 +193,14 @@ def run_export(
         volume,
         result,
         session.card,
-        ReportOptions(anonymize=choices.anonymize, pixel_map=session.pixel_map, scaling=view.scaling),
+        ReportOptions(
+            anonymize=choices.anonymize,
+            pixel_map=session.pixel_map,
+            scaling=view.scaling,
+            views=view.views,
+            measurements=view.measurements,
+            layout=view.layout,
+        ),
         progress=lambda done, _total, text: step(1 + done, text),
     )
     # From here on no cancel: the writes are quick, and stopping halfway would leave half an export.
@@ -200,11 +217,13 @@ def run_export(
             done += 1
             progress(done, total, "Writing the PNG")
             written.append(
-                export_png(
+                export_view_png(
                     choices.png,
                     volume,
                     result,
                     view.index,
+                    view.views,
+                    view.measurements,
                     overlay=view.overlay,
                     window=view.window,
                     opacity=view.opacity,

@@ -37,6 +37,11 @@ def _files() -> tuple[str, str, str]:
     return str(root / "Vera.ttf"), str(root / "VeraBd.ttf"), str(root / "VeraIt.ttf")
 
 
+def bold_font_file() -> str:
+    """The TrueType file of :data:`FONT_BOLD` (for images drawn with PIL)."""
+    return _files()[1]
+
+
 def register_fonts() -> None:
     """Register :data:`FONT` and its bold and italic faces with reportlab (once)."""
     if FONT in pdfmetrics.getRegisteredFontNames():

@@ -24,6 +24,7 @@ from viewer.report import styles as st
 from viewer.report.content import ReportContent, format_datetime
 from viewer.report.evidence import evidence_page, key_image_pages, methods_box, model_card_section
 from viewer.report.fonts import FONT, FONT_BOLD, safe_text
+from viewer.report.measurements_page import measurement_pages
 from viewer.report.summary import summary_page
 
 MARGIN = 18 * mm
@@ -128,6 +129,7 @@ def render_pdf(content: ReportContent) -> bytes:
     story = [
         *summary_page(content),
         *key_image_pages(content),
+        *measurement_pages(content),
         *evidence_page(content),
         *methods_box(content),
         *model_card_section(content),

@@ -9,11 +9,13 @@ stay sharp and fixed while the image is zoomed and panned.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pyqtgraph as pg
 from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent, MouseDragEvent
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPen, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import QGraphicsSceneWheelEvent, QGraphicsView
 
@@ -46,8 +48,18 @@ def nice_length(target: float) -> float:
     return base
 
 
+class MouseTool(Protocol):
+    """Something that may take a left-button gesture before the view's own (e.g. a measurement tool): each
+    returns True when it took the event."""
+
+    def handle_click(self, ev: MouseClickEvent) -> bool: ...
+
+    def handle_drag(self, ev: MouseDragEvent) -> bool: ...
+
+
 class SliceViewBox(pg.ViewBox):
-    """A ViewBox with the reading-room mouse conventions instead of pyqtgraph's defaults."""
+    """A ViewBox with the reading-room mouse conventions instead of pyqtgraph's defaults; ``tool`` (a
+    :class:`MouseTool`) sees left-button clicks and drags first."""
 
     sigWindowDrag = Signal(float, float)  # screen dx, dy in pixels
     sigWheelSteps = Signal(int)
@@ -57,6 +69,32 @@ class SliceViewBox(pg.ViewBox):
     def __init__(self) -> None:
         super().__init__(lockAspect=True, invertY=True, enableMenu=False, defaultPadding=0.0)
         self._wheel_accumulated = 0
+        self.tool: MouseTool | None = None
+        self._tool_drag = False
+
+    def tool_took_click(self, ev: MouseClickEvent) -> bool:
+        """Whether :attr:`tool` took this click."""
+        if self.tool is None or ev.button() != Qt.MouseButton.LeftButton:
+            return False
+        if self.tool.handle_click(ev):
+            ev.accept()
+            return True
+        return False
+
+    def tool_took_drag(self, ev: MouseDragEvent) -> bool:
+        """Whether :attr:`tool` took this drag (it decides at the drag's start, and keeps it to the end)."""
+        if self.tool is None or ev.button() != Qt.MouseButton.LeftButton:
+            return False
+        if ev.isStart():
+            self._tool_drag = self.tool.handle_drag(ev)
+        elif self._tool_drag:
+            self.tool.handle_drag(ev)
+        taken = self._tool_drag
+        if ev.isFinish():
+            self._tool_drag = False
+        if taken:
+            ev.accept()
+        return taken
 
     def wheelEvent(self, ev: QGraphicsSceneWheelEvent | QWheelEvent, axis: int | None = None) -> None:  # noqa: N802 (Qt override)
         delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
@@ -68,6 +106,8 @@ class SliceViewBox(pg.ViewBox):
         ev.accept()
 
     def mouseDragEvent(self, ev: MouseDragEvent, axis: int | None = None) -> None:  # noqa: N802 (Qt override)
+        if self.tool_took_drag(ev):
+            return
         ev.accept()
         button = ev.button()
         delta = ev.screenPos() - ev.lastScreenPos()
@@ -83,6 +123,8 @@ class SliceViewBox(pg.ViewBox):
             self.sigUserZoom.emit()
 
     def mouseClickEvent(self, ev: MouseClickEvent) -> None:  # noqa: N802 (Qt override)
+        if self.tool_took_click(ev):
+            return
         ev.accept()
         if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
             self.sigFit.emit()
@@ -92,7 +134,9 @@ class SliceCanvas(pg.GraphicsView):
     """The graphics view: holds the ViewBox and paints the annotations over it.
 
     It knows nothing of its owner: key presses and resizes go out as signals. A slot of ``sigKeyPressed``
-    accepts the event to mark it handled; an event left ignored goes on to the graphics view.
+    accepts the event to mark it handled; an event left ignored goes on to the graphics view. ``foreground_painters`` draw
+    over the image in screen pixels after the annotations (e.g. measurements, whose labels keep their size at any
+    zoom); ``wants_escape()`` True takes Esc from the window's shortcuts (a measurement being drawn).
     """
 
     sigKeyPressed = Signal(object)  # QKeyEvent
@@ -114,6 +158,19 @@ class SliceCanvas(pg.GraphicsView):
         self.font_letters.setBold(True)
         self.font_message = QFont(self.font())
         self.font_message.setPixelSize(15)
+        self.foreground_painters: list[Callable[[QPainter], None]] = []
+        self.wants_escape: Callable[[], bool] = lambda: False
+
+    def event(self, ev: QEvent) -> bool:
+        if (
+            ev.type() == QEvent.Type.ShortcutOverride
+            and isinstance(ev, QKeyEvent)
+            and ev.key() == Qt.Key.Key_Escape
+            and self.wants_escape()
+        ):
+            ev.accept()
+            return True
+        return super().event(ev)
 
     def keyPressEvent(self, ev: QKeyEvent) -> None:  # noqa: N802 (Qt override)
         ev.ignore()
@@ -134,6 +191,8 @@ class SliceCanvas(pg.GraphicsView):
         painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
         try:
             self._paint_annotations(painter)
+            for paint in self.foreground_painters:
+                paint(painter)
         finally:
             painter.restore()
 

@@ -1,11 +1,11 @@
-"""The image area's layouts: 1 × 1 (the acquired slices, :class:`~viewer.ui.image_view.ImageView`) and 1 × 3
-(axial, coronal and sagittal reformats, :class:`~viewer.ui.mpr_view.MprView`), switched from the toolbar, the View
-menu and Ctrl+1 / Ctrl+3.
+"""The image area's layouts: 1 × 1 (the acquired slices, :class:`~viewer.ui.image_view.ImageView`), 1 × 3
+(axial, coronal and sagittal reformats, :class:`~viewer.ui.mpr_view.MprView`) and 2 × 2 (the same three and an
+overview), switched from the toolbar, the View menu and Ctrl+1 / Ctrl+3 / Ctrl+2.
 
 The image view stays the owner of the series' window, invert and current slice (what the analysis, the export and
 the menus already act on); the reformats follow it and report back to it: W/L dragged in a pane goes to the image
 view, the slice nearest the crosshair becomes its current slice, and its slice changes (the analysis' slice list,
-cine) move the crosshair. Reformats are computed only while the 1 × 3 layout is on screen.
+cine) move the crosshair. Reformats are computed only while a reformat layout is on screen.
 """
 
 from __future__ import annotations
@@ -19,17 +19,19 @@ from PySide6.QtWidgets import QStackedWidget, QWidget
 from viewer.analysis.result import AnalysisResult
 from viewer.dicom.volume import Volume
 from viewer.ui.image_view import ImageView
-from viewer.ui.mpr_view import Evidence, MprView
+from viewer.ui.mpr_view import GRID, ROW, Evidence, MprView
 from viewer.ui.saliency_overlay import SaliencyOverlay
 
 SINGLE = "1x1"
-THREE = "1x3"
+THREE = ROW
+QUAD = GRID
+LAYOUTS = (SINGLE, THREE, QUAD)
 #: How long (ms) the crosshair must rest before the image view (and the analysis panel) follow its slice.
 SLICE_SYNC_MS = 60
 
 
 class LayoutController(QObject):
-    """The stacked image area and the layout actions. ``layout_changed(name)``: :data:`SINGLE` or :data:`THREE`."""
+    """The stacked image area and the layout actions. ``layout_changed(name)``: one of :data:`LAYOUTS`."""
 
     layout_changed = Signal(str)
 
@@ -58,12 +60,18 @@ class LayoutController(QObject):
         self.three_action = QAction("Layout 1×3 (MPR)", parent)
         self.three_action.setShortcut(QKeySequence("Ctrl+3"))
         self.three_action.setStatusTip("Axial, coronal and sagittal reformats in true geometry (Ctrl+3)")
-        for action, name in ((self.single_action, SINGLE), (self.three_action, THREE)):
+        self.quad_action = QAction("Layout 2×2 (MPR + overview)", parent)
+        self.quad_action.setShortcut(QKeySequence("Ctrl+2"))
+        self.quad_action.setStatusTip(
+            "The three reformats and an overview of the whole stack with the per-slice strip (Ctrl+2)"
+        )
+        self._layout_actions = {SINGLE: self.single_action, THREE: self.three_action, QUAD: self.quad_action}
+        for name, action in self._layout_actions.items():
             action.setCheckable(True)
             action.setActionGroup(group)
             action.triggered.connect(lambda _=False, n=name: self.set_layout(n))
         self.single_action.setChecked(True)
-        self.actions = [self.single_action, self.three_action]
+        self.actions = [self.single_action, self.three_action, self.quad_action]
 
         view.window_changed.connect(self.mpr.set_window)
         view.slice_changed.connect(self._on_view_slice)
@@ -81,24 +89,32 @@ class LayoutController(QObject):
     def on_series_changed(self, _uid: str = "") -> None:
         """Another series, or its volume finished loading: the reformats follow if they are on screen."""
         self._shown_volume = None
-        if self.current == THREE:
+        if self.mpr_shown:
             self._show_volume()
         else:  # drop the reformats' hold on the old volume (the cache decides what stays in memory)
             self.mpr.set_volume(None)
 
     # -- layout -----------------------------------------------------------------------------------------------
 
+    @property
+    def mpr_shown(self) -> bool:
+        """Whether a reformat layout (1 × 3 or 2 × 2) is on screen."""
+        return self.current in (THREE, QUAD)
+
     def set_layout(self, name: str) -> None:
-        """Switch to :data:`SINGLE` or :data:`THREE`."""
-        name = THREE if name == THREE else SINGLE
-        self.single_action.setChecked(name == SINGLE)
-        self.three_action.setChecked(name == THREE)
+        """Switch to one of :data:`LAYOUTS` (anything else: :data:`SINGLE`)."""
+        name = name if name in LAYOUTS else SINGLE
+        for layout, action in self._layout_actions.items():
+            action.setChecked(layout == name)
         if name == self.current:
             return
+        was_mpr = self.mpr_shown
         self.current = name
-        if name == THREE:
-            self.view.stop_cine()
-            self.widget.setCurrentWidget(self.mpr)
+        if name in (THREE, QUAD):
+            self.mpr.set_arrangement(name)
+            if not was_mpr:
+                self.view.stop_cine()
+                self.widget.setCurrentWidget(self.mpr)
             self._show_volume()
         else:
             self._slice_timer.stop()
@@ -134,7 +150,7 @@ class LayoutController(QObject):
 
     def fit(self) -> None:
         """F: fit the images of the layout on screen."""
-        if self.current == THREE:
+        if self.mpr_shown:
             self.mpr.fit()
         else:
             self.view.fit()
@@ -151,7 +167,7 @@ class LayoutController(QObject):
             self.view.set_slice(k)
 
     def _on_view_slice(self, k: int) -> None:
-        if self.current == THREE and self._pending_slice is None:
+        if self.mpr_shown and self._pending_slice is None:
             self.mpr.go_to_slice(k)
 
     # -- evidence ---------------------------------------------------------------------------------------------

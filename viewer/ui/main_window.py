@@ -47,6 +47,7 @@ from viewer.ui.image_view import CursorInfo, ImageView
 from viewer.ui.import_log import ImportLog, ImportLogDialog
 from viewer.ui.jobs import JobTag, SliceReady, index_paths, load_tagged, make_thumbnails
 from viewer.ui.layouts import LayoutController
+from viewer.ui.measurement_controller import MeasurementController
 from viewer.ui.preferences import PreferencesDialog
 from viewer.ui.progress import ProgressPanel
 from viewer.ui.receiver_controller import ReceiverController
@@ -163,6 +164,10 @@ class MainWindow(QMainWindow):
         self._place_layouts(self.layouts)
         self.receiver = ReceiverController(self, self.settings, parent=self)
         self.receiver.apply()
+        self.layouts.mpr.set_linked(self.settings.mpr_linked)
+        self.measurements = MeasurementController(self.layouts, self.current_volume, self)
+        self.measurements.attach(self)
+        self.export.annotations = self.measurements.view_annotations
         self._restore_layout()
 
     # -- building ---------------------------------------------------------------------------------------------
@@ -661,6 +666,7 @@ class MainWindow(QMainWindow):
             self.cache.set_limit(self.settings.cache_mb * 2**20)
         self.analysis.set_scaling(self.settings.saliency_scaling)
         self.receiver.apply(interactive=True)
+        self.layouts.mpr.set_linked(self.settings.mpr_linked)
 
     def clear_cache(self) -> None:
         self.cache.clear()
@@ -697,7 +703,7 @@ class MainWindow(QMainWindow):
     def _show_help_message(self) -> None:
         self.statusBar().showMessage(
             "Wheel/↑↓: slice · PgUp/PgDn: 10% · Home/End · left-drag: W/L · right-drag: zoom · middle-drag: pan · "
-            "double-click: fit · Ctrl+1/Ctrl+3: 1×1/1×3 layout · 1–6 presets · 0 default · I invert · R reset · Space cine · F11 full screen",
+            "double-click: fit · Ctrl+1/2/3: 1×1/2×2/1×3 layout · 1–6 presets · 0 default · I invert · R reset · Space cine · F11 full screen",
             15000,
         )
 

@@ -57,6 +57,8 @@ class MprViewBox(SliceViewBox):
         return abs(view_pos.x() - x) <= reach or abs(view_pos.y() - y) <= reach
 
     def mouseClickEvent(self, ev: MouseClickEvent) -> None:  # noqa: N802 (Qt override)
+        if self.tool_took_click(ev):
+            return
         ev.accept()
         if ev.button() != Qt.MouseButton.LeftButton:
             return
@@ -67,6 +69,8 @@ class MprViewBox(SliceViewBox):
         self.sigCrosshair.emit(float(p.x()), float(p.y()))
 
     def mouseDragEvent(self, ev: MouseDragEvent, axis: int | None = None) -> None:  # noqa: N802 (Qt override)
+        if self.tool_took_drag(ev):
+            return
         if ev.button() == Qt.MouseButton.LeftButton:
             if ev.isStart():
                 start = self.mapToView(ev.buttonDownPos())
@@ -255,6 +259,11 @@ class MprPane(QWidget):
         self.canvas.viewport().update()
 
     # -- zoom -------------------------------------------------------------------------------------------------
+
+    @property
+    def zoomed_by_user(self) -> bool:
+        """Whether the user zoomed or panned since the last fit."""
+        return self._zoom_by_user
 
     def mm_per_pixel(self) -> float:
         """View mm per screen pixel."""

@@ -3,7 +3,12 @@
 Planes come from :class:`~viewer.dicom.reformat.Reformatter`, computed on demand for the plane shown (never a copy
 of the volume). One patient point links the panes: a click or a crosshair drag in one plane moves the point within
 that plane, so the other two planes move through it; scrolling a plane moves the point along that plane's normal,
-so its line moves in the other two. Window/level, invert and zoom are shared by the three panes.
+so its line moves in the other two. Window/level and zoom are shared by the three panes while ``linked`` (the
+preference), else each pane keeps its own; invert is shared.
+
+Arrangements: :data:`ROW` (1 × 3) or :data:`GRID` (2 × 2: the fourth place holds an overview, a coronal average
+projection of the whole stack with the crosshair and the per-slice strip; a click there moves the crosshair as in
+the coronal pane).
 
 The analysis' evidence follows: the pixel saliency (a map per acquired slice) is reformatted with the same
 sampling plan as the image, each slice's map over that slice's own thickness (nearest slice, never interpolated
@@ -17,11 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QSizePolicy,
@@ -30,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.dicom.geometry import direction_letters
+from viewer.dicom.pixels import robust_window
 from viewer.dicom.reformat import PlaneImage, PlaneKind, Reformatter, Slab, SlabMode
 from viewer.dicom.reformat.slab import SLAB_NAMES
 from viewer.dicom.volume import Volume
@@ -37,6 +44,15 @@ from viewer.ui.image_view import INVERT_LUT, MIN_WIDTH, CursorInfo, track_colour
 from viewer.ui.mpr_pane import MprPane, Strip
 
 TITLES = {PlaneKind.AXIAL: "Axial", PlaneKind.CORONAL: "Coronal", PlaneKind.SAGITTAL: "Sagittal"}
+#: The arrangements of the panes: three in a row, or two by two with the overview in the fourth place.
+ROW, GRID = "1x3", "2x2"
+_PLACES = {
+    ROW: {PlaneKind.AXIAL: (0, 0), PlaneKind.CORONAL: (0, 1), PlaneKind.SAGITTAL: (0, 2)},
+    GRID: {PlaneKind.AXIAL: (0, 0), PlaneKind.CORONAL: (0, 1), PlaneKind.SAGITTAL: (1, 0)},
+}
+#: Coronal planes averaged into the overview (evenly spread front to back): a radiograph-like projection.
+OVERVIEW_PLANES = 32
+OVERVIEW_NOTE = "Overview: coronal average projection"
 WAITING = "Reformats appear once the series has loaded."
 #: The legend note of the saliency overlay in the reformats.
 SALIENCY_NOTE = (
@@ -95,12 +111,22 @@ class MprView(QWidget):
         self._evidence: Evidence | None = None
         self._strips: dict[PlaneKind, Strip | None] = {}
         self._title = ""
+        self.linked = True
+        self._pane_windows: dict[PlaneKind, tuple[float, float]] = {}
+        self.arrangement = ROW
+        self._overview_for: Volume | None = None
+        self._overview_levels = (0.0, 1.0)
 
         self.panes = {kind: MprPane(kind.value) for kind in PlaneKind}
-        for pane in self.panes.values():
+        self.overview = MprPane("overview")
+        self.overview.crosshair_requested.connect(lambda _n, x, y: self.click(PlaneKind.CORONAL, x, y))
+        self.overview.scroll_requested.connect(lambda _n, steps: self.scroll(PlaneKind.AXIAL, steps))
+        self.overview.hovered.connect(lambda *_: self.cursor_moved.emit(None))
+        self.overview.hide()
+        for kind, pane in self.panes.items():
             pane.crosshair_requested.connect(self._on_crosshair)
             pane.scroll_requested.connect(self._on_scroll)
-            pane.window_dragged.connect(self._on_window_drag)
+            pane.window_dragged.connect(lambda dx, dy, k=kind: self._on_window_drag(dx, dy, k))
             pane.zoomed.connect(self._on_zoomed)
             pane.double_clicked.connect(self.toggle_single)
             pane.hovered.connect(self._on_hover)
@@ -135,11 +161,11 @@ class MprView(QWidget):
         bar.addWidget(self.slab_thickness)
         bar.addSpacing(12)
         bar.addWidget(self.legend, 1)
-        panes = QHBoxLayout()
+        panes = QGridLayout()
         panes.setContentsMargins(0, 0, 0, 0)
         panes.setSpacing(2)
-        for pane in self.panes.values():
-            panes.addWidget(pane, 1)
+        self._grid = panes
+        self._place_panes()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -171,6 +197,13 @@ class MprView(QWidget):
             pane.canvas.annotations.edges = self.reformat.layout.axes[kind].edge_letters()
             pane.fit_rect = self._full_rect(kind)
         self._nearest = None
+        self._pane_windows.clear()
+        self.overview.canvas.annotations.message = ""
+        self.overview.canvas.annotations.edges = self.reformat.layout.axes[PlaneKind.CORONAL].edge_letters()
+        self.overview.fit_rect = self._full_rect(PlaneKind.CORONAL)
+        self._overview_for = None
+        if self.arrangement == GRID:
+            self._render_overview()
         self._make_strips()
         index = min(max(int(slice_index), 0), volume.n_slices - 1)
         self.set_point(self.reformat.slice_point(index))
@@ -178,15 +211,17 @@ class MprView(QWidget):
 
     def clear(self, message: str = "") -> None:
         """No planes; ``message`` in each pane."""
-        for pane in self.panes.values():
+        for pane in (*self.panes.values(), self.overview):
             pane.clear(message)
             pane.canvas.annotations.corners = {}
             pane.canvas.annotations.edges = {}
+        self._overview_for = None
         self._update_legend()
 
     def set_window(self, center: float, width: float) -> None:
         """The shared window (modality units)."""
         self.center, self.width = float(center), max(MIN_WIDTH, float(width))
+        self._pane_windows.clear()
         self._apply_levels()
 
     def set_invert(self, invert: bool) -> None:
@@ -254,6 +289,8 @@ class MprView(QWidget):
             x, y, _ = layout.axes[kind].to_view(self.point)
             pane.set_crosshair(x, y)
             self._update_annotations(kind)
+        x, y, _ = layout.axes[PlaneKind.CORONAL].to_view(self.point)
+        self.overview.set_crosshair(x, y)
         self.point_changed.emit(self.point.copy())
         nearest = reformat.nearest_slice(self.point)
         if nearest is not None and nearest != self._nearest:
@@ -305,17 +342,56 @@ class MprView(QWidget):
     # -- layout -----------------------------------------------------------------------------------------------
 
     def toggle_single(self, name: str) -> None:
-        """Show pane ``name`` alone, or all three again when it already is."""
-        kind = PlaneKind(name)
-        self.single = None if self.single == kind else kind
+        """Show pane ``name`` alone, or all again when it already is ("" : all again)."""
+        kind = PlaneKind(name) if name else None
+        self.single = None if kind is None or self.single == kind else kind
+        self._show_panes()
+        self.single_changed.emit(self.single.value if self.single is not None else "")
+
+    def set_arrangement(self, name: str) -> None:
+        """:data:`ROW` (1 × 3) or :data:`GRID` (2 × 2 with the overview)."""
+        name = GRID if name == GRID else ROW
+        if name == self.arrangement:
+            return
+        self.arrangement = name
+        self._place_panes()
+        if name == GRID:
+            self._render_overview()
+        # Fit again once the grid has given the panes their new sizes (a fit during the move crops them).
+        QTimer.singleShot(0, self._refit)
+        if self.single is not None:
+            self.toggle_single("")
+        else:
+            self._show_panes()
+
+    def _place_panes(self) -> None:
+        grid = self._grid
+        for pane in (*self.panes.values(), self.overview):
+            grid.removeWidget(pane)
+        for kind, (row, column) in _PLACES[self.arrangement].items():
+            grid.addWidget(self.panes[kind], row, column)
+        if self.arrangement == GRID:
+            grid.addWidget(self.overview, 1, 1)
+        for i in range(3):
+            grid.setColumnStretch(i, 1 if i < (2 if self.arrangement == GRID else 3) else 0)
+            grid.setRowStretch(i, 1 if i < (2 if self.arrangement == GRID else 1) else 0)
+        self._show_panes()
+
+    def _refit(self) -> None:
+        for pane in (*self.panes.values(), self.overview):
+            if not pane.zoomed_by_user:
+                pane.fit()
+
+    def _show_panes(self) -> None:
         for k, pane in self.panes.items():
             pane.setVisible(self.single is None or k == self.single)
-        self.single_changed.emit(self.single.value if self.single is not None else "")
+        self.overview.setVisible(self.single is None and self.arrangement == GRID)
 
     def fit(self) -> None:
         """Every pane fitted to its plane."""
         for pane in self.panes.values():
             pane.fit()
+        self.overview.fit()
 
     def _full_rect(self, kind: PlaneKind) -> QRectF:
         assert self.reformat is not None
@@ -324,15 +400,23 @@ class MprView(QWidget):
 
     # -- drawing ----------------------------------------------------------------------------------------------
 
-    def _levels(self) -> tuple[tuple[float, float], np.ndarray | None]:
-        lo = self.center - self.width / 2.0
-        return (lo, lo + self.width), (INVERT_LUT if self.invert else None)
+    def pane_window(self, kind: PlaneKind | None = None) -> tuple[float, float]:
+        """(center, width) of pane ``kind`` (the shared window while linked, or for None)."""
+        if kind is not None and not self.linked and kind in self._pane_windows:
+            return self._pane_windows[kind]
+        return self.center, self.width
+
+    def _levels(self, kind: PlaneKind | None = None) -> tuple[tuple[float, float], np.ndarray | None]:
+        center, width = self.pane_window(kind)
+        lo = center - width / 2.0
+        return (lo, lo + width), (INVERT_LUT if self.invert else None)
 
     def _apply_levels(self) -> None:
-        levels, lut = self._levels()
         for kind in self.images:
-            self.panes[kind].set_levels(levels, lut)
+            self.panes[kind].set_levels(*self._levels(kind))
             self._update_annotations(kind)
+        if self._overview_for is not None:
+            self.overview.set_levels(self._overview_levels, INVERT_LUT if self.invert else None)
 
     def _render_all(self) -> None:
         if self.reformat is None:
@@ -348,7 +432,7 @@ class MprView(QWidget):
             return
         image = reformat.plane(volume.array, kind, self._depths[kind], slab=self.slab)
         self.images[kind] = image
-        levels, lut = self._levels()
+        levels, lut = self._levels(kind)
         self.panes[kind].set_image(image.data, QRectF(*image.grid.rect()), levels, lut)
         self._render_overlay(kind)
 
@@ -362,6 +446,37 @@ class MprView(QWidget):
             maps.data, QRectF(*maps.grid.rect()), lut=self._overlay_lut, opacity=self._overlay_opacity
         )
 
+    def _render_overview(self) -> None:
+        """The coronal average projection of the stack (once per volume), NaN (outside the stack) skipped."""
+        volume, reformat = self.volume, self.reformat
+        if volume is None or reformat is None or self._overview_for is volume:
+            return
+        depths = reformat.layout.depths(PlaneKind.CORONAL)
+        picks = depths[np.unique(np.linspace(0, len(depths) - 1, OVERVIEW_PLANES).round().astype(int))]
+        total: np.ndarray | None = None
+        count: np.ndarray | None = None
+        for depth in picks:
+            data = reformat.plane(volume.array, PlaneKind.CORONAL, float(depth)).data
+            valid = ~np.isnan(data)
+            if total is None or count is None:
+                total, count = np.zeros(data.shape, np.float64), np.zeros(data.shape, np.int32)
+            total += np.where(valid, data, 0.0)
+            count += valid
+        if total is None or count is None:
+            return
+        image = np.full(total.shape, np.nan, np.float32)
+        np.divide(total, count, out=image, where=count > 0, casting="unsafe")
+        grid = reformat.grid(PlaneKind.CORONAL, float(picks[0]))
+        # Its own window: an average over the head (air and bone included) is far from the brain window.
+        center, width = robust_window(image)
+        self._overview_levels = (center - width / 2.0, center + width / 2.0)
+        self.overview.set_image(
+            image, QRectF(*grid.rect()), self._overview_levels, INVERT_LUT if self.invert else None
+        )
+        self.overview.canvas.annotations.corners = {"tl": [OVERVIEW_NOTE]}
+        self._overview_for = volume
+        self.overview.fit()
+
     def _make_strips(self) -> None:
         """The strip of each plane from the evidence and the slices' bands (once per volume or result)."""
         reformat, evidence = self.reformat, self._evidence
@@ -374,6 +489,7 @@ class MprView(QWidget):
                 strip = Strip(bands.axis, bands.lo, bands.hi, colours, list(evidence.keys), evidence.text)
             self._strips[kind] = strip
             pane.set_strip(strip)
+        self.overview.set_strip(self._strips.get(PlaneKind.CORONAL))
 
     def _update_annotations(self, kind: PlaneKind) -> None:
         pane, reformat, image = self.panes[kind], self.reformat, self.images.get(kind)
@@ -386,11 +502,12 @@ class MprView(QWidget):
         position = [f"{letter} {abs(depth):.1f} mm"]
         if reformat.layout.parallel(kind) and self._nearest is not None:
             position.append(f"Im {self._nearest + 1}/{reformat.frame.n_slices}")
+        center, width = self.pane_window(kind)
         a.corners = {
             "tl": [TITLES[kind], self._title] if self._title else [TITLES[kind]],
             "bl": position + image.notes,
             "br": [
-                f"W {self.width:.0f}  L {self.center:.0f}" + ("  inv" if self.invert else ""),
+                f"W {width:.0f}  L {center:.0f}" + ("  inv" if self.invert else ""),
                 f"{pane.mm_per_pixel():.2f} mm/px",
             ],
         }
@@ -415,14 +532,31 @@ class MprView(QWidget):
             self.scroll(PlaneKind(name), step)
             ev.accept()
 
-    def _on_window_drag(self, dx: float, dy: float) -> None:
+    def _on_window_drag(self, dx: float, dy: float, kind: PlaneKind | None = None) -> None:
         if self.reformat is None:
             return
-        sensitivity = max(0.25, self.width / 300.0)
-        self.set_window(self.center + dy * sensitivity, self.width + dx * sensitivity)
+        center, width = self.pane_window(kind)
+        sensitivity = max(0.25, width / 300.0)
+        center, width = center + dy * sensitivity, max(MIN_WIDTH, width + dx * sensitivity)
+        if not self.linked and kind is not None:
+            self._pane_windows[kind] = (center, width)
+            self.panes[kind].set_levels(*self._levels(kind))
+            self._update_annotations(kind)
+            return
+        self.set_window(center, width)
         self.window_changed.emit(self.center, self.width)
 
+    def set_linked(self, linked: bool) -> None:
+        """Window/level and zoom shared by the panes (True) or each pane's own (False)."""
+        self.linked = bool(linked)
+        if self.linked:
+            self._pane_windows.clear()
+            self._apply_levels()
+
     def _on_zoomed(self, name: str) -> None:
+        if not self.linked:
+            self._update_annotations(PlaneKind(name))
+            return
         scale = self.panes[PlaneKind(name)].mm_per_pixel()
         for kind, pane in self.panes.items():
             if kind.value != name:

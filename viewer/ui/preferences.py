@@ -72,6 +72,10 @@ class PreferencesDialog(QDialog):
         self.cache.setValue(settings.cache_mb or default_cache_bytes() // 2**20)
         self.cache.setToolTip("Series read recently stay in memory up to this size; the oldest go first.")
         form.addRow("Series cache", self.cache)
+        self.mpr_linked = QCheckBox("Reformat panes share window/level and zoom")
+        self.mpr_linked.setChecked(settings.mpr_linked)
+        self.mpr_linked.setToolTip("Off: each pane of the 1×3 and 2×2 layouts keeps its own window and zoom.")
+        form.addRow("Reformats", self.mpr_linked)
 
         analysis = QGroupBox("Analysis")
         analysis_form = QFormLayout(analysis)
@@ -151,6 +155,7 @@ class PreferencesDialog(QDialog):
         self._settings.analysis_device = str(self.device.currentData())
         self._settings.jump_to_key_slice = self.jump.isChecked()
         self._settings.saliency_scaling = str(self.scaling.currentData())
+        self._settings.mpr_linked = self.mpr_linked.isChecked()
         self._settings.sync()
         super().accept()
 

@@ -203,6 +203,16 @@ class ViewerSettings:
             raise ValueError(f"saliency scaling must be one of {SCALINGS}, got {scaling!r}")
         self.qsettings.setValue("analysis/saliency_scaling", scaling)
 
+    # Reformat layouts ----------------------------------------------------------------------------------------
+    @property
+    def mpr_linked(self) -> bool:
+        """Whether the reformat panes share window/level and zoom (default) or each keeps its own."""
+        return self._str("mpr/linked", "true") != "false"
+
+    @mpr_linked.setter
+    def mpr_linked(self, on: bool) -> None:
+        self.qsettings.setValue("mpr/linked", "true" if on else "false")
+
     # Export --------------------------------------------------------------------------------------------------
     @property
     def last_export_folder(self) -> str:

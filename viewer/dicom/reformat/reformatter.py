@@ -57,12 +57,17 @@ class Reformatter:
         return self.layout.grid(PlaneKind(kind), depth)
 
     def plan(self, kind: PlaneKind, depth: float) -> SamplingPlan:
-        """The sampling plan of plane ``kind`` at ``depth`` (the last one of each plane is kept)."""
+        """The sampling plan of plane ``kind`` at ``depth`` (the last one of each plane is kept, and a move within
+        the slices derives the next one from it: :meth:`SamplingPlan.shifted`)."""
         kind = PlaneKind(kind)
         key = (kind, round(float(depth), 6))
         plan = self._plans.get(key)
         if plan is None:
-            plan = plan_plane(self.frame, self.grid(kind, depth), self.gaps)
+            grid = self.grid(kind, depth)
+            previous = next((p for k, p in self._plans.items() if k[0] == kind), None)
+            plan = previous.shifted(grid, self.frame) if previous is not None else None
+            if plan is None:
+                plan = plan_plane(self.frame, grid, self.gaps)
             self._plans = {k: p for k, p in self._plans.items() if k[0] != kind}
             self._plans[key] = plan
         return plan

@@ -63,6 +63,38 @@ class SamplingPlan:
     weight: np.ndarray
     rows: int
     cols: int
+    #: Where the pixel lies along the stack (not outside it, not in a gap), before the slices' edges are checked.
+    within: np.ndarray | None = None
+    #: The planned (not shifted) plan a shifted one comes from: every shift starts there, so none add up.
+    origin: SamplingPlan | None = None
+
+    def shifted(self, grid: PlaneGrid, frame: SliceFrame) -> SamplingPlan | None:
+        """The plan of a parallel plane with the same pixels, derived from this one without planning again, when
+        the move between them runs within the slices (along their rows or columns, not across them: the
+        sagittal and coronal planes of an axial stack, the sagittal one of a gantry-tilted stack); else None.
+
+        Every pixel then keeps its slices and interpolation weight, and its row and column in each slice move by
+        one fixed amount.
+        """
+        base = self.origin or self
+        old = base.grid
+        if (
+            base.within is None
+            or (grid.width, grid.height, grid.x0, grid.y0, grid.dx, grid.dy)
+            != (old.width, old.height, old.x0, old.y0, old.dx, old.dy)
+            or grid.axes.kind != old.axes.kind
+        ):
+            return None
+        move = grid.axes.w * (grid.depth - old.depth)
+        if abs(float(move @ frame.normal)) > 1e-9:
+            return None
+        dj = np.float32(float(move @ frame.col) / frame.dy)
+        di = np.float32(float(move @ frame.row) / frame.dx)
+        lower, upper = (_Side(s.k, s.j + dj, s.i + di) for s in (base.lower, base.upper))
+        valid = base.within & _inside(lower, upper, base.weight, frame)
+        return SamplingPlan(
+            grid, base.kappa, valid, lower, upper, base.weight, base.rows, base.cols, base.within, base
+        )
 
     def sample(self, source: Source, *, normal: str = "linear", fill: float = np.nan) -> np.ndarray:
         """The plane's values from ``source`` as float32 ``grid.shape``; ``fill`` where nothing lies.
@@ -132,12 +164,18 @@ def plan_plane(frame: SliceFrame, grid: PlaneGrid, gaps: str = "blank") -> Sampl
         return _Side(k.astype(np.int32), j, i)
 
     lower, upper = side(k0), side(k1)
+    inside = _inside(lower, upper, weight, frame)
+    return SamplingPlan(grid, kappa, valid & inside, lower, upper, weight, frame.rows, frame.cols, valid)
+
+
+def _inside(lower: _Side, upper: _Side, weight: np.ndarray, frame: SliceFrame) -> np.ndarray:
+    """Where the pixels lie within the slices' edges (in each slice that has a share of them)."""
     inside = np.ones((1, 1), dtype=bool)
     for s, w in ((lower, weight < 1.0), (upper, weight > 0.0)):
         ok = (s.j >= -0.5 - EXACT) & (s.j <= frame.rows - 0.5 + EXACT)
         ok = ok & (s.i >= -0.5 - EXACT) & (s.i <= frame.cols - 0.5 + EXACT)
         inside = inside & (ok | ~w)
-    return SamplingPlan(grid, kappa, valid & inside, lower, upper, weight, frame.rows, frame.cols)
+    return inside
 
 
 def _narrow(source: np.ndarray, sides: list[_Side]) -> tuple[np.ndarray, list[_Side]]:
@@ -232,6 +270,11 @@ def _bilinear_per_slice(
     if not present:
         return out
     jj, ii = np.broadcast_to(side.j, shape), np.broadcast_to(side.i, shape)
+    if side.k.size == 1:  # a plane parallel to the slices: one slice for every pixel
+        data = present.get(first)
+        if data is not None:
+            out[...] = _bilinear_2d(data, jj, ii)
+        return out
     if side.k.shape[1] == 1:  # the usual case: one slice per output row
         for m, data in present.items():
             chosen = np.nonzero(side.k[:, 0] == m)[0]
