@@ -142,7 +142,7 @@ class MeasurementController(QObject):
         self.store = MeasurementStore()
         self.tool: Tool | None = None
         self.selected: int | None = None
-        self._frame: tuple[int, SliceFrame] | None = None
+        self._frame: tuple[tuple[str, bytes], SliceFrame] | None = None
 
         self.layers = [MeasurementLayer("1x1", layouts.view.canvas, self._view_geometry, self)]
         for kind, pane in layouts.mpr.panes.items():
@@ -367,8 +367,11 @@ class MeasurementController(QObject):
     # -- the panes' planes ------------------------------------------------------------------------------------
 
     def _slice_frame(self, volume: Volume) -> SliceFrame:
-        if self._frame is None or self._frame[0] != id(volume):
-            self._frame = (id(volume), SliceFrame.from_volume(volume))
+        # Keyed by what the frame is made of, not id(volume): a series reloaded as it grows (a retrieve under way)
+        # can get a new volume at the old one's address, with more slices.
+        key = (volume.stack_uid, np.asarray(volume.positions, dtype=float).tobytes())
+        if self._frame is None or self._frame[0] != key:
+            self._frame = (key, SliceFrame.from_volume(volume))
         return self._frame[1]
 
     def _view_geometry(self) -> PaneGeometry | None:
