@@ -120,6 +120,11 @@ def _integer_rescale(stored: np.ndarray, slope: float, intercept: float, out: np
     def wrapped(value: float) -> np.generic:
         return np.asarray(int(value), dtype=np.int64).astype(out.dtype)[()]
 
+    if stored.dtype.kind in "iu" and stored.dtype.itemsize == out.dtype.itemsize and stored.dtype.isnative:
+        # Same width: the bits reinterpreted in ``out``'s type give the same results modulo its size, without a
+        # cast in the loop (uint16 → int16 with an intercept ran 2-3× slower through numpy's casting path).
+        stored = stored.view(out.dtype)
+
     if slope != 1.0:
         np.multiply(stored, wrapped(slope), out=out, dtype=out.dtype, casting="unsafe")
         if intercept != 0.0:
@@ -185,9 +190,12 @@ def robust_window(
     Large volumes are sampled with a regular stride, which keeps this well under 50 ms. The width may be below
     1 for real-valued data (dose in Gy); :func:`apply_voi_window` then uses LINEAR_EXACT.
     """
-    flat = np.asarray(values).reshape(-1)
-    if flat.size == 0:
+    array = np.asarray(values)
+    if array.size == 0:
         return 0.0, 1.0
+    if array.dtype.kind in "iu" and array.dtype.itemsize <= 2:
+        return _histogram_window(_whole_slices(array, max_samples), low_pct, high_pct)
+    flat = array.reshape(-1)
     step = max(1, flat.size // max_samples)
     sample = flat[::step]
     if sample.dtype.kind == "f":
@@ -201,6 +209,46 @@ def robust_window(
     return (lo + hi) / 2.0, width
 
 
+def _whole_slices(array: np.ndarray, max_samples: int) -> list[np.ndarray]:
+    """Evenly spaced whole slices of a volume (the whole of a smaller array) holding about ``max_samples``."""
+    if array.ndim < 3 or array.size <= max_samples:
+        return [array]
+    per_slice = array[0].size
+    count = max(1, min(array.shape[0], max_samples // per_slice))
+    picks = np.unique(np.linspace(0, array.shape[0] - 1, count).round().astype(int))
+    return [array[k] for k in picks]
+
+
+def _histogram_window(parts: list[np.ndarray], low_pct: float, high_pct: float) -> tuple[float, float]:
+    """:func:`robust_window` for 8- and 16-bit integers: percentiles from a histogram of the values (counting,
+    no sort), interpolated as ``np.percentile`` does. ``parts`` are contiguous samples (whole slices), which a
+    counting pass reads far faster than a strided sample (300 × 512² int16: 14 ms against 58 ms).
+    """
+    lo_v = min(int(p.min()) for p in parts)
+    hi_v = max(int(p.max()) for p in parts)
+    if hi_v == lo_v:
+        return float(lo_v), 1.0
+    counts = np.zeros(hi_v - lo_v + 1, dtype=np.int64)
+    for p in parts:
+        counts += np.bincount((p.reshape(-1).astype(np.int32) - lo_v), minlength=counts.size)
+    cdf = np.cumsum(counts)
+    n = int(cdf[-1])
+
+    def ordered(i: int) -> float:  # the i-th smallest value (0-based)
+        return float(np.searchsorted(cdf, i, side="right") + lo_v)
+
+    def percentile(pct: float) -> float:  # numpy's default ("linear") interpolation between order statistics
+        at = pct / 100.0 * (n - 1)
+        below = int(np.floor(at))
+        low = ordered(below)
+        return low if below + 1 >= n else low + (at - below) * (ordered(below + 1) - low)
+
+    lo, hi = percentile(low_pct), percentile(high_pct)
+    if hi <= lo:
+        lo, hi = float(lo_v), float(hi_v)
+    return (lo + hi) / 2.0, hi - lo
+
+
 def mask_unused_bits(stored: np.ndarray, bits_stored: int, bits_allocated: int) -> np.ndarray:
     """Ignore bits above *Bits Stored* (PS3.5 8.1.1): unsigned data is masked, signed data sign-extended.
 
@@ -208,6 +256,9 @@ def mask_unused_bits(stored: np.ndarray, bits_stored: int, bits_allocated: int) 
     """
     shift = bits_allocated - bits_stored
     if shift <= 0 or stored.dtype.kind not in "iu":
+        return stored
+    if stored.dtype.kind == "u":  # one pass instead of two shifts
+        np.bitwise_and(stored, stored.dtype.type((1 << bits_stored) - 1), out=stored)
         return stored
     np.left_shift(stored, shift, out=stored)
     np.right_shift(stored, shift, out=stored)
@@ -390,8 +441,15 @@ class SourceFile:
         try:
             with open(path, "rb") as fh:
                 st = os.fstat(fh.fileno())
-                # Deflated data is inflated in memory, once and within the limit the index applies.
-                deflated = read_deflated(fh)
+                # Deflated data is inflated in memory, once and within the limit the index applies. A file whose
+                # current indexed header names another syntax is not deflated: its meta is not read twice.
+                known = (
+                    header is not None
+                    and header.size == st.st_size
+                    and header.mtime_ns == st.st_mtime_ns
+                    and header.transfer_syntax_uid not in ("", tsuids.DeflatedExplicitVRLittleEndian)
+                )
+                deflated = None if known else read_deflated(fh)
                 if deflated is not None:
                     self.ds = deflated[0]
                 else:

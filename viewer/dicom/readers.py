@@ -25,6 +25,7 @@ from viewer.dicom.headers import InstanceHeader
 from viewer.dicom.identifiers import SeriesIdentifiers
 from viewer.dicom.memory import refuse_if_too_large
 from viewer.dicom.modality_dtype import ModalityPlan, PlanBroken, check_frame, plan_for
+from viewer.dicom.native_scan import DirectSource, direct_source
 from viewer.dicom.pixels import (
     DecodeError,
     SourceFile,
@@ -193,16 +194,22 @@ class _Sources:
 
     def __init__(self, refs: list[SliceRef]) -> None:
         self._remaining = Counter(r.header.path for r in refs)
-        self._cache: dict[str, SourceFile | DecodeError] = {}
+        self._cache: dict[str, SourceFile | DirectSource | DecodeError] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, ref: SliceRef) -> SourceFile:
+    def get(self, ref: SliceRef, parsed: bool = False) -> SourceFile | DirectSource:
+        """The file of ``ref``: a :class:`DirectSource` (no pydicom parse) where its indexed header and a scan of
+        its elements suffice, else (and always with ``parsed``) a :class:`SourceFile`."""
         path = ref.header.path
         with self._lock:
             lock = self._locks.setdefault(path, threading.Lock())
         with lock:
             found = self._cache.get(path)
+            if parsed and isinstance(found, DirectSource):
+                found = None
+            if found is None and not parsed:
+                found = direct_source(ref.header)
             if found is None:
                 try:
                     found = SourceFile(path, ref.header.transfer_syntax_uid, ref.header)
@@ -262,7 +269,7 @@ class _SliceDecoder:
             if current and current[0] != used and used in current:
                 self._order_by_ts[ts] = (used,) + tuple(p for p in current if p != used)
 
-    def _scratch(self, source: SourceFile) -> np.ndarray | None:
+    def _scratch(self, source: SourceFile | DirectSource) -> np.ndarray | None:
         """This thread's buffer for a direct read of ``source`` (None when it is not read directly)."""
         scratch = getattr(self._local, "scratch", None)
         if source.direct and (
@@ -285,13 +292,13 @@ class _SliceDecoder:
             return ""
         ref = self.refs[k]
         try:
-            source = self.sources.get(ref)
+            source = self.sources.get(ref, parsed=self.colour)
             if (source.rows, source.columns) != (self.rows, self.cols):
                 raise DecodeError(
                     f"image is {source.rows}×{source.columns}, the stack's are {self.rows}×{self.cols}"
                 )
             plugins = self._plugins_for(source.transfer_syntax)
-            if self.colour:
+            if isinstance(source, SourceFile) and self.colour:
                 used = source.colour_into(ref.frame, self.array[k], plugins)
             else:
                 used = source.grey_into(
@@ -324,7 +331,9 @@ def _first_readable(
         if cancel is not None and cancel():
             raise CancelledError()
         try:
-            return sources.get(r), k
+            source = sources.get(r, parsed=True)
+            assert isinstance(source, SourceFile)
+            return source, k
         except DecodeError as exc:
             failed[k] = str(exc)
             sources.done(r)
