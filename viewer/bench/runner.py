@@ -26,7 +26,15 @@ def _load(quick: bool) -> dict[str, Any]:
     others = run_generator_benchmark(
         n_slices=20 if quick else 100, matrix=256 if quick else 512, repeats=1 if quick else 3
     )
-    return {**result.as_dict(), "other_generators": {r.key: r.as_dict() for r in others}}
+    from viewer.bench.decoders import as_dict, bench_decoders
+
+    # Whole-series loads per compressed syntax; the per-decoder table: python -m viewer.bench.decoders.
+    compressed = as_dict(*bench_decoders(n_slices=10 if quick else 40, matrix=256 if quick else 512))["loads"]
+    return {
+        **result.as_dict(),
+        "other_generators": {r.key: r.as_dict() for r in others},
+        "compressed": compressed,
+    }
 
 
 def _gui(quick: bool) -> dict[str, Any]:

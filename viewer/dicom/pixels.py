@@ -307,16 +307,27 @@ class DecoderChoice:
 
 NATIVE_DIRECT = frozenset({tsuids.ImplicitVRLittleEndian, tsuids.ExplicitVRLittleEndian})
 
-# ms per slice on 40 slices of a 512² CT head phantom, one thread (viewer.bench.load.bench_decoders; 2 shared
-# cores): JPEG Lossless SV1 gdcm 3.2 / pylibjpeg 7.4; JPEG-LS gdcm 3.0 / pylibjpeg 9.3; JPEG 2000 lossless gdcm 12.4
-# / pylibjpeg 15.4 / pillow 18.2 (GDCM's whole-file reader 10.8, but it decodes every frame of a multi-frame file
-# per call); RLE pylibjpeg-rle 0.45 / pydicom 1.7 / GDCM reader 11.4. Every decoder gave identical pixels.
-# None of them releases the GIL: two threads were no faster, so compressed stacks decode on one thread. JPEG
-# baseline: pylibjpeg (libjpeg-turbo) first, so a lossy series is always decoded by the same library.
-# GDCM throws a C++ exception through pydicom on a corrupt JPEG 2000 codestream, which terminates the whole
-# process ("terminate called after throwing std::string"): a bad file must never crash the app, so GDCM is not
-# used for these syntaxes, at a cost of about 1.25x decode time.
-GDCM_UNSAFE = frozenset({tsuids.JPEG2000Lossless, tsuids.JPEG2000})
+# Chosen by measurement (viewer.bench.decoders; 30 slices of the 512² bench phantom, best of 5 rounds alternated,
+# one thread, a shared 2-core machine), ms per slice:
+#   JPEG Lossless SV1     gdcm 4.5 · pylibjpeg 11.1                         identical pixels
+#   JPEG-LS lossless      pyjpegls 2.8 · gdcm 3.8                           identical pixels
+#   JPEG-LS near-lossless pyjpegls 3.2 · gdcm 4.0                           identical pixels
+#   JPEG baseline 8-bit   pillow 0.49 · gdcm 1.05 · pylibjpeg 1.85          within q90's error of the source
+#   JPEG extended 12-bit  pylibjpeg 4.8 · GDCM reader 4.2 (pydicom's gdcm and pillow plugins refuse 12-bit)
+#   JPEG 2000 lossless    pylibjpeg 15.6 · pillow 18.9 (gdcm 12.4 in an earlier run: not used, below)
+#   JPEG 2000 lossy       pylibjpeg 9.4 · pillow 10.4
+#   RLE                   pylibjpeg-rle 0.45 · pydicom 1.7 · GDCM reader 11.4
+# JPEG baseline and extended are lossy: decoders differ by a grey level here and there, so a series keeps the
+# decoder that did its first slice (the fallback that worked is promoted, never mixed back).
+# Threads: only GDCM's JPEG 2000 path releases the GIL (2 threads 1.3-1.46x); every other decoder holds it, so
+# two threads were no faster. GDCM throws a C++ exception through pydicom on a corrupt JPEG 2000 codestream, which
+# terminates the whole process ("terminate called after throwing std::string"): a bad file must never crash the
+# app, so GDCM is not used for JPEG 2000 at all, and with it goes the one decoder threads would speed up; a
+# 2-process pool cost 0.8-1.3 s to start on this machine, more than it saved on a 300-slice series except for
+# JPEG 2000. Compressed stacks therefore decode on one thread.
+GDCM_UNSAFE = frozenset(
+    {tsuids.JPEG2000Lossless, tsuids.JPEG2000, tsuids.HTJ2KLossless, tsuids.HTJ2KLosslessRPCL, tsuids.HTJ2K}
+)  # HTJ2K: GDCM's JPEG 2000 path (OpenJPEG) again, with the same exceptions
 
 DECODERS: dict[str, DecoderChoice] = {
     tsuids.ImplicitVRLittleEndian: DecoderChoice((), True, "direct read at the pixel data offset"),
@@ -324,9 +335,9 @@ DECODERS: dict[str, DecoderChoice] = {
     tsuids.ExplicitVRBigEndian: DecoderChoice((), False, "pydicom native decoder (byte swap)"),
     tsuids.DeflatedExplicitVRLittleEndian: DecoderChoice((), False, "pydicom inflates the whole dataset"),
     tsuids.JPEGBaseline8Bit: DecoderChoice(
-        ("pylibjpeg", "pillow", "gdcm"),
+        ("pillow", "gdcm", "pylibjpeg"),
         False,
-        "libjpeg-turbo via pylibjpeg; gdcm slowest on the bundled files",
+        "Pillow (libjpeg-turbo) 2× faster than GDCM, 4× than pylibjpeg",
     ),
     tsuids.JPEGExtended12Bit: DecoderChoice(
         ("pylibjpeg", "pillow", "gdcm"), False, "pydicom's gdcm plugin refuses 12-bit; GDCM reader fallback"
@@ -337,8 +348,12 @@ DECODERS: dict[str, DecoderChoice] = {
     tsuids.JPEGLosslessSV1: DecoderChoice(
         ("gdcm", "pylibjpeg"), False, "GDCM 2.3× faster; pylibjpeg-libjpeg has mis-decoded lossless JPEG"
     ),
-    tsuids.JPEGLSLossless: DecoderChoice(("gdcm", "pylibjpeg", "pyjpegls"), False, "GDCM 3× faster"),
-    tsuids.JPEGLSNearLossless: DecoderChoice(("gdcm", "pylibjpeg", "pyjpegls"), False, "GDCM 3× faster"),
+    tsuids.JPEGLSLossless: DecoderChoice(
+        ("pyjpegls", "gdcm", "pylibjpeg"), False, "CharLS 1.3× faster than GDCM"
+    ),
+    tsuids.JPEGLSNearLossless: DecoderChoice(
+        ("pyjpegls", "gdcm", "pylibjpeg"), False, "CharLS 1.3× faster than GDCM"
+    ),
     tsuids.JPEG2000Lossless: DecoderChoice(
         ("pylibjpeg", "pillow"), False, "GDCM aborts on corrupt codestreams"
     ),
