@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
+
 from viewer.synth.simple import head_phantom, write_bench_series
 
 
@@ -41,13 +43,21 @@ def bench_slice_change(n_slices: int = 40, matrix: int = 512, repeats: int = 200
         return measure_slice_change(tmp / "series", repeats=repeats)
 
 
-def bench_first_slice(n_slices: int = 300, matrix: int = 512) -> dict[str, Any]:
-    """Seconds from opening a 300-slice series to its first slice on screen (goal ≤ 0.5 s), and to all of it."""
+def bench_first_slice(
+    n_slices: int = 300, matrix: int = 512, transfer_syntax: str = ExplicitVRLittleEndian
+) -> dict[str, Any]:
+    """Seconds from opening a 300-slice series to its first slice on screen (goal ≤ 0.3 s), and to all of it.
+
+    The slice shown first (the first along the normal) is the first one decoded, so a compressed series shows it
+    after one slice's decode, not the series'.
+    """
     from viewer.ui.measure import measure_first_slice
 
     with _scratch() as tmp:
-        write_bench_series(tmp / "series", n_slices, matrix)
-        return measure_first_slice(tmp / "series")
+        write_bench_series(tmp / "series", n_slices, matrix, transfer_syntax)
+        out = measure_first_slice(tmp / "series")
+        out["transfer_syntax"] = str(transfer_syntax)
+        return out
 
 
 def bench_memory(
@@ -105,6 +115,7 @@ def run_gui_benchmarks() -> dict[str, Any]:
     return {
         "slice_change": bench_slice_change(),
         "first_slice": bench_first_slice(),
+        "first_slice_jpeg2000": bench_first_slice(transfer_syntax=JPEG2000Lossless),
         "memory": bench_memory(),
         "analysis_frames": bench_analysis_frames(),
     }

@@ -38,6 +38,8 @@ def _load(quick: bool) -> dict[str, Any]:
 
 
 def _gui(quick: bool) -> dict[str, Any]:
+    from pydicom.uid import JPEG2000Lossless
+
     from viewer.bench.gui import bench_analysis_frames, bench_first_slice, bench_memory, bench_slice_change
 
     if quick:
@@ -49,6 +51,7 @@ def _gui(quick: bool) -> dict[str, Any]:
     return {
         "slice_change": bench_slice_change(),
         "first_slice": bench_first_slice(),
+        "first_slice_jpeg2000": bench_first_slice(transfer_syntax=JPEG2000Lossless),
         "memory": bench_memory(),
         "analysis_frames": bench_analysis_frames(),
     }

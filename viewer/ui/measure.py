@@ -25,6 +25,9 @@ from viewer.ui.app import create_application
 from viewer.ui.main_window import MainWindow
 from viewer.ui.settings import ViewerSettings
 
+GOAL_FIRST_SLICE_S = 0.3
+"""Issue #17: the first image on screen at most 0.3 s after a 300-slice series is chosen."""
+
 
 def _application() -> QApplication:
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -155,8 +158,8 @@ def measure_first_slice(folder: str | os.PathLike[str]) -> dict[str, Any]:
             "first_slice_s": first,
             "full_volume_s": full,
             "max_event_loop_gap_ms": float(max(gaps) if gaps else 0),
-            "goal_first_slice_s": 0.5,
-            "met": first <= 0.5,
+            "goal_first_slice_s": GOAL_FIRST_SLICE_S,
+            "met": first <= GOAL_FIRST_SLICE_S,
             "note": "files were just written, so they are read from the page cache (warm)",
         }
 
