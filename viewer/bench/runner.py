@@ -40,7 +40,13 @@ def _load(quick: bool) -> dict[str, Any]:
 def _gui(quick: bool) -> dict[str, Any]:
     from pydicom.uid import JPEG2000Lossless
 
-    from viewer.bench.gui import bench_analysis_frames, bench_first_slice, bench_memory, bench_slice_change
+    from viewer.bench.gui import (
+        bench_analysis_frames,
+        bench_first_slice,
+        bench_large_series,
+        bench_memory,
+        bench_slice_change,
+    )
 
     if quick:
         return {
@@ -53,6 +59,7 @@ def _gui(quick: bool) -> dict[str, Any]:
         "first_slice": bench_first_slice(),
         "first_slice_jpeg2000": bench_first_slice(transfer_syntax=JPEG2000Lossless),
         "memory": bench_memory(),
+        "large_series": bench_large_series(),
         "analysis_frames": bench_analysis_frames(),
     }
 
