@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from pydicom.uid import JPEG2000Lossless
 
 from viewer.bench.gui import bench_first_slice, bench_large_series, bench_memory, bench_slice_change

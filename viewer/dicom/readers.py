@@ -465,8 +465,10 @@ def _slice_warnings(kept: list[SliceRef], skipped: list[tuple[str, str]], warnin
 class PydicomReader:
     """Our reader: one preallocated array, slices decoded straight into it.
 
-    Uncompressed little-endian frames are read from their known offset into a reused scratch buffer and
-    rescaled into the volume, on threads where cores are spare (:func:`default_workers`). Compressed frames go
+    Uncompressed little-endian frames are read from their known offset and rescaled into the volume, on threads
+    where cores are spare (:func:`default_workers`); after the stack's first file (parsed by pydicom for what the
+    index does not hold) each file's pixel data is found by :func:`viewer.dicom.native_scan.direct_source`
+    without a pydicom parse, and read straight into its slice where the stored and volume types have one width. Compressed frames go
     to the decoder chosen per transfer syntax (:data:`viewer.dicom.pixels.DECODERS`), falling back along its
     list; the first fallback that works is tried first for the remaining slices.
     A damaged slice is skipped and reported; the geometry is then recomputed from the slices that loaded.
