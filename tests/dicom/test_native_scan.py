@@ -105,3 +105,23 @@ def test_a_load_through_the_scan_equals_a_load_through_pydicom(tmp_path: Path, m
     assert fast.array.dtype == slow.array.dtype == np.int16
     np.testing.assert_array_equal(fast.array, slow.array)
     assert fast.window == slow.window and fast.units == slow.units == "HU"
+
+
+def test_sequences_nested_deeper_than_the_scan_follows_go_to_pydicom(tmp_path: Path) -> None:
+    path = _series(tmp_path, n=1)[0]
+
+    def nest(ds: Dataset) -> None:
+        inner = Dataset()
+        for _ in range(24):
+            outer = Dataset()
+            outer.ReferencedImageSequence = Sequence([inner])
+            outer["ReferencedImageSequence"].is_undefined_length = True
+            inner.is_undefined_length_sequence_item = True
+            inner = outer
+        ds.ReferencedImageSequence = inner.ReferencedImageSequence
+        ds["ReferencedImageSequence"].is_undefined_length = True
+
+    _rewrite(path, nest)
+    header = read_header(path)
+    assert scan_native(str(path), header) is None  # given up, not a RecursionError
+    assert load_stack(split_series([header])[0]).array.shape == (1, 32, 32)  # pydicom reads it

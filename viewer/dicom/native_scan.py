@@ -25,6 +25,7 @@ from viewer.dicom.pixels import DecodeError, ModalityParams, apply_modality_lut,
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 SCAN_BYTES = 1 << 14
+MAX_DEPTH = 16
 """How much of a file's start is scanned: a CT header is a few kB; a larger one goes to pydicom."""
 
 _LONG_VRS = frozenset(
@@ -155,8 +156,11 @@ def _element(buf: bytes, pos: int, explicit: bool) -> tuple[int, bytes, int, int
     return tag, vr, _U16.unpack_from(buf, pos + 6)[0], pos + 8
 
 
-def _skip_undefined(buf: bytes, pos: int, explicit: bool) -> int:
-    """Skip the items of a sequence of undefined length starting at ``pos``; the offset after its delimiter."""
+def _skip_undefined(buf: bytes, pos: int, explicit: bool, depth: int = 0) -> int:
+    """Skip the items of a sequence of undefined length starting at ``pos``; the offset after its delimiter.
+    Sequences nested deeper than :data:`MAX_DEPTH` are left to pydicom."""
+    if depth > MAX_DEPTH:
+        raise _GiveUp
     end = len(buf)
     while pos + 8 <= end:
         tag, _, length, value_at = _element(buf, pos, explicit)
@@ -167,11 +171,11 @@ def _skip_undefined(buf: bytes, pos: int, explicit: bool) -> int:
         if length != _UNDEFINED:
             pos = value_at + length
             continue
-        pos = _skip_item(buf, value_at, explicit)
+        pos = _skip_item(buf, value_at, explicit, depth)
     raise _GiveUp
 
 
-def _skip_item(buf: bytes, pos: int, explicit: bool) -> int:
+def _skip_item(buf: bytes, pos: int, explicit: bool, depth: int) -> int:
     """Skip the elements of an item of undefined length; the offset after its delimiter."""
     end = len(buf)
     while pos + 8 <= end:
@@ -179,7 +183,7 @@ def _skip_item(buf: bytes, pos: int, explicit: bool) -> int:
         if tag == _ITEM_END:
             return value_at
         if length == _UNDEFINED:
-            pos = _skip_undefined(buf, value_at, explicit and vr != b"UN")
+            pos = _skip_undefined(buf, value_at, explicit and vr != b"UN", depth + 1)
         else:
             pos = value_at + length
     raise _GiveUp
