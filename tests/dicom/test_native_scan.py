@@ -11,11 +11,17 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
 
 from viewer.dicom.headers import read_header
-from viewer.dicom.native_scan import direct_source, scan_native
-from viewer.dicom.pixels import PIXEL_DATA, SourceFile
+from viewer.dicom.native_scan import _fragments_end, compressed_source, direct_source, scan_native
+from viewer.dicom.pixels import GDCM_READER, PIXEL_DATA, DecodeError, SourceFile
 from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import split_series
 from viewer.synth.simple import write_bench_series
@@ -125,3 +131,59 @@ def test_sequences_nested_deeper_than_the_scan_follows_go_to_pydicom(tmp_path: P
     header = read_header(path)
     assert scan_native(str(path), header) is None  # given up, not a RecursionError
     assert load_stack(split_series([header])[0]).array.shape == (1, 32, 32)  # pydicom reads it
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless])
+def test_compressed_slices_without_a_parse_equal_a_load_through_pydicom(
+    tmp_path: Path, monkeypatch, syntax
+) -> None:
+    paths = _series(tmp_path, syntax, n=4)
+    headers = [read_header(p) for p in paths]
+    quick = compressed_source(headers[1])
+    assert quick is not None and quick.minimal and quick.bits_stored == 12
+    assert scan_native(str(paths[1]), headers[1]) is None  # the uncompressed scan refuses it
+    stack = split_series(headers)[0]
+    fast = load_stack(stack)
+    monkeypatch.setattr("viewer.dicom.readers.compressed_source", lambda header: None)
+    slow = load_stack(stack)
+    np.testing.assert_array_equal(fast.array, slow.array)
+    assert fast.decoders == slow.decoders and fast.array.dtype == np.int16
+
+
+def test_gdcms_reader_is_not_given_a_file_checked_only_by_its_quick_header(tmp_path: Path) -> None:
+    path = _series(tmp_path, JPEGLSLossless, n=1)[0]
+    quick = compressed_source(read_header(path))
+    assert quick is not None
+    with pytest.raises(DecodeError, match="full header"):
+        quick.decode(0, [GDCM_READER])
+
+
+def test_a_slice_the_quick_path_cannot_decode_is_retried_with_its_whole_header(
+    tmp_path: Path, monkeypatch
+) -> None:
+    paths = _series(tmp_path, RLELossless, n=4)
+    headers = [read_header(p) for p in paths]
+
+    def garbled(header):
+        source = compressed_source(header)
+        if source is not None and header.path == str(paths[2]):  # fragments that parse, pixels that do not
+            source.ds.PixelData = (
+                b"\xfe\xff\x00\xe0\x00\x00\x00\x00" + b"\xfe\xff\x00\xe0\x10\x00\x00\x00" + bytes(16)
+            )
+        return source
+
+    monkeypatch.setattr("viewer.dicom.readers.compressed_source", garbled)
+    full: list[str] = []
+    monkeypatch.setattr(SourceFile, "__init__", _recording(SourceFile.__init__, full))
+    volume = load_stack(split_series(headers)[0])
+    assert str(paths[2]) in full and str(paths[1]) not in full  # only that one was parsed again
+    assert volume.array.shape[0] == 4 and not volume.skipped and volume.decoders == ("pylibjpeg",)
+    assert _fragments_end(b"\xfe\xff\x00\xe0\x00\x00\x00\x00" + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00") is None
+
+
+def _recording(init, into: list[str]):
+    def wrapped(self, path, *args, **kwargs):
+        into.append(str(path))
+        init(self, path, *args, **kwargs)
+
+    return wrapped

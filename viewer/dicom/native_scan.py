@@ -20,8 +20,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from viewer.dicom.headers import InstanceHeader
-from viewer.dicom.pixels import DecodeError, ModalityParams, apply_modality_lut, mask_unused_bits
+from viewer.dicom.pixels import (
+    DECODERS,
+    NATIVE_DIRECT,
+    DecodeError,
+    ModalityParams,
+    SourceFile,
+    apply_modality_lut,
+    mask_unused_bits,
+)
 
+NATIVE_OTHER = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})  # big endian, deflated
+
+ENCAPSULATED = frozenset(ts for ts in DECODERS if ts not in NATIVE_DIRECT and ts not in NATIVE_OTHER)
+"""The compressed syntaxes of :data:`viewer.dicom.pixels.DECODERS` (every one encapsulates its frames)."""
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 SCAN_BYTES = 1 << 14
@@ -60,11 +72,18 @@ class _GiveUp(Exception):
     pass
 
 
-def scan_native(path: str, header: InstanceHeader, st: os.stat_result | None = None) -> NativeLayout | None:
-    """The pixel data's place in an implicit or explicit VR little-endian file, or None when the file should be
-    parsed by pydicom (another syntax, no preamble, a stale header, an element the scan does not expect, the pixel
-    data past :data:`SCAN_BYTES`, or a transform other than the indexed rescale)."""
-    if header.transfer_syntax_uid not in (IMPLICIT_LE, EXPLICIT_LE):
+def scan_native(
+    path: str, header: InstanceHeader, st: os.stat_result | None = None, encapsulated: bool = False
+) -> NativeLayout | None:
+    """The pixel data's place in an implicit or explicit VR little-endian file (with ``encapsulated``: in a file
+    of a compressed syntax, whose dataset is explicit VR little endian; the layout then runs to the end of the
+    file), or None when the file should be parsed by pydicom (another syntax, no preamble, a stale header, an
+    element the scan does not expect, the pixel data past :data:`SCAN_BYTES`, or a transform other than the
+    indexed rescale)."""
+    syntax = header.transfer_syntax_uid
+    if (syntax in ENCAPSULATED) != encapsulated or (
+        not encapsulated and syntax not in (IMPLICIT_LE, EXPLICIT_LE)
+    ):
         return None
     try:
         with open(path, "rb", buffering=0) as fh:
@@ -75,12 +94,12 @@ def scan_native(path: str, header: InstanceHeader, st: os.stat_result | None = N
     except OSError:
         return None
     try:
-        return _scan(head, header.transfer_syntax_uid == EXPLICIT_LE, st.st_size)
+        return _scan(head, encapsulated or syntax == EXPLICIT_LE, st.st_size, encapsulated)
     except (_GiveUp, struct.error, IndexError, ValueError):
         return None
 
 
-def _scan(buf: bytes, explicit: bool, file_size: int) -> NativeLayout | None:
+def _scan(buf: bytes, explicit: bool, file_size: int, encapsulated: bool = False) -> NativeLayout | None:
     if buf[128:132] != b"DICM":
         return None
     pos = _skip_meta(buf, 132)
@@ -103,6 +122,10 @@ def _scan(buf: bytes, explicit: bool, file_size: int) -> NativeLayout | None:
         if tag in _LEAVE_TO_PYDICOM:
             return None
         if tag == _PIXEL_DATA:
+            if encapsulated:
+                if length != _UNDEFINED or vr != b"OB":
+                    return None
+                return NativeLayout(value_at, file_size - value_at, bits_stored, has_rescale, rescale_type)
             if length == _UNDEFINED or (explicit and vr not in (b"OB", b"OW")):
                 return None  # encapsulated, or a VR pydicom would have to judge
             if value_at + length > file_size:
@@ -293,3 +316,61 @@ def direct_source(header: InstanceHeader) -> DirectSource | None:
     if layout.bits_stored is not None and not 1 <= layout.bits_stored <= header.bits_allocated:
         return None
     return DirectSource(header, layout)
+
+
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def compressed_source(header: InstanceHeader) -> SourceFile | None:
+    """A :class:`~viewer.dicom.pixels.SourceFile` for a single-frame greyscale file of a compressed syntax, made
+    from its indexed header and its encapsulated pixel data found by :func:`scan_native` (a dataset of the few
+    elements the decoders read, no pydicom parse of the file); None for anything else.
+
+    The decoders and GDCM's safety checks see the file's own values: the indexed header's, taken from this very
+    file (same size and modification time), and *Bits Stored* from the scan.
+    """
+    if (
+        header.number_of_frames != 1
+        or header.samples_per_pixel != 1
+        or header.photometric_interpretation not in ("MONOCHROME1", "MONOCHROME2")
+        or header.bits_allocated not in (8, 16)
+        or header.rows <= 0
+        or header.columns <= 0
+    ):
+        return None
+    layout = scan_native(header.path, header, encapsulated=True)
+    if layout is None or (
+        layout.has_rescale and (header.rescale_slope is None or header.rescale_intercept is None)
+    ):
+        return None
+    bits_stored = layout.bits_stored or header.bits_allocated
+    if not 1 <= bits_stored <= header.bits_allocated:
+        return None
+    try:
+        with open(header.path, "rb", buffering=0) as fh:
+            fh.seek(layout.pixel_offset)
+            data = fh.read()
+    except OSError:
+        return None
+    end = _fragments_end(data)
+    if end is None:
+        return None
+    return SourceFile.from_header(header, data[:end], bits_stored, layout.has_rescale, layout.rescale_type)
+
+
+def _fragments_end(data: bytes) -> int | None:
+    """Where the items of encapsulated pixel data end (at the sequence delimiter), or None when they do not
+    parse: a Basic Offset Table item, then one or more fragments, then the delimiter."""
+    pos, items = 0, 0
+    while pos + 8 <= len(data):
+        tag = data[pos : pos + 4]
+        if tag == _SEQ_DELIMITER[:4]:
+            return pos if items >= 2 else None
+        if tag != b"\xfe\xff\x00\xe0":
+            return None
+        length = _U32.unpack_from(data, pos + 4)[0]
+        if length == _UNDEFINED or pos + 8 + length > len(data):
+            return None
+        pos += 8 + length
+        items += 1
+    return None

@@ -25,7 +25,7 @@ from viewer.dicom.headers import InstanceHeader
 from viewer.dicom.identifiers import SeriesIdentifiers
 from viewer.dicom.memory import refuse_if_too_large
 from viewer.dicom.modality_dtype import ModalityPlan, PlanBroken, check_frame, plan_for
-from viewer.dicom.native_scan import DirectSource, direct_source
+from viewer.dicom.native_scan import DirectSource, compressed_source, direct_source
 from viewer.dicom.pixels import (
     DecodeError,
     SourceFile,
@@ -206,10 +206,10 @@ class _Sources:
             lock = self._locks.setdefault(path, threading.Lock())
         with lock:
             found = self._cache.get(path)
-            if parsed and isinstance(found, DirectSource):
+            if parsed and isinstance(found, SourceFile | DirectSource) and _quick(found):
                 found = None
             if found is None and not parsed:
-                found = direct_source(ref.header)
+                found = direct_source(ref.header) or compressed_source(ref.header)
             if found is None:
                 try:
                     found = SourceFile(path, ref.header.transfer_syntax_uid, ref.header)
@@ -293,26 +293,41 @@ class _SliceDecoder:
         ref = self.refs[k]
         try:
             source = self.sources.get(ref, parsed=self.colour)
-            if (source.rows, source.columns) != (self.rows, self.cols):
-                raise DecodeError(
-                    f"image is {source.rows}×{source.columns}, the stack's are {self.rows}×{self.cols}"
-                )
-            plugins = self._plugins_for(source.transfer_syntax)
-            if isinstance(source, SourceFile) and self.colour:
-                used = source.colour_into(ref.frame, self.array[k], plugins)
-            else:
-                used = source.grey_into(
-                    ref.frame, self.array[k], plugins, self._scratch(source), accept=self.accept
-                )
-            if used not in ("direct",):
-                self._promote(source.transfer_syntax, used)
-            return used
+            try:
+                return self._into(k, ref, source)
+            except DecodeError:
+                if not _quick(source):
+                    raise
+                # What the quick path could not do, the whole header may (or it says why not).
+                return self._into(k, ref, self.sources.get(ref, parsed=True))
         except (DecodeError, PlanBroken):
             raise
         except Exception as exc:  # a value (rescale, LUT, palette) pydicom cannot convert: a damaged slice
             raise DecodeError(f"damaged header ({type(exc).__name__}: {exc})"[:300]) from None
         finally:
             self.sources.done(ref)
+
+    def _into(self, k: int, ref: SliceRef, source: SourceFile | DirectSource) -> str:
+        """Decode ``ref`` from ``source`` into slice ``k``; the decoder used."""
+        if (source.rows, source.columns) != (self.rows, self.cols):
+            raise DecodeError(
+                f"image is {source.rows}×{source.columns}, the stack's are {self.rows}×{self.cols}"
+            )
+        plugins = self._plugins_for(source.transfer_syntax)
+        if isinstance(source, SourceFile) and self.colour:
+            used = source.colour_into(ref.frame, self.array[k], plugins)
+        else:
+            used = source.grey_into(
+                ref.frame, self.array[k], plugins, self._scratch(source), accept=self.accept
+            )
+        if used not in ("direct",):
+            self._promote(source.transfer_syntax, used)
+        return used
+
+
+def _quick(source: SourceFile | DirectSource) -> bool:
+    """Whether ``source`` was made without a pydicom parse of its file (:mod:`viewer.dicom.native_scan`)."""
+    return isinstance(source, DirectSource) or source.minimal
 
 
 def _first_readable(
