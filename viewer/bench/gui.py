@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
+
 from viewer.synth.simple import head_phantom, write_bench_series
 
 
@@ -41,13 +43,37 @@ def bench_slice_change(n_slices: int = 40, matrix: int = 512, repeats: int = 200
         return measure_slice_change(tmp / "series", repeats=repeats)
 
 
-def bench_first_slice(n_slices: int = 300, matrix: int = 512) -> dict[str, Any]:
-    """Seconds from opening a 300-slice series to its first slice on screen (goal ≤ 0.5 s), and to all of it."""
+def bench_first_slice(
+    n_slices: int = 300, matrix: int = 512, transfer_syntax: str = ExplicitVRLittleEndian
+) -> dict[str, Any]:
+    """Seconds from opening a 300-slice series to its first slice on screen (goal ≤ 0.3 s), and to all of it.
+
+    The slice shown first (the first along the normal) is the first one decoded, so a compressed series shows it
+    after one slice's decode, not the series'.
+    """
     from viewer.ui.measure import measure_first_slice
 
     with _scratch() as tmp:
-        write_bench_series(tmp / "series", n_slices, matrix)
-        return measure_first_slice(tmp / "series")
+        write_bench_series(tmp / "series", n_slices, matrix, transfer_syntax)
+        out = measure_first_slice(tmp / "series")
+        out["transfer_syntax"] = str(transfer_syntax)
+        return out
+
+
+def bench_large_series(n_slices: int = 1000, matrix: int = 512, repeats: int = 100) -> dict[str, Any]:
+    """A CT angiogram-sized series (1000 × 512², 500 MB as int16) in the window: peak memory while it loads over
+    its int16 bytes (goal ≤ 1.1) and the frame time scrolling through it (goal: median ≤ 16 ms)."""
+    import numpy as np
+
+    from viewer.ui.measure import measure_large_series
+
+    with _scratch() as tmp:
+        parts = [head_phantom(min(250, n_slices - k), matrix, seed=k) for k in range(0, n_slices, 250)]
+        hu = np.concatenate(parts)
+        del parts
+        write_bench_series(tmp / "series", n_slices, matrix, hu=hu)
+        del hu
+        return measure_large_series(tmp / "series", repeats=repeats)
 
 
 def bench_memory(
@@ -105,6 +131,7 @@ def run_gui_benchmarks() -> dict[str, Any]:
     return {
         "slice_change": bench_slice_change(),
         "first_slice": bench_first_slice(),
+        "first_slice_jpeg2000": bench_first_slice(transfer_syntax=JPEG2000Lossless),
         "memory": bench_memory(),
         "analysis_frames": bench_analysis_frames(),
     }

@@ -22,22 +22,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom.uid import (
-    ExplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    RLELossless,
-)
+from pydicom.uid import ExplicitVRLittleEndian
 
 from viewer.dicom.headers import read_header
 from viewer.dicom.stacks import Stack, split_series
-from viewer.synth.simple import head_phantom, write_bench_series
+from viewer.synth.simple import write_bench_series
 
 GOAL_RATIO_VS_SIMPLEITK = 1.0
 GOAL_PEAK_RATIO = 1.5
@@ -244,94 +237,7 @@ def run_load_benchmark(
     return LoadBenchResult(n_slices, matrix, str(transfer_syntax), volume_bytes, repeats, results, identical)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Decoders per transfer syntax
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class DecoderTiming:
-    transfer_syntax: str
-    decoder: str
-    ms_per_slice: float
-    ms_per_slice_2_threads: float | None
-    equal_to_reference: bool | None
-    error: str = ""
-
-
-def bench_decoders(
-    n_slices: int = 40,
-    matrix: int = 512,
-    syntaxes: tuple[str, ...] = (JPEGLosslessSV1, JPEGLSLossless, JPEG2000Lossless, RLELossless),
-    work_dir: str | os.PathLike[str] | None = None,
-    load_level: bool = True,
-) -> tuple[list[DecoderTiming], dict[str, dict[str, float]]]:
-    """Time every installed decoder on the same compressed slices and check each against the uncompressed pixels.
-
-    Returns per-decoder timings (one thread, and two threads to see whether the decoder releases the GIL) and,
-    with ``load_level``, whole-series load times (s) of our reader and SimpleITK per syntax.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    import pydicom
-    from pydicom.pixels import get_decoder
-
-    from viewer.dicom.pixels import GDCM_READER
-
-    hu = head_phantom(n_slices, matrix)
-    timings: list[DecoderTiming] = []
-    loads: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="gru-bench-dec-", dir=work_dir) as tmp:
-        ref_paths = write_bench_series(Path(tmp) / "raw", n_slices, matrix, ExplicitVRLittleEndian, hu=hu)
-        reference = [pydicom.dcmread(p).pixel_array for p in ref_paths]
-        for ts in syntaxes:
-            paths = write_bench_series(Path(tmp) / str(ts), n_slices, matrix, ts, hu=hu)
-            datasets = [pydicom.dcmread(p) for p in paths]
-            for d in datasets:
-                _ = d.PixelData
-            plugins = list(get_decoder(ts).available_plugins) + [GDCM_READER]
-            for plugin in plugins:
-                decode = partial(_decode_one, paths, datasets, ts, plugin)
-                try:
-                    t0 = time.perf_counter()
-                    out = [decode(i) for i in range(n_slices)]
-                    one = (time.perf_counter() - t0) / n_slices * 1e3
-                    equal = all(np.array_equal(a, b) for a, b in zip(out, reference, strict=True))
-                    with ThreadPoolExecutor(2) as pool:
-                        t0 = time.perf_counter()
-                        list(pool.map(decode, range(n_slices)))
-                        two = (time.perf_counter() - t0) / n_slices * 1e3
-                    timings.append(DecoderTiming(str(ts), plugin, one, two, equal))
-                except Exception as exc:  # a decoder that cannot handle this syntax is a result too
-                    timings.append(DecoderTiming(str(ts), plugin, float("nan"), None, None, str(exc)[:120]))
-            if load_level:
-                stack = stack_of(paths)
-                files = [str(p) for p in stack.files]
-                t0 = time.perf_counter()
-                load_ours(stack)
-                ours = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                load_simpleitk(files)
-                sitk_s = time.perf_counter() - t0
-                loads[str(ts)] = {"ours_s": ours, "simpleitk_s": sitk_s, "ratio": ours / sitk_s}
-    return timings, loads
-
-
-def _decode_one(paths: list[Path], datasets: list[Any], ts: str, plugin: str, i: int) -> np.ndarray:
-    from pydicom.pixels import pixel_array
-
-    from viewer.dicom.pixels import GDCM_READER, SourceFile
-
-    if plugin == GDCM_READER:
-        return SourceFile(str(paths[i]), ts)._gdcm_reader(0)
-    return pixel_array(datasets[i], decoding_plugin=plugin)
-
-
-def format_load_report(
-    result: LoadBenchResult,
-    decoders: list[DecoderTiming] | None = None,
-    loads: dict[str, dict[str, float]] | None = None,
-) -> str:
+def format_load_report(result: LoadBenchResult) -> str:
     """Plain-text table of a benchmark run."""
     from pydicom.uid import UID
 
@@ -350,26 +256,6 @@ def format_load_report(
     lines.append(
         f"goal: ours ≤ {GOAL_RATIO_VS_SIMPLEITK:.1f}× SimpleITK time, peak ≤ {GOAL_PEAK_RATIO:.1f}× volume bytes"
     )
-    if decoders:
-        from pydicom.uid import UID
-
-        lines.append("")
-        lines.append(f"{'transfer syntax':<44}{'decoder':<14}{'ms/slice':>9}{'2 threads':>10}  equal")
-        for d in decoders:
-            two = (
-                f"{d.ms_per_slice_2_threads:>10.2f}" if d.ms_per_slice_2_threads is not None else f"{'':>10}"
-            )
-            text = d.error or str(d.equal_to_reference)
-            lines.append(
-                f"{UID(d.transfer_syntax).name[:43]:<44}{d.decoder:<14}{d.ms_per_slice:>9.2f}{two}  {text}"
-            )
-    if loads:
-        lines.append("")
-        for ts, row in loads.items():
-            lines.append(
-                f"{UID(ts).name[:43]:<44} ours {row['ours_s']:.2f} s, SimpleITK {row['simpleitk_s']:.2f} s, "
-                f"ratio {row['ratio']:.2f}"
-            )
     return "\n".join(lines)
 
 

@@ -27,11 +27,27 @@ def _load(quick: bool) -> dict[str, Any]:
     others = run_generator_benchmark(
         n_slices=20 if quick else 100, matrix=256 if quick else 512, repeats=1 if quick else 3
     )
-    return {**result.as_dict(), "other_generators": {r.key: r.as_dict() for r in others}}
+    from viewer.bench.decoders import as_dict, bench_decoders
+
+    # Whole-series loads per compressed syntax; the per-decoder table: python -m viewer.bench.decoders.
+    compressed = as_dict(*bench_decoders(n_slices=10 if quick else 40, matrix=256 if quick else 512))["loads"]
+    return {
+        **result.as_dict(),
+        "other_generators": {r.key: r.as_dict() for r in others},
+        "compressed": compressed,
+    }
 
 
 def _gui(quick: bool) -> dict[str, Any]:
-    from viewer.bench.gui import bench_analysis_frames, bench_first_slice, bench_memory, bench_slice_change
+    from pydicom.uid import JPEG2000Lossless
+
+    from viewer.bench.gui import (
+        bench_analysis_frames,
+        bench_first_slice,
+        bench_large_series,
+        bench_memory,
+        bench_slice_change,
+    )
 
     if quick:
         return {
@@ -42,7 +58,9 @@ def _gui(quick: bool) -> dict[str, Any]:
     return {
         "slice_change": bench_slice_change(),
         "first_slice": bench_first_slice(),
+        "first_slice_jpeg2000": bench_first_slice(transfer_syntax=JPEG2000Lossless),
         "memory": bench_memory(),
+        "large_series": bench_large_series(),
         "analysis_frames": bench_analysis_frames(),
     }
 

@@ -154,11 +154,15 @@ def plan_for(first: SourceFile, frame: int, refs: Sequence[SliceRef]) -> Modalit
     return ModalityPlan(hopeful, params, safe, f"{hopeful}: checked slice by slice, else {safe.dtype}")
 
 
-def check_frame(plan: ModalityPlan, params: ModalityParams, stored: np.ndarray) -> None:
+def check_frame(
+    plan: ModalityPlan, params: ModalityParams, stored: np.ndarray, bits: tuple[int, bool] | None = None
+) -> None:
     """Raise :class:`PlanBroken` unless this frame's modality values fit ``plan`` exactly.
 
     The frame must use the plan's transform, and its stored values (their own minimum and maximum, so a decoder
-    that returns values beyond BitsStored is caught too) must map into the plan's type.
+    that returns values beyond BitsStored is caught too) must map into the plan's type. ``bits`` =
+    ``(bits_stored, signed)`` says the values are known to lie in that range (a direct read masks them to it):
+    when the whole range fits, the two passes over the slice for its minimum and maximum are skipped.
     """
     if plan.params is None:
         return
@@ -167,6 +171,11 @@ def check_frame(plan: ModalityPlan, params: ModalityParams, stored: np.ndarray) 
         raise PlanBroken("a slice's modality transform differs from the first slice's", FLOAT_PLAN)
     if stored.size == 0 or stored.dtype.kind not in "iu":
         raise PlanBroken(f"a slice's stored values are {stored.dtype}", FLOAT_PLAN)
+    if bits is not None:
+        bound = modality_range(params, *stored_range(*bits))
+        info = np.iinfo(plan.dtype)
+        if bound is not None and info.min <= bound[0] and bound[1] <= info.max:
+            return
     values = modality_range(params, int(stored.min()), int(stored.max()))
     if values is None:
         raise PlanBroken("a slice's modality values are not integers", FLOAT_PLAN)

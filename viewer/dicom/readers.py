@@ -26,6 +26,7 @@ from viewer.dicom.headers import InstanceHeader
 from viewer.dicom.identifiers import SeriesIdentifiers
 from viewer.dicom.memory import refuse_if_too_large
 from viewer.dicom.modality_dtype import ModalityPlan, PlanBroken, check_frame, plan_for
+from viewer.dicom.native_scan import DirectSource, compressed_source, direct_source
 from viewer.dicom.pixels import (
     DecodeError,
     SourceFile,
@@ -194,16 +195,22 @@ class _Sources:
 
     def __init__(self, refs: list[SliceRef]) -> None:
         self._remaining = Counter(r.header.path for r in refs)
-        self._cache: dict[str, SourceFile | DecodeError] = {}
+        self._cache: dict[str, SourceFile | DirectSource | DecodeError] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, ref: SliceRef) -> SourceFile:
+    def get(self, ref: SliceRef, parsed: bool = False) -> SourceFile | DirectSource:
+        """The file of ``ref``: a :class:`DirectSource` (no pydicom parse) where its indexed header and a scan of
+        its elements suffice, else (and always with ``parsed``) a :class:`SourceFile`."""
         path = ref.header.path
         with self._lock:
             lock = self._locks.setdefault(path, threading.Lock())
         with lock:
             found = self._cache.get(path)
+            if parsed and isinstance(found, SourceFile | DirectSource) and _quick(found):
+                found = None
+            if found is None and not parsed:
+                found = direct_source(ref.header) or compressed_source(ref.header)
             if found is None:
                 try:
                     found = SourceFile(path, ref.header.transfer_syntax_uid, ref.header)
@@ -263,7 +270,7 @@ class _SliceDecoder:
             if current and current[0] != used and used in current:
                 self._order_by_ts[ts] = (used,) + tuple(p for p in current if p != used)
 
-    def _scratch(self, source: SourceFile) -> np.ndarray | None:
+    def _scratch(self, source: SourceFile | DirectSource) -> np.ndarray | None:
         """This thread's buffer for a direct read of ``source`` (None when it is not read directly)."""
         scratch = getattr(self._local, "scratch", None)
         if source.direct and (
@@ -286,27 +293,42 @@ class _SliceDecoder:
             return ""
         ref = self.refs[k]
         try:
-            source = self.sources.get(ref)
-            if (source.rows, source.columns) != (self.rows, self.cols):
-                raise DecodeError(
-                    f"image is {source.rows}×{source.columns}, the stack's are {self.rows}×{self.cols}"
-                )
-            plugins = self._plugins_for(source.transfer_syntax)
-            if self.colour:
-                used = source.colour_into(ref.frame, self.array[k], plugins)
-            else:
-                used = source.grey_into(
-                    ref.frame, self.array[k], plugins, self._scratch(source), accept=self.accept
-                )
-            if used not in ("direct",):
-                self._promote(source.transfer_syntax, used)
-            return used
+            source = self.sources.get(ref, parsed=self.colour)
+            try:
+                return self._into(k, ref, source)
+            except DecodeError:
+                if not _quick(source):
+                    raise
+                # What the quick path could not do, the whole header may (or it says why not).
+                return self._into(k, ref, self.sources.get(ref, parsed=True))
         except (DecodeError, PlanBroken):
             raise
         except Exception as exc:  # a value (rescale, LUT, palette) pydicom cannot convert: a damaged slice
             raise DecodeError(f"damaged header ({type(exc).__name__}: {exc})"[:300]) from None
         finally:
             self.sources.done(ref)
+
+    def _into(self, k: int, ref: SliceRef, source: SourceFile | DirectSource) -> str:
+        """Decode ``ref`` from ``source`` into slice ``k``; the decoder used."""
+        if (source.rows, source.columns) != (self.rows, self.cols):
+            raise DecodeError(
+                f"image is {source.rows}×{source.columns}, the stack's are {self.rows}×{self.cols}"
+            )
+        plugins = self._plugins_for(source.transfer_syntax)
+        if isinstance(source, SourceFile) and self.colour:
+            used = source.colour_into(ref.frame, self.array[k], plugins)
+        else:
+            used = source.grey_into(
+                ref.frame, self.array[k], plugins, self._scratch(source), accept=self.accept
+            )
+        if used not in ("direct",):
+            self._promote(source.transfer_syntax, used)
+        return used
+
+
+def _quick(source: SourceFile | DirectSource) -> bool:
+    """Whether ``source`` was made without a pydicom parse of its file (:mod:`viewer.dicom.native_scan`)."""
+    return isinstance(source, DirectSource) or source.minimal
 
 
 def _first_readable(
@@ -325,7 +347,9 @@ def _first_readable(
         if cancel is not None and cancel():
             raise CancelledError()
         try:
-            return sources.get(r), k
+            source = sources.get(r, parsed=True)
+            assert isinstance(source, SourceFile)
+            return source, k
         except DecodeError as exc:
             failed[k] = str(exc)
             sources.done(r)
@@ -457,8 +481,10 @@ def _slice_warnings(kept: list[SliceRef], skipped: list[tuple[str, str]], warnin
 class PydicomReader:
     """Our reader: one preallocated array, slices decoded straight into it.
 
-    Uncompressed little-endian frames are read from their known offset into a reused scratch buffer and
-    rescaled into the volume, on threads where cores are spare (:func:`default_workers`). Compressed frames go
+    Uncompressed little-endian frames are read from their known offset and rescaled into the volume, on threads
+    where cores are spare (:func:`default_workers`); after the stack's first file (parsed by pydicom for what the
+    index does not hold) each file's pixel data is found by :func:`viewer.dicom.native_scan.direct_source`
+    without a pydicom parse, and read straight into its slice where the stored and volume types have one width. Compressed frames go
     to the decoder chosen per transfer syntax (:data:`viewer.dicom.pixels.DECODERS`), falling back along its
     list; the first fallback that works is tried first for the remaining slices.
     A damaged slice is skipped and reported; the geometry is then recomputed from the slices that loaded.

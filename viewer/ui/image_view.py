@@ -114,6 +114,9 @@ TRACK_NEUTRAL = (58, 58, 58)
 TRACK_WARM = (255, 112, 40)
 TRACK_COOL = (66, 165, 245)
 TRACK_HEIGHT = 5
+#: The band under the groove that shows which slices have loaded while a series is loading.
+READY_COLOUR = (96, 128, 160, 255)
+READY_HEIGHT = 2
 
 
 def track_colour(value: float, limit: float) -> QColor:
@@ -136,6 +139,7 @@ class MarkedSlider(QSlider):
         self.track: np.ndarray | None = None
         self.track_limit = 1.0
         self.track_text = ""
+        self.ready: np.ndarray | None = None
 
     def set_marks(self, values: list[int], colour: str | None = None) -> None:
         """Mark these 0-based slices on the groove (and list them in the tooltip)."""
@@ -154,6 +158,28 @@ class MarkedSlider(QSlider):
         self.setMinimumHeight(26 if values is not None else 0)
         self._update_tooltip()
         self.update()
+
+    def set_ready(self, ready: np.ndarray | None) -> None:
+        """Show which slider values are ready (one bool per value) as a thin band under the groove while some
+        are not; None (or all ready) hides it."""
+        self.ready = None if ready is None or bool(np.all(ready)) else np.asarray(ready, dtype=bool).ravel()
+        self.update()
+
+    def mark_ready(self, value: int) -> None:
+        """One more value is ready (the band hides itself once all are)."""
+        if self.ready is None or not 0 <= value < self.ready.size or self.ready[value]:
+            return
+        self.ready[value] = True
+        if self.ready.all():
+            self.ready = None
+        self.update()
+
+    def ready_runs(self) -> list[tuple[int, int]]:
+        """The ready values as ``(first, last)`` runs (what the band draws); [] without a band."""
+        if self.ready is None:
+            return []
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], self.ready.view(np.int8), [0]))))
+        return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
     def track_colour_at(self, value: int) -> QColor | None:
         """The strip's colour at slider value ``value`` (None without a strip)."""
@@ -195,6 +221,8 @@ class MarkedSlider(QSlider):
         if self.track is not None and self.track.size:
             self._paint_track()
         super().paintEvent(ev)
+        if self.ready is not None:
+            self._paint_ready()
         if not self.marks or self.maximum() <= self.minimum():
             return
         groove, handle = self._groove_and_handle()
@@ -204,6 +232,19 @@ class MarkedSlider(QSlider):
         for value in self.marks:
             x = self._value_x(value, groove, handle)
             painter.drawLine(QPointF(x, bottom - 5), QPointF(x, bottom))
+        painter.end()
+
+    def _paint_ready(self) -> None:
+        """A thin band along the bottom of the groove under the slices that have loaded, one rect per run."""
+        groove, handle = self._groove_and_handle()
+        painter = QPainter(self)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(*READY_COLOUR))
+        top = float(groove.bottom() + 2)
+        for first, last in self.ready_runs():
+            left = self._value_x(first - 0.5, groove, handle)
+            right = self._value_x(last + 0.5, groove, handle)
+            painter.drawRect(QRectF(left, top, max(1.0, right - left), READY_HEIGHT))
         painter.end()
 
     def _paint_track(self) -> None:
@@ -344,6 +385,7 @@ class ImageView(QWidget):
         self.slider.setValue(0)
         self.slider.blockSignals(False)
         self.slider.set_marks([])
+        self.slider.set_ready(np.zeros(display.n_slices, dtype=bool) if volume is None else None)
         self.image_item.clear()
         self.image_item.hide()
         self._update_letters()
@@ -362,6 +404,7 @@ class ImageView(QWidget):
         if self.display is None or not 0 <= k < len(self._slices):
             return
         self._slices[k] = array
+        self.slider.mark_ready(k)
         first = not self._has_shown
         if first and not self._user_moved and self._slice(self.index) is None:
             self.index = k
@@ -383,6 +426,7 @@ class ImageView(QWidget):
         update_from_volume(display, volume)
         self._array = np.asarray(volume.array)
         self._slices = []
+        self.slider.set_ready(None)
         if display.n_slices != listed:
             self.slider.blockSignals(True)
             self.slider.setRange(0, max(0, display.n_slices - 1))
@@ -412,6 +456,7 @@ class ImageView(QWidget):
         self.image_item.clear()
         self.image_item.hide()
         self.slider.setRange(0, 0)
+        self.slider.set_ready(None)
         self.slice_label.setText("–")
         self.canvas.annotations = Annotations()
         self.canvas.viewport().update()

@@ -1,0 +1,189 @@
+"""The scan that finds an uncompressed file's pixel data without pydicom, and its refusals."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+from viewer.dicom.headers import read_header
+from viewer.dicom.native_scan import _fragments_end, compressed_source, direct_source, scan_native
+from viewer.dicom.pixels import GDCM_READER, PIXEL_DATA, DecodeError, SourceFile
+from viewer.dicom.readers import load_stack
+from viewer.dicom.stacks import split_series
+from viewer.synth.simple import write_bench_series
+
+
+def _series(tmp_path: Path, syntax: str = ExplicitVRLittleEndian, n: int = 3) -> list[Path]:
+    return write_bench_series(tmp_path / "s", n, 32, syntax)
+
+
+def _rewrite(path: Path, edit, syntax: str | None = None) -> None:
+    ds = pydicom.dcmread(path)
+    edit(ds)
+    if syntax is not None:
+        ds.file_meta.TransferSyntaxUID = syntax
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_the_scan_finds_what_pydicom_finds_past_nested_sequences(tmp_path: Path, syntax: str) -> None:
+    path = _series(tmp_path)[0]
+
+    def add_sequences(ds: Dataset) -> None:
+        inner = Dataset()
+        inner.CodeValue, inner.CodeMeaning = "X", "nested"
+        item = Dataset()
+        item.ConceptNameCodeSequence = Sequence([inner])
+        ds.ReferencedImageSequence = Sequence([item, Dataset()])
+        ds["ReferencedImageSequence"].is_undefined_length = True  # delimited, as many generators write them
+        item.is_undefined_length_sequence_item = True
+        item["ConceptNameCodeSequence"].is_undefined_length = True
+        ds.add_new(0x00091010, "UN", b"\x01\x02")  # a private element with a VR the scan only skips
+
+    _rewrite(path, add_sequences, syntax)
+    assert path.read_bytes().count(b"\xfe\xff\xdd\xe0") == 2  # two sequence delimiters: undefined lengths
+    header = read_header(path)
+    layout = scan_native(str(path), header)
+    elem = pydicom.dcmread(path, defer_size=64).get_item(PIXEL_DATA, keep_deferred=True)
+    assert layout is not None
+    assert (layout.pixel_offset, layout.pixel_length) == (elem.value_tell, elem.length)
+    assert layout.bits_stored == 12 and layout.has_rescale
+    source = direct_source(header)
+    assert source is not None
+    parsed = SourceFile(str(path), header.transfer_syntax_uid, header)
+    ours, theirs = np.empty((32, 32), np.int16), np.empty((32, 32), np.int16)
+    source.grey_into(0, ours)
+    parsed.grey_into(0, theirs, ())
+    np.testing.assert_array_equal(ours, theirs)
+    assert source.modality_params() == parsed.modality_params()
+
+
+def test_files_that_need_more_than_the_scan_go_to_pydicom(tmp_path: Path) -> None:
+    paths = _series(tmp_path, n=4)
+
+    def modality_lut(ds: Dataset) -> None:
+        item = Dataset()
+        item.LUTDescriptor = [4, 0, 16]
+        item.LUTData = np.arange(4, dtype="<u2").tobytes()
+        ds.ModalityLUTSequence = Sequence([item])
+
+    _rewrite(paths[0], modality_lut)
+    assert direct_source(read_header(paths[0])) is None
+    header = read_header(paths[1])
+    os.utime(paths[1], ns=(header.mtime_ns + 10**9, header.mtime_ns + 10**9))
+    assert scan_native(str(paths[1]), header) is None  # the indexed header is stale
+    compressed = write_bench_series(tmp_path / "rle", 1, 32, RLELossless)[0]
+    assert scan_native(str(compressed), read_header(compressed)) is None
+    raw = paths[2].read_bytes()
+    paths[2].write_bytes(raw[:128] + b"XXXX" + raw[132:])
+    assert scan_native(str(paths[2]), replace(read_header(paths[3]), path=str(paths[2]))) is None
+    colour = replace(read_header(paths[3]), samples_per_pixel=3)
+    assert direct_source(colour) is None
+
+
+def test_a_truncated_header_block_is_refused_not_misread(tmp_path: Path) -> None:
+    path = _series(tmp_path, n=1)[0]
+    header = read_header(path)
+    path.write_bytes(path.read_bytes()[:600])
+    assert scan_native(str(path), replace(header, size=600, mtime_ns=path.stat().st_mtime_ns)) is None
+
+
+def test_a_load_through_the_scan_equals_a_load_through_pydicom(tmp_path: Path, monkeypatch) -> None:
+    paths = _series(tmp_path, n=5)
+    stack = split_series([read_header(p) for p in paths])[0]
+    fast = load_stack(stack)
+    monkeypatch.setattr("viewer.dicom.readers.direct_source", lambda header: None)
+    slow = load_stack(stack)
+    assert fast.array.dtype == slow.array.dtype == np.int16
+    np.testing.assert_array_equal(fast.array, slow.array)
+    assert fast.window == slow.window and fast.units == slow.units == "HU"
+
+
+def test_sequences_nested_deeper_than_the_scan_follows_go_to_pydicom(tmp_path: Path) -> None:
+    path = _series(tmp_path, n=1)[0]
+
+    def nest(ds: Dataset) -> None:
+        inner = Dataset()
+        for _ in range(24):
+            outer = Dataset()
+            outer.ReferencedImageSequence = Sequence([inner])
+            outer["ReferencedImageSequence"].is_undefined_length = True
+            inner.is_undefined_length_sequence_item = True
+            inner = outer
+        ds.ReferencedImageSequence = inner.ReferencedImageSequence
+        ds["ReferencedImageSequence"].is_undefined_length = True
+
+    _rewrite(path, nest)
+    header = read_header(path)
+    assert scan_native(str(path), header) is None  # given up, not a RecursionError
+    assert load_stack(split_series([header])[0]).array.shape == (1, 32, 32)  # pydicom reads it
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless])
+def test_compressed_slices_without_a_parse_equal_a_load_through_pydicom(
+    tmp_path: Path, monkeypatch, syntax
+) -> None:
+    paths = _series(tmp_path, syntax, n=4)
+    headers = [read_header(p) for p in paths]
+    quick = compressed_source(headers[1])
+    assert quick is not None and quick.minimal and quick.bits_stored == 12
+    assert scan_native(str(paths[1]), headers[1]) is None  # the uncompressed scan refuses it
+    stack = split_series(headers)[0]
+    fast = load_stack(stack)
+    monkeypatch.setattr("viewer.dicom.readers.compressed_source", lambda header: None)
+    slow = load_stack(stack)
+    np.testing.assert_array_equal(fast.array, slow.array)
+    assert fast.decoders == slow.decoders and fast.array.dtype == np.int16
+
+
+def test_gdcms_reader_is_not_given_a_file_checked_only_by_its_quick_header(tmp_path: Path) -> None:
+    path = _series(tmp_path, JPEGLSLossless, n=1)[0]
+    quick = compressed_source(read_header(path))
+    assert quick is not None
+    with pytest.raises(DecodeError, match="full header"):
+        quick.decode(0, [GDCM_READER])
+
+
+def test_a_slice_the_quick_path_cannot_decode_is_retried_with_its_whole_header(
+    tmp_path: Path, monkeypatch
+) -> None:
+    paths = _series(tmp_path, RLELossless, n=4)
+    headers = [read_header(p) for p in paths]
+
+    def garbled(header):
+        source = compressed_source(header)
+        if source is not None and header.path == str(paths[2]):  # fragments that parse, pixels that do not
+            source.ds.PixelData = (
+                b"\xfe\xff\x00\xe0\x00\x00\x00\x00" + b"\xfe\xff\x00\xe0\x10\x00\x00\x00" + bytes(16)
+            )
+        return source
+
+    monkeypatch.setattr("viewer.dicom.readers.compressed_source", garbled)
+    full: list[str] = []
+    monkeypatch.setattr(SourceFile, "__init__", _recording(SourceFile.__init__, full))
+    volume = load_stack(split_series(headers)[0])
+    assert str(paths[2]) in full and str(paths[1]) not in full  # only that one was parsed again
+    assert volume.array.shape[0] == 4 and not volume.skipped and volume.decoders == ("pylibjpeg",)
+    assert _fragments_end(b"\xfe\xff\x00\xe0\x00\x00\x00\x00" + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00") is None
+
+
+def _recording(init, into: list[str]):
+    def wrapped(self, path, *args, **kwargs):
+        into.append(str(path))
+        init(self, path, *args, **kwargs)
+
+    return wrapped
