@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.dicom.identifiers import display_date, display_name
 from viewer.errors import ViewerError
 from viewer.pacs import service
 from viewer.pacs.nodes import Node, NodeBook
@@ -87,10 +88,6 @@ def retrieve_job(
     return service.retrieve(
         node, study_uid, series_uid, move=move, secret=secret, progress=report, cancel=cancel
     )
-
-
-def _date(da: str) -> str:
-    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) >= 8 and da[:8].isdigit() else da
 
 
 def _count(n: int | None) -> str:
@@ -315,9 +312,9 @@ class PacsQueryDialog(QDialog):
     def _study_item(self, node: Node, row: StudyRow) -> QTreeWidgetItem:
         item = QTreeWidgetItem(
             [
-                _date(row.study_date),
+                display_date(row.study_date),
                 row.patient_id,
-                row.patient_name,
+                display_name(row.patient_name),
                 row.accession,
                 "/".join(row.modalities),
                 f"{_count(row.n_series)} / {_count(row.n_instances)}",
