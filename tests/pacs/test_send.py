@@ -123,6 +123,8 @@ def test_send_results_from_the_window(pacs, qtbot, tmp_path: Path, model_file: P
     qtbot.addWidget(window)
     action = window.send.action
     assert action.text() == "Send Results to &PACS…" and action in window.file_menu.actions()
+    tools = window.tools_menu.actions()
+    assert tools[tools.index(window.analysis.analyze_action) + 1] is action
     open_folder(qtbot, window, root)
     show_series(qtbot, window, uid_of(window, "HEAD 5mm AXIAL"))
     assert not action.isEnabled()  # nothing analysed yet

@@ -240,12 +240,16 @@ class MainWindow(QMainWindow):
         self.layout_toolbar = toolbar
 
     def _place_export(self, export: ExportController | SendController, analysis: AnalysisController) -> None:
-        """Put Export Report… (then Send Results to PACS…) above Quit in File, and re-check whether it is
-        available whenever the series on screen or its analysis changes."""
+        """Put Export Report… (then Send Results to PACS…, also under Analyze in Tools) above Quit in File, and
+        re-check whether it is available whenever the series on screen or its analysis changes."""
         menu = self.file_menu
         menu.insertAction(self.file_quit_separator, export.action)
         if isinstance(export, ExportController):
             menu.insertSeparator(export.action)
+        else:  # Send Results to PACS… also sits under Analyze in Tools, where the analysis it sends is made
+            tools = self.tools_menu.actions()
+            after = tools.index(analysis.analyze_action) + 1
+            self.tools_menu.insertAction(tools[after] if after < len(tools) else None, export.action)
         menu.aboutToShow.connect(export.update_enabled)
         for signal in (
             self.series_opened,
