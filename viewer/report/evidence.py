@@ -302,7 +302,7 @@ def model_card_section(c: ReportContent) -> list[Flowable]:
         Spacer(1, 2 * mm),
     ]
     where = card.evaluation.get("data")
-    out.append(p("Held-out metrics" + (f" (measured on {where})" if where else ""), st.H3))
+    heading = p("Held-out metrics" + (f" (measured on {where})" if where else ""), st.H3)
     if card.metrics:
         data = [[p("Metric", st.LABEL), p("Value", st.LABEL)]]
         data += [
@@ -322,9 +322,10 @@ def model_card_section(c: ReportContent) -> list[Flowable]:
             )
         )
         metrics.hAlign = "LEFT"
-        out.append(metrics)
+        out.append(KeepTogether([heading, metrics]))  # never a heading alone at the foot of a page
     else:
-        out.append(
-            p("None recorded on the model card: the model has not been evaluated on held-out data.", st.BODY)
+        none = p(
+            "None recorded on the model card: the model has not been evaluated on held-out data.", st.BODY
         )
+        out.append(KeepTogether([heading, none]))
     return out
