@@ -297,6 +297,7 @@ def _evaluate_robustness(args: argparse.Namespace) -> int:
         device=pick_device(args.device),
         conditions=args.conditions.split(",") if args.conditions else None,
         update_card=args.update_card,
+        thin_source=args.thin_source,
         command=["gru-viewer", *sys.argv[1:]] if args.update_card else None,
         progress=_progress_printer(not args.quiet),
     )
@@ -635,6 +636,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --robustness: only these conditions, comma-separated (noise_5, noise_10, offset_-10, "
         "offset_+10, thickness_2.5, thickness_5, thickness_10, missing_10pct, feet_first, tilt_15, shift_half, "
         "matrix_256, matrix_512, fov_180, fov_250, fov_300; default all)",
+    )
+    p.add_argument(
+        "--thin-source",
+        action="store_true",
+        help="with --robustness: DIR holds thin slices (e.g. demo-data --slice-mm 1.25); only the thickness rows "
+        "run, and --update-card keeps them beside the main table instead of replacing it",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)

@@ -448,3 +448,30 @@ def test_every_condition_runs_on_a_small_folder(folder: Path, tmp_path: Path):
     assert len(rows) == 17
     assert all(r["study_auroc"] is not None for k, r in rows.items() if k != "thickness_2.5")
     assert "resizes every slice" in rows["matrix_256"]["note"] and "tilted 15°" in rows["tilt_15"]["note"]
+
+
+def test_a_thin_source_gives_the_thickness_rows_beside_the_main_table(
+    folder: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+):
+    """A 5 mm folder cannot show 2.5 mm; a thin-slice folder can, and the card keeps both tables."""
+    thin = tmp_path / "thin"
+    write_phantom_dataset(thin, studies=2, seed=11, matrix=64, family="wide", slice_mm=1.25)
+    paths = default_model_paths()
+    weights = tmp_path / paths.weights.name
+    for source in paths.weights.parent.glob(paths.weights.name.removesuffix(".safetensors") + ".*"):
+        shutil.copy(source, tmp_path / source.name)
+    main_table = read_card(paths.card).robustness
+    args = ["evaluate", "--robustness", "--thin-source", "--model", str(weights), "--data", str(thin)]
+    monkeypatch.setattr(sys, "argv", ["gru-viewer", *args, "--update-card", "-q"])
+    assert main([*args, "--update-card", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "source series: 1.25 mm slices" in printed
+    card = read_card(tmp_path / paths.card.name)
+    thin_rows = {r["key"]: r for r in card.robustness["thin_source"]["rows"]}
+    assert list(thin_rows) == ["baseline", "thickness_2.5", "thickness_5", "thickness_10"]
+    assert all(thin_rows[k]["study_auroc"] is not None for k in ("thickness_2.5", "thickness_10"))
+    assert card.robustness["rows"] == main_table["rows"]  # the main table stays
+    markdown = card_to_markdown(card)
+    assert "### Slice thickness from a thin source" in markdown and "| slice thickness 2.5 mm |" in markdown
+    assert main([*args[:2], "--conditions", "noise_5", *args[2:], "-q"]) == 1  # only thickness rows
+    assert "thickness rows only" in capsys.readouterr().err

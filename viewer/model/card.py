@@ -376,6 +376,21 @@ def _robustness_lines(robustness: dict[str, Any]) -> list[str]:
     lines += markdown_table(rows)
     if robustness.get("command"):
         lines += ["", f"Command: `{robustness['command']}`"]
+    thin = robustness.get("thin_source")
+    if isinstance(thin, dict) and thin.get("rows"):
+        lines += [
+            "",
+            "### Slice thickness from a thin source",
+            "",
+            f"The thickness rows need slices thinner than 2.5 mm, so they are measured again on {thin.get('data', '')} "
+            f"(source series: {thin.get('source', '')}), each slab average against that folder's own unperturbed "
+            "series. This folder is of another phantom family than the table above, so compare the Δ, not the "
+            "AUROC, between the two tables.",
+            "",
+            *markdown_table(thin["rows"]),
+        ]
+        if thin.get("command"):
+            lines += ["", f"Command: `{thin['command']}`"]
     return lines
 
 

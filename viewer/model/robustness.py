@@ -172,6 +172,10 @@ def default_conditions() -> list[Condition]:
     ]
 
 
+#: The conditions a thin-slice source is for (see :func:`robustness_folder`).
+THICKNESS_KEYS = ("thickness_2.5", "thickness_5", "thickness_10")
+
+
 def select_conditions(keys: Sequence[str] | None) -> list[Condition]:
     """The default conditions named by ``keys`` (all for None), in the table's order.
 
@@ -524,12 +528,26 @@ def robustness_folder(
     device: torch.device | None = None,
     conditions: Sequence[str] | None = None,
     update_card: bool = False,
+    thin_source: bool = False,
     command: Sequence[str] | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[RobustnessReport, ModelCard, Dataset]:
     """The robustness table of the weights at ``model_path`` on a labelled folder; with ``update_card`` the card
     records it (rows, data, source series, the command with portable paths) in its ``robustness`` section.
-    ``conditions`` picks conditions by key (default: all of :func:`default_conditions`)."""
+    ``conditions`` picks conditions by key (default: all of :func:`default_conditions`).
+
+    ``thin_source``: the folder holds thin slices, the source the thickness rows need (a 5 mm folder cannot show
+    2.5 mm). Only the thickness conditions run, each against this folder's own unperturbed AUROC, and the card
+    keeps them beside the main table (``robustness["thin_source"]``) instead of replacing it.
+    """
+    if thin_source:
+        conditions = list(conditions) if conditions else list(THICKNESS_KEYS)
+        other = [key for key in conditions if key not in THICKNESS_KEYS]
+        if other:
+            raise ViewerError(
+                "Cannot run these conditions on a thin source",
+                f"a thin source is for the thickness rows only, not {', '.join(other)}",
+            )
     chosen = select_conditions(conditions)
     model, card = load_weights(model_path, device=device or "cpu")
     dataset = open_dataset(data, labels, progress)
@@ -538,14 +556,19 @@ def robustness_folder(
     )
     if update_card:
         card = current_card(model_path, card)
-        card.robustness = {
+        section = {
             "data": dataset.description,
             "source": report.source,
-            "goal": f"study AUROC drop ≤ {GOAL_MAX_DROP:g} under +5 HU noise and ±10 HU offsets",
             "threshold": card.operating_threshold,
             "command": portable_command(command) if command else "",
             "rows": report.rows,
             "failed": list(report.failed),
         }
+        if thin_source:
+            card.robustness = {**card.robustness, "thin_source": section}
+        else:
+            goal = f"study AUROC drop ≤ {GOAL_MAX_DROP:g} under +5 HU noise and ±10 HU offsets"
+            kept = {"thin_source": card.robustness["thin_source"]} if "thin_source" in card.robustness else {}
+            card.robustness = {**section, "goal": goal, **kept}
         write_card(card, card_path_for(model_path))
     return report, card, dataset
