@@ -26,6 +26,7 @@ from viewer.dicom.reformat.annotations import (
     plane_data,
     plane_ref,
 )
+from viewer.dicom.reformat.slab import Slab, SlabMode
 from viewer.report import build_report
 from viewer.report.dicom_results import build_result_objects, save_result_objects
 from viewer.report.dicom_sr import read_finding
@@ -49,6 +50,12 @@ def measured(tmp_path_factory: pytest.TempPathFactory, model_file: Path):
         (axial, plane_ref(axial, ACQUIRED, k), Tool.LINE, [(10, 8), (10, 50)]),
         (axial, plane_ref(axial, ACQUIRED, k), Tool.ELLIPSE, [(20, 15), (40, 48)]),
         (coronal, plane_ref(coronal, "coronal"), Tool.PROBE, [(3, 32)]),
+        (
+            coronal,
+            plane_ref(coronal, "coronal", slab=Slab(SlabMode.MIP, 10.0)),
+            Tool.RECTANGLE,
+            [(2, 20), (8, 40)],
+        ),
     ):
         data = plane_data(reformat, volume.array, ref)
         items.add(make_measurement(tool, ref, grid, data, [grid.patient_of(r, c) for r, c in pixels]))
@@ -64,7 +71,7 @@ def test_measurements_read_back_with_their_values_and_units(measured) -> None:
     sr = next(ds for ds in made.datasets if ds.Modality == "SR")
     assert sr.SOPClassUID == pydicom.uid.Comprehensive3DSRStorage
     back = {m.number: m for m in read_finding(sr).measurements}
-    line, ellipse, probe = items
+    line, ellipse, probe, _ = items
     k = line.plane.slice_index
     got = back[line.id]
     assert got.tool == Tool.LINE and got.graphic_type == "POLYLINE"
@@ -87,6 +94,19 @@ def test_measurements_read_back_with_their_values_and_units(measured) -> None:
     assert got.values == {"value": pytest.approx(probe.values.value, abs=1e-4)}
     assert got.units == {"value": "[hnsf'U]"}
     assert got.source_sop_uids == ()  # a coronal reformat is no stored image
+
+
+def test_a_slab_measurement_says_its_slab(measured) -> None:
+    _, _, _, made, items = measured
+    rectangle = items[-1]
+    sr = next(ds for ds in made.datasets if ds.Modality == "SR")
+    got = read_finding(sr).measurements[-1]
+    assert (got.number, got.tool, got.slab) == (rectangle.id, Tool.RECTANGLE, "MIP 10 mm")
+    assert got.graphic_type == "POLYGON" and got.points.shape == (5, 3)
+    np.testing.assert_allclose(got.points[0], got.points[-1])
+    np.testing.assert_allclose(got.points[[0, 2]], np.array(rectangle.points), atol=1e-4)
+    assert got.values["area"] == pytest.approx(rectangle.values.stats.area_mm2)
+    assert all(m.slab == "" for m in read_finding(sr).measurements[:-1])
 
 
 def test_the_finding_reads_back_unchanged(measured) -> None:

@@ -10,7 +10,8 @@ deviation, minimum, maximum; a probe's value has none). A measurement on an acqu
 slice's image from each value.
 
 The tool is kept in the tracking identifier (``"measurement 3: ellipse"``), since a region's graphic type
-does not tell a rectangle from a polygon.
+does not tell a rectangle from a polygon, and so is the slab of a measurement made on a thick slab
+(``"measurement 4: probe on MIP 10 mm"``): its values are the slab's, not the plane's.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from viewer.report.dicom_sources import source_headers
 
 #: The tracking identifier's text before the measurement's number.
 TRACKING_PREFIX = "measurement "
+#: Between the tool and the slab in the tracking identifier.
+SLAB_SEPARATOR = " on "
 ATTENUATION = codes.DCM.AttenuationCoefficient
 LENGTH = codes.SCT.Length
 ANGLE = codes.SCT.Angle
@@ -100,6 +103,12 @@ def _values(m: Measurement) -> list[tuple[Code, float, Code, Code | None]]:
     return [row for row in rows if math.isfinite(row[1])]
 
 
+def tracking_text(m: Measurement) -> str:
+    """``measurement 3: ellipse`` (and ``on MIP 10 mm`` for a measurement on a thick slab)."""
+    slab = f"{SLAB_SEPARATOR}{m.plane.slab.label()}" if m.plane.slab is not None else ""
+    return f"{TRACKING_PREFIX}{m.id}: {m.tool.value}{slab}"
+
+
 def measurement_groups(
     measurements: Sequence[Measurement],
     grid_of: Callable[[Measurement], PlaneGrid],
@@ -122,9 +131,7 @@ def measurement_groups(
         ]
         groups.append(
             hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(
-                    uid=generate_uid(), identifier=f"{TRACKING_PREFIX}{m.id}: {m.tool.value}"
-                ),
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=tracking_text(m)),
                 referenced_region=region,
                 measurements=values,
             )
@@ -136,7 +143,8 @@ def measurement_groups(
 class SRMeasurement:
     """One measurement as a structured report holds it: its number and tool, region (graphic type and patient
     points), values by name (``"length"``, ``"angle"``, ``"area"``, ``"value"``, ``"mean"``, ``"sd"``,
-    ``"minimum"``, ``"maximum"``) with their UCUM units, and the images it cites."""
+    ``"minimum"``, ``"maximum"``) with their UCUM units, the images it cites and the slab it was made on
+    (``"MIP 10 mm"``; empty on a thin plane)."""
 
     number: int
     tool: Tool
@@ -145,6 +153,7 @@ class SRMeasurement:
     values: dict[str, float]
     units: dict[str, str]
     source_sop_uids: tuple[str, ...]
+    slab: str = ""
 
 
 _NAMES = {LENGTH: "length", ANGLE: "angle", AREA: "area"}
@@ -166,7 +175,8 @@ def read_measurements(report: hd.sr.MeasurementReport) -> list[SRMeasurement]:
         text = str(group.tracking_identifier or "")
         if not text.startswith(TRACKING_PREFIX) or ": " not in text:
             continue
-        number, tool = text.removeprefix(TRACKING_PREFIX).split(": ", 1)
+        number, rest = text.removeprefix(TRACKING_PREFIX).split(": ", 1)
+        tool, _, slab = rest.partition(SLAB_SEPARATOR)
         region = group.roi
         values: dict[str, float] = {}
         units: dict[str, str] = {}
@@ -185,6 +195,7 @@ def read_measurements(report: hd.sr.MeasurementReport) -> list[SRMeasurement]:
                 values=values,
                 units=units,
                 source_sop_uids=tuple(dict.fromkeys(cited)),
+                slab=slab,
             )
         )
     return out
