@@ -152,6 +152,12 @@ def test_a_plane_moved_within_the_slices_samples_as_a_planned_one(tilt: float, d
             assert np.array_equal(np.isnan(a), np.isnan(b)), (kind, depth)
             assert np.allclose(np.nan_to_num(a), np.nan_to_num(b), atol=1e-3), (kind, depth)
     assert shifted > 0  # the sagittal plane at least moves within the slices
+    # A sagittal plane moves along the slices' rows only: its row coordinates and their interpolation terms are
+    # the planned plan's own, read again rather than computed per frame.
+    plan = reformat.plan(PlaneKind.SAGITTAL, float(reformat.layout.depths(PlaneKind.SAGITTAL)[3]))
+    plan.sample(volume.array)
+    assert plan.origin is not None and plan.lower.j is plan.origin.lower.j
+    assert plan.terms is plan.origin.terms and (plan.lower.j.size == 1 or id(plan.lower.j) in plan.terms)
 
 
 def test_a_measurement_on_a_slab_keeps_the_slab() -> None:
