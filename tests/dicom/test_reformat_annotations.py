@@ -152,3 +152,38 @@ def test_a_plane_moved_within_the_slices_samples_as_a_planned_one(tilt: float, d
             assert np.array_equal(np.isnan(a), np.isnan(b)), (kind, depth)
             assert np.allclose(np.nan_to_num(a), np.nan_to_num(b), atol=1e-3), (kind, depth)
     assert shifted > 0  # the sagittal plane at least moves within the slices
+    # A sagittal plane moves along the slices' rows only: its row coordinates and their interpolation terms are
+    # the planned plan's own, read again rather than computed per frame.
+    plan = reformat.plan(PlaneKind.SAGITTAL, float(reformat.layout.depths(PlaneKind.SAGITTAL)[3]))
+    plan.sample(volume.array)
+    assert plan.origin is not None and plan.lower.j is plan.origin.lower.j
+    assert plan.terms is plan.origin.terms and (plan.lower.j.size == 1 or id(plan.lower.j) in plan.terms)
+
+
+def test_a_measurement_on_a_slab_keeps_the_slab() -> None:
+    from viewer.dicom.reformat.slab import Slab, SlabMode
+
+    volume = marker_volume(24, 48, pixel_spacing=(0.8, 0.8), spacing_z=2.0, spheres=[SPHERE])
+    reformat = Reformatter.of(volume)
+    centre = np.asarray(SPHERE.centre)
+    w = reformat.layout.axes[PlaneKind.CORONAL].w
+    depth = reformat.layout.snap(PlaneKind.CORONAL, float(centre @ w) + 9.0)  # past the sphere's 6 mm radius
+    grid = reformat.grid(PlaneKind.CORONAL, depth)
+    mip = Slab(SlabMode.MIP, 24.0)
+    thin_ref, slab_ref = plane_ref(grid, "coronal"), plane_ref(grid, "coronal", slab=mip)
+    assert slab_ref.slab == mip and thin_ref.slab is None
+    assert slab_ref.title().endswith("· MIP 24 mm") and "MIP" not in thin_ref.title()
+    assert plane_ref(acquired_grid(reformat.frame, 3), ACQUIRED, 3, slab=mip).slab is None
+    point = grid.patient_of(*grid.pixel_of(centre))
+    values = {}
+    for ref in (thin_ref, slab_ref):
+        values[ref.slab] = make_measurement(
+            Tool.PROBE, ref, grid, plane_data(reformat, volume.array, ref), [point]
+        )
+    assert values[None].values.value < SPHERE_HU - 100  # the thin plane misses the sphere
+    assert values[mip].values.value == pytest.approx(SPHERE_HU, abs=1.0)  # its MIP does not
+    probe = values[mip]
+    slab_data = plane_data(reformat, volume.array, slab_ref)
+    assert moved(probe, [point], grid, slab_data, slab_ref).plane == slab_ref
+    acquired = make_measurement(Tool.PROBE, plane_ref(grid, ACQUIRED, 0), grid, slab_data, [point])
+    assert moved(acquired, [point], grid, slab_data, thin_ref).plane.name == ACQUIRED

@@ -14,6 +14,8 @@ from viewer.analysis.model_cache import load_model
 from viewer.analysis.session import AnalysisSession
 from viewer.dicom.index import scan
 from viewer.dicom.readers import load_stack
+from viewer.dicom.reformat import Reformatter
+from viewer.dicom.reformat.annotations import ACQUIRED, Tool, acquired_grid, make_measurement, plane_ref
 from viewer.pacs import service
 from viewer.pacs.failures import Failure, PacsError
 from viewer.pacs.nodes import NodeBook
@@ -131,12 +133,25 @@ def test_send_results_from_the_window(pacs, qtbot, tmp_path: Path, model_file: P
     with qtbot.waitSignal(window.analysis.result_shown, timeout=TIMEOUT_MS):
         window.analysis.analyze()
     assert action.isEnabled()
+    shown = window.current_volume()
+    grid = acquired_grid(Reformatter.of(shown).frame, 3)
+    line = make_measurement(
+        Tool.LINE,
+        plane_ref(grid, ACQUIRED, 3),
+        grid,
+        shown.array[3],
+        [grid.patient_of(5, 5), grid.patient_of(5, 45)],
+    )
+    line = window.measurements.current().add(line)
     NodeBook().put(dimse_node())
     monkeypatch.setattr(send_controller, "choose_node", lambda parent, nodes, last: nodes[0])
     with qtbot.waitSignal(window.send.sent, timeout=TIMEOUT_MS) as got:
         action.trigger()
     outcome = got.args[0]
     assert outcome.sent.ok and "stored by C-STORE" in window.statusBar().currentMessage()
+    sr = next(ds for ds in outcome.objects.datasets if ds.Modality == "SR")
+    (back,) = read_finding(sr).measurements  # the reader's measurement went into the SR
+    assert back.values["length"] == pytest.approx(line.values.length_mm)
     assert len(_series_in_pacs(volume.study_uid) - before) == 4
     qtbot.waitUntil(lambda: action.isEnabled(), timeout=5_000)
     window.close()

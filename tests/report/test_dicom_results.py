@@ -77,6 +77,9 @@ def test_sr_reads_back_to_the_same_finding(analysed, objects, tmp_path: Path) ->
         result.model.sha256,
     )
     assert finding.source_sop_uids == tuple(volume.sop_uids[k] for k in result.key_slices)
+    # Without the reader's measurements it stays a plain Comprehensive SR and holds none.
+    assert pydicom.dcmread(sr).SOPClassUID == pydicom.uid.ComprehensiveSRStorage
+    assert finding.measurements == ()
 
 
 def test_not_assessed_is_indeterminate_without_a_probability(analysed, objects) -> None:

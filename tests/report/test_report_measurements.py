@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,44 @@ def test_png_of_the_view_with_its_measurements(measured, tmp_path: Path) -> None
     )
     image = np.asarray(Image.open(three))
     assert image.shape[1] > 500 and np.any(np.all(image == COLOUR, axis=-1))
+
+
+def test_a_slab_measurement_is_redrawn_as_its_slab(measured) -> None:
+    from viewer.dicom.reformat.slab import Slab, SlabMode
+
+    volume, result, card, reformat, (_, coronal_ref), _ = measured
+    grid = reformat.grid(PlaneKind.CORONAL, coronal_ref.depth)
+    mip = plane_ref(grid, "coronal", slab=Slab(SlabMode.MIP, 20.0))
+    data = plane_data(reformat, volume.array, mip)
+    thin = plane_data(reformat, volume.array, coronal_ref)
+    assert np.nanmean(data) > np.nanmean(thin)  # the MIP, not the thin plane
+    roi = make_measurement(Tool.RECTANGLE, mip, grid, data, [grid.patient_of(5, 20), grid.patient_of(15, 40)])
+    assert planes_to_show([coronal_ref], [roi]) == [coronal_ref, mip]  # thin and slab: both shown
+    assert (
+        render_plane(volume, reformat, mip).image.mean()
+        > render_plane(volume, reformat, coronal_ref).image.mean()
+    )
+    report = build_report(volume, result, card, ReportOptions(views=[mip], measurements=[roi]))
+    assert "MIP 20 mm" in _text(report.pdf)
+
+
+def test_the_png_is_named_after_the_view(measured) -> None:
+    from viewer.dicom.reformat.slab import Slab, SlabMode
+    from viewer.report.export import ViewState, derived_png
+
+    _, _, _, reformat, (slice_ref, coronal_ref), _ = measured
+    pdf = Path("/out/report.pdf")
+    state = ViewState(index=4, window=(40.0, 80.0), overlay=False, opacity=0.5)
+    assert derived_png(pdf, state).name == "report slice 5 W80 L40.png"
+    assert derived_png(pdf, replace(state, views=(slice_ref,))).name == "report slice 5 W80 L40.png"
+    single = replace(state, views=(coronal_ref,))
+    assert derived_png(pdf, single).name == f"report {coronal_ref.title()} W80 L40.png"
+    mip = Slab(SlabMode.MIP, 10.0)
+    three = tuple(
+        plane_ref(reformat.grid(kind, float(reformat.layout.depths(kind)[0])), kind.value, slab=mip)
+        for kind in PlaneKind
+    )
+    assert derived_png(pdf, replace(state, views=three)).name == (
+        "report MPR axial coronal sagittal MIP 10 mm W80 L40.png"
+    )
+    assert derived_png(pdf, replace(state, views=three[1:2])).name.endswith(" mm MIP 10 mm W80 L40.png")

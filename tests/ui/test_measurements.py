@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication
 
 from viewer.dicom.reformat import PlaneKind
 from viewer.dicom.reformat.annotations import ACQUIRED, Tool
+from viewer.dicom.reformat.slab import Slab, SlabMode
 from viewer.ui.layouts import THREE
 from viewer.ui.main_window import MainWindow
 
@@ -200,3 +201,18 @@ def test_measure_in_each_reformat_pane(qtbot, window: MainWindow, ui_study_dir: 
     assert [v.name for v in state.views] == ["axial", "coronal", "sagittal"]
     assert [m.id for m in state.measurements] == [m.id for m in controller.measurements()]
     assert state.layout.startswith("1×3") and "3 measurements" in state.describe()
+
+    # On a thick slab the measurement records the slab: its values are the slab's and the table says so.
+    slab = Slab(SlabMode.MIP, 10.0)
+    mpr.set_slab(slab)
+    sx, sy, _ = reformat.layout.axes[PlaneKind.SAGITTAL].to_view(mpr.point)
+    controller.tool_actions[Tool.PROBE].trigger()
+    _click(qtbot, sagittal.canvas.viewport(), sagittal.view_to_viewport(sx, sy).toPoint())
+    probe = controller.measurements()[-1]
+    assert probe.plane.slab == slab and probe.plane.name == "sagittal"
+    image = mpr.images[PlaneKind.SAGITTAL]
+    row, col = (round(x) for x in image.grid.pixel_of(np.asarray(probe.points[0])))
+    assert probe.values.value == pytest.approx(float(image.data[row, col]))
+    assert "MIP 10 mm" in _table(window)[-1][2]
+    state = window.export.view_state()
+    assert all(v.slab == slab for v in state.views) and "MIP 10 mm" in state.layout

@@ -14,6 +14,7 @@ from viewer.dicom.reformat import PlaneKind
 from viewer.synth.marker_volume import SPHERE_HU, Sphere, marker_volume
 from viewer.ui.layouts import QUAD, SINGLE, THREE
 from viewer.ui.main_window import MainWindow
+from viewer.ui.mpr_pane import STRIP_INSET, STRIP_WIDTH
 from viewer.ui.mpr_view import GRID, ROW, Evidence, MprView
 
 from .helpers import TIMEOUT_MS, open_folder, show_series, uid_of
@@ -202,6 +203,22 @@ def test_overlay_and_strip_follow_the_reformats(qtbot, mpr: MprView) -> None:
     mpr.set_evidence(Evidence(values, [3, 7], "strip"))
     assert coronal.canvas.strip is not None and coronal.canvas.strip.keys == [3, 7]
     assert mpr.panes[PlaneKind.AXIAL].canvas.strip is None  # the axial plane shows one slice at a time
+    # The strip is painted from a pixmap kept while nothing but the crosshair moves: each cell in its colour.
+    canvas = coronal.canvas
+    shot = canvas.viewport().grab().toImage()
+    cached = canvas._strip_cache
+    assert cached is not None and cached[0] is canvas.strip
+    x = round(canvas.viewport().width() - STRIP_INSET - STRIP_WIDTH / 2)
+    strip = canvas.strip
+    for cell in (2, len(strip.lo) // 2):
+        y = round(coronal.view_to_viewport(0.0, float(strip.lo[cell] + strip.hi[cell]) / 2).y())
+        assert shot.pixelColor(x, y).rgb() == strip.colours[cell].rgb()
+    mpr.click(PlaneKind.AXIAL, *mpr.reformat.layout.axes[PlaneKind.AXIAL].to_view(mpr.point)[:2])
+    canvas.viewport().repaint()
+    assert canvas._strip_cache is cached  # reused across a crosshair move
+    coronal.vb.scaleBy((0.5, 0.5))
+    canvas.viewport().repaint()
+    assert canvas._strip_cache is not cached  # drawn again for the new zoom
     mpr.set_overlay(None)
     assert not coronal.overlay_item.isVisible() and mpr.legend.text() == ""
 

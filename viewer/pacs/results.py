@@ -3,9 +3,11 @@ of the analysis on screen, then store them on a node (headless; the window runs 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from viewer.dicom.reformat.annotations import Measurement, PlaneRef
 from viewer.pacs import service
 from viewer.pacs.nodes import Node
 from viewer.pacs.send import SendResult
@@ -32,19 +34,31 @@ def send_analysis(
     *,
     scaling: str = "series",
     threshold: float = DEFAULT_THRESHOLD,
+    views: Sequence[PlaneRef] = (),
+    measurements: Sequence[Measurement] = (),
+    layout: str = "",
     progress: ProgressFn,
     cancel: CancelFn,
 ) -> SentResults:
     """Store the report, SR, key images and segmentation of ``session`` (an open or closed
     :class:`~viewer.analysis.session.AnalysisSession` on ``volume``) on ``node``; ``scaling`` and ``threshold``
-    are the overlay's on screen, so the archive shows what the reader saw."""
+    are the overlay's on screen, so the archive shows what the reader saw. ``views``, ``measurements`` and
+    ``layout`` (the panes on screen, the reader's measurements, the layout in words) give the report its page of
+    annotated planes, and the measurements go into the SR."""
     progress(0, 0, "Building the report")
-    report = build_report(
-        volume, session.result, session.card, ReportOptions(scaling=scaling, pixel_map=session.pixel_map)
+    options = ReportOptions(
+        scaling=scaling, pixel_map=session.pixel_map, views=views, measurements=measurements, layout=layout
     )
+    report = build_report(volume, session.result, session.card, options)
     progress(0, 0, "Building the result objects")
     objects = build_result_objects(
-        volume, session.result, report, pixel_map=session.pixel_map, scaling=scaling, threshold=threshold
+        volume,
+        session.result,
+        report,
+        pixel_map=session.pixel_map,
+        scaling=scaling,
+        threshold=threshold,
+        measurements=measurements,
     )
     total = len(objects.datasets)
     sent = service.send(

@@ -149,10 +149,11 @@ def _draw(
 
 
 def planes_to_show(views: Sequence[PlaneRef], measurements: Sequence[Measurement]) -> list[PlaneRef]:
-    """The view's planes in order, then every other plane a measurement lies on (at most :data:`MAX_PLANES`)."""
+    """The view's planes in order, then every other plane a measurement lies on (at most :data:`MAX_PLANES`); a
+    plane shown thin and as a slab is both."""
     planes: list[PlaneRef] = []
     for ref in [*views, *(m.plane for m in measurements)]:
-        if not any(ref.same_plane(other) for other in planes):
+        if not any(ref.same_plane(other) and ref.slab == other.slab for other in planes):
             planes.append(ref)
     return planes[:MAX_PLANES]
 

@@ -8,7 +8,7 @@ no patient there and would file a second, anonymous copy of the study.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -17,10 +17,12 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from viewer.analysis.result import PixelMapFn
+from viewer.dicom.reformat.annotations import Measurement
 from viewer.errors import ViewerError
 from viewer.report.api import Report
 from viewer.report.dicom_export import encapsulated_pdf, report_series_number
 from viewer.report.dicom_keyimages import key_image_captures
+from viewer.report.dicom_measurements import volume_measurement_groups
 from viewer.report.dicom_seg import DEFAULT_THRESHOLD, saliency_segmentation
 from viewer.report.dicom_sources import single_frame, source_headers
 from viewer.report.dicom_sr import finding_sr
@@ -51,10 +53,12 @@ def build_result_objects(
     pixel_map: PixelMapFn | None = None,
     scaling: str = "series",
     threshold: float = DEFAULT_THRESHOLD,
+    measurements: Sequence[Measurement] = (),
 ) -> ResultObjects:
     """The archive's copy of ``result`` (an :class:`~viewer.analysis.result.AnalysisResult` on ``volume``) and
     its ``report``. ``pixel_map`` computes maps the result lacks (an open analysis session's); ``scaling`` and
-    ``threshold`` are the overlay's, so the key images and the segmentation show what the screen showed.
+    ``threshold`` are the overlay's, so the key images and the segmentation show what the screen showed;
+    ``measurements`` (the reader's, on this series) go into the SR.
 
     Raises
     ------
@@ -72,7 +76,24 @@ def build_result_objects(
         raise ViewerError(_WHAT, "the analysis named no key slices to cite")
     number = report_series_number(report.identifiers.series_number)
     key_headers = source_headers(volume, key)
-    out = ResultObjects([encapsulated_pdf(report), finding_sr(result, key_headers, series_number=number)])
+    out = ResultObjects([encapsulated_pdf(report)])
+    groups, cited = [], []
+    reference = str(key_headers[0].get("FrameOfReferenceUID", ""))
+    if measurements and not reference:
+        out.left_out.append(
+            "the measurements in the SR: the series has no frame of reference to place them in"
+        )
+    elif measurements:
+        groups, cited = volume_measurement_groups(volume, measurements, reference)
+    out.datasets.append(
+        finding_sr(
+            result,
+            key_headers,
+            series_number=number,
+            measurement_groups=groups,
+            measurement_evidence=cited,
+        )
+    )
     images = [render_key_image(volume, result, k, pixel_map=pixel_map, scaling=scaling) for k in key]
     out.datasets.extend(key_image_captures(volume, images, key_headers, series_number=number))
     maps = {}

@@ -6,6 +6,11 @@ withheld), the study probability and the operating threshold as measurements (a 
 have no unit: UCUM ``1``), the algorithm (TID 4019: model name, version and the weights' SHA-256 as a parameter)
 and the key slices as its source images. A PACS viewer shows it as text; :func:`read_finding` gives it back to
 software.
+
+The reader's measurements, when there are any, follow as TID 1410 planar ROI groups
+(:mod:`viewer.report.dicom_measurements`). Their regions are 3-D coordinates in the patient (a reformat is no
+stored image), which only a Comprehensive 3D SR may hold, so an SR with measurements is one; without, it stays a
+Comprehensive SR, as before.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import highdicom as hd
 from highdicom.sr.utils import find_content_items
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
-from pydicom.uid import generate_uid
+from pydicom.uid import Comprehensive3DSRStorage, generate_uid
 
 from viewer import __version__
+from viewer.report.dicom_measurements import SRMeasurement, read_measurements
 
 SERIES_DESCRIPTION = "GRU Viewer finding (SR)"
 MANUFACTURER = "GRU Viewer"
@@ -44,10 +50,20 @@ def algorithm_identification(model: Any) -> hd.sr.AlgorithmIdentification:
 
 
 def finding_sr(
-    result: Any, key_headers: Sequence[Dataset], *, series_number: int, series_uid: str | None = None
-) -> hd.sr.ComprehensiveSR:
+    result: Any,
+    key_headers: Sequence[Dataset],
+    *,
+    series_number: int,
+    series_uid: str | None = None,
+    measurement_groups: Sequence[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations] = (),
+    measurement_evidence: Sequence[Dataset] = (),
+) -> hd.sr.ComprehensiveSR | hd.sr.Comprehensive3DSR:
     """The Comprehensive SR of ``result`` (an :class:`~viewer.analysis.result.AnalysisResult`) in the study of
-    ``key_headers``, the key slices' own headers (most telling first), which it cites as source images."""
+    ``key_headers``, the key slices' own headers (most telling first), which it cites as source images.
+
+    With ``measurement_groups`` (:func:`~viewer.report.dicom_measurements.volume_measurement_groups`) it is a
+    Comprehensive 3D SR that holds them after the finding; ``measurement_evidence`` are the headers of the images
+    they cite."""
     if not key_headers:
         raise ValueError("a structured report needs at least one source image")
     algorithm = algorithm_identification(result.model)
@@ -82,10 +98,13 @@ def finding_sr(
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.SCT.ComputedTomographyOfHead,
-        imaging_measurements=[group],
+        imaging_measurements=[group, *measurement_groups],
     )
-    sr = hd.sr.ComprehensiveSR(
-        evidence=list(key_headers),
+    kind = hd.sr.Comprehensive3DSR if measurement_groups else hd.sr.ComprehensiveSR
+    keys = {str(ds.SOPInstanceUID) for ds in key_headers}
+    evidence = [*key_headers, *(ds for ds in measurement_evidence if str(ds.SOPInstanceUID) not in keys)]
+    sr = kind(
+        evidence=evidence,
         content=report,
         series_instance_uid=series_uid or generate_uid(),
         series_number=series_number,
@@ -112,6 +131,7 @@ class SRFinding:
     model_version: str
     weights_sha256: str
     source_sop_uids: tuple[str, ...]
+    measurements: tuple[SRMeasurement, ...] = ()
 
 
 def _texts(item: Dataset, name: Any) -> list[str]:
@@ -119,8 +139,10 @@ def _texts(item: Dataset, name: Any) -> list[str]:
 
 
 def read_finding(dataset: Dataset) -> SRFinding:
-    """Read the finding back from a structured report :func:`finding_sr` wrote (or one read from a PACS)."""
-    sr = hd.sr.ComprehensiveSR.from_dataset(dataset)
+    """Read the finding back from a structured report :func:`finding_sr` wrote (or one read from a PACS), with
+    the reader's measurements it holds."""
+    three_d = dataset.get("SOPClassUID") == Comprehensive3DSRStorage
+    sr = (hd.sr.Comprehensive3DSR if three_d else hd.sr.ComprehensiveSR).from_dataset(dataset)
     report = sr.content
     if not isinstance(report, hd.sr.MeasurementReport):
         raise ValueError("the structured report is not a TID 1500 measurement report")
@@ -144,4 +166,5 @@ def read_finding(dataset: Dataset) -> SRFinding:
         model_version=versions[0] if versions else "",
         weights_sha256=sha,
         source_sop_uids=tuple(str(s.referenced_sop_instance_uid) for s in group.source_images),
+        measurements=tuple(read_measurements(report)),
     )

@@ -126,10 +126,23 @@ def derived_dicom_folder(pdf: Path) -> Path:
     return pdf.with_name(f"{pdf.stem} DICOM")
 
 
+def view_file_label(view: ViewState) -> str:
+    """What a file of ``view`` is named after: ``slice 15`` (1-based, as the viewer shows it) for the acquired
+    slice, the plane (``Coronal A 12.5 mm MIP 10 mm``) for one reformat alone, ``MPR axial coronal sagittal``
+    (and the slab) for several."""
+    reformats = [v for v in view.views if v.name != ACQUIRED]
+    if not reformats:
+        return f"slice {view.index + 1}"
+    if len(reformats) == 1:
+        return safe_file_name(reformats[0].title().replace(" · ", " "))
+    slab = reformats[0].slab
+    return safe_file_name(" ".join(["MPR", *(v.name for v in reformats), *([slab.label()] if slab else [])]))
+
+
 def derived_png(pdf: Path, view: ViewState) -> Path:
-    """``<stem> slice 15 W80 L40.png``: the slice number as the viewer shows it (1-based) and the window used."""
+    """``<stem> slice 15 W80 L40.png``: what the view shows (:func:`view_file_label`) and the window used."""
     center, width = view.window
-    return pdf.with_name(f"{pdf.stem} slice {view.index + 1} W{width:g} L{center:g}.png")
+    return pdf.with_name(f"{pdf.stem} {view_file_label(view)} W{width:g} L{center:g}.png")
 
 
 def derived_json(pdf: Path) -> Path:

@@ -168,6 +168,7 @@ class MainWindow(QMainWindow):
         self.measurements = MeasurementController(self.layouts, self.current_volume, self)
         self.measurements.attach(self)
         self.export.annotations = self.measurements.view_annotations
+        self.send.annotations = self.measurements.view_annotations
         self._restore_layout()
 
     # -- building ---------------------------------------------------------------------------------------------

@@ -230,7 +230,7 @@ class MeasurementController(QObject):
                 else "1×3 (axial, coronal and sagittal reformats)"
             )
             if layouts.mpr.slab is not None:
-                words += f", shown as {layouts.mpr.slab.label()} (the report's planes are thin)"
+                words += f", shown as {layouts.mpr.slab.label()}"
         else:
             geometries, words = [self._view_geometry()], "1×1 (the acquired slice)"
         views = tuple(g.ref for g in geometries if g is not None)
@@ -404,5 +404,5 @@ class MeasurementController(QObject):
             return None
         grid = image.grid
         return PaneGeometry(
-            plane_ref(grid, kind.value), grid, image.data, grid.x0, grid.y0, volume.units or ""
+            plane_ref(grid, kind.value, slab=mpr.slab), grid, image.data, grid.x0, grid.y0, volume.units or ""
         )

@@ -236,7 +236,7 @@ class MeasurementLayer:
             else:
                 shift = here - self._patient(geometry, start_scene)
                 points = [p + shift for p in points]
-            self.live = moved(original, points, geometry.grid, geometry.data)
+            self.live = moved(original, points, geometry.grid, geometry.data, geometry.ref)
             if ev.isFinish():
                 self.controller.update(self.live)
                 self.live, self._grab = None, None

@@ -18,7 +18,7 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent, MouseDragEvent
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from viewer.ui.canvas import SliceCanvas, SliceViewBox
@@ -29,6 +29,8 @@ CROSSHAIR_COLOUR = "#4fc3f7"
 STRIP_WIDTH = 10
 #: Room kept between the strip and the viewport's edge, for the orientation letter there.
 STRIP_INSET = 30
+#: How far (px) a key slice's tick reaches in from the strip.
+STRIP_TICK = 8
 KEY_COLOUR = "#e0b050"
 Z_PANE_OVERLAY = 10
 Z_CROSSHAIR = 20
@@ -109,6 +111,8 @@ class MprCanvas(SliceCanvas):
         # not widen the window's minimum size.
         self.setMinimumSize(100, 100)
         self.strip: Strip | None = None
+        #: (strip, (width, height, offset, scale, pixel ratio), corner, pixmap) of the strip last drawn.
+        self._strip_cache: tuple[Strip, tuple[float, ...], QPointF, QPixmap] | None = None
 
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 (Qt override)
         super().drawForeground(painter, rect)
@@ -127,7 +131,9 @@ class MprCanvas(SliceCanvas):
     def _paint_strip(self, painter: QPainter, strip: Strip) -> None:
         """Cells at the right edge (a vertical axis) or the bottom edge (a horizontal one), ticks for key slices.
 
-        The view has no rotation, so one offset and scale map every band (no per-band mapping calls)."""
+        The view has no rotation, so one offset and scale map every band (no per-band mapping calls). The strip is
+        drawn once into a pixmap of its edge and that is reused while the strip, the viewport size and the view's
+        mapping along the strip stay (a crosshair drag repaints every frame; a strip of 300 cells is 300 rects)."""
         w, h = self.viewport().width(), self.viewport().height()
         vertical = strip.axis == "y"
         origin = self.view_to_viewport(0.0, 0.0)
@@ -135,6 +141,28 @@ class MprCanvas(SliceCanvas):
         offset, scale = (
             (origin.y(), unit.y() - origin.y()) if vertical else (origin.x(), unit.x() - origin.x())
         )
+        ratio = self.viewport().devicePixelRatioF()
+        key = (w, h, offset, scale, ratio)
+        cached = self._strip_cache
+        if cached is None or cached[0] is not strip or cached[1] != key:
+            band = STRIP_WIDTH + STRIP_INSET + STRIP_TICK + 2  # the cells, their inset and the ticks' reach
+            corner = QPointF(w - band, 0.0) if vertical else QPointF(0.0, h - band)
+            size = (band, h) if vertical else (w, band)
+            pixmap = QPixmap(max(1, round(size[0] * ratio)), max(1, round(size[1] * ratio)))
+            pixmap.setDevicePixelRatio(ratio)
+            pixmap.fill(Qt.GlobalColor.transparent)
+            into = QPainter(pixmap)
+            try:
+                into.translate(-corner)
+                self._draw_strip(into, strip, w, h, offset, scale)
+            finally:
+                into.end()
+            cached = self._strip_cache = (strip, key, corner, pixmap)
+        painter.drawPixmap(cached[2], cached[3])
+
+    @staticmethod
+    def _draw_strip(painter: QPainter, strip: Strip, w: int, h: int, offset: float, scale: float) -> None:
+        vertical = strip.axis == "y"
         a = offset + scale * strip.lo
         b = offset + scale * strip.hi
         start, end = np.minimum(a, b), np.maximum(a, b)
@@ -152,12 +180,12 @@ class MprCanvas(SliceCanvas):
                 c = float(start[k] + end[k]) / 2.0
                 if vertical:
                     painter.drawLine(
-                        QPointF(w - STRIP_WIDTH - STRIP_INSET - 8, c),
+                        QPointF(w - STRIP_WIDTH - STRIP_INSET - STRIP_TICK, c),
                         QPointF(w - STRIP_WIDTH - STRIP_INSET - 1, c),
                     )
                 else:
                     painter.drawLine(
-                        QPointF(c, h - STRIP_WIDTH - STRIP_INSET - 8),
+                        QPointF(c, h - STRIP_WIDTH - STRIP_INSET - STRIP_TICK),
                         QPointF(c, h - STRIP_WIDTH - STRIP_INSET - 1),
                     )
 

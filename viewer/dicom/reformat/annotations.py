@@ -31,6 +31,7 @@ from viewer.dicom.reformat.measure import (
 )
 from viewer.dicom.reformat.planes import PlaneAxes, PlaneGrid, PlaneKind
 from viewer.dicom.reformat.reformatter import Reformatter
+from viewer.dicom.reformat.slab import Slab
 
 #: The plane name of an acquired slice (as the 1 × 1 view shows it).
 ACQUIRED = "acquired"
@@ -74,20 +75,24 @@ POINT_COUNT: dict[Tool, int] = {
 @dataclass(frozen=True, slots=True)
 class PlaneRef:
     """The plane a measurement lies on: ``name`` (:data:`ACQUIRED` or a :class:`PlaneKind` value), its position
-    ``depth`` (mm along its normal), ``normal`` (patient unit vector) and, for an acquired slice, its index."""
+    ``depth`` (mm along its normal), ``normal`` (patient unit vector), for an acquired slice its index and, for a
+    reformat shown as a thick slab (MIP, MinIP, average), that ``slab``: its values were read from the slab, so
+    the report redraws the same slab."""
 
     name: str
     depth: float
     normal: tuple[float, float, float]
     slice_index: int | None = None
+    slab: Slab | None = None
 
     def title(self) -> str:
-        """How the plane is named in lists and the report ("Slice 12", "Coronal 34.5 mm")."""
+        """How the plane is named in lists and the report ("Slice 12", "Coronal A 34.5 mm · MIP 10 mm")."""
         if self.name == ACQUIRED:
             return f"Slice {(self.slice_index or 0) + 1}"
         w = np.asarray(self.normal, dtype=np.float64)
         letter = direction_letters(w if self.depth >= 0 else -w, max_letters=1)
-        return f"{self.name.capitalize()} {letter} {abs(self.depth):.1f} mm"
+        slab = f" · {self.slab.label()}" if self.slab is not None else ""
+        return f"{self.name.capitalize()} {letter} {abs(self.depth):.1f} mm{slab}"
 
     def same_plane(self, other: PlaneRef) -> bool:
         """Whether both name the same plane in the patient."""
@@ -119,9 +124,13 @@ def acquired_grid(frame: SliceFrame, k: int) -> PlaneGrid:
     )
 
 
-def plane_ref(grid: PlaneGrid, name: str, slice_index: int | None = None) -> PlaneRef:
-    """The :class:`PlaneRef` of a grid shown under ``name``."""
-    return PlaneRef(name, float(grid.depth), tuple(float(c) for c in grid.axes.w), slice_index)  # type: ignore[arg-type]
+def plane_ref(
+    grid: PlaneGrid, name: str, slice_index: int | None = None, slab: Slab | None = None
+) -> PlaneRef:
+    """The :class:`PlaneRef` of a grid shown under ``name`` (as ``slab`` when it is a thick slab)."""
+    thick = slab if slab is not None and slab.thickness > 0 and name != ACQUIRED else None
+    normal = tuple(float(c) for c in grid.axes.w)
+    return PlaneRef(name, float(grid.depth), normal, slice_index, thick)  # type: ignore[arg-type]
 
 
 def plane_grid(reformat: Reformatter, ref: PlaneRef) -> PlaneGrid:
@@ -132,10 +141,11 @@ def plane_grid(reformat: Reformatter, ref: PlaneRef) -> PlaneGrid:
 
 
 def plane_data(reformat: Reformatter, array: np.ndarray, ref: PlaneRef) -> np.ndarray:
-    """The plane's values (float32; NaN where no slice lies): an acquired slice as stored, a reformat sampled."""
+    """The plane's values (float32; NaN where no slice lies): an acquired slice as stored, a reformat sampled
+    (as its slab, when it has one)."""
     if ref.name == ACQUIRED:
         return np.asarray(array[int(ref.slice_index or 0)], dtype=np.float32)
-    return reformat.plane(array, PlaneKind(ref.name), ref.depth).data
+    return reformat.plane(array, PlaneKind(ref.name), ref.depth, slab=ref.slab).data
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,10 +263,19 @@ def make_measurement(
     return Measurement(ident, tool, ref, kept, values)  # type: ignore[arg-type]
 
 
-def moved(m: Measurement, points: Sequence[np.ndarray], grid: PlaneGrid, data: np.ndarray) -> Measurement:
-    """``m`` with new points on the same plane, its values measured again."""
-    fresh = make_measurement(m.tool, m.plane, grid, data, points, m.values.units, m.id)
-    return replace(fresh, plane=m.plane)
+def moved(
+    m: Measurement,
+    points: Sequence[np.ndarray],
+    grid: PlaneGrid,
+    data: np.ndarray,
+    ref: PlaneRef | None = None,
+) -> Measurement:
+    """``m`` with new points on the same plane, its values measured again from ``data``; ``ref`` is that plane
+    as the pane showing ``data`` names it (a pane showing it as a slab: the values are the slab's, and so is the
+    plane kept). The same thin plane under another name (an acquired slice on an axial reformat) keeps its own."""
+    keep = ref is None or (ref.name != m.plane.name and ref.slab is None)
+    plane = m.plane if keep or ref is None else ref
+    return make_measurement(m.tool, plane, grid, data, points, m.values.units, m.id)
 
 
 class MeasurementSet:

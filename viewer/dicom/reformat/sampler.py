@@ -16,7 +16,7 @@ final gather.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,6 +67,12 @@ class SamplingPlan:
     within: np.ndarray | None = None
     #: The planned (not shifted) plan a shifted one comes from: every shift starts there, so none add up.
     origin: SamplingPlan | None = None
+    #: Interpolation terms of the planned plan's own coordinate arrays, by ``id`` (it holds the arrays, so an id is
+    #: never reused while kept): a shifted plan that keeps a coordinate (the rows of a sagittal plane of a
+    #: gantry-tilted stack, dragged across) reads them again instead of computing them per frame.
+    terms: dict[int, list[tuple[np.ndarray, np.ndarray | None]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def shifted(self, grid: PlaneGrid, frame: SliceFrame) -> SamplingPlan | None:
         """The plan of a parallel plane with the same pixels, derived from this one without planning again, when
@@ -90,11 +96,34 @@ class SamplingPlan:
             return None
         dj = np.float32(float(move @ frame.col) / frame.dy)
         di = np.float32(float(move @ frame.row) / frame.dx)
-        lower, upper = (_Side(s.k, s.j + dj, s.i + di) for s in (base.lower, base.upper))
+        lower, upper = (_Side(s.k, _moved(s.j, dj), _moved(s.i, di)) for s in (base.lower, base.upper))
         valid = base.within & _inside(lower, upper, base.weight, frame)
         return SamplingPlan(
-            grid, base.kappa, valid, lower, upper, base.weight, base.rows, base.cols, base.within, base
+            grid,
+            base.kappa,
+            valid,
+            lower,
+            upper,
+            base.weight,
+            base.rows,
+            base.cols,
+            base.within,
+            base,
+            base.terms,
         )
+
+    def axis_terms(self, coordinate: np.ndarray, size: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """:func:`_axis_terms` of ``coordinate``, kept when it is one of the planned plan's own arrays."""
+        base = self.origin or self
+        own = coordinate.size > 1 and any(
+            coordinate is c for s in (base.lower, base.upper) for c in (s.j, s.i)
+        )
+        if not own:
+            return _axis_terms(coordinate, size)
+        terms = base.terms.get(id(coordinate))
+        if terms is None:
+            terms = base.terms[id(coordinate)] = _axis_terms(coordinate, size)
+        return terms
 
     def sample(self, source: Source, *, normal: str = "linear", fill: float = np.nan) -> np.ndarray:
         """The plane's values from ``source`` as float32 ``grid.shape``; ``fill`` where nothing lies.
@@ -116,9 +145,9 @@ class SamplingPlan:
             )
             values = _bilinear(source, side, self.rows, self.cols)
         else:
-            values = _bilinear(source, lower, self.rows, self.cols)
+            values = _bilinear(source, lower, self.rows, self.cols, self.axis_terms)
             if np.any(self.weight > 0):
-                higher = _bilinear(source, upper, self.rows, self.cols)
+                higher = _bilinear(source, upper, self.rows, self.cols, self.axis_terms)
                 higher = _in_place(np.subtract, higher, values)
                 higher = _in_place(np.multiply, higher, self.weight)
                 values = _in_place(np.add, higher, values)
@@ -227,14 +256,22 @@ def _axis_terms(coordinate: np.ndarray, size: int) -> list[tuple[np.ndarray, np.
     ]
 
 
-def _bilinear(source: Source, side: _Side, rows: int, cols: int) -> np.ndarray:
+def _bilinear(
+    source: Source,
+    side: _Side,
+    rows: int,
+    cols: int,
+    terms: Callable[[np.ndarray, int], list[tuple[np.ndarray, np.ndarray | None]]] | None = None,
+) -> np.ndarray:
     """Bilinear values of ``source`` at one side's (slice, row, column), float32; sums in place, so a plane needs
-    few temporaries of its size."""
+    few temporaries of its size. ``terms`` gives the interpolation terms of a coordinate (default computed)."""
     if not isinstance(source, np.ndarray):
         return _bilinear_per_slice(source, side, rows, cols)
+    terms = terms or _axis_terms
+    i_terms = terms(side.i, cols)
     total: np.ndarray | None = None
-    for j, wj in _axis_terms(side.j, rows):
-        for i, wi in _axis_terms(side.i, cols):
+    for j, wj in terms(side.j, rows):
+        for i, wi in i_terms:
             values = _gather(source, side.k, j, i)  # always a fresh array
             weights = [w for w in (wj, wi) if w is not None]
             for w in weights:
@@ -292,6 +329,11 @@ def _bilinear_per_slice(
         group = chosen[np.searchsorted(slices, m, "left") : np.searchsorted(slices, m, "right")]
         flat_out[group] = _bilinear_2d(data, flat_j[group], flat_i[group])
     return out
+
+
+def _moved(coordinate: np.ndarray, delta: np.float32) -> np.ndarray:
+    """``coordinate + delta``; the same array when ``delta`` is zero (its interpolation terms are kept)."""
+    return coordinate if delta == 0 else coordinate + delta
 
 
 def _in_place(op: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
