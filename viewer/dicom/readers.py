@@ -199,9 +199,12 @@ class _Sources:
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, ref: SliceRef, parsed: bool = False) -> SourceFile | DirectSource:
+    def get(
+        self, ref: SliceRef, parsed: bool = False, dest: np.ndarray | None = None
+    ) -> SourceFile | DirectSource:
         """The file of ``ref``: a :class:`DirectSource` (no pydicom parse) where its indexed header and a scan of
-        its elements suffice, else (and always with ``parsed``) a :class:`SourceFile`."""
+        its elements suffice, else (and always with ``parsed``) a :class:`SourceFile`. ``dest`` is the buffer a
+        direct read of ``ref`` will fill (see :func:`~viewer.dicom.native_scan.direct_source`)."""
         path = ref.header.path
         with self._lock:
             lock = self._locks.setdefault(path, threading.Lock())
@@ -210,7 +213,7 @@ class _Sources:
             if parsed and isinstance(found, SourceFile | DirectSource) and _quick(found):
                 found = None
             if found is None and not parsed:
-                found = direct_source(ref.header) or compressed_source(ref.header)
+                found = direct_source(ref.header, dest) or compressed_source(ref.header)
             if found is None:
                 try:
                     found = SourceFile(path, ref.header.transfer_syntax_uid, ref.header)
@@ -272,12 +275,25 @@ class _SliceDecoder:
 
     def _scratch(self, source: SourceFile | DirectSource) -> np.ndarray | None:
         """This thread's buffer for a direct read of ``source`` (None when it is not read directly)."""
+        return self._scratch_of(source.stored_dtype) if source.direct else None
+
+    def _scratch_of(self, dtype: np.dtype) -> np.ndarray:
         scratch = getattr(self._local, "scratch", None)
-        if source.direct and (
-            scratch is None or scratch.dtype != source.stored_dtype or scratch.shape != (self.rows, self.cols)
-        ):
-            scratch = self._local.scratch = np.empty((self.rows, self.cols), dtype=source.stored_dtype)
+        if scratch is None or scratch.dtype != dtype or scratch.shape != (self.rows, self.cols):
+            scratch = self._local.scratch = np.empty((self.rows, self.cols), dtype=dtype)
         return scratch
+
+    def _direct_dest(self, k: int, ref: SliceRef) -> np.ndarray | None:
+        """Where a direct read of slice ``k`` puts its stored values, as the sources' ``grey_into`` chooses:
+        the volume's slice itself when the stored and volume types have one width, else this thread's scratch."""
+        h = ref.header
+        if self.colour or h.bits_allocated not in (8, 16, 32):
+            return None
+        stored = np.dtype(f"<{'i' if h.pixel_representation == 1 else 'u'}{h.bits_allocated // 8}")
+        out = self.array[k]
+        if out.dtype.kind in "iu" and out.dtype.itemsize == stored.itemsize and out.dtype.isnative:
+            return out.view(stored)
+        return self._scratch_of(stored)
 
     def decode(self, k: int) -> str:
         """Decode slice ``k`` and return the decoder that did it ("" once :attr:`stop` is set).
@@ -293,7 +309,7 @@ class _SliceDecoder:
             return ""
         ref = self.refs[k]
         try:
-            source = self.sources.get(ref, parsed=self.colour)
+            source = self.sources.get(ref, parsed=self.colour, dest=self._direct_dest(k, ref))
             try:
                 return self._into(k, ref, source)
             except DecodeError:
