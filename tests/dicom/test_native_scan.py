@@ -220,16 +220,21 @@ def test_header_and_pixels_read_in_one_call_equal_pydicoms_values(
     np.testing.assert_array_equal(out, _via_pydicom(path))
 
 
-def test_a_pre_read_frame_is_not_taken_for_another_buffer(tmp_path: Path) -> None:
+def test_a_pre_read_frame_is_handed_over_once_and_only_for_frame_0(tmp_path: Path) -> None:
     path = _series(tmp_path, n=1)[0]
     header = read_header(path)
     dest = _stored(header)
     source = direct_source(header, dest)
-    assert source is not None
-    other = _stored(header)
-    other[...] = 0
-    source.read_direct(0, other)  # read from the file, not assumed to be there
-    np.testing.assert_array_equal(other, dest & 0x0FFF)
+    assert source is not None and source._filled is dest
+    reference = _via_pydicom(path)
+    out = np.empty((32, 32), np.float32)
+    dest[...] = 0  # what is in the pre-read buffer is what is rescaled: nothing is read again
+    source.grey_into(0, out, ())
+    assert (out == -1024).all() and source._filled is None  # zeros, rescaled
+    source.grey_into(0, out, ())  # later calls read the file
+    np.testing.assert_array_equal(out, reference)
+    with pytest.raises(DecodeError, match="fewer than 2"):
+        direct_source(header, _stored(header)).grey_into(1, out, ())
 
 
 @pytest.mark.parametrize("where", ["trailing element", "modality LUT", "stale header", "odd 8-bit"])

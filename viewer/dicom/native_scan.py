@@ -252,7 +252,7 @@ class DirectSource:
         self.file_size = header.size
         kind = "i" if self.signed else "u"
         self.stored_dtype = np.dtype(f"<{kind}{self.bits_allocated // 8}")
-        self._filled: tuple[int, int] | None = None
+        self._filled: np.ndarray | None = None
         if layout.has_rescale:
             assert header.rescale_slope is not None and header.rescale_intercept is not None
             self._params = ModalityParams(
@@ -275,10 +275,6 @@ class DirectSource:
         size = self.frame_bytes
         if (frame + 1) * size > self.pixel_length:
             raise DecodeError(f"pixel data holds fewer than {frame + 1} frame(s)")
-        filled, self._filled = self._filled, None
-        if frame == 0 and filled is not None and filled == _extent(out):
-            # :func:`direct_source` read this frame into this very buffer with the header, in one call.
-            return mask_unused_bits(out, self.bits_stored, self.bits_allocated)
         try:
             with open(self.path, "rb", buffering=0) as fh:
                 fh.seek(self.pixel_offset + frame * size)
@@ -306,7 +302,14 @@ class DirectSource:
         """
         if out.shape != (self.rows, self.columns):
             raise DecodeError(f"image is {self.rows}×{self.columns}, the stack's slices are {out.shape}")
-        if out.dtype.kind in "iu" and out.dtype.itemsize == self.stored_dtype.itemsize and out.dtype.isnative:
+        filled, self._filled = self._filled, None
+        if filled is not None and frame == 0 and filled.shape == out.shape:
+            # Read with the header by :func:`direct_source`, into the buffer the caller named (``out``'s own
+            # memory or its scratch), so it is rescaled from there as a read below would be.
+            stored = mask_unused_bits(filled, self.bits_stored, self.bits_allocated)
+        elif (
+            out.dtype.kind in "iu" and out.dtype.itemsize == self.stored_dtype.itemsize and out.dtype.isnative
+        ):
             # Read straight into the volume's slice and rescale it there: one pass over the slice fewer.
             stored = self.read_direct(frame, out.view(self.stored_dtype))
         else:
@@ -356,11 +359,6 @@ def _source_for(header: InstanceHeader, layout: NativeLayout | None) -> DirectSo
 _PREADV = hasattr(os, "preadv")
 
 
-def _extent(array: np.ndarray) -> tuple[int, int]:
-    """Where an array's bytes are: (address, size)."""
-    return array.__array_interface__["data"][0], array.nbytes
-
-
 def _read_with_header(header: InstanceHeader, dest: np.ndarray) -> DirectSource | None:
     """Read a single-frame file's header block and its pixels into ``dest`` with one ``preadv``, guessing that
     the pixel data is the file's last element and exactly one frame long (as most writers leave it); the scan of
@@ -373,6 +371,7 @@ def _read_with_header(header: InstanceHeader, dest: np.ndarray) -> DirectSource 
         syntax not in (IMPLICIT_LE, EXPLICIT_LE)
         or not 132 < offset <= SCAN_BYTES
         or dest.nbytes != size
+        or dest.shape != (header.rows, header.columns)
         or not dest.flags.c_contiguous
     ):
         return None
@@ -398,7 +397,7 @@ def _read_with_header(header: InstanceHeader, dest: np.ndarray) -> DirectSource 
         return None
     source = _source_for(header, layout)
     if source is not None:
-        source._filled = _extent(dest)
+        source._filled = dest
     return source
 
 

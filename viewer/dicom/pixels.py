@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,12 @@ def apply_modality_lut(
     return out
 
 
+@lru_cache(maxsize=64)
+def _wrapped(value: float, dtype: np.dtype) -> np.generic:
+    """An integer ``value`` as a scalar of ``dtype``, modulo its size (made once per series, not per slice)."""
+    return np.asarray(int(value), dtype=np.int64).astype(dtype)[()]
+
+
 def _integer_rescale(stored: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> np.ndarray:
     """``stored × slope + intercept`` in ``out``'s integer type (wrapping, so exact for results that fit)."""
     if not (float(slope).is_integer() and float(intercept).is_integer()):
@@ -117,20 +124,17 @@ def _integer_rescale(stored: np.ndarray, slope: float, intercept: float, out: np
             f"an integer volume needs an integer rescale, not slope {slope}, intercept {intercept}"
         )
 
-    def wrapped(value: float) -> np.generic:
-        return np.asarray(int(value), dtype=np.int64).astype(out.dtype)[()]
-
     if stored.dtype.kind in "iu" and stored.dtype.itemsize == out.dtype.itemsize and stored.dtype.isnative:
         # Same width: the bits reinterpreted in ``out``'s type give the same results modulo its size, without a
         # cast in the loop (uint16 → int16 with an intercept ran 2-3× slower through numpy's casting path).
         stored = stored.view(out.dtype)
 
     if slope != 1.0:
-        np.multiply(stored, wrapped(slope), out=out, dtype=out.dtype, casting="unsafe")
+        np.multiply(stored, _wrapped(slope, out.dtype), out=out, dtype=out.dtype, casting="unsafe")
         if intercept != 0.0:
-            np.add(out, wrapped(intercept), out=out)
+            np.add(out, _wrapped(intercept, out.dtype), out=out)
     elif intercept != 0.0:
-        np.add(stored, wrapped(intercept), out=out, dtype=out.dtype, casting="unsafe")
+        np.add(stored, _wrapped(intercept, out.dtype), out=out, dtype=out.dtype, casting="unsafe")
     else:
         np.copyto(out, stored, casting="unsafe")
     return out

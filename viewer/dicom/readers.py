@@ -260,6 +260,7 @@ class _SliceDecoder:
         self._order_by_ts: dict[str, tuple[str, ...]] = {}
         self._ts_lock = threading.Lock()
         self._local = threading.local()
+        self._dest_kinds: dict[tuple[int, int], tuple[np.dtype | None, bool]] = {}
 
     def _plugins_for(self, ts: str) -> tuple[str, ...]:
         with self._ts_lock:
@@ -287,13 +288,22 @@ class _SliceDecoder:
         """Where a direct read of slice ``k`` puts its stored values, as the sources' ``grey_into`` chooses:
         the volume's slice itself when the stored and volume types have one width, else this thread's scratch."""
         h = ref.header
-        if self.colour or h.bits_allocated not in (8, 16, 32):
+        key = (h.bits_allocated, h.pixel_representation)
+        kind = self._dest_kinds.get(key)
+        if kind is None:
+            kind = self._dest_kinds[key] = self._dest_kind(*key)
+        stored, in_place = kind
+        if stored is None:
             return None
-        stored = np.dtype(f"<{'i' if h.pixel_representation == 1 else 'u'}{h.bits_allocated // 8}")
-        out = self.array[k]
-        if out.dtype.kind in "iu" and out.dtype.itemsize == stored.itemsize and out.dtype.isnative:
-            return out.view(stored)
-        return self._scratch_of(stored)
+        return self.array[k].view(stored) if in_place else self._scratch_of(stored)
+
+    def _dest_kind(self, bits_allocated: int, pixel_representation: int) -> tuple[np.dtype | None, bool]:
+        """The stored type of such slices and whether they are read into the volume's own memory."""
+        if self.colour or bits_allocated not in (8, 16, 32):
+            return None, False
+        stored = np.dtype(f"<{'i' if pixel_representation == 1 else 'u'}{bits_allocated // 8}")
+        out = self.array.dtype
+        return stored, out.kind in "iu" and out.itemsize == stored.itemsize and out.isnative
 
     def decode(self, k: int) -> str:
         """Decode slice ``k`` and return the decoder that did it ("" once :attr:`stop` is set).
