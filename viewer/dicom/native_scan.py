@@ -168,14 +168,20 @@ def _scan(buf: bytes, explicit: bool, file_size: int, encapsulated: bool = False
 
 def _skip_meta(buf: bytes, pos: int) -> int:
     """The offset after the file meta group (0002,xxxx), always explicit VR little endian."""
-    while pos + 8 <= len(buf):
-        group = _U16.unpack_from(buf, pos)[0]
+    end = len(buf)
+    while pos + 8 <= end:
+        group, _, vr, length = _EXPLICIT.unpack_from(buf, pos)
         if group != 0x0002:
             return pos
-        _, _, length, value_at = _element(buf, pos, True)
+        if vr in _LONG_VRS:
+            length, pos = _U32.unpack_from(buf, pos + 8)[0], pos + 12
+        elif vr in _SHORT_VRS:
+            pos += 8
+        else:
+            raise _GiveUp
         if length == _UNDEFINED:
             raise _GiveUp
-        pos = value_at + length
+        pos += length
     raise _GiveUp
 
 
