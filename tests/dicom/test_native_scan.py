@@ -229,10 +229,23 @@ def test_a_pre_read_frame_is_handed_over_once_and_only_for_frame_0(tmp_path: Pat
     reference = _via_pydicom(path)
     out = np.empty((32, 32), np.float32)
     dest[...] = 0  # what is in the pre-read buffer is what is rescaled: nothing is read again
-    source.grey_into(0, out, ())
+    source.grey_into(0, out, (), scratch=dest)
     assert (out == -1024).all() and source._filled is None  # zeros, rescaled
-    source.grey_into(0, out, ())  # later calls read the file
+    source.grey_into(0, out, (), scratch=dest)  # later calls read the file
     np.testing.assert_array_equal(out, reference)
+    other = direct_source(header, dest)
+    assert other is not None and other._filled is dest
+    dest[...] = 0
+    other.grey_into(0, out, ())  # a call on other buffers (another slice's) reads the file itself
+    np.testing.assert_array_equal(out, reference)
+    volume = np.zeros((2, 32, 32), np.int16)
+    third = direct_source(header, volume[1].view(np.uint16))
+    assert third is not None
+    volume[1] = 0
+    third.grey_into(0, volume[0])  # not slice 1's memory: read from the file
+    third.grey_into(0, volume[1])  # the pre-read buffer was handed over once, then it is read again
+    np.testing.assert_array_equal(volume[0], reference)
+    np.testing.assert_array_equal(volume[1], reference)
     with pytest.raises(DecodeError, match="fewer than 2"):
         direct_source(header, _stored(header)).grey_into(1, out, ())
 

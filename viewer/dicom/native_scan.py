@@ -309,9 +309,14 @@ class DirectSource:
         if out.shape != (self.rows, self.columns):
             raise DecodeError(f"image is {self.rows}×{self.columns}, the stack's slices are {out.shape}")
         filled, self._filled = self._filled, None
-        if filled is not None and frame == 0 and filled.shape == out.shape:
-            # Read with the header by :func:`direct_source`, into the buffer the caller named (``out``'s own
-            # memory or its scratch), so it is rescaled from there as a read below would be.
+        if (
+            filled is not None
+            and frame == 0
+            and filled.shape == out.shape
+            and (filled is scratch or np.may_share_memory(filled, out))
+        ):
+            # Read with the header by :func:`direct_source` into the buffer this call uses (``out``'s own memory
+            # or the scratch it was given), so it is rescaled from there as a read below would be.
             stored = mask_unused_bits(filled, self.bits_stored, self.bits_allocated)
         elif (
             out.dtype.kind in "iu" and out.dtype.itemsize == self.stored_dtype.itemsize and out.dtype.isnative
