@@ -46,11 +46,17 @@ def decode_jpeg_frame(
     rows: int,
     columns: int,
     bits_allocated: int,
-    bits_stored: int,
+    precision: int,
     signed: bool,
     photometric: str,
 ) -> np.ndarray:
-    """One greyscale JPEG frame's stored values (rows × columns, little-endian ``bits_allocated`` integers).
+    """One greyscale JPEG frame's samples (rows × columns, little-endian ``bits_allocated`` integers), decoded by
+    GDCM's codec for ``precision`` (the frame header's sample precision, not *Bits Stored*).
+
+    GDCM picks its 8, 12 or 16-bit libjpeg build from the precision it is given. Given *Bits Stored* (as
+    pydicom's plugin does) where the codestream says otherwise (12 against 16 is common), it fails, then retries
+    with the codestream's precision, and aborts the process if that retry fails too (a damaged frame); given the
+    codestream's own precision it only ever fails with an error. Bits above *Bits Stored* are the caller's to mask.
 
     Raises
     ------
@@ -62,8 +68,8 @@ def decode_jpeg_frame(
 
     if transfer_syntax not in JPEG_SYNTAXES:
         raise CodecError(f"not a JPEG syntax GDCM's JPEG codec takes: {transfer_syntax}")
-    if bits_allocated not in (8, 16) or not 1 <= bits_stored <= bits_allocated:
-        raise CodecError(f"{bits_stored} of {bits_allocated} bits")
+    if bits_allocated not in (8, 16) or not 2 <= precision <= bits_allocated:
+        raise CodecError(f"{precision}-bit samples in {bits_allocated} bits")
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise CodecError(f"not greyscale: {photometric}")
     fragment = gdcm.Fragment()
@@ -84,8 +90,8 @@ def decode_jpeg_frame(
     codec.SetPhotometricInterpretation(
         gdcm.PhotometricInterpretation(gdcm.PhotometricInterpretation.GetPIType(photometric))
     )
-    codec.SetNeedOverlayCleanup(bits_stored < bits_allocated)
-    codec.SetPixelFormat(gdcm.PixelFormat(1, bits_allocated, bits_stored, bits_stored - 1, int(signed)))
+    codec.SetNeedOverlayCleanup(False)
+    codec.SetPixelFormat(gdcm.PixelFormat(1, bits_allocated, precision, precision - 1, int(signed)))
     decoded = gdcm.DataElement()
     if not codec.Decode(element, decoded):
         raise CodecError("GDCM's JPEG codec cannot decode the frame")

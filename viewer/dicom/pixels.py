@@ -783,16 +783,21 @@ class SourceFile:
         if self.samples != 1:
             raise DecodeError("GDCM's codec path takes greyscale frames only")
         stream = get_frame(self.ds.PixelData, frame, number_of_frames=max(1, self.n_frames))
-        return gdcm_codec.decode_jpeg_frame(
+        found = jpeg_frame_header(stream[:_SOF_SEARCH])
+        if found is None:
+            raise DecodeError("no JPEG frame header in the compressed frame")
+        arr = gdcm_codec.decode_jpeg_frame(
             stream,
             self.transfer_syntax,
             self.rows,
             self.columns,
             self.bits_allocated,
-            self.bits_stored,
+            found[0],
             self.signed,
             self.photometric,
         )
+        # As GDCM's overlay clean-up does for pydicom's plugin: only *Bits Stored* bits count (PS3.5 8.1.1).
+        return mask_unused_bits(arr, self.bits_stored, self.bits_allocated)
 
     def _gdcm_reader(self, frame: int) -> np.ndarray:
         """Whole-file decode with GDCM's ImageReader (as SimpleITK does): handles 12-bit JPEG Extended."""
