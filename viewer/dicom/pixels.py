@@ -324,13 +324,13 @@ NATIVE_DIRECT = frozenset({tsuids.ImplicitVRLittleEndian, tsuids.ExplicitVRLittl
 # Chosen by measurement (viewer.bench.decoders; 30 slices of the 512² bench phantom, best of 5 rounds alternated,
 # one thread, a shared 2-core machine), ms per slice:
 #   JPEG Lossless SV1     gdcm 4.5 · pylibjpeg 11.1                         identical pixels
-#                         gdcm-codec 2.4-3.1 · gdcm 4.0-7.2 (100 × 512², #17's third part; same pixels)
+#                         gdcm-codec 2.2 · gdcm 3.8 · GDCM reader 4.1 · pylibjpeg 11.0 (30 × 512², #17's third part)
 #   JPEG-LS lossless      pyjpegls 2.8 · gdcm 3.8                           identical pixels
 #   JPEG-LS near-lossless pyjpegls 3.2 · gdcm 4.0                           identical pixels
 #   JPEG baseline 8-bit   pillow 0.49 · gdcm 1.05 · pylibjpeg 1.85          within q90's error of the source
 #   JPEG extended 12-bit  pylibjpeg 4.8 · GDCM reader 4.2 (pydicom's gdcm and pillow plugins refuse 12-bit)
-#                         gdcm-codec 2.1-2.6 · pylibjpeg 4.8-5.2 · GDCM reader 3.4-3.9 (40 × 512², #17's third
-#                         part; the codec's values equal the reader's, pylibjpeg's differ by up to 2)
+#                         gdcm-codec 2.2 · GDCM reader 3.7 · pylibjpeg 4.7 (30 × 512², #17's third part; each
+#                         within 2 of the source, the codec's values the reader's, pylibjpeg's up to 2 apart)
 #   JPEG 2000 lossless    pylibjpeg 15.6 · pillow 18.9 (gdcm 12.4 in an earlier run: not used, below)
 #   JPEG 2000 lossy       pylibjpeg 9.4 · pillow 10.4
 #   RLE                   pylibjpeg-rle 0.45 · pydicom 1.7 · GDCM reader 11.4
