@@ -116,6 +116,9 @@ def _scan(buf: bytes, explicit: bool, file_size: int, encapsulated: bool = False
     while pos + 8 <= end:
         if explicit:  # the common case inline: one unpack per element
             group, element, vr, length = _EXPLICIT.unpack_from(buf, pos)
+            if group < _FIRST_GROUP_WATCHED and vr in _SHORT_VRS:
+                pos += 8 + length  # most of a header; a value past the block ends the loop (None)
+                continue
             if vr in _LONG_VRS:
                 length, value_at = _U32.unpack_from(buf, pos + 8)[0], pos + 12
             elif vr in _SHORT_VRS:
