@@ -84,6 +84,7 @@ def test_what_the_codec_does_not_take_is_refused_and_the_next_decoder_used(tmp_p
         (JPEG2000Lossless, args[2:], "MONOCHROME2"),
         (JPEGLosslessSV1, (32, 16, False), "MONOCHROME2"),
         (JPEGLosslessSV1, (8, 16, False), "MONOCHROME2"),
+        (JPEGLosslessSV1, (16, 10, False), "MONOCHROME2"),  # no libjpeg build of 10 bits in GDCM
         (JPEGLosslessSV1, args[2:], "RGB"),
     ):
         with pytest.raises(gdcm_codec.CodecError):

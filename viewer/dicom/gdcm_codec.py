@@ -27,6 +27,12 @@ JPEG_SYNTAXES = frozenset(
 )
 
 
+_BUILDS = (8, 12, 16)
+"""The sample precisions of GDCM's libjpeg builds. Only these are given to the codec: with another (10 or 14-bit
+lossless JPEG) it would pick the next larger build and, if that failed, enter the retry that can abort; such
+frames go to the next decoder of the list, as before this module."""
+
+
 class CodecError(Exception):
     """The codec refused the frame or gave something other than the frame the header describes."""
 
@@ -56,7 +62,8 @@ def decode_jpeg_frame(
     GDCM picks its 8, 12 or 16-bit libjpeg build from the precision it is given. Given *Bits Stored* (as
     pydicom's plugin does) where the codestream says otherwise (12 against 16 is common), it fails, then retries
     with the codestream's precision, and aborts the process if that retry fails too (a damaged frame); given the
-    codestream's own precision it only ever fails with an error. Bits above *Bits Stored* are the caller's to mask.
+    codestream's own precision (one of :data:`_BUILDS`) it only ever fails with an error. Bits above *Bits Stored*
+    are the caller's to mask.
 
     Raises
     ------
@@ -68,7 +75,7 @@ def decode_jpeg_frame(
 
     if transfer_syntax not in JPEG_SYNTAXES:
         raise CodecError(f"not a JPEG syntax GDCM's JPEG codec takes: {transfer_syntax}")
-    if bits_allocated not in (8, 16) or not 2 <= precision <= bits_allocated:
+    if bits_allocated not in (8, 16) or precision not in _BUILDS or precision > bits_allocated:
         raise CodecError(f"{precision}-bit samples in {bits_allocated} bits")
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise CodecError(f"not greyscale: {photometric}")
