@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 
-from viewer.bench.load import format_generator_report, run_generator_benchmark
+import viewer.dicom.readers as readers
+from viewer.bench.load import format_generator_report, run_generator_benchmark, stack_of
 from viewer.bench.other_series import KINDS, modality_values, write_other_series
 
 
@@ -43,3 +45,22 @@ def test_generator_benchmark_compares_every_loader_on_the_same_values(tmp_path: 
     assert [r.dtypes["ours"] for r in results] == ["int16", "int16", "float32"]
     table = format_generator_report(results)
     assert "sitk_int16" in table and "/floor" in table
+
+
+def test_other_generators_series_read_in_one_call_equal_a_load_through_pydicom(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = modality_values(4, 48)
+    calls: list[int] = []
+    real = os.preadv
+    monkeypatch.setattr(os, "preadv", lambda *a: calls.append(1) or real(*a))
+    for kind in KINDS:
+        stack = stack_of(write_other_series(tmp_path / kind.key, kind, values))
+        calls.clear()
+        fast = readers.load_stack(stack)
+        assert len(calls) == 3, kind.key  # every slice after the first: header and pixels in one call
+        with monkeypatch.context() as m:
+            m.setattr(readers, "direct_source", lambda header, dest=None: None)
+            slow = readers.load_stack(stack)
+        assert fast.array.dtype == slow.array.dtype, kind.key
+        np.testing.assert_array_equal(fast.array, slow.array)

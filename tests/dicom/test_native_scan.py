@@ -106,7 +106,7 @@ def test_a_load_through_the_scan_equals_a_load_through_pydicom(tmp_path: Path, m
     paths = _series(tmp_path, n=5)
     stack = split_series([read_header(p) for p in paths])[0]
     fast = load_stack(stack)
-    monkeypatch.setattr("viewer.dicom.readers.direct_source", lambda header: None)
+    monkeypatch.setattr("viewer.dicom.readers.direct_source", lambda header, dest=None: None)
     slow = load_stack(stack)
     assert fast.array.dtype == slow.array.dtype == np.int16
     np.testing.assert_array_equal(fast.array, slow.array)
@@ -144,7 +144,7 @@ def test_compressed_slices_without_a_parse_equal_a_load_through_pydicom(
     assert scan_native(str(paths[1]), headers[1]) is None  # the uncompressed scan refuses it
     stack = split_series(headers)[0]
     fast = load_stack(stack)
-    monkeypatch.setattr("viewer.dicom.readers.compressed_source", lambda header: None)
+    monkeypatch.setattr("viewer.dicom.readers.compressed_source", lambda header, dest=None: None)
     slow = load_stack(stack)
     np.testing.assert_array_equal(fast.array, slow.array)
     assert fast.decoders == slow.decoders and fast.array.dtype == np.int16
@@ -187,3 +187,103 @@ def _recording(init, into: list[str]):
         init(self, path, *args, **kwargs)
 
     return wrapped
+
+
+def _stored(header) -> np.ndarray:
+    kind = "i" if header.pixel_representation == 1 else "u"
+    return np.empty((header.rows, header.columns), np.dtype(f"<{kind}{header.bits_allocated // 8}"))
+
+
+def _via_pydicom(path: Path) -> np.ndarray:
+    header = read_header(path)
+    out = np.empty((header.rows, header.columns), np.float32)
+    SourceFile(str(path), header.transfer_syntax_uid, header).grey_into(0, out, ())
+    return out
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_header_and_pixels_read_in_one_call_equal_pydicoms_values(
+    tmp_path: Path, monkeypatch, syntax: str
+) -> None:
+    path = _series(tmp_path, syntax, n=1)[0]
+    header = read_header(path)
+    dest = _stored(header)
+    reads: list[int] = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda *a, **k: reads.append(1) or real_open(*a, **k))
+    source = direct_source(header, dest)
+    assert source is not None and source._filled is not None  # the guess held: pixels already in dest
+    monkeypatch.setattr(os, "open", real_open)
+    out = np.empty((32, 32), np.float32)
+    source.grey_into(0, out, (), scratch=dest)
+    assert len(reads) == 1 and source._filled is None
+    np.testing.assert_array_equal(out, _via_pydicom(path))
+
+
+def test_a_pre_read_frame_is_handed_over_once_and_only_for_frame_0(tmp_path: Path) -> None:
+    path = _series(tmp_path, n=1)[0]
+    header = read_header(path)
+    dest = _stored(header)
+    source = direct_source(header, dest)
+    assert source is not None and source._filled is dest
+    reference = _via_pydicom(path)
+    out = np.empty((32, 32), np.float32)
+    dest[...] = 0  # what is in the pre-read buffer is what is rescaled: nothing is read again
+    source.grey_into(0, out, (), scratch=dest)
+    assert (out == -1024).all() and source._filled is None  # zeros, rescaled
+    source.grey_into(0, out, (), scratch=dest)  # later calls read the file
+    np.testing.assert_array_equal(out, reference)
+    other = direct_source(header, dest)
+    assert other is not None and other._filled is dest
+    dest[...] = 0
+    other.grey_into(0, out, ())  # a call on other buffers (another slice's) reads the file itself
+    np.testing.assert_array_equal(out, reference)
+    volume = np.zeros((2, 32, 32), np.int16)
+    third = direct_source(header, volume[1].view(np.uint16))
+    assert third is not None
+    volume[1] = 0
+    third.grey_into(0, volume[0])  # not slice 1's memory: read from the file
+    third.grey_into(0, volume[1])  # the pre-read buffer was handed over once, then it is read again
+    np.testing.assert_array_equal(volume[0], reference)
+    np.testing.assert_array_equal(volume[1], reference)
+    with pytest.raises(DecodeError, match="fewer than 2"):
+        direct_source(header, _stored(header)).grey_into(1, out, ())
+
+
+@pytest.mark.parametrize("where", ["trailing element", "modality LUT", "stale header", "odd 8-bit"])
+def test_a_wrong_guess_or_an_odd_file_falls_back_to_the_scan_or_pydicom(tmp_path: Path, where: str) -> None:
+    paths = _series(tmp_path, n=3)
+
+    def edit(ds: Dataset) -> None:
+        if where == "trailing element":
+            ds.add_new(0xFFFCFFFC, "OB", bytes(6))  # Data Set Trailing Padding after the pixel data
+        elif where == "modality LUT":
+            item = Dataset()
+            item.LUTDescriptor = [4, 0, 16]
+            item.LUTData = np.arange(4, dtype="<u2").tobytes()
+            ds.ModalityLUTSequence = Sequence([item])
+        elif where == "odd 8-bit":
+            ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 31, 31, 8, 8, 7
+            ds.PixelRepresentation = 0
+            ds.PixelData = (np.arange(31 * 31) % 251).astype(np.uint8).tobytes() + b"\0"
+
+    if where != "stale header":
+        _rewrite(paths[1], edit)
+    header = read_header(paths[1])
+    if where == "stale header":
+        os.utime(paths[1], ns=(header.mtime_ns + 10**9, header.mtime_ns + 10**9))
+    dest = _stored(header)
+    source = direct_source(header, dest)
+    if where in ("modality LUT", "stale header"):
+        assert source is None  # pydicom's to read
+    else:
+        assert source is not None and source._filled is None  # scanned and read at the pixel data's place
+        stored = _stored(header)
+        out = np.empty(stored.shape, np.float32)
+        source.grey_into(0, out, (), scratch=stored)
+        np.testing.assert_array_equal(out, _via_pydicom(paths[1]))
+    if where != "odd 8-bit":  # a stack of the three files loads as pydicom reads each
+        stack = split_series([read_header(p) for p in paths])[0]
+        volume = load_stack(stack)
+        for k, p in enumerate(paths):
+            np.testing.assert_array_equal(volume.array[k], _via_pydicom(p))

@@ -15,6 +15,7 @@ from pydicom.pixels import get_decoder
 from viewer.dicom.headers import read_header
 from viewer.dicom.pixels import (
     DECODERS,
+    GDCM_CODEC,
     GDCM_READER,
     LUT,
     DecodeError,
@@ -155,7 +156,8 @@ def test_every_compressed_syntax_pydicom_decodes_has_a_choice() -> None:
 
 
 def test_decoder_order_prefers_gdcm_for_lossless_jpeg_and_rle_plugin_for_rle() -> None:
-    assert decoder_order(tsuids.JPEGLosslessSV1)[0] == "gdcm"
+    assert decoder_order(tsuids.JPEGLosslessSV1)[:2] == (GDCM_CODEC, "gdcm")
+    assert decoder_order(tsuids.JPEGExtended12Bit)[0] == GDCM_CODEC
     # GDCM aborts the process on a corrupt JPEG 2000 codestream, so it is never used for JPEG 2000.
     for ts in (tsuids.JPEG2000Lossless, tsuids.JPEG2000):
         assert "gdcm" not in decoder_order(ts) and GDCM_READER not in decoder_order(ts)
@@ -199,9 +201,7 @@ def test_uncompressed_ct_uses_the_direct_read_and_rescales_to_hu() -> None:
     assert volume.units == "HU" and volume.modality == "CT"
 
 
-@pytest.mark.parametrize(
-    "name", ["JPEG2000.dcm", "693_J2KI.dcm", "J2K_pixelrep_mismatch.dcm", "JPGExtended.dcm"]
-)
+@pytest.mark.parametrize("name", ["JPEG2000.dcm", "693_J2KI.dcm", "J2K_pixelrep_mismatch.dcm"])
 def test_lossy_and_signed_jpeg_files_decode_like_pydicom(name: str) -> None:
     volume = _load(name)
     ds = pydicom.dcmread(_path(name))
@@ -211,13 +211,29 @@ def test_lossy_and_signed_jpeg_files_decode_like_pydicom(name: str) -> None:
     np.testing.assert_array_equal(volume.array[0], expected)
 
 
-def test_12_bit_jpeg_extended_falls_back_to_gdcm_reader() -> None:
-    # pydicom's GDCM plugin refuses 12-bit JPEG Extended and libjpeg rejects this file; GDCM's reader decodes it
-    # to the same pixels as the other encoding of the same image.
+def test_12_bit_jpeg_extended_decodes_as_gdcms_reader_does() -> None:
+    # pydicom's GDCM plugin refuses 12-bit JPEG Extended and libjpeg rejects this file; GDCM's 12-bit codec on the
+    # frame decodes it, to the pixels of GDCM's whole-file reader (SimpleITK's) and of the other encoding of the
+    # same image within a grey level.
     volume = _load("JPEG-lossy.dcm")
-    assert volume.decoders == (GDCM_READER,)
+    assert volume.decoders == (GDCM_CODEC,)
+    source = SourceFile(_path("JPEG-lossy.dcm"))
+    np.testing.assert_array_equal(source.decode(0, [GDCM_CODEC])[0], source.decode(0, [GDCM_READER])[0])
     same_image = _load("JPGExtended.dcm")
     assert np.abs(volume.array.astype(np.int64) - same_image.array).max() <= 1
+
+
+def test_12_bit_jpeg_extended_is_gdcms_values_within_a_grey_level_of_pydicoms() -> None:
+    # A lossy codestream: libjpeg (pydicom's default) and GDCM's IJG 12-bit build round a few pixels apart.
+    volume = _load("JPGExtended.dcm")
+    assert volume.decoders == (GDCM_CODEC,)
+    source = SourceFile(_path("JPGExtended.dcm"))
+    np.testing.assert_array_equal(source.decode(0, [GDCM_CODEC])[0], source.decode(0, [GDCM_READER])[0])
+    ds = pydicom.dcmread(_path("JPGExtended.dcm"))
+    expected = apply_modality_lut(
+        ds.pixel_array, float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+    )
+    assert np.abs(volume.array[0] - expected).max() <= 1
 
 
 COLOUR = [

@@ -19,7 +19,7 @@ from pydicom.uid import (
 )
 
 from viewer.dicom.headers import read_header
-from viewer.dicom.pixels import GDCM_READER, SourceFile
+from viewer.dicom.pixels import GDCM_CODEC, GDCM_READER, SourceFile
 from viewer.dicom.readers import PydicomReader, SimpleITKReader, get_reader, load_stack
 from viewer.dicom.stacks import Stack, split_series
 from viewer.dicom.volume import Volume
@@ -175,13 +175,15 @@ def test_gdcm_and_pylibjpeg_agree_on_lossless_jpeg_ct(tmp_path: Path, syntax: st
         transcode_with_gdcm(p, p, syntax)
         assert pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID == syntax
     volume = PydicomReader().read(_stack(paths))
-    assert volume.decoders == ("gdcm",) if syntax == JPEGLosslessSV1 else ("pyjpegls",)
+    assert volume.decoders == ((GDCM_CODEC,) if syntax == JPEGLosslessSV1 else ("pyjpegls",))
     np.testing.assert_array_equal(volume.array, hu[::-1])
     for p in paths:
         source = SourceFile(str(p))
         gdcm_pixels = source.decode(0, ["gdcm"])[0]
         np.testing.assert_array_equal(source.decode(0, ["pylibjpeg"])[0], gdcm_pixels)
         np.testing.assert_array_equal(source.decode(0, [GDCM_READER])[0], gdcm_pixels)
+        if syntax == JPEGLosslessSV1:
+            np.testing.assert_array_equal(source.decode(0, [GDCM_CODEC])[0], gdcm_pixels)
         if syntax == JPEGLSLossless:
             np.testing.assert_array_equal(source.decode(0, ["pyjpegls"])[0], gdcm_pixels)
 

@@ -1,7 +1,8 @@
 """Benchmark of the decoders per transfer syntax, and of whole-series loads of compressed series: ours against
 SimpleITK and plain pydicom in the same run.
 
-Every installed pydicom decoding plugin and GDCM's own whole-file reader decode the same slices, one thread and
+Every installed pydicom decoding plugin, GDCM's JPEG codec on the frame (:mod:`viewer.dicom.gdcm_codec`, JPEG
+syntaxes) and GDCM's own whole-file reader decode the same slices, one thread and
 two threads (a decoder that releases the GIL gets faster with two), and each result is checked against the
 uncompressed stored values it was encoded from: equal for the lossless syntaxes, within the codec's tolerance
 (:data:`viewer.synth.codec_series.TOLERANCE`) for the lossy ones. The table in
@@ -123,14 +124,16 @@ def _time_decoders(
     import pydicom
     from pydicom.pixels import get_decoder
 
-    from viewer.dicom.pixels import GDCM_READER
+    from viewer.dicom import gdcm_codec
+    from viewer.dicom.pixels import GDCM_CODEC, GDCM_READER
 
     reference = _stored(source)
     datasets = [pydicom.dcmread(p) for p in paths]
     for d in datasets:
         _ = d.PixelData
     out: list[DecoderTiming] = []
-    for plugin in [*get_decoder(ts).available_plugins, GDCM_READER]:
+    ours = [GDCM_CODEC] if ts in gdcm_codec.JPEG_SYNTAXES and gdcm_codec.available() else []
+    for plugin in [*get_decoder(ts).available_plugins, *ours, GDCM_READER]:
         decode = _decoder(paths, datasets, ts, plugin)
         try:
             t0 = time.perf_counter()
@@ -157,10 +160,15 @@ def _decoder(paths: list[Path], datasets: list[Any], ts: str, plugin: str) -> Ca
     from pydicom.pixels import pixel_array
 
     from viewer.dicom.codec_guard import native_stderr_captured
-    from viewer.dicom.pixels import GDCM_READER, SourceFile
+    from viewer.dicom.pixels import GDCM_CODEC, GDCM_READER, SourceFile
+
+    # GDCM's codec decodes a parsed file's frame: the parse is not timed (as pydicom's plugins get datasets).
+    parsed = [SourceFile(str(p), ts) for p in paths] if plugin == GDCM_CODEC else []
 
     def decode(i: int) -> np.ndarray:
         with native_stderr_captured(plugin, ()):
+            if plugin == GDCM_CODEC:
+                return parsed[i]._gdcm_codec(0)
             if plugin == GDCM_READER:
                 return SourceFile(str(paths[i]), ts)._gdcm_reader(0)
             return pixel_array(datasets[i], decoding_plugin=plugin)

@@ -20,8 +20,10 @@ How a load chooses (:func:`plan_for`), then checks each slice as it is decoded (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -54,7 +56,8 @@ def stored_range(bits_stored: int, signed: bool) -> tuple[int, int]:
 
 
 def _integral(value: float) -> bool:
-    return bool(np.isfinite(value)) and float(value) == round(float(value))
+    value = float(value)
+    return math.isfinite(value) and value == round(value)
 
 
 def _lut_range(lut: LUT) -> tuple[int, int] | None:
@@ -154,6 +157,15 @@ def plan_for(first: SourceFile, frame: int, refs: Sequence[SliceRef]) -> Modalit
     return ModalityPlan(hopeful, params, safe, f"{hopeful}: checked slice by slice, else {safe.dtype}")
 
 
+@lru_cache(maxsize=64)
+def _range_fits(slope: float, intercept: float, bits_stored: int, signed: bool, dtype: np.dtype) -> bool:
+    """Whether every stored value ``bits_stored`` bits hold maps into ``dtype`` under a plain rescale (the same
+    answer for every slice of a series: asked once, not per slice)."""
+    bound = modality_range(ModalityParams(slope, intercept), *stored_range(bits_stored, signed))
+    info = np.iinfo(dtype)
+    return bound is not None and info.min <= bound[0] and bound[1] <= info.max
+
+
 def check_frame(
     plan: ModalityPlan, params: ModalityParams, stored: np.ndarray, bits: tuple[int, bool] | None = None
 ) -> None:
@@ -171,11 +183,12 @@ def check_frame(
         raise PlanBroken("a slice's modality transform differs from the first slice's", FLOAT_PLAN)
     if stored.size == 0 or stored.dtype.kind not in "iu":
         raise PlanBroken(f"a slice's stored values are {stored.dtype}", FLOAT_PLAN)
-    if bits is not None:
-        bound = modality_range(params, *stored_range(*bits))
-        info = np.iinfo(plan.dtype)
-        if bound is not None and info.min <= bound[0] and bound[1] <= info.max:
-            return
+    if (
+        bits is not None
+        and params.lut is None
+        and _range_fits(params.slope, params.intercept, *bits, plan.dtype)
+    ):
+        return
     values = modality_range(params, int(stored.min()), int(stored.max()))
     if values is None:
         raise PlanBroken("a slice's modality values are not integers", FLOAT_PLAN)

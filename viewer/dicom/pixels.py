@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -28,12 +29,14 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import get_frame
 
+from viewer.dicom import gdcm_codec
 from viewer.dicom.codec_guard import Captured, native_stderr_captured
 from viewer.dicom.headers import InflateLimitError, InstanceHeader, read_deflated, transfer_syntax_of
 from viewer.dicom.j2k_check import J2K_CHECKED, codestream_problem
 
 PIXEL_DATA = 0x7FE00010
 GDCM_READER = "gdcm-reader"  # GDCM's own whole-file reader, the decoder SimpleITK uses
+GDCM_CODEC = "gdcm-codec"  # GDCM's JPEG codec on one frame's bytes (viewer.dicom.gdcm_codec)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pipeline steps (pure numpy)
@@ -110,6 +113,12 @@ def apply_modality_lut(
     return out
 
 
+@lru_cache(maxsize=64)
+def _wrapped(value: float, dtype: np.dtype) -> np.generic:
+    """An integer ``value`` as a scalar of ``dtype``, modulo its size (made once per series, not per slice)."""
+    return np.asarray(int(value), dtype=np.int64).astype(dtype)[()]
+
+
 def _integer_rescale(stored: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> np.ndarray:
     """``stored × slope + intercept`` in ``out``'s integer type (wrapping, so exact for results that fit)."""
     if not (float(slope).is_integer() and float(intercept).is_integer()):
@@ -117,20 +126,17 @@ def _integer_rescale(stored: np.ndarray, slope: float, intercept: float, out: np
             f"an integer volume needs an integer rescale, not slope {slope}, intercept {intercept}"
         )
 
-    def wrapped(value: float) -> np.generic:
-        return np.asarray(int(value), dtype=np.int64).astype(out.dtype)[()]
-
     if stored.dtype.kind in "iu" and stored.dtype.itemsize == out.dtype.itemsize and stored.dtype.isnative:
         # Same width: the bits reinterpreted in ``out``'s type give the same results modulo its size, without a
         # cast in the loop (uint16 → int16 with an intercept ran 2-3× slower through numpy's casting path).
         stored = stored.view(out.dtype)
 
     if slope != 1.0:
-        np.multiply(stored, wrapped(slope), out=out, dtype=out.dtype, casting="unsafe")
+        np.multiply(stored, _wrapped(slope, out.dtype), out=out, dtype=out.dtype, casting="unsafe")
         if intercept != 0.0:
-            np.add(out, wrapped(intercept), out=out)
+            np.add(out, _wrapped(intercept, out.dtype), out=out)
     elif intercept != 0.0:
-        np.add(stored, wrapped(intercept), out=out, dtype=out.dtype, casting="unsafe")
+        np.add(stored, _wrapped(intercept, out.dtype), out=out, dtype=out.dtype, casting="unsafe")
     else:
         np.copyto(out, stored, casting="unsafe")
     return out
@@ -318,13 +324,18 @@ NATIVE_DIRECT = frozenset({tsuids.ImplicitVRLittleEndian, tsuids.ExplicitVRLittl
 # Chosen by measurement (viewer.bench.decoders; 30 slices of the 512² bench phantom, best of 5 rounds alternated,
 # one thread, a shared 2-core machine), ms per slice:
 #   JPEG Lossless SV1     gdcm 4.5 · pylibjpeg 11.1                         identical pixels
+#                         gdcm-codec 2.2 · gdcm 3.8 · GDCM reader 4.1 · pylibjpeg 11.0 (30 × 512², #17's third part)
 #   JPEG-LS lossless      pyjpegls 2.8 · gdcm 3.8                           identical pixels
 #   JPEG-LS near-lossless pyjpegls 3.2 · gdcm 4.0                           identical pixels
 #   JPEG baseline 8-bit   pillow 0.49 · gdcm 1.05 · pylibjpeg 1.85          within q90's error of the source
 #   JPEG extended 12-bit  pylibjpeg 4.8 · GDCM reader 4.2 (pydicom's gdcm and pillow plugins refuse 12-bit)
+#                         gdcm-codec 2.2 · GDCM reader 3.7 · pylibjpeg 4.7 (30 × 512², #17's third part; each
+#                         within 2 of the source, the codec's values the reader's, pylibjpeg's up to 2 apart)
 #   JPEG 2000 lossless    pylibjpeg 15.6 · pillow 18.9 (gdcm 12.4 in an earlier run: not used, below)
 #   JPEG 2000 lossy       pylibjpeg 9.4 · pillow 10.4
 #   RLE                   pylibjpeg-rle 0.45 · pydicom 1.7 · GDCM reader 11.4
+# gdcm-codec (viewer.dicom.gdcm_codec) is GDCM's JPEG codec called on the frame's bytes: pydicom's gdcm plugin
+# spends about half its time turning GDCM's output into a str and back into bytes.
 # JPEG baseline and extended are lossy: decoders differ by a grey level here and there, so a series keeps the
 # decoder that did its first slice (the fallback that worked is promoted, never mixed back).
 # Threads: only GDCM's JPEG 2000 path releases the GIL (2 threads 1.3-1.46x); every other decoder holds it, so
@@ -348,13 +359,19 @@ DECODERS: dict[str, DecoderChoice] = {
         "Pillow (libjpeg-turbo) 2× faster than GDCM, 4× than pylibjpeg",
     ),
     tsuids.JPEGExtended12Bit: DecoderChoice(
-        ("pylibjpeg", "pillow", "gdcm"), False, "pydicom's gdcm plugin refuses 12-bit; GDCM reader fallback"
+        (GDCM_CODEC, "pylibjpeg", "pillow", "gdcm"),
+        False,
+        "GDCM's 12-bit codec on the frame 2× faster than pylibjpeg (pydicom's gdcm plugin refuses 12-bit)",
     ),
     tsuids.JPEGLossless: DecoderChoice(
-        ("gdcm", "pylibjpeg"), False, "GDCM 2.3× faster; pylibjpeg-libjpeg has mis-decoded lossless JPEG"
+        (GDCM_CODEC, "gdcm", "pylibjpeg"),
+        False,
+        "GDCM's codec on the frame, output copied once; pylibjpeg-libjpeg has mis-decoded lossless JPEG",
     ),
     tsuids.JPEGLosslessSV1: DecoderChoice(
-        ("gdcm", "pylibjpeg"), False, "GDCM 2.3× faster; pylibjpeg-libjpeg has mis-decoded lossless JPEG"
+        (GDCM_CODEC, "gdcm", "pylibjpeg"),
+        False,
+        "GDCM's codec on the frame, output copied once; pylibjpeg-libjpeg has mis-decoded lossless JPEG",
     ),
     tsuids.JPEGLSLossless: DecoderChoice(
         ("pyjpegls", "gdcm", "pylibjpeg"), False, "CharLS 1.3× faster than GDCM"
@@ -395,7 +412,9 @@ def decoder_order(transfer_syntax: str) -> tuple[str, ...]:
         installed = set(get_decoder(ts).available_plugins)
     except (NotImplementedError, ValueError, KeyError):
         installed = set()
-    plugins = tuple(p for p in choice.plugins if p == "" or p in installed)
+    plugins = tuple(
+        p for p in choice.plugins if p == "" or p in installed or (p == GDCM_CODEC and gdcm_codec.available())
+    )
     if ts in GDCM_UNSAFE:
         return plugins
     return plugins + (GDCM_READER,)
@@ -709,12 +728,14 @@ class SourceFile:
                 continue
             said = Captured()
             try:
-                if plugin in ("gdcm", GDCM_READER):
+                if plugin in ("gdcm", GDCM_READER, GDCM_CODEC):
                     self._check_safe_for_gdcm(frame)
                 # What a native codec prints goes to the debug log (and the reason below), not to stderr.
                 with native_stderr_captured(plugin or "pydicom", redact) as said:
                     if plugin == GDCM_READER:
                         return self._gdcm_reader(frame), plugin
+                    if plugin == GDCM_CODEC:
+                        return self._gdcm_codec(frame), plugin
                     return pixel_array(self.ds, index=frame, decoding_plugin=plugin), plugin or "pydicom"
             except (KeyboardInterrupt, SystemExit):
                 raise
@@ -756,6 +777,27 @@ class SourceFile:
             problem = jpeg_header_mismatch(stream, self.rows, self.columns, self.samples, self.bits_allocated)
         if problem:
             raise DecodeError(f"not given to GDCM: {problem}")
+
+    def _gdcm_codec(self, frame: int) -> np.ndarray:
+        """One greyscale JPEG frame through GDCM's codec on its bytes (:mod:`viewer.dicom.gdcm_codec`)."""
+        if self.samples != 1:
+            raise DecodeError("GDCM's codec path takes greyscale frames only")
+        stream = get_frame(self.ds.PixelData, frame, number_of_frames=max(1, self.n_frames))
+        found = jpeg_frame_header(stream[:_SOF_SEARCH])
+        if found is None:
+            raise DecodeError("no JPEG frame header in the compressed frame")
+        arr = gdcm_codec.decode_jpeg_frame(
+            stream,
+            self.transfer_syntax,
+            self.rows,
+            self.columns,
+            self.bits_allocated,
+            found[0],
+            self.signed,
+            self.photometric,
+        )
+        # As GDCM's overlay clean-up does for pydicom's plugin: only *Bits Stored* bits count (PS3.5 8.1.1).
+        return mask_unused_bits(arr, self.bits_stored, self.bits_allocated)
 
     def _gdcm_reader(self, frame: int) -> np.ndarray:
         """Whole-file decode with GDCM's ImageReader (as SimpleITK does): handles 12-bit JPEG Extended."""

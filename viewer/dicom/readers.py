@@ -199,9 +199,12 @@ class _Sources:
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, ref: SliceRef, parsed: bool = False) -> SourceFile | DirectSource:
+    def get(
+        self, ref: SliceRef, parsed: bool = False, dest: np.ndarray | None = None
+    ) -> SourceFile | DirectSource:
         """The file of ``ref``: a :class:`DirectSource` (no pydicom parse) where its indexed header and a scan of
-        its elements suffice, else (and always with ``parsed``) a :class:`SourceFile`."""
+        its elements suffice, else (and always with ``parsed``) a :class:`SourceFile`. ``dest`` is the buffer a
+        direct read of ``ref`` will fill (see :func:`~viewer.dicom.native_scan.direct_source`)."""
         path = ref.header.path
         with self._lock:
             lock = self._locks.setdefault(path, threading.Lock())
@@ -210,7 +213,7 @@ class _Sources:
             if parsed and isinstance(found, SourceFile | DirectSource) and _quick(found):
                 found = None
             if found is None and not parsed:
-                found = direct_source(ref.header) or compressed_source(ref.header)
+                found = direct_source(ref.header, dest) or compressed_source(ref.header)
             if found is None:
                 try:
                     found = SourceFile(path, ref.header.transfer_syntax_uid, ref.header)
@@ -257,6 +260,7 @@ class _SliceDecoder:
         self._order_by_ts: dict[str, tuple[str, ...]] = {}
         self._ts_lock = threading.Lock()
         self._local = threading.local()
+        self._dest_kinds: dict[tuple[int, int], tuple[np.dtype | None, bool]] = {}
 
     def _plugins_for(self, ts: str) -> tuple[str, ...]:
         with self._ts_lock:
@@ -272,12 +276,34 @@ class _SliceDecoder:
 
     def _scratch(self, source: SourceFile | DirectSource) -> np.ndarray | None:
         """This thread's buffer for a direct read of ``source`` (None when it is not read directly)."""
+        return self._scratch_of(source.stored_dtype) if source.direct else None
+
+    def _scratch_of(self, dtype: np.dtype) -> np.ndarray:
         scratch = getattr(self._local, "scratch", None)
-        if source.direct and (
-            scratch is None or scratch.dtype != source.stored_dtype or scratch.shape != (self.rows, self.cols)
-        ):
-            scratch = self._local.scratch = np.empty((self.rows, self.cols), dtype=source.stored_dtype)
+        if scratch is None or scratch.dtype != dtype or scratch.shape != (self.rows, self.cols):
+            scratch = self._local.scratch = np.empty((self.rows, self.cols), dtype=dtype)
         return scratch
+
+    def _direct_dest(self, k: int, ref: SliceRef) -> np.ndarray | None:
+        """Where a direct read of slice ``k`` puts its stored values, as the sources' ``grey_into`` chooses:
+        the volume's slice itself when the stored and volume types have one width, else this thread's scratch."""
+        h = ref.header
+        key = (h.bits_allocated, h.pixel_representation)
+        kind = self._dest_kinds.get(key)
+        if kind is None:
+            kind = self._dest_kinds[key] = self._dest_kind(*key)
+        stored, in_place = kind
+        if stored is None:
+            return None
+        return self.array[k].view(stored) if in_place else self._scratch_of(stored)
+
+    def _dest_kind(self, bits_allocated: int, pixel_representation: int) -> tuple[np.dtype | None, bool]:
+        """The stored type of such slices and whether they are read into the volume's own memory."""
+        if self.colour or bits_allocated not in (8, 16, 32):
+            return None, False
+        stored = np.dtype(f"<{'i' if pixel_representation == 1 else 'u'}{bits_allocated // 8}")
+        out = self.array.dtype
+        return stored, out.kind in "iu" and out.itemsize == stored.itemsize and out.isnative
 
     def decode(self, k: int) -> str:
         """Decode slice ``k`` and return the decoder that did it ("" once :attr:`stop` is set).
@@ -293,7 +319,7 @@ class _SliceDecoder:
             return ""
         ref = self.refs[k]
         try:
-            source = self.sources.get(ref, parsed=self.colour)
+            source = self.sources.get(ref, parsed=self.colour, dest=self._direct_dest(k, ref))
             try:
                 return self._into(k, ref, source)
             except DecodeError:
