@@ -20,7 +20,6 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QWidget
 
 from viewer.analysis.session import AnalysisSession
-from viewer.dicom.reformat.annotations import Measurement, PlaneRef
 from viewer.report.export import (
     ExportChoices,
     ExportOutcome,
@@ -89,10 +88,6 @@ class ExportController(ResultCommand):
         self.settings = settings
         self.dialog: ExportDialog | None = None
         self._retry: dict[str, ExportChoices] = {}
-        #: The planes on screen, the series' measurements and the layout in words (the window sets it).
-        self.annotations: Callable[[], tuple[tuple[PlaneRef, ...], tuple[Measurement, ...], str]] | None = (
-            None
-        )
 
         self.action = QAction("Export &Report…", parent)
         self.action.setShortcut(QKeySequence("Ctrl+E"))
@@ -107,7 +102,7 @@ class ExportController(ResultCommand):
     def view_state(self) -> ViewState:
         """The slice, window and overlay on screen now (what the PNG shows)."""
         view, overlay = self.view, self.overlay
-        views, measurements, layout = self.annotations() if self.annotations is not None else ((), (), "")
+        views, measurements, layout = self.on_screen()
         return ViewState(
             index=view.index,
             window=(float(view.center), float(view.width)),

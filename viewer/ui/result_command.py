@@ -16,8 +16,12 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QWidget
 
 from viewer.analysis.session import AnalysisSession
+from viewer.dicom.reformat.annotations import Measurement, PlaneRef
 from viewer.dicom.volume import Volume
 from viewer.ui.workers import JobHost, WorkerThread
+
+#: What the window shows besides the result: the planes on screen, the series' measurements and the layout in words.
+ViewAnnotations = Callable[[], tuple[tuple[PlaneRef, ...], tuple[Measurement, ...], str]]
 
 
 class ResultSource(Protocol):
@@ -53,6 +57,8 @@ class ResultCommand(QObject):
         self._parent = parent
         self._thread: WorkerThread | None = None
         self._generation = 0
+        #: Set by the window, so the report carries the planes and measurements on screen.
+        self.annotations: ViewAnnotations | None = None
 
     @property
     def running(self) -> bool:
@@ -69,6 +75,10 @@ class ResultCommand(QObject):
     def update_enabled(self, *_: object) -> None:
         """Enable the command only while it is idle and the series on screen shows its own result."""
         self.action.setEnabled(not self.running and self.target() is not None)
+
+    def on_screen(self) -> tuple[tuple[PlaneRef, ...], tuple[Measurement, ...], str]:
+        """The planes on screen, the series' measurements and the layout in words (empty until the window says)."""
+        return self.annotations() if self.annotations is not None else ((), (), "")
 
     def next_generation(self) -> int:
         """A new number for the next run's tag."""

@@ -16,7 +16,6 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
 
 from viewer.analysis.session import AnalysisSession
-from viewer.dicom.reformat.annotations import Measurement, PlaneRef
 from viewer.errors import ViewerError
 from viewer.pacs.nodes import Node, NodeBook
 from viewer.pacs.results import SentResults, send_analysis
@@ -77,10 +76,6 @@ class SendController(ResultCommand):
         self.settings = settings
         self._secrets: dict[str, str | None] = {}
         self._last_node = ""
-        #: The planes on screen, the series' measurements and the layout in words (the window sets it).
-        self.annotations: Callable[[], tuple[tuple[PlaneRef, ...], tuple[Measurement, ...], str]] | None = (
-            None
-        )
         self.action = QAction("Send Results to &PACS…", parent)
         self.action.setShortcut(QKeySequence("Ctrl+Shift+S"))
         self.action.setStatusTip(
@@ -123,7 +118,7 @@ class SendController(ResultCommand):
             return False
         self._last_node = node.name
         volume, session = target
-        views, measurements, layout = self.annotations() if self.annotations is not None else ((), (), "")
+        views, measurements, layout = self.on_screen()
         tag = SendTag(self.next_generation(), session.result.identity.stack_uid, node.name)
         thread = self.jobs.pool.run(
             send_analysis,
