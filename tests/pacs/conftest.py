@@ -1,7 +1,7 @@
 """PACS tests: a private node list and secrets per test, no real keyring, and one Orthanc for the package.
 
-The Orthanc fixture (package scope: started once, ~0.1 s; killed after the last PACS test, at once: a graceful stop took ~3 s) runs inside a
-private network namespace that this process's main thread enters for the duration (see :mod:`.netns`), with
+The Orthanc fixture (package scope: started once, ~0.1 s; killed after the last PACS test rather than stopped,
+which took ~3 s) runs inside a private network namespace that this process's main thread enters for the duration (see :mod:`.netns`), with
 a few small synthetic CT series and a pydicom MR file stored into it by C-STORE.
 """
 
@@ -163,9 +163,8 @@ def pacs(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
         yield seeded
     finally:
         if server is not None:
-            server.stop(
-                graceful=False
-            )  # its storage is a temporary folder: no need to wait for a clean shutdown
+            # Its storage is a temporary folder: no need to wait for a clean shutdown.
+            server.stop(graceful=False)
         ns.leave()
 
 
