@@ -1,8 +1,8 @@
 """PACS tests: a private node list and secrets per test, no real keyring, and one Orthanc for the package.
 
 The Orthanc fixture (package scope: started once, ~0.1 s; killed after the last PACS test rather than stopped,
-which took ~3 s) runs inside a private network namespace that this process's main thread enters for the duration (see :mod:`.netns`), with
-a few small synthetic CT series and a pydicom MR file stored into it by C-STORE.
+which took ~3 s) runs inside a private network namespace that this process's main thread enters for the duration
+(see :mod:`.netns`), with a few small synthetic CT series and a pydicom MR file stored into it by C-STORE.
 """
 
 from __future__ import annotations
