@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, AllStoragePresentationContexts, build_role, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
@@ -197,8 +198,8 @@ def _why_not_established(assoc: Association, node: Node, elapsed: float, timeout
                 Failure.UNREACHABLE, what, f"no route to the host ({exc.strerror}): check the host"
             )
         return PacsError(Failure.UNREACHABLE, what, f"the connection failed ({exc.strerror or exc})")
-    primitive = assoc.acceptor.primitive
-    if assoc.is_rejected and primitive is not None:
+    primitive = _answer(assoc)
+    if primitive is not None and primitive.result in (0x01, 0x02):
         reason = str(primitive.reason_str)
         hint = ""
         if "called" in reason.lower():
@@ -229,24 +230,25 @@ def _why_not_established(assoc: Association, node: Node, elapsed: float, timeout
 
 def _associate(ae: AE, node: Node, timeout: float, **kwargs: Any) -> Association:
     address = _resolve(node)
-    for attempt in (1, 2):
-        t0 = time.monotonic()
-        assoc = ae.associate(address, node.port, ae_title=node.ae_title, **kwargs)
-        if assoc.is_established:
-            return assoc
-        elapsed = time.monotonic() - t0
-        # pynetdicom now and then loses an A-ASSOCIATE-RJ that the peer follows at once by closing the
-        # connection (1 in 60 against Orthanc here) and reports an abort with no answer: ask once more, so a
-        # rejection is reported as one, with its reason.
-        lost_answer = (
-            assoc.is_aborted
-            and assoc.acceptor.primitive is None
-            and assoc not in _connect_errors
-            and elapsed < timeout * 0.5
-        )
-        if not (lost_answer and attempt == 1):
-            break
-    raise _why_not_established(assoc, node, elapsed, timeout)
+    t0 = time.monotonic()
+    assoc = ae.associate(address, node.port, ae_title=node.ae_title, **kwargs)
+    if assoc.is_established:
+        return assoc
+    raise _why_not_established(assoc, node, time.monotonic() - t0, timeout)
+
+
+def _answer(assoc: Association) -> A_ASSOCIATE | None:
+    """The peer's A-ASSOCIATE answer, also when pynetdicom lost the race for it.
+
+    When a peer sends A-ASSOCIATE-RJ and closes the connection at once, pynetdicom's DUL thread can take the
+    rejection and close the socket before the requesting thread checks the socket is connected; that thread
+    then aborts (1 in 30 against Orthanc here) and leaves the rejection unread in the DUL's queue."""
+    if assoc.acceptor.primitive is not None:
+        return assoc.acceptor.primitive
+    for primitive in list(assoc.dul.to_user_queue.queue):
+        if isinstance(primitive, A_ASSOCIATE) and primitive.result in (0x01, 0x02):
+            return primitive
+    return None
 
 
 def _close(assoc: Association) -> None:
