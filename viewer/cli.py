@@ -202,6 +202,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint=checkpoint,
         cache=args.cache,
         init=args.init,
+        hu_tolerance=args.hu_centring,
         progress=_progress_printer(not args.quiet),
         log=_log_line(args.quiet),
     )
@@ -574,6 +575,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--noise-hu", type=float, metavar="HU", help="largest SD of added noise (augmentation, default 6)"
+    )
+    p.add_argument(
+        "--hu-centring",
+        type=float,
+        metavar="HU",
+        help="re-centre each series' soft-tissue median HU on the training series' mean (taken from this run's "
+        "training series) when it is more than HU off; the viewer then does the same before every analysis "
+        "(a model given with --init that has it keeps it)",
     )
     p.add_argument(
         "--patience",

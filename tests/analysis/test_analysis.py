@@ -126,6 +126,20 @@ def test_an_in_scope_series_keeps_its_finding(volume, model_file: Path):
     assert result.to_dict()["assessed"] is True and result.to_dict()["positive"] is result.positive
 
 
+def test_a_recentred_series_says_so_and_keeps_its_finding(volume, model_file: Path):
+    from viewer.model.hu_centring import soft_tissue_median
+
+    model, card = load_model(model_file)
+    median = soft_tissue_median(volume.array)
+    model.config = replace(model.config, hu_reference=median + 10.0, hu_tolerance=4.0)
+    try:
+        result = analyze_volume(volume, model, card)
+    finally:
+        model.config = replace(model.config, hu_reference=None, hu_tolerance=0.0)
+    assert [w.code for w in result.warnings] == ["hu_offset"] and result.assessed
+    assert "10 HU below" in result.warnings[0].message and "shifted by +6 HU" in result.warnings[0].message
+
+
 @pytest.mark.parametrize(
     "shape", [(3000, 1, 1), (MAX_SLICES + 1, MIN_MATRIX_PX, MIN_MATRIX_PX), (30, 32, 512)]
 )

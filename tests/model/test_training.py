@@ -18,6 +18,7 @@ from viewer.model.card import current_card, read_card, sha256_file, write_card
 from viewer.model.config import ModelConfig
 from viewer.model.dataset import find_labelled, prepare_series, read_labels
 from viewer.model.evaluation import evaluate_series, format_metrics
+from viewer.model.hu_centring import soft_tissue_median
 from viewer.model.preprocess import Preprocessor
 from viewer.model.reference import REFERENCE_POSITIONS
 from viewer.model.training import Trainer, TrainSettings
@@ -256,6 +257,34 @@ def test_training_can_continue_from_trained_weights(datasets, tmp_path: Path):
     assert card.training_data.startswith(parent.training_data) and "further trained" in card.training_data
     assert card.sha256 != parent.sha256
     assert "Started from" in (tmp_path / "second.card.md").read_text()
+
+
+def test_hu_centring_is_learnt_from_the_training_series_and_kept_by_continued_training(
+    datasets, tmp_path: Path, monkeypatch
+):
+    seen: list[list] = []
+    original = workflow.Trainer
+
+    def recording(config, settings, train, val, *args, **kwargs):
+        seen.append(list(train))
+        return original(config, settings, train, val, *args, **kwargs)
+
+    monkeypatch.setattr(workflow, "Trainer", recording)
+    first = tmp_path / "first.safetensors"
+    card = train_from_folders(
+        [datasets[0]], first, val_data=datasets[1], settings=QUICK, config=SMALL, hu_tolerance=0.0
+    )
+    reference = card.config.hu_reference
+    assert reference is not None and 20.0 < reference < 45.0 and card.config.hu_tolerance == 0.0
+    medians = [soft_tissue_median(s.hu) for s in seen[0]]
+    assert np.mean(medians) == pytest.approx(reference, abs=0.5)  # each series read at the reference
+    assert max(abs(m - reference) for m in medians) < 1.0
+    more = TrainSettings(encoder_epochs=0, sequence_epochs=0, finetune_epochs=1, batch_slices=32)
+    second = train_from_folders(
+        [datasets[1]], tmp_path / "second.safetensors", val_data=datasets[1], settings=more, init=first
+    )
+    assert second.config.hu_reference == reference
+    assert load_weights(tmp_path / "second.safetensors")[0].config.centring is not None
 
 
 def test_continued_training_can_read_slices_at_a_larger_size(datasets, tmp_path: Path):

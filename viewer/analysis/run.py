@@ -28,7 +28,7 @@ from viewer.model.explanations import (
     Explanation,
     analyse_sequence,
 )
-from viewer.model.intended_use import check_series, size_refusal
+from viewer.model.intended_use import UseWarning, check_series, size_refusal
 from viewer.model.network import SliceGRUNet, lse_weights
 from viewer.model.preprocess import Preprocessed, Preprocessor
 from viewer.progress import CancelFn, ProgressFn
@@ -140,6 +140,8 @@ def _run(
     prep = Preprocessor.from_config(model.config)
     t0 = time.perf_counter()
     inputs = prep(volume.array, volume.spacing)
+    if prep.centring is not None and inputs.hu_shift:
+        warnings.append(UseWarning("hu_offset", prep.centring.note(volume.array), disqualifying=False))
     timings["preprocess"] = time.perf_counter() - t0
     steps.advance("Preprocessed")
 

@@ -221,6 +221,7 @@ def card_to_markdown(card: ModelCard) -> str:
         f"- In-plane size: {cfg.input_size} × {cfg.input_size} px (aspect kept by padding)",
         f"- Windows (center/width HU): {windows}",
         f"- Slab thickness: {cfg.target_spacing_mm:g} mm (thinner slices are averaged)",
+        *_centring_lines(cfg),
         "",
         "## Architecture",
         f"- Slice encoder: CNN, channels {', '.join(str(c) for c in cfg.encoder_channels)}, global mean and max "
@@ -392,6 +393,16 @@ def _robustness_lines(robustness: dict[str, Any]) -> list[str]:
         if thin.get("command"):
             lines += ["", f"Command: `{thin['command']}`"]
     return lines
+
+
+def _centring_lines(cfg: ModelConfig) -> list[str]:
+    centring = cfg.centring
+    if centring is None:
+        return ["- HU: read as they are (no per-series re-centring)"]
+    return [
+        f"- HU re-centring: each series' soft-tissue median (−20 to 100 HU) is moved to {centring.reference:.1f} HU, "
+        f"the training series' mean, when it is more than {centring.tolerance:g} HU off (by the excess)"
+    ]
 
 
 def _training_lines(training: dict[str, Any], input_size: int | None = None) -> list[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from viewer.model.hu_centring import HuCentring
+
 DEFAULT_WINDOWS: tuple[tuple[float, float], ...] = ((40.0, 80.0), (80.0, 200.0), (600.0, 2800.0))
 
 #: What runs between the slice features and the slice head (see :class:`~viewer.model.network.SliceGRUNet`):
@@ -48,6 +50,9 @@ class ModelConfig:
     sequence:
         One of :data:`SEQUENCE_KINDS`; the shipped models are ``bigru``, which the card leaves unstated (cards
         written before the field existed read as ``bigru``, and a ``bigru`` card is written as before).
+    hu_reference, hu_tolerance:
+        Soft-tissue median HU of the training series and the offset left alone around it (see
+        :mod:`viewer.model.hu_centring`); None reads every series as it is. Left out of the card when unset.
     """
 
     input_size: int = 192
@@ -60,6 +65,8 @@ class ModelConfig:
     lse_sharpness: float = 5.0
     operating_threshold: float = 0.5
     sequence: str = DEFAULT_SEQUENCE
+    hu_reference: float | None = None
+    hu_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.encoder_channels) < 2:
@@ -75,6 +82,15 @@ class ModelConfig:
             raise ValueError("lse_sharpness must be positive")
         if self.sequence not in SEQUENCE_KINDS:
             raise ValueError(f"sequence must be one of {SEQUENCE_KINDS}, got {self.sequence!r}")
+        if self.hu_reference is not None:
+            HuCentring(float(self.hu_reference), float(self.hu_tolerance))
+
+    @property
+    def centring(self) -> HuCentring | None:
+        """The per-series HU re-centring the model was made with, if any."""
+        if self.hu_reference is None:
+            return None
+        return HuCentring(float(self.hu_reference), float(self.hu_tolerance))
 
     @property
     def in_channels(self) -> int:
@@ -91,10 +107,13 @@ class ModelConfig:
         return self.sequence in GRU_SEQUENCES
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists); ``sequence`` only when it is not the default ``bigru``."""
+        """JSON-ready dict (tuples become lists); ``sequence`` only when it is not the default ``bigru``, the HU
+        re-centring only when set, so older cards are written as they were."""
         data = asdict(self)
         if data["sequence"] == DEFAULT_SEQUENCE:
             del data["sequence"]
+        if data["hu_reference"] is None:
+            del data["hu_reference"], data["hu_tolerance"]
         return data
 
     @classmethod

@@ -22,7 +22,7 @@ import csv
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from viewer.dicom.readers import load_stack
 from viewer.dicom.stacks import Stack
 from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
+from viewer.model.hu_centring import HuCentring, soft_tissue_median
 from viewer.model.preprocess import Preprocessor, SliceMapping
 from viewer.progress import CancelFn, ProgressFn
 
@@ -230,6 +231,20 @@ def resized_model_slices(volume: Volume, preprocessor: Preprocessor) -> tuple[np
     with torch.no_grad():
         resized = preprocessor.resize(torch.from_numpy(slabs), (dy, dx))
     return resized.numpy().astype(np.float16), mapping
+
+
+def recentred(series: Sequence[TrainingSeries], centring: HuCentring) -> list[TrainingSeries]:
+    """The series with a model's HU re-centring applied, as the viewer applies it before the windows.
+
+    The median is read from the prepared (resized) slabs, which are what training keeps; it lies within a few
+    tenths of a HU of the original volume's."""
+    out = []
+    for item in series:
+        shift = centring.shift_for(soft_tissue_median(item.hu))
+        if shift:
+            item = replace(item, hu=(item.hu.astype(np.float32) + np.float32(shift)).astype(item.hu.dtype))
+        out.append(item)
+    return out
 
 
 def training_cache_dir() -> Path:

@@ -437,7 +437,9 @@ def baseline_slice(inputs: Preprocessed, index: int, baseline: Baseline, blur_mm
         return np.where(tissue > 0, smooth, hu).astype(np.float32)
     if isinstance(baseline, str):
         raise ValueError(f"baseline must be a HU value or 'blur', got {baseline!r}")
-    return np.full_like(hu, float(baseline))
+    # The baseline is a value the model reads, after the series' HU re-centring: in the series' own HU it lies
+    # that shift lower.
+    return np.full_like(hu, float(baseline) - inputs.hu_shift)
 
 
 def _baseline_text(baseline: Baseline, blur_mm: float) -> str:

@@ -22,9 +22,11 @@ from viewer.model.dataset import (
     iter_volumes,
     prepare_series,
     read_labels,
+    recentred,
 )
 from viewer.model.evaluation import EvaluationReport, evaluate_series
 from viewer.model.explanations import DEFAULT_PIXEL_METHOD, DEFAULT_PIXEL_TARGET
+from viewer.model.hu_centring import reference_from
 from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import Preprocessor
 from viewer.model.reference import build_reference
@@ -120,7 +122,8 @@ def prepare_dataset(
     progress: ProgressFn | None = None,
     log: LogFn | None = None,
 ) -> list[TrainingSeries]:
-    """The readable series of ``dataset`` prepared for a model of ``config``; the rest are logged as skipped."""
+    """The readable series of ``dataset`` prepared for a model of ``config`` (re-centred in HU when the model
+    is); the rest are logged as skipped."""
     log = log or (lambda _text: None)
     for message in dataset.missing:
         log(f"skipped: {message}")
@@ -129,7 +132,7 @@ def prepare_dataset(
     )
     for message in failed:
         log(f"skipped: {message}")
-    return series
+    return recentred(series, config.centring) if config.centring is not None else series
 
 
 def default_checkpoint(out: str | Path) -> Path:
@@ -170,10 +173,15 @@ def train_from_folders(
     checkpoint: str | Path | None = None,
     cache: str | Path | None = None,
     init: str | Path | None = None,
+    hu_tolerance: float | None = None,
     progress: ProgressFn | None = None,
     log: LogFn | None = None,
 ) -> ModelCard:
     """Train on the labelled series under ``data`` and write ``out`` (safetensors) with its card.
+
+    ``hu_tolerance`` turns on per-series HU re-centring (:mod:`viewer.model.hu_centring`) with the reference
+    taken from the training series; a model initialised from one that has it keeps its reference, and training
+    reads every series re-centred as the viewer will.
 
     ``init`` starts from trained weights (checked against their card) instead of a fresh network; their
     architecture wins over ``config`` except for the input size, and the new card keeps their training history.
@@ -186,6 +194,8 @@ def train_from_folders(
         size = config.input_size if config is not None else init_card.config.input_size
         config = replace(init_card.config, input_size=size)
     config = config or ModelConfig()
+    if hu_tolerance is not None:
+        config = replace(config, hu_reference=None)  # a new reference from this run's series, set below
     log = log or (lambda _text: None)
     out = Path(out)
     if out.suffix != ".safetensors":
@@ -207,6 +217,16 @@ def train_from_folders(
     else:
         train_series, val_series = split_validation(train_series, val_fraction, settings.seed)
         val_text = f"{len(val_series)} series drawn from the training folders (seed {settings.seed})"
+    if hu_tolerance is not None:
+        reference = reference_from(s.hu for s in train_series)
+        config = replace(config, hu_reference=reference, hu_tolerance=hu_tolerance)
+        train_series = recentred(train_series, config.centring)  # type: ignore[arg-type]
+        val_series = recentred(val_series, config.centring)  # type: ignore[arg-type]
+    if config.centring is not None:
+        log(
+            f"HU re-centring: soft-tissue median to {config.centring.reference:.1f} HU, "
+            f"offsets under {config.centring.tolerance:g} HU left alone"
+        )
     log(f"training on {len(train_series)} series, validating on {len(val_series)}")
     trainer = Trainer(
         config,
