@@ -341,9 +341,10 @@ NATIVE_DIRECT = frozenset({tsuids.ImplicitVRLittleEndian, tsuids.ExplicitVRLittl
 # Threads: only GDCM's JPEG 2000 path releases the GIL (2 threads 1.3-1.46x); every other decoder holds it, so
 # two threads were no faster. GDCM throws a C++ exception through pydicom on a corrupt JPEG 2000 codestream, which
 # terminates the whole process ("terminate called after throwing std::string"): a bad file must never crash the
-# app, so GDCM is not used for JPEG 2000 at all, and with it goes the one decoder threads would speed up; a
-# 2-process pool cost 0.8-1.3 s to start on this machine, more than it saved on a 300-slice series except for
-# JPEG 2000. Compressed stacks therefore decode on one thread.
+# app, so GDCM is not used for JPEG 2000 at all (in a decoding process it would be safe, but it was no faster
+# there: 19 ms a frame against pylibjpeg's 17-19). Compressed stacks decode in worker processes instead
+# (viewer.dicom.decode_pool: a fork server started once, about 0.6 s, pools after it in 15 ms), or on one thread
+# where processes cannot be used.
 GDCM_UNSAFE = frozenset(
     {tsuids.JPEG2000Lossless, tsuids.JPEG2000, tsuids.HTJ2KLossless, tsuids.HTJ2KLosslessRPCL, tsuids.HTJ2K}
 )  # HTJ2K: GDCM's JPEG 2000 path (OpenJPEG) again, with the same exceptions

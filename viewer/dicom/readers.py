@@ -12,7 +12,7 @@ import os
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from viewer.dicom import decode_pool
 from viewer.dicom.codec_guard import native_stderr_captured
 from viewer.dicom.geometry import GeometryWarning, VolumeGeometry, build_geometry, normal_from_orientation
 from viewer.dicom.headers import InstanceHeader
@@ -193,7 +194,7 @@ def _derived_positions(stack: Stack, source: SourceFile) -> tuple[list, tuple[fl
 class _Sources:
     """Parsed files shared by the slices (frames) that come from them; each is dropped after its last slice."""
 
-    def __init__(self, refs: list[SliceRef]) -> None:
+    def __init__(self, refs: Sequence[SliceRef]) -> None:
         self._remaining = Counter(r.header.path for r in refs)
         self._cache: dict[str, SourceFile | DirectSource | DecodeError] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -244,7 +245,7 @@ class _SliceDecoder:
 
     def __init__(
         self,
-        refs: list[SliceRef],
+        refs: Sequence[SliceRef] | dict[int, SliceRef],
         sources: _Sources,
         array: np.ndarray,
         colour: bool,
@@ -254,6 +255,7 @@ class _SliceDecoder:
         self.sources = sources
         self.array = array
         self.colour = colour
+        self.plan = plan
         self.accept = partial(check_frame, plan) if plan is not None and plan.params is not None else None
         self.rows, self.cols = int(array.shape[1]), int(array.shape[2])
         self.stop = threading.Event()
@@ -350,6 +352,33 @@ class _SliceDecoder:
         if used not in ("direct",):
             self._promote(source.transfer_syntax, used)
         return used
+
+
+def slice_decoder(
+    refs: dict[int, SliceRef], array: np.ndarray, colour: bool, plan: ModalityPlan | None
+) -> _SliceDecoder:
+    """A decoder of some slices of a stack (``refs`` by slice index) into ``array``: what a decoding process
+    (:mod:`viewer.dicom.decode_pool`) runs on its chunk."""
+    return _SliceDecoder(refs, _Sources(list(refs.values())), array, colour, plan)
+
+
+def decode_chunk(
+    spec: decode_pool.LoadSpec, items: list[tuple[int, SliceRef]]
+) -> list[decode_pool.SliceOutcome]:
+    """In a decoding process: decode the ``(slice, ref)`` pairs into the load's shared array, one outcome each."""
+    array = decode_pool.attach(spec)
+    if array is None:
+        return [(k, "error", "the load was cancelled") for k, _ in items]
+    decoder = slice_decoder(dict(items), array, spec.colour, spec.plan)
+    out: list[decode_pool.SliceOutcome] = []
+    for k, _ in items:
+        try:
+            out.append((k, "ok", decoder.decode(k)))
+        except DecodeError as exc:
+            out.append((k, "error", str(exc)))
+        except PlanBroken as broken:
+            out.append((k, "plan", (str(broken), broken.fallback)))
+    return out
 
 
 def _quick(source: SourceFile | DirectSource) -> bool:
@@ -474,6 +503,55 @@ def _decode_all(
     return used_counts
 
 
+def _decode_in_processes(
+    decoder: _SliceDecoder,
+    shared: decode_pool.SharedVolume,
+    stack: Stack,
+    failed: dict[int, str],
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+    on_slice: SliceFn | None,
+) -> Counter[str]:
+    """:func:`_decode_all` with the decoding in worker processes (:mod:`viewer.dicom.decode_pool`): the same
+    outcomes, ``on_slice`` and ``progress`` in display order on this thread."""
+    n = len(decoder.refs)
+    used_counts: Counter[str] = Counter()
+
+    def outcome(result: decode_pool.SliceOutcome) -> None:
+        k, kind, value = result
+        if kind == "ok":
+            used_counts[value] += 1
+            if on_slice is not None:
+                on_slice(k, decoder.array[k])
+        elif kind == "error":
+            failed[k] = value
+        else:
+            why, fallback = value
+            raise PlanBroken(why, fallback)
+        if progress is not None:
+            progress(k + 1, n, f"{stack.label}: slice {k + 1} of {n}")
+
+    def here(k: int) -> decode_pool.SliceOutcome:
+        try:
+            return (k, "ok", decoder.decode(k))
+        except DecodeError as exc:
+            return (k, "error", str(exc))
+
+    todo = [k for k in range(n) if k not in failed]
+    decode_pool.decode_into(
+        shared,
+        decoder.refs,
+        decoder.colour,
+        decoder.plan,
+        todo,
+        decode_chunk,
+        outcome,
+        (lambda: bool(cancel())) if cancel is not None else (lambda: False),
+        here,
+    )
+    return used_counts
+
+
 def _drop_failed(stack: Stack, array: np.ndarray, failed: dict[int, str]) -> tuple[np.ndarray, list[int]]:
     """Close the gaps of failed slices in place; returns the shortened array and the kept indices.
 
@@ -518,8 +596,9 @@ class PydicomReader:
 
     name = "pydicom"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, processes: bool = True) -> None:
         self.workers = workers if workers else default_workers()
+        self.processes = processes
 
     def read(
         self,
@@ -564,12 +643,25 @@ class PydicomReader:
 
         colour = ref_source.is_colour
         shape, dtype, plan = _volume_layout(stack, refs, ref_source, ref_frame, plan)
-        array = _allocate(stack, shape, dtype)
+        choice = decoder_choice(ref_source.transfer_syntax)
+        shared = None
+        if self.processes and choice.plugins and decode_pool.should_use(n) and decode_pool.running_pool():
+            shared = decode_pool.shared_array(shape, dtype)
+        array = shared.array if shared is not None else _allocate(stack, shape, dtype)
         decoder = _SliceDecoder(refs, sources, array, colour, plan)
-        threaded = self.workers > 1 and n > 1 and decoder_choice(ref_source.transfer_syntax).threads
-        decoders_used = _decode_all(
-            decoder, stack, self.workers, threaded, failed, progress, cancel, on_slice
-        )
+        try:
+            if shared is not None:
+                decoders_used = _decode_in_processes(
+                    decoder, shared, stack, failed, progress, cancel, on_slice
+                )
+            else:
+                threaded = self.workers > 1 and n > 1 and choice.threads
+                decoders_used = _decode_all(
+                    decoder, stack, self.workers, threaded, failed, progress, cancel, on_slice
+                )
+        finally:
+            if shared is not None:
+                shared.release()
 
         skipped = _skipped(refs, failed)
         array, keep = _drop_failed(stack, array, failed)

@@ -15,6 +15,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from viewer import __version__
+from viewer.dicom import decode_pool
 from viewer.resources import resource_path
 from viewer.ui.compat import return_large_buffers_to_the_os
 from viewer.ui.error_dialog import install_excepthooks
@@ -23,6 +24,7 @@ from viewer.ui.settings import APPLICATION, ORGANIZATION
 from viewer.ui.theme import apply_dark_theme
 
 EXIT_AFTER_ENV = "GRU_VIEWER_EXIT_AFTER_MS"
+WARM_UP_DELAY_MS = 1500
 
 
 def create_application(argv: Sequence[str] | None = None) -> QApplication:
@@ -65,6 +67,8 @@ def run_app(paths: list[str]) -> int:
         window.show()
     if paths:
         QTimer.singleShot(0, lambda: window.open_paths(paths))
+    # The decoding processes start once the window is up and the first folder is on its way.
+    QTimer.singleShot(WARM_UP_DELAY_MS, decode_pool.warm_up)
     delay = exit_after_ms()
     if delay is not None:
         QTimer.singleShot(delay, window.close)
