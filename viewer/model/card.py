@@ -399,9 +399,11 @@ def _centring_lines(cfg: ModelConfig) -> list[str]:
     centring = cfg.centring
     if centring is None:
         return ["- HU: read as they are (no per-series re-centring)"]
+    moved = f"- HU re-centring: each series' soft-tissue median (−20 to 100 HU) is moved to {centring.reference:.1f} HU"
+    if centring.tolerance == 0:
+        return [f"{moved}, the training series' mean"]
     return [
-        f"- HU re-centring: each series' soft-tissue median (−20 to 100 HU) is moved to {centring.reference:.1f} HU, "
-        f"the training series' mean, when it is more than {centring.tolerance:g} HU off (by the excess)"
+        f"{moved}, the training series' mean, when it is more than {centring.tolerance:g} HU off (by the excess)"
     ]
 
 
