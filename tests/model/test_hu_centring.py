@@ -43,6 +43,14 @@ def test_shift_moves_only_beyond_the_tolerance() -> None:
         HuCentring(float("nan"))
 
 
+def test_the_reader_is_told_only_of_shifts_worth_telling() -> None:
+    centring = HuCentring(reference=32.0)
+    assert centring.note(_head(31.0)) == ""  # moved by 1 HU, as most series are: no note
+    note = centring.note(_head(22.0))
+    assert "22 HU, 10 HU below" in note and "shifted by +10 HU" in note
+    assert "above" in centring.note(_head(40.0))
+
+
 def test_reference_is_the_mean_median() -> None:
     assert reference_from([_head(30.0), _head(34.0), np.full((2, 8, 8), -1000.0)]) == pytest.approx(32.0)
     with pytest.raises(ValueError):

@@ -140,8 +140,9 @@ def _run(
     prep = Preprocessor.from_config(model.config)
     t0 = time.perf_counter()
     inputs = prep(volume.array, volume.spacing)
-    if prep.centring is not None and inputs.hu_shift:
-        warnings.append(UseWarning("hu_offset", prep.centring.note(volume.array), disqualifying=False))
+    note = prep.centring.note(volume.array) if prep.centring is not None and inputs.hu_shift else ""
+    if note:
+        warnings.append(UseWarning("hu_offset", note, disqualifying=False))
     timings["preprocess"] = time.perf_counter() - t0
     steps.advance("Preprocessed")
 

@@ -23,6 +23,10 @@ import numpy as np
 #: or bone.
 SOFT_TISSUE_HU: tuple[float, float] = (-20.0, 100.0)
 
+#: Shifts smaller than this are not worth a reader's attention: twice the spread (SD 1.6 HU) of the training
+#: series' own medians, so a series the model was made for reads without a note.
+NOTE_FROM_HU = 3.0
+
 # Every 2nd slice, every 4th row and column: about 1/32 of the voxels, a median within 0.1 HU of the full one.
 _STEP = (2, 4, 4)
 
@@ -71,10 +75,10 @@ class HuCentring:
         return self.shift_for(soft_tissue_median(hu))
 
     def note(self, hu: np.ndarray) -> str:
-        """A sentence for the reader when the series is moved, else ""."""
+        """A sentence for the reader when the series is moved by :data:`NOTE_FROM_HU` or more, else ""."""
         median = soft_tissue_median(hu)
         shift = self.shift_for(median)
-        if not shift or median is None:
+        if median is None or abs(shift) < NOTE_FROM_HU:
             return ""
         side = "below" if median < self.reference else "above"
         return (
