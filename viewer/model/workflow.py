@@ -223,9 +223,10 @@ def train_from_folders(
         train_series = recentred(train_series, config.centring)  # type: ignore[arg-type]
         val_series = recentred(val_series, config.centring)  # type: ignore[arg-type]
     if config.centring is not None:
+        left = config.centring.tolerance
         log(
-            f"HU re-centring: soft-tissue median to {config.centring.reference:.1f} HU, "
-            f"offsets under {config.centring.tolerance:g} HU left alone"
+            f"HU re-centring: soft-tissue median to {config.centring.reference:.1f} HU"
+            + (f", offsets under {left:g} HU left alone" if left else " in every series")
         )
     log(f"training on {len(train_series)} series, validating on {len(val_series)}")
     trainer = Trainer(
