@@ -207,6 +207,20 @@ def test_skip_reasons(tmp_path: Path, cache_dir: Path) -> None:
     assert header.transfer_syntax_uid == "1.2.840.10008.1.2.1" and header.rows == 128
 
 
+def test_what_a_mac_leaves_on_media_is_left_out_not_reported(tmp_path: Path, cache_dir: Path) -> None:
+    folder = tmp_path / "stick"
+    folder.mkdir()
+    shutil.copy2(TEST_FILES / "CT_small.dcm", folder / "IM0001")
+    (folder / "._IM0001").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 4000)  # an AppleDouble header
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + b"\x00" * 100)
+    for hidden in (".Trashes", ".Spotlight-V100", "__MACOSX"):
+        (folder / hidden).mkdir()
+        shutil.copy2(TEST_FILES / "CT_small.dcm", folder / hidden / "copy.dcm")
+    index = scan(folder)
+    assert index.skipped == []
+    assert [Path(h.path).name for s in index.series() for h in s.headers] == ["IM0001"]
+
+
 def test_degenerate_geometry_does_not_stop_the_index(tmp_path: Path, cache_dir: Path) -> None:
     folder = tmp_path / "bad-geometry"
     folder.mkdir()

@@ -185,6 +185,16 @@ class _Found:
     files: dict[str, tuple[int, int]] = field(default_factory=dict)  # path → (size, mtime_ns), in walk order
     folders: list[str] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
+    hidden: int = 0  # hidden entries left out (see is_hidden)
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a folder entry is one a file manager hides and no modality writes: dot files and folders (macOS
+    writes a ``._NAME`` AppleDouble file beside every file it copies to FAT media, and ``.Trashes``,
+    ``.Spotlight-V100``, ``.DS_Store``) and the ``__MACOSX`` folder of zip archives made on a Mac. They are left
+    out of the scan, not listed as skipped files: a stick copied on a Mac would otherwise report every image
+    twice."""
+    return name.startswith(".") or name == "__MACOSX"
 
 
 def _inside(path: str, folder_real: str) -> bool:
@@ -212,6 +222,9 @@ def _walk(root: str, found: _Found, tracker: _Tracker) -> None:
             if k % 1024 == 1023:  # a folder may hold many thousands of files
                 tracker.check()
                 tracker.report(len(found.files), 0, "Looking for files")
+            if is_hidden(entry.name):
+                found.hidden += 1
+                continue
             try:
                 is_link = entry.is_symlink()
                 if entry.is_dir():
@@ -589,6 +602,8 @@ def scan(
     tracker = _Tracker(progress, cancel)
     roots = _roots(paths)
     found = _find(roots, tracker)
+    if found.hidden:
+        log.info("index: %d hidden entries left out (dot files and folders, __MACOSX)", found.hidden)
     total = len(found.files)
     skipped = list(found.skipped)
     headers: list[InstanceHeader] = []
