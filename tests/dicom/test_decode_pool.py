@@ -158,3 +158,17 @@ def test_workers_that_cannot_start_leave_decoding_here(tmp_path: Path, monkeypat
     assert volume.array.flags.owndata and not volume.skipped
     assert "fork server refused" in decode_pool._start_failed
     assert not decode_pool.should_use(1000)  # not tried again on every load
+
+
+def test_closing_waits_for_a_warm_up_and_forbids_a_later_one(monkeypatch) -> None:
+    decode_pool.shutdown()
+    monkeypatch.setattr(decode_pool, "_start_failed", "")
+    decode_pool.warm_up()  # a warm-up under way when the viewer quits
+    decode_pool.close()
+    try:
+        assert not decode_pool.is_warm()
+        decode_pool.warm_up()
+        assert not decode_pool.is_warm()
+        assert decode_pool.running_pool() is None and not decode_pool.should_use(1000)
+    finally:
+        monkeypatch.setattr(decode_pool, "_closed", False)

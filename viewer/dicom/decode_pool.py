@@ -63,6 +63,7 @@ SliceOutcome = tuple[
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _start_failed = ""
+_closed = False
 START_TIMEOUT_S = 30.0
 
 
@@ -95,7 +96,7 @@ def is_warm() -> bool:
 
 def should_use(n_slices: int) -> bool:
     """Whether a compressed stack of ``n_slices`` is worth decoding in worker processes."""
-    if n_slices < 2 or unavailable() is not None or _start_failed:
+    if n_slices < 2 or unavailable() is not None or _start_failed or _closed:
         return False
     return is_warm() or n_slices >= MIN_SLICES_COLD
 
@@ -120,6 +121,8 @@ def pool() -> ProcessPoolExecutor:
     """
     global _pool
     with _lock:
+        if _closed:
+            raise RuntimeError("the decoding processes were closed for good (the viewer is quitting)")
         if _pool is None:
             executor = ProcessPoolExecutor(processes(), mp_context=_context())
             try:
@@ -147,7 +150,7 @@ def running_pool() -> ProcessPoolExecutor | None:
 
 def warm_up() -> None:
     """Start the pool on a background thread, so the first compressed series does not wait for it."""
-    if unavailable() is None and _pool is None:
+    if unavailable() is None and _pool is None and not _closed:
         threading.Thread(target=_warm, name="decode-pool-warm-up", daemon=True).start()
 
 
@@ -170,12 +173,22 @@ def discard(broken: ProcessPoolExecutor) -> None:
 
 @atexit.register
 def shutdown() -> None:
-    """Stop the workers (at exit, and in tests)."""
+    """Stop the workers (at exit, and in tests); a later load starts them again."""
     global _pool
     with _lock:
         executor, _pool = _pool, None
     if executor is not None:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def close() -> None:
+    """Stop the workers for good, before the interpreter shuts down (the viewer calls it when its window has
+    closed). A warm-up under way is waited for rather than cut off: a worker still starting while its parent
+    tears down the pool's semaphores prints a traceback of its own."""
+    global _closed
+    with _lock:
+        _closed = True
+    shutdown()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -73,4 +73,7 @@ def run_app(paths: list[str]) -> int:
     if delay is not None:
         QTimer.singleShot(delay, window.close)
     window.closing.connect(app.quit)
-    return int(app.exec())
+    try:
+        return int(app.exec())
+    finally:
+        decode_pool.close()
