@@ -571,6 +571,9 @@ def _run_retrieve(
             _close(assoc)
             if assoc.is_aborted or getattr(assoc, "_sent_abort", False):
                 _hang_up(assoc)
+            # A C-STORE the handler was still writing when the association ended has been renamed into place
+            # by now (its thread has ended): it belongs in the result and the index too.
+            take_arrivals()
             receiver.store.clean_partials(result.folder)
     if final is None:
         if sent.is_set():
