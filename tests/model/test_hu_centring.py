@@ -46,6 +46,7 @@ def test_shift_moves_only_beyond_the_tolerance() -> None:
 def test_the_reader_is_told_only_of_shifts_worth_telling() -> None:
     centring = HuCentring(reference=32.0)
     assert centring.note(_head(31.0)) == ""  # moved by 1 HU, as most series are: no note
+    assert centring.note(_head(37.0)) == ""  # the demo study: within the phantoms' own spread
     note = centring.note(_head(22.0))
     assert "22 HU, 10 HU below" in note and "shifted by +10 HU" in note
     assert "above" in centring.note(_head(40.0))
