@@ -230,3 +230,28 @@ def test_feet_first_axial_plane_is_its_slice_mirrored_to_the_patients_left_on_th
     image = reformat.plane(volume.array, PlaneKind.AXIAL, float(volume.positions[k][2]))
     np.testing.assert_array_equal(image.data, volume.array[k][:, ::-1])
     assert depths[0] == pytest.approx(volume.positions[-1][2])
+
+
+@pytest.mark.parametrize("kind", [PlaneKind.CORONAL, PlaneKind.SAGITTAL])
+def test_maps_on_every_slice_are_read_a_line_at_a_time_with_the_same_values(kind: PlaneKind) -> None:
+    """The one-line path (one row or column of each map, all rows interpolated together) against the general
+    one (each map interpolated at its own pixels), at a depth between two rows or columns of the slices."""
+    from viewer.dicom.reformat.sampler import _bilinear_per_slice, _one_line, _Side
+
+    volume = marker_volume(12, 24, pixel_spacing=(0.7, 0.7), spacing_z=2.0)
+    rng = np.random.default_rng(5)
+    maps = {k: rng.integers(0, 255, (24, 24)).astype(np.uint8) for k in range(12) if k != 4}
+    reformat = Reformatter.of(volume)
+    depth = float(reformat.layout.depths(kind)[10]) + 0.3
+    plan = reformat.plan(kind, depth)
+    fast = reformat.plane(maps.get, kind, depth, normal="nearest", fill=0.0).data
+    nearest_k = np.where(plan.weight >= 0.5, plan.upper.k, plan.lower.k)
+    side = _Side(nearest_k, plan.lower.j, plan.lower.i)  # untilted: both sides share their rows and columns
+    assert np.array_equal(plan.lower.j, plan.upper.j) and np.array_equal(plan.lower.i, plan.upper.i)
+    shape = np.broadcast_shapes(side.k.shape, side.j.shape, side.i.shape)
+    assert _one_line(maps, side, shape, int(side.k.min()), int(side.k.max())) is not None
+    general = _Side(side.k, np.broadcast_to(side.j, shape), np.broadcast_to(side.i, shape))  # not one line
+    slow = _bilinear_per_slice(maps.get, general, *shape)
+    slow = np.where(np.broadcast_to(plan.valid, shape) & ~np.isnan(slow), slow, 0.0)
+    assert fast.shape == slow.shape and np.allclose(fast, slow, atol=1e-4)
+    assert np.all(fast[np.broadcast_to(side.k, shape) == 4] == 0.0)  # the slice without a map stays empty

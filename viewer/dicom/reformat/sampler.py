@@ -138,11 +138,13 @@ class SamplingPlan:
         lower, upper = sides
         if normal == "nearest":
             above = self.weight >= 0.5
-            side = _Side(
-                np.where(above, upper.k, lower.k),
-                np.where(above, upper.j, lower.j),
-                np.where(above, upper.i, lower.i),
-            )
+
+            def pick(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+                # Slices that share their in-plane position keep one small array (see _one_line).
+                same = low is high or (low.shape == high.shape and np.array_equal(low, high))
+                return low if same else np.where(above, high, low)
+
+            side = _Side(np.where(above, upper.k, lower.k), pick(lower.j, upper.j), pick(lower.i, upper.i))
             values = _bilinear(source, side, self.rows, self.cols)
         else:
             values = _bilinear(source, lower, self.rows, self.cols, self.axis_terms)
@@ -313,6 +315,9 @@ def _bilinear_per_slice(
             out[...] = _bilinear_2d(data, jj, ii)
         return out
     if side.k.shape[1] == 1:  # the usual case: one slice per output row
+        line = _one_line(present, side, shape, first, last)
+        if line is not None:
+            return line
         for m, data in present.items():
             chosen = np.nonzero(side.k[:, 0] == m)[0]
             out[chosen] = _bilinear_2d(data, jj[chosen], ii[chosen])
@@ -328,6 +333,44 @@ def _bilinear_per_slice(
     for m, data in present.items():
         group = chosen[np.searchsorted(slices, m, "left") : np.searchsorted(slices, m, "right")]
         flat_out[group] = _bilinear_2d(data, flat_j[group], flat_i[group])
+    return out
+
+
+def _one_line(
+    present: dict[int, np.ndarray], side: _Side, shape: tuple[int, ...], first: int, last: int
+) -> np.ndarray | None:
+    """:func:`_bilinear_per_slice` for a plane that reads the same row of every slice along its columns (the
+    coronal plane of an untilted axial stack) or the same column along its rows (the sagittal one), each output
+    row from one slice: the line is taken from each map once and all rows are interpolated together, instead of
+    one interpolation per map (with a map on each of 300 slices: 17 ms → about 2 ms a plane). None for any other
+    plane."""
+    rows_of = np.asarray(side.k[:, 0])
+    if side.j.size == 1 and side.i.shape[0] == 1:  # one row j of each map, columns i along the output row
+        fixed, along, axis = float(side.j.reshape(-1)[0]), side.i.reshape(-1), 0
+    elif side.i.size == 1 and side.j.shape[0] == 1:  # one column i of each map, rows j along the output row
+        fixed, along, axis = float(side.i.reshape(-1)[0]), side.j.reshape(-1), 1
+    else:
+        return None
+    sample = next(iter(present.values()))
+    if any(data.shape != sample.shape for data in present.values()):
+        return None
+    fixed_terms = _axis_terms(np.asarray([fixed]), sample.shape[axis])
+    along_terms = _axis_terms(along, sample.shape[1 - axis])
+    lines = np.zeros((len(present), sample.shape[1 - axis]), dtype=np.float32)
+    for index, weight in fixed_terms:
+        taken = np.stack([np.take(data, int(index[0]), axis=axis) for data in present.values()])
+        lines += taken.astype(np.float32) * (1.0 if weight is None else float(weight[0]))
+    values: np.ndarray | None = None
+    for index, weight in along_terms:
+        part = lines[:, index] if weight is None else lines[:, index] * weight
+        values = part if values is None else values + part
+    assert values is not None
+    position = np.full(last - first + 1, -1, dtype=np.intp)
+    position[[m - first for m in present]] = np.arange(len(present))
+    row_maps = position[rows_of - first]
+    out = np.full(shape, np.nan, dtype=np.float32)
+    has = row_maps >= 0
+    out[has] = values[row_maps[has]]
     return out
 
 
