@@ -255,3 +255,22 @@ def test_maps_on_every_slice_are_read_a_line_at_a_time_with_the_same_values(kind
     slow = np.where(np.broadcast_to(plan.valid, shape) & ~np.isnan(slow), slow, 0.0)
     assert fast.shape == slow.shape and np.allclose(fast, slow, atol=1e-4)
     assert np.all(fast[np.broadcast_to(side.k, shape) == 4] == 0.0)  # the slice without a map stays empty
+
+
+def test_many_maps_on_a_tilted_stack_give_the_values_the_loop_over_maps_gives(monkeypatch) -> None:
+    from viewer.dicom.reformat import sampler
+
+    volume = marker_volume(60, 20, pixel_spacing=(0.8, 0.8), spacing_z=1.0, tilt_deg=15.0)
+    rng = np.random.default_rng(9)
+    maps = {k: rng.integers(0, 255, (20, 20)).astype(np.uint8) for k in range(60) if k % 7}
+    assert len(maps) > sampler.MANY_MAPS
+    reformat = Reformatter.of(volume)
+    depth = float(reformat.layout.depths(PlaneKind.SAGITTAL)[9])
+    calls = []
+    original = sampler._one_line_per_pixel
+    monkeypatch.setattr(sampler, "_one_line_per_pixel", lambda *a: calls.append(1) or original(*a))
+    fast = reformat.plane(maps.get, PlaneKind.SAGITTAL, depth, normal="nearest", fill=0.0).data
+    assert calls  # the sagittal plane of a stack tilted about left-right reads one column of each slice
+    monkeypatch.setattr(sampler, "MANY_MAPS", 10_000)
+    slow = Reformatter.of(volume).plane(maps.get, PlaneKind.SAGITTAL, depth, normal="nearest", fill=0.0).data
+    assert np.allclose(fast, slow, atol=1e-3) and len(set(np.unique(fast))) > 50

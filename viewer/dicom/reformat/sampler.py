@@ -28,6 +28,10 @@ Source = np.ndarray | Callable[[int], np.ndarray | None]
 #: Coordinates within this of an integer are that integer (no interpolation along that axis); coordinates are
 #: float32, exact to about 1e-4 pixel across 4096 pixels.
 EXACT = 2e-3
+#: Above this many maps in a plane, a plane that reads one line of each slice is interpolated in one go
+#: (:func:`_one_line_per_pixel`); below it the loop over maps was faster (30 maps: 11 ms against 14 on the
+#: tilted bench volume's sagittal plane; 300 maps: 75 against 12).
+MANY_MAPS = 48
 
 
 def _collapse(term: np.ndarray) -> np.ndarray:
@@ -322,6 +326,10 @@ def _bilinear_per_slice(
             chosen = np.nonzero(side.k[:, 0] == m)[0]
             out[chosen] = _bilinear_2d(data, jj[chosen], ii[chosen])
         return out
+    if len(present) > MANY_MAPS:
+        line = _one_line_per_pixel(present, side, shape, first, last)
+        if line is not None:
+            return line
     # Otherwise group the pixels of the slices that have maps by slice, once (no mask per slice).
     flat_k = np.broadcast_to(side.k, shape).ravel()
     has = np.zeros(last - first + 1, dtype=bool)
@@ -371,6 +379,47 @@ def _one_line(
     out = np.full(shape, np.nan, dtype=np.float32)
     has = row_maps >= 0
     out[has] = values[row_maps[has]]
+    return out
+
+
+def _one_line_per_pixel(
+    present: dict[int, np.ndarray], side: _Side, shape: tuple[int, ...], first: int, last: int
+) -> np.ndarray | None:
+    """:func:`_bilinear_per_slice` for a plane that reads one and the same row, or one and the same column, of
+    every slice it crosses: the coronal (one row) and sagittal (one column) planes of an untilted axial stack, and
+    the sagittal one of a stack tilted about its left-right axis. That line is taken from each map once and every
+    pixel is interpolated along it in one go, instead of one interpolation per map: with maps on each of 300
+    slices, the sagittal overlay of a 15° tilted stack in 12 ms instead of 75 (with 30 maps the loop over maps is
+    the faster, 11 ms against 14: see :data:`MANY_MAPS`). None for any other plane."""
+    if np.ptp(side.j) == 0:  # one row j of each map; the columns i vary
+        fixed, along, axis = float(side.j.reshape(-1)[0]), side.i, 0
+    elif np.ptp(side.i) == 0:  # one column i of each map; the rows j vary
+        fixed, along, axis = float(side.i.reshape(-1)[0]), side.j, 1
+    else:
+        return None
+    sample = next(iter(present.values()))
+    if any(data.shape != sample.shape for data in present.values()):
+        return None
+    length = sample.shape[1 - axis]
+    lines = np.zeros((len(present), length), dtype=np.float32)
+    for index, weight in _axis_terms(np.asarray([fixed]), sample.shape[axis]):
+        taken = np.stack([np.take(data, int(index[0]), axis=axis) for data in present.values()])
+        lines += taken.astype(np.float32) * (1.0 if weight is None else float(weight[0]))
+    position = np.full(last - first + 1, -1, dtype=np.intp)
+    position[[m - first for m in present]] = np.arange(len(present))
+    line_of = position[side.k - first]  # each pixel's map (as its line), -1 where its slice has none
+    has = line_of >= 0
+    line_of = np.where(has, line_of, 0)
+    flat = lines.reshape(-1)
+    values: np.ndarray | None = None
+    for index, weight in _axis_terms(along, length):
+        part = flat[line_of * length + index]
+        if weight is not None:
+            part = part * weight
+        values = part if values is None else values + part
+    assert values is not None
+    out = np.broadcast_to(values, shape).astype(np.float32, copy=True)
+    out[~np.broadcast_to(has, shape)] = np.nan
     return out
 
 
