@@ -140,7 +140,7 @@ def _run(
     prep = Preprocessor.from_config(model.config)
     t0 = time.perf_counter()
     inputs = prep(volume.array, volume.spacing)
-    note = prep.centring.note(volume.array) if prep.centring is not None and inputs.hu_shift else ""
+    note = prep.centring.note_for(inputs.hu_median) if prep.centring is not None else ""
     if note:
         warnings.append(UseWarning("hu_offset", note, disqualifying=False))
     timings["preprocess"] = time.perf_counter() - t0

@@ -370,15 +370,18 @@ def decode_chunk(
     if array is None:
         return [(k, "error", "the load was cancelled") for k, _ in items]
     decoder = slice_decoder(dict(items), array, spec.colour, spec.plan)
-    out: list[decode_pool.SliceOutcome] = []
-    for k, _ in items:
-        try:
-            out.append((k, "ok", decoder.decode(k)))
-        except DecodeError as exc:
-            out.append((k, "error", str(exc)))
-        except PlanBroken as broken:
-            out.append((k, "plan", (str(broken), broken.fallback)))
-    return out
+    return [_outcome(decoder, k) for k, _ in items]
+
+
+def _outcome(decoder: _SliceDecoder, k: int) -> decode_pool.SliceOutcome:
+    """Decode slice ``k`` and say how it went, as a value (it crosses a process boundary): the decoder used, the
+    reason it failed, or the plan a slice that does not fit the volume's type asks for."""
+    try:
+        return (k, "ok", decoder.decode(k))
+    except DecodeError as exc:
+        return (k, "error", str(exc))
+    except PlanBroken as broken:
+        return (k, "plan", (str(broken), broken.fallback))
 
 
 def _quick(source: SourceFile | DirectSource) -> bool:
@@ -531,12 +534,6 @@ def _decode_in_processes(
         if progress is not None:
             progress(k + 1, n, f"{stack.label}: slice {k + 1} of {n}")
 
-    def here(k: int) -> decode_pool.SliceOutcome:
-        try:
-            return (k, "ok", decoder.decode(k))
-        except DecodeError as exc:
-            return (k, "error", str(exc))
-
     todo = [k for k in range(n) if k not in failed]
     decode_pool.decode_into(
         shared,
@@ -547,7 +544,7 @@ def _decode_in_processes(
         decode_chunk,
         outcome,
         (lambda: bool(cancel())) if cancel is not None else (lambda: False),
-        here,
+        partial(_outcome, decoder),
     )
     return used_counts
 

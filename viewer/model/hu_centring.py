@@ -77,7 +77,10 @@ class HuCentring:
 
     def note(self, hu: np.ndarray) -> str:
         """A sentence for the reader when the series is moved by :data:`NOTE_FROM_HU` or more, else ""."""
-        median = soft_tissue_median(hu)
+        return self.note_for(soft_tissue_median(hu))
+
+    def note_for(self, median: float | None) -> str:
+        """:meth:`note` of a series whose soft-tissue median is ``median`` (as the preprocessing found it)."""
         shift = self.shift_for(median)
         if median is None or abs(shift) < NOTE_FROM_HU:
             return ""

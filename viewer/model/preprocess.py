@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from viewer.errors import ViewerError
 from viewer.model.config import DEFAULT_WINDOWS, ModelConfig
-from viewer.model.hu_centring import HuCentring
+from viewer.model.hu_centring import HuCentring, soft_tissue_median
 
 Array = np.ndarray
 WINDOW_NAMES: tuple[str, ...] = ("brain 40/80", "subdural 80/200", "bone 600/2800")
@@ -266,6 +266,8 @@ class Preprocessed:
         The :class:`Preprocessor` that made ``tensor``.
     hu_shift:
         HU added to every voxel before the windows (the series' re-centring; 0 when none).
+    hu_median:
+        The soft-tissue median the shift was taken from (None without re-centring, or without soft tissue).
     """
 
     tensor: Tensor
@@ -274,6 +276,7 @@ class Preprocessed:
     spacing: tuple[float, float, float]
     preprocessor: Preprocessor = field(repr=False)
     hu_shift: float = 0.0
+    hu_median: float | None = None
 
     @property
     def geometry(self) -> ResizeGeometry:
@@ -352,7 +355,8 @@ class Preprocessor:
                 "Cannot prepare the series for the model", "the volume holds NaN or infinite values"
             )
         mapping = self.slabs.mapping(hu.shape[0], dz)
-        shift = self.hu_shift(hu)
+        median = soft_tissue_median(hu) if self.centring is not None else None
+        shift = self.centring.shift_for(median) if self.centring is not None else 0.0
         chunks = []
         with torch.no_grad():
             for first in range(0, mapping.n_model, _CHUNK):
@@ -366,7 +370,7 @@ class Preprocessor:
                     ]
                 )
                 chunks.append(self.slice_transform(torch.from_numpy(slabs), (dy, dx), shift))
-        return Preprocessed(torch.cat(chunks), mapping, hu, (dz, dy, dx), self, shift)
+        return Preprocessed(torch.cat(chunks), mapping, hu, (dz, dy, dx), self, shift, median)
 
     def differentiable(self, hu: Tensor, spacing: Sequence[float]) -> tuple[Tensor, SliceMapping]:
         """The whole chain on a tensor, differentiable with respect to every original HU voxel.

@@ -344,6 +344,26 @@ def _bilinear_per_slice(
     return out
 
 
+def _map_lines(present: dict[int, np.ndarray], fixed: float, axis: int) -> np.ndarray | None:
+    """``(maps, length)`` float32: row (``axis`` 0) or column (``axis`` 1) ``fixed`` of each map, interpolated
+    when ``fixed`` falls between two; None when the maps differ in shape."""
+    sample = next(iter(present.values()))
+    if any(data.shape != sample.shape for data in present.values()):
+        return None
+    lines = np.zeros((len(present), sample.shape[1 - axis]), dtype=np.float32)
+    for index, weight in _axis_terms(np.asarray([fixed]), sample.shape[axis]):
+        taken = np.stack([np.take(data, int(index[0]), axis=axis) for data in present.values()])
+        lines += taken.astype(np.float32) * (1.0 if weight is None else float(weight[0]))
+    return lines
+
+
+def _map_positions(present: dict[int, np.ndarray], first: int, last: int) -> np.ndarray:
+    """For slices ``first … last``: the position of each one's map among ``present``, -1 where it has none."""
+    position = np.full(last - first + 1, -1, dtype=np.intp)
+    position[[m - first for m in present]] = np.arange(len(present))
+    return position
+
+
 def _one_line(
     present: dict[int, np.ndarray], side: _Side, shape: tuple[int, ...], first: int, last: int
 ) -> np.ndarray | None:
@@ -359,23 +379,15 @@ def _one_line(
         fixed, along, axis = float(side.i.reshape(-1)[0]), side.j.reshape(-1), 1
     else:
         return None
-    sample = next(iter(present.values()))
-    if any(data.shape != sample.shape for data in present.values()):
+    lines = _map_lines(present, fixed, axis)
+    if lines is None:
         return None
-    fixed_terms = _axis_terms(np.asarray([fixed]), sample.shape[axis])
-    along_terms = _axis_terms(along, sample.shape[1 - axis])
-    lines = np.zeros((len(present), sample.shape[1 - axis]), dtype=np.float32)
-    for index, weight in fixed_terms:
-        taken = np.stack([np.take(data, int(index[0]), axis=axis) for data in present.values()])
-        lines += taken.astype(np.float32) * (1.0 if weight is None else float(weight[0]))
     values: np.ndarray | None = None
-    for index, weight in along_terms:
+    for index, weight in _axis_terms(along, lines.shape[1]):
         part = lines[:, index] if weight is None else lines[:, index] * weight
         values = part if values is None else values + part
     assert values is not None
-    position = np.full(last - first + 1, -1, dtype=np.intp)
-    position[[m - first for m in present]] = np.arange(len(present))
-    row_maps = position[rows_of - first]
+    row_maps = _map_positions(present, first, last)[rows_of - first]
     out = np.full(shape, np.nan, dtype=np.float32)
     has = row_maps >= 0
     out[has] = values[row_maps[has]]
@@ -397,17 +409,13 @@ def _one_line_per_pixel(
         fixed, along, axis = float(side.i.reshape(-1)[0]), side.j, 1
     else:
         return None
-    sample = next(iter(present.values()))
-    if any(data.shape != sample.shape for data in present.values()):
+    lines = _map_lines(present, fixed, axis)
+    if lines is None:
         return None
-    length = sample.shape[1 - axis]
-    lines = np.zeros((len(present), length), dtype=np.float32)
-    for index, weight in _axis_terms(np.asarray([fixed]), sample.shape[axis]):
-        taken = np.stack([np.take(data, int(index[0]), axis=axis) for data in present.values()])
-        lines += taken.astype(np.float32) * (1.0 if weight is None else float(weight[0]))
-    position = np.full(last - first + 1, -1, dtype=np.intp)
-    position[[m - first for m in present]] = np.arange(len(present))
-    line_of = position[side.k - first]  # each pixel's map (as its line), -1 where its slice has none
+    length = lines.shape[1]
+    line_of = _map_positions(present, first, last)[
+        side.k - first
+    ]  # each pixel's line, -1: its slice has none
     has = line_of >= 0
     line_of = np.where(has, line_of, 0)
     flat = lines.reshape(-1)
