@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -201,18 +202,24 @@ def _via_pydicom(path: Path) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed layout", "guessed layout"])
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
 def test_header_and_pixels_read_in_one_call_equal_pydicoms_values(
-    tmp_path: Path, monkeypatch, syntax: str
+    tmp_path: Path, monkeypatch, syntax: str, indexed: bool
 ) -> None:
+    """One open and one read per file: at the offset the index recorded, or guessed (pixel data last) and
+    checked by a scan of the header read in the same call."""
     path = _series(tmp_path, syntax, n=1)[0]
     header = read_header(path)
+    assert header.native is not None
+    if not indexed:
+        header = replace(header, native=None)  # a header without the index's layout: the guess path
     dest = _stored(header)
     reads: list[int] = []
     real_open = os.open
     monkeypatch.setattr(os, "open", lambda *a, **k: reads.append(1) or real_open(*a, **k))
     source = direct_source(header, dest)
-    assert source is not None and source._filled is not None  # the guess held: pixels already in dest
+    assert source is not None and source._filled is not None  # pixels already in dest
     monkeypatch.setattr(os, "open", real_open)
     out = np.empty((32, 32), np.float32)
     source.grey_into(0, out, (), scratch=dest)
@@ -250,8 +257,13 @@ def test_a_pre_read_frame_is_handed_over_once_and_only_for_frame_0(tmp_path: Pat
         direct_source(header, _stored(header)).grey_into(1, out, ())
 
 
+@pytest.mark.parametrize("indexed", [True, False], ids=["indexed layout", "no indexed layout"])
 @pytest.mark.parametrize("where", ["trailing element", "modality LUT", "stale header", "odd 8-bit"])
-def test_a_wrong_guess_or_an_odd_file_falls_back_to_the_scan_or_pydicom(tmp_path: Path, where: str) -> None:
+def test_a_wrong_guess_or_an_odd_file_falls_back_to_the_scan_or_pydicom(
+    tmp_path: Path, where: str, indexed: bool
+) -> None:
+    """Without the index's layout (a header made elsewhere) the file is scanned where the guess fails; with it,
+    the pixels are read at their recorded place at once. Either way a stale header or a LUT goes to pydicom."""
     paths = _series(tmp_path, n=3)
 
     def edit(ds: Dataset) -> None:
@@ -270,6 +282,9 @@ def test_a_wrong_guess_or_an_odd_file_falls_back_to_the_scan_or_pydicom(tmp_path
     if where != "stale header":
         _rewrite(paths[1], edit)
     header = read_header(paths[1])
+    assert (header.native is None) == (where == "modality LUT")
+    if not indexed:
+        header = replace(header, native=None)
     if where == "stale header":
         os.utime(paths[1], ns=(header.mtime_ns + 10**9, header.mtime_ns + 10**9))
     dest = _stored(header)
@@ -277,7 +292,8 @@ def test_a_wrong_guess_or_an_odd_file_falls_back_to_the_scan_or_pydicom(tmp_path
     if where in ("modality LUT", "stale header"):
         assert source is None  # pydicom's to read
     else:
-        assert source is not None and source._filled is None  # scanned and read at the pixel data's place
+        # Read at the recorded place at once, or scanned and read at the pixel data's place.
+        assert source is not None and source._filled is (dest if indexed else None)
         stored = _stored(header)
         out = np.empty(stored.shape, np.float32)
         source.grey_into(0, out, (), scratch=stored)
@@ -287,3 +303,45 @@ def test_a_wrong_guess_or_an_odd_file_falls_back_to_the_scan_or_pydicom(tmp_path
         volume = load_stack(stack)
         for k, p in enumerate(paths):
             np.testing.assert_array_equal(volume.array[k], _via_pydicom(p))
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_the_index_records_the_layout_the_scan_finds(tmp_path: Path, syntax: str) -> None:
+    """The header reader's layout equals the scan's for a file with nested sequences, and survives the header
+    cache's JSON; a stale file is not read by it."""
+    path = _series(tmp_path)[0]
+
+    def add_sequences(ds: Dataset) -> None:
+        item = Dataset()
+        item.ReferencedSOPInstanceUID = "1.2.3"
+        ds.ReferencedImageSequence = Sequence([item])
+        ds["ReferencedImageSequence"].is_undefined_length = True
+        ds.RescaleType = "HU"
+
+    _rewrite(path, add_sequences, syntax)
+    header = read_header(path)
+    assert header.native is not None and header.native == scan_native(str(path), header)
+    assert header.native.rescale_type == "HU" and header.native.has_rescale
+    assert type(header).from_json(header.to_json()) == header
+    os.utime(path, ns=(header.mtime_ns + 10**9, header.mtime_ns + 10**9))
+    assert direct_source(header, _stored(header)) is None  # changed since it was indexed: pydicom's to read
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    ["1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99", RLELossless],
+    ids=["big endian", "deflated", "rle"],
+)
+def test_no_layout_is_recorded_where_the_pixels_are_not_plain_little_endian(
+    tmp_path: Path, syntax: str
+) -> None:
+    if syntax == "1.2.840.10008.1.2.2":
+        path = Path(get_testdata_file("MR_small_bigendian.dcm"))
+    elif syntax == RLELossless:
+        path = _series(tmp_path, RLELossless, n=1)[0]
+    else:
+        path = _series(tmp_path, n=1)[0]
+        _rewrite(path, lambda ds: None, syntax)
+    header = read_header(path)
+    assert header.transfer_syntax_uid == syntax and header.native is None
+    assert direct_source(header, _stored(header)) is None

@@ -17,7 +17,7 @@ import json
 import os
 import stat
 import struct
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -33,7 +33,7 @@ from viewer.dicom.inflate import InflateLimitError, InflatingReader, mb_text
 from viewer.errors import ViewerError
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
-HEADER_FORMAT_VERSION = 5
+HEADER_FORMAT_VERSION = 6
 """Bump whenever :func:`read_header` gives a different header or skip reason for the same file: persistent
 caches of headers key on it and re-read everything when it changes."""
 
@@ -265,6 +265,26 @@ class FrameGeometry:
 
 
 @dataclass(frozen=True, slots=True)
+class NativeLayout:
+    """Where an uncompressed little-endian file's pixel data lies, and what beside it decides how its stored values
+    become modality values. The index records it (:func:`read_header`) so that a load reads the pixels at once;
+    :func:`viewer.dicom.native_scan.scan_native` finds it for headers that lack it."""
+
+    pixel_offset: int
+    pixel_length: int
+    bits_stored: int | None
+    has_rescale: bool
+    rescale_type: str
+
+
+LEAVE_TO_PYDICOM = frozenset({0x00283000, 0x52009229, 0x52009230, 0x3004000E})
+"""Elements that change the stored → modality transform, or say the pixels are not plain Pixel Data: Modality LUT,
+the functional groups of enhanced objects, RT Dose's grid scaling. A file holding one is read through pydicom."""
+_BITS_STORED, _RESCALE_INTERCEPT, _RESCALE_SLOPE = 0x00280101, 0x00281052, 0x00281053
+_PLAIN_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceHeader:
     """Everything about one file that indexing, stack splitting and loading need, without its pixels."""
 
@@ -308,7 +328,8 @@ class InstanceHeader:
     rescale_slope: float | None = None
     rescale_intercept: float | None = None
     frames: tuple[FrameGeometry, ...] = field(default_factory=tuple)
-    series_date: str = ""  # last, so that positional construction by older code keeps working
+    series_date: str = ""  # after the others, so that positional construction by older code keeps working
+    native: NativeLayout | None = None
 
     @property
     def is_colour(self) -> bool:
@@ -325,6 +346,8 @@ class InstanceHeader:
         """The header as compact JSON, for the header cache."""
         data = {name: getattr(self, name) for name in _HEADER_FIELDS}
         data["frames"] = [{name: getattr(f, name) for name in _FRAME_FIELDS} for f in self.frames]
+        if self.native is not None:
+            data["native"] = [getattr(self.native, name) for name in _LAYOUT_FIELDS]
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -333,11 +356,14 @@ class InstanceHeader:
         data = json.loads(text)
         data["image_type"] = tuple(data.get("image_type") or ())
         data["frames"] = tuple(_frame_from_dict(f) for f in data.get("frames") or ())
+        if data.get("native") is not None:
+            data["native"] = NativeLayout(*data["native"])
         return cls(**data)
 
 
 _HEADER_FIELDS = tuple(f.name for f in fields(InstanceHeader))
 _FRAME_FIELDS = tuple(f.name for f in fields(FrameGeometry))
+_LAYOUT_FIELDS = tuple(f.name for f in fields(NativeLayout))
 
 
 def _frame_from_dict(d: dict[str, Any]) -> FrameGeometry:
@@ -736,11 +762,15 @@ def _check_fragments(fh: BinaryIO, pos: int, size: int, path: str) -> int:
             raise _skip("truncated: the file ends inside its compressed pixel data", path)
 
 
-def _check_pixel_data(fh: BinaryIO, ds: Dataset, header: InstanceHeader, stop: int, size: int) -> None:
+def _check_pixel_data(
+    fh: BinaryIO, ds: Dataset, header: InstanceHeader, stop: int, size: int
+) -> tuple[int, int] | None:
     """Check the Pixel Data element that parsing stopped at: present, complete, and as long as the image.
 
     pydicom was told to stop before the pixel data, leaving the file at its tag: its header is read here, and
     its declared extent (or for compressed data, the extent of each fragment) is compared with the file size.
+    Returns the value's ``(offset, length)`` where it is plain little-endian Pixel Data (OB/OW or implicit VR)
+    of a defined length, else None.
     """
     path = header.path
     implicit, little = ds.original_encoding
@@ -753,17 +783,21 @@ def _check_pixel_data(fh: BinaryIO, ds: Dataset, header: InstanceHeader, stop: i
         tag = group << 16 | element
     if tag not in PIXEL_DATA_TAGS:
         raise _skip("no pixel data although the header describes an image (truncated?)", path)
+    plain = tag == 0x7FE00010 and little is not False
     if implicit:
         length, start = struct.unpack_from(order + "I", head, 4)[0], stop + 8
     elif not (head[4:6].isalpha() and head[4:6].isupper()):
         # Some writers encode Pixel Data in implicit VR inside an explicit VR dataset; pydicom reads them.
         length, start = struct.unpack_from(order + "I", head, 4)[0], stop + 8
+        plain = False
     elif head[4:6] in _LONG_LENGTH_VRS:
         if len(head) < 12:
             raise _skip("truncated: the file ends inside its pixel data", path)
         length, start = struct.unpack_from(order + "I", head, 8)[0], stop + 12
+        plain = plain and head[4:6] in (b"OB", b"OW")
     else:
         length, start = struct.unpack_from(order + "H", head, 6)[0], stop + 8
+        plain = False
     if length == _UNDEFINED_LENGTH:
         fragments = _check_fragments(fh, start, size, path)
         # Each compressed frame starts a fragment of its own (PS3.5 A.4): a larger NumberOfFrames is a damaged
@@ -774,7 +808,7 @@ def _check_pixel_data(fh: BinaryIO, ds: Dataset, header: InstanceHeader, stop: i
                 "fragment(s) of its pixel data",
                 path,
             )
-        return
+        return None
     if start + length > size:
         raise _skip("truncated: the file ends inside its pixel data", path)
     if header.transfer_syntax_uid in _NATIVE_SYNTAXES and header.bits_allocated:
@@ -783,6 +817,34 @@ def _check_pixel_data(fh: BinaryIO, ds: Dataset, header: InstanceHeader, stop: i
         n_bits = header.rows * header.columns * header.number_of_frames * samples * header.bits_allocated
         if length < (n_bits + 7) // 8:
             raise _skip("pixel data shorter than the image its header describes", path)
+    return (start, length) if plain else None
+
+
+def _native_layout(ds: Dataset, header: InstanceHeader, start: int, length: int) -> NativeLayout | None:
+    """The layout a load can read the pixels by without parsing the file again (see :class:`NativeLayout`), for a
+    greyscale uncompressed little-endian file whose stored → modality transform is at most a plain rescale; None
+    for any other file (it is then scanned or parsed when loaded)."""
+    implicit = ds.original_encoding[0]
+    if (
+        header.transfer_syntax_uid not in _PLAIN_SYNTAXES
+        or bool(implicit) != (header.transfer_syntax_uid == "1.2.840.10008.1.2")
+        or header.samples_per_pixel != 1
+        or header.photometric_interpretation not in ("MONOCHROME1", "MONOCHROME2")
+        or header.bits_allocated not in (8, 16, 32)
+        or any(tag in ds for tag in LEAVE_TO_PYDICOM)
+    ):
+        return None
+    values = _Values(ds)
+    bits_stored = values.integer("BitsStored")
+    if (_BITS_STORED in ds) != (bits_stored is not None) or not 1 <= (
+        bits_stored or 1
+    ) <= header.bits_allocated:
+        return None
+    has_rescale = _RESCALE_SLOPE in ds or _RESCALE_INTERCEPT in ds
+    if has_rescale and (header.rescale_slope is None or header.rescale_intercept is None):
+        return None
+    rescale_type = values.text("RescaleType").strip(" \0").upper()
+    return NativeLayout(start, length, bits_stored, has_rescale, rescale_type)
 
 
 def read_header(path: str | os.PathLike[str]) -> InstanceHeader:
@@ -849,7 +911,14 @@ def _read_open(fh: BinaryIO, p: str, size: int, mtime_ns: int) -> InstanceHeader
         if stop >= extent and "Rows" not in ds:
             raise _skip("no pixel data (not an image)", p)
         header = header_from_dataset(ds, p, size, mtime_ns)
-        _check_pixel_data(source, ds, header, stop, extent)
+        span = _check_pixel_data(source, ds, header, stop, extent)
+        if span is not None and deflated is None and not force:
+            try:
+                layout = _native_layout(ds, header, *span)
+            except Exception:  # a value that does not convert: the load will parse this file (and say why)
+                layout = None
+            if layout is not None:
+                header = replace(header, native=layout)
         return header
     except SkippedFile:
         raise

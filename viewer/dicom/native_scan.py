@@ -15,11 +15,10 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from viewer.dicom.headers import InstanceHeader
+from viewer.dicom.headers import LEAVE_TO_PYDICOM, InstanceHeader, NativeLayout
 from viewer.dicom.pixels import (
     DECODERS,
     NATIVE_DIRECT,
@@ -48,9 +47,6 @@ _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
 _BITS_STORED = 0x00280101
 _RESCALE_INTERCEPT, _RESCALE_SLOPE, _RESCALE_TYPE = 0x00281052, 0x00281053, 0x00281054
-# Anything that changes the stored → modality transform, or whose pixels are not plain Pixel Data, is left to
-# pydicom: Modality LUT, the functional groups of enhanced objects, RT Dose's grid scaling.
-_LEAVE_TO_PYDICOM = frozenset({0x00283000, 0x52009229, 0x52009230, 0x3004000E})
 _SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split())
 """The VRs of PS3.5 table 7.1-1 with a 2-byte length; any other two letters are left to pydicom."""
 _FIRST_GROUP_WATCHED = 0x0028
@@ -61,17 +57,6 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _TAG = struct.Struct("<HH")
 _EXPLICIT = struct.Struct("<HH2sH")
-
-
-@dataclass(frozen=True, slots=True)
-class NativeLayout:
-    """Where one uncompressed file's pixels are and what the header scan found beside them."""
-
-    pixel_offset: int
-    pixel_length: int
-    bits_stored: int | None
-    has_rescale: bool
-    rescale_type: str
 
 
 class _GiveUp(Exception):
@@ -138,7 +123,7 @@ def _scan(buf: bytes, explicit: bool, file_size: int, encapsulated: bool = False
                 pos = _skip_undefined(buf, value_at, explicit and vr != b"UN")
             continue
         tag = (group << 16) | element
-        if tag in _LEAVE_TO_PYDICOM:
+        if tag in LEAVE_TO_PYDICOM:
             return None
         if tag == _PIXEL_DATA:
             if encapsulated:
@@ -352,12 +337,45 @@ def direct_source(header: InstanceHeader, dest: np.ndarray | None = None) -> Dir
         or header.columns <= 0
     ):
         return None
+    if header.native is not None:
+        return _indexed_source(header, header.native, dest)
     if dest is not None and header.number_of_frames == 1 and _PREADV:
         source = _read_with_header(header, dest)
         if source is not None:
             return source
     layout = scan_native(header.path, header)
     return _source_for(header, layout)
+
+
+def _indexed_source(
+    header: InstanceHeader, layout: NativeLayout, dest: np.ndarray | None
+) -> DirectSource | None:
+    """A :class:`DirectSource` by the layout the index recorded, for a file unchanged since (same size and
+    modification time); with ``dest``, the first frame is read into it at once (one ``pread``, no header read or
+    scan: :func:`_read_with_header` and :func:`scan_native` were most of an uncompressed load's own time)."""
+    source = _source_for(header, layout)
+    if source is None:
+        return None
+    fill = (
+        dest is not None
+        and dest.nbytes == source.frame_bytes <= layout.pixel_length
+        and dest.flags.c_contiguous
+    )
+    try:
+        fd = os.open(header.path, os.O_RDONLY)
+        try:
+            st = os.fstat(fd)
+            if (st.st_size, st.st_mtime_ns) != (header.size, header.mtime_ns):
+                return None
+            if fill and _PREADV:
+                assert dest is not None
+                if os.preadv(fd, [memoryview(dest).cast("B")], layout.pixel_offset) == dest.nbytes:
+                    source._filled = dest
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    return source
 
 
 def _source_for(header: InstanceHeader, layout: NativeLayout | None) -> DirectSource | None:

@@ -13,7 +13,6 @@ import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, Protocol
@@ -35,6 +34,7 @@ from viewer.dicom.pixels import (
     decoder_order,
     robust_window,
 )
+from viewer.dicom.prefault import prefault
 from viewer.dicom.stacks import SliceRef, Stack
 from viewer.dicom.volume import Volume
 from viewer.errors import CancelledError, ViewerError
@@ -481,17 +481,14 @@ def _decode_all(
     """
     n = len(decoder.refs)
     used_counts: Counter[str] = Counter()
-    executor = ThreadPoolExecutor(workers, thread_name_prefix="load") if threaded else None
+    slices = _SliceThreads(decoder, workers, set(failed)) if threaded else None
     try:
-        futures: list[Future[str]] | None = None
-        if executor is not None:
-            futures = [executor.submit(decoder.decode, k) for k in range(n)]
         for k in range(n):
             if cancel is not None and cancel():
                 raise CancelledError()
             if k not in failed:
                 try:
-                    used = futures[k].result() if futures is not None else decoder.decode(k)
+                    used = slices.result(k, cancel) if slices is not None else decoder.decode(k)
                     used_counts[used] += 1
                     if on_slice is not None:
                         on_slice(k, decoder.array[k])
@@ -501,9 +498,55 @@ def _decode_all(
                 progress(k + 1, n, f"{stack.label}: slice {k + 1} of {n}")
     finally:
         decoder.stop.set()
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if slices is not None:
+            slices.join()
     return used_counts
+
+
+class _SliceThreads:
+    """Threads that each take the next slice not yet taken and decode it: one loop per thread rather than a task
+    per slice, since a direct read is a few tens of microseconds of Python around a ``pread`` and a task's
+    hand-off through a pool (and the GIL hand-offs it brings) cost as much as the read."""
+
+    def __init__(self, decoder: _SliceDecoder, workers: int, skip: set[int]) -> None:
+        self._decoder = decoder
+        self._skip = skip
+        self._next = iter(range(len(decoder.refs)))  # next() on a range iterator is atomic under the GIL
+        self._results: list[str | BaseException | None] = [None] * len(decoder.refs)
+        self._done = [threading.Event() for _ in decoder.refs]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"load-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        decoder = self._decoder
+        for k in self._next:
+            if decoder.stop.is_set():
+                return
+            if k not in self._skip:
+                try:
+                    self._results[k] = decoder.decode(k)
+                except BaseException as exc:  # handed to the caller's thread, which raises it there
+                    self._results[k] = exc
+            self._done[k].set()
+
+    def result(self, k: int, cancel: CancelFn | None) -> str:
+        """The decoder used for slice ``k`` once it is done; its exception raised here."""
+        while not self._done[k].wait(0.05):
+            if cancel is not None and cancel():
+                raise CancelledError()
+        result = self._results[k]
+        if isinstance(result, BaseException):
+            raise result
+        assert result is not None
+        return result
+
+    def join(self) -> None:
+        """Wait for the threads (each stops at its next slice once the decoder's ``stop`` is set)."""
+        for thread in self._threads:
+            thread.join()
 
 
 def _decode_in_processes(
@@ -645,6 +688,7 @@ class PydicomReader:
         if self.processes and choice.plugins and decode_pool.should_use(n) and decode_pool.running_pool():
             shared = decode_pool.shared_array(shape, dtype)
         array = shared.array if shared is not None else _allocate(stack, shape, dtype)
+        filling = prefault(array) if shared is None else None
         decoder = _SliceDecoder(refs, sources, array, colour, plan)
         try:
             if shared is not None:
@@ -657,6 +701,8 @@ class PydicomReader:
                     decoder, stack, self.workers, threaded, failed, progress, cancel, on_slice
                 )
         finally:
+            if filling is not None:
+                filling.stop()
             if shared is not None:
                 shared.release()
 
