@@ -458,3 +458,31 @@ def test_a_card_update_keeps_what_another_command_wrote_meanwhile(datasets, tmp_
     write_card(dataclasses.replace(loaded, sha256="0" * 64), tmp_path / "race.card.json")
     with pytest.raises(ViewerError, match="other weights"):
         current_card(out, loaded)
+
+
+def test_fine_tuning_that_never_beats_the_sequence_stage_keeps_its_weights(datasets, tmp_path: Path):
+    """The sequence stage's kept weights are the bar fine-tuning must clear: fine-tuning epochs scoring below
+    the sequence stage's best leave the sequence stage's weights in place; one above it is kept."""
+    train_series = _prepared(datasets[0], tmp_path / "cache")[1]
+    val_series = _prepared(datasets[1], tmp_path / "cache")[1]
+    settings = TrainSettings(
+        encoder_epochs=0, sequence_epochs=2, finetune_epochs=2, batch_slices=32, patience=2, lr_finetune=1e-2
+    )
+    messages: list[str] = []
+    worse = Trainer(
+        SMALL, settings, train_series, val_series, tmp_path / "a.safetensors", log=messages.append
+    )
+    snapshots: list[dict] = []
+    _scripted_validation(worse, [0.80, 0.90, 0.85, 0.70, 0.5, 0.5], snapshots)
+    result = worse.run()
+    assert any("no epoch beat the previous stage's weights (validation 0.9000)" in m for m in messages)
+    _assert_same_weights(result.model.state_dict(), snapshots[1])  # the sequence stage's epoch 2
+    assert any(
+        not torch.equal(snapshots[3][k], v) for k, v in snapshots[1].items()
+    )  # fine-tuning did change them
+
+    better = Trainer(SMALL, settings, train_series, val_series, tmp_path / "b.safetensors")
+    snapshots = []
+    _scripted_validation(better, [0.80, 0.90, 0.95, 0.70, 0.5, 0.5], snapshots)
+    result = better.run()
+    _assert_same_weights(result.model.state_dict(), snapshots[2])  # fine-tuning's epoch 1
