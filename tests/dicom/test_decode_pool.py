@@ -155,7 +155,8 @@ def test_workers_that_cannot_start_leave_decoding_here(tmp_path: Path, monkeypat
     monkeypatch.setattr(decode_pool, "pool", cannot_start)
     monkeypatch.setattr(decode_pool, "MIN_SLICES_COLD", 2)
     volume = PydicomReader().read(stack)
-    assert volume.array.flags.owndata and not volume.skipped
+    assert not volume.skipped
+    assert np.array_equal(volume.array, PydicomReader(processes=False).read(stack).array)
     assert "fork server refused" in decode_pool._start_failed
     assert not decode_pool.should_use(1000)  # not tried again on every load
 
@@ -171,4 +172,34 @@ def test_closing_waits_for_a_warm_up_and_forbids_a_later_one(monkeypatch) -> Non
         assert not decode_pool.is_warm()
         assert decode_pool.running_pool() is None and not decode_pool.should_use(1000)
     finally:
-        monkeypatch.setattr(decode_pool, "_closed", False)
+        decode_pool._closed = False  # not monkeypatch: its teardown would put back the True close() set
+
+
+def test_a_cold_pool_does_not_hold_back_the_first_image(tmp_path: Path) -> None:
+    """With no pool running, the first slice is decoded in this process while the workers start, and the
+    rest goes to them once they are up: the same volume, slices still in display order."""
+    stack = _stack(tmp_path / "s", JPEG2000Lossless, n=decode_pool.MIN_SLICES_COLD)
+    here = PydicomReader(processes=False).read(stack)
+    decode_pool.shutdown()
+    warm_at: list[bool] = []
+    there = PydicomReader().read(stack, on_slice=lambda k, _image: warm_at.append(decode_pool.is_warm()))
+    assert warm_at[0] is False  # shown before any worker was up
+    assert warm_at[-1] is True and decode_pool.is_warm()  # the rest decoded by the workers
+    assert len(warm_at) == stack.n_slices and np.array_equal(there.array, here.array)
+    assert not _ours()
+
+
+def test_workers_that_cannot_start_leave_the_whole_load_here(tmp_path: Path, monkeypatch) -> None:
+    stack = _stack(tmp_path / "s", RLELossless, n=decode_pool.MIN_SLICES_COLD)
+    decode_pool.shutdown()
+
+    def cannot_start() -> None:
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(decode_pool, "pool", cannot_start)
+    monkeypatch.setattr(decode_pool, "_start_failed", None)
+    seen: list[int] = []
+    volume = PydicomReader().read(stack, on_slice=lambda k, _image: seen.append(k))
+    assert seen == list(range(stack.n_slices))
+    assert np.array_equal(volume.array, PydicomReader(processes=False).read(stack).array)
+    assert decode_pool._start_failed is not None and not _ours()

@@ -323,7 +323,7 @@ def decode_into(
     """
     from viewer.errors import CancelledError
 
-    executor = pool()  # started by the caller (running_pool) before it allocated the shared volume
+    executor = pool()  # started by the caller (running_pool) before it hands the slices over
     array = shared.array
     spec = LoadSpec(str(shared.path), tuple(array.shape), array.dtype.str, colour, plan)
     parts = chunks(todo)

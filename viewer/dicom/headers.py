@@ -17,7 +17,7 @@ import json
 import os
 import stat
 import struct
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -824,23 +824,23 @@ def _native_layout(ds: Dataset, header: InstanceHeader, start: int, length: int)
     """The layout a load can read the pixels by without parsing the file again (see :class:`NativeLayout`), for a
     greyscale uncompressed little-endian file whose stored → modality transform is at most a plain rescale; None
     for any other file (it is then scanned or parsed when loaded)."""
-    implicit = ds.original_encoding[0]
+    tags = ds.keys()  # the tags as ints: a membership test without a Tag conversion each
     if (
         header.transfer_syntax_uid not in _PLAIN_SYNTAXES
-        or bool(implicit) != (header.transfer_syntax_uid == "1.2.840.10008.1.2")
+        or bool(ds.original_encoding[0]) != (header.transfer_syntax_uid == "1.2.840.10008.1.2")
         or header.samples_per_pixel != 1
         or header.photometric_interpretation not in ("MONOCHROME1", "MONOCHROME2")
         or header.bits_allocated not in (8, 16, 32)
-        or any(tag in ds for tag in LEAVE_TO_PYDICOM)
+        or not tags.isdisjoint(LEAVE_TO_PYDICOM)
     ):
         return None
     values = _Values(ds)
     bits_stored = values.integer("BitsStored")
-    if (_BITS_STORED in ds) != (bits_stored is not None) or not 1 <= (
-        bits_stored or 1
-    ) <= header.bits_allocated:
+    if (_BITS_STORED in tags) != (bits_stored is not None):
+        return None  # present but not a number
+    if bits_stored is not None and not 1 <= bits_stored <= header.bits_allocated:
         return None
-    has_rescale = _RESCALE_SLOPE in ds or _RESCALE_INTERCEPT in ds
+    has_rescale = _RESCALE_SLOPE in tags or _RESCALE_INTERCEPT in tags
     if has_rescale and (header.rescale_slope is None or header.rescale_intercept is None):
         return None
     rescale_type = values.text("RescaleType").strip(" \0").upper()
@@ -918,7 +918,9 @@ def _read_open(fh: BinaryIO, p: str, size: int, mtime_ns: int) -> InstanceHeader
             except Exception:  # a value that does not convert: the load will parse this file (and say why)
                 layout = None
             if layout is not None:
-                header = replace(header, native=layout)
+                # Set on the header just built, before anything else sees it: ``replace`` would run the frozen
+                # dataclass's __init__ again (about 30 µs, 5 % of indexing a file).
+                object.__setattr__(header, "native", layout)
         return header
     except SkippedFile:
         raise

@@ -578,6 +578,15 @@ def _decode_in_processes(
             progress(k + 1, n, f"{stack.label}: slice {k + 1} of {n}")
 
     todo = [k for k in range(n) if k not in failed]
+    if todo and not decode_pool.is_warm():
+        # The first image at once: decoded here while the workers start (0.6 s, more on a busy machine).
+        outcome(_outcome(decoder, todo.pop(0)))
+    if decode_pool.running_pool() is None:  # the workers cannot start: the rest is decoded here too
+        for k in todo:
+            if cancel is not None and cancel():
+                raise CancelledError()
+            outcome(_outcome(decoder, k))
+        return used_counts
     decode_pool.decode_into(
         shared,
         decoder.refs,
@@ -685,7 +694,8 @@ class PydicomReader:
         shape, dtype, plan = _volume_layout(stack, refs, ref_source, ref_frame, plan)
         choice = decoder_choice(ref_source.transfer_syntax)
         shared = None
-        if self.processes and choice.plugins and decode_pool.should_use(n) and decode_pool.running_pool():
+        if self.processes and choice.plugins and decode_pool.should_use(n):
+            decode_pool.warm_up()  # a pool not yet running starts meanwhile; the first slice is decoded here
             shared = decode_pool.shared_array(shape, dtype)
         array = shared.array if shared is not None else _allocate(stack, shape, dtype)
         filling = prefault(array) if shared is None else None
