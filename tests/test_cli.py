@@ -72,3 +72,10 @@ def test_a_file_name_that_is_not_utf8_is_listed_not_fatal(
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / os.fsdecode(b"caf\xe9.txt")).write_text("not an image")
     assert main(["analyze", str(tmp_path / "empty"), "--model", str(model_file), "-q"]) == EXIT_NOTHING
+    # Nothing analysed: the skipped files say why (here the odd name, escaped), the first ten, then a count.
+    assert "caf\\xe9.txt: not DICOM" in capsys.readouterr().err
+    for k in range(12):
+        (tmp_path / "empty" / f"note{k:02d}.txt").write_text("not an image")
+    assert main(["analyze", str(tmp_path / "empty"), "--model", str(model_file), "-q"]) == EXIT_NOTHING
+    err = capsys.readouterr().err
+    assert err.count("skipped: ") == 11 and "… and 3 more files" in err

@@ -558,3 +558,59 @@ def test_the_crashes_the_fuzz_found_stay_fixed(tmp_path: Path) -> None:
     assert len(lines) == 12, out.stdout
     for line in lines:
         assert "loaded" in line or "refused" in line or "indexed" not in line, line
+
+
+_PEAK_RSS = """
+import resource, subprocess, sys
+out = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+print(out.returncode)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # kB on Linux
+print(out.stdout[-4000:])
+print(out.stderr[-4000:], file=sys.stderr)
+"""
+
+HOSTILE_PEAK_MB = 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak RSS read from getrusage in kB (Linux)")
+@pytest.mark.parametrize("shape", ["header of 10^6 elements", "5000 tiny slices", "deflate bomb"])
+def test_hostile_shapes_index_and_analyze_under_1_gib(tmp_path: Path, shape: str) -> None:
+    """The shapes of issue #15 at their full size and the default limits, through the real command
+    (``gru-viewer analyze``, which indexes, loads and analyses): the process's peak memory stays under 1 GiB,
+    the file or series is refused with its reason, and nothing escapes as a traceback."""
+    from tests.dicom.test_deflate import _bomb
+    from tests.dicom.test_limits import _private, _series, _with_elements
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    if shape == "header of 10^6 elements":
+        (path,) = _series(folder, 1, size=64)
+        _with_elements(path, b"".join(_private(k, b"LO", b"ab") for k in range(1_000_000)))
+        said = "data elements"
+    elif shape == "5000 tiny slices":
+        _series(folder, 5000)
+        said = "5000 slices"
+    else:
+        _bomb(folder / "bomb.dcm", 33_000)
+        said = "GRU_VIEWER_INFLATE_LIMIT_MB"
+    command = [
+        sys.executable,
+        "-m",
+        "viewer",
+        "analyze",
+        str(folder),
+        "--json",
+        str(tmp_path / "out.json"),
+        "-q",
+    ]
+    env = {**os.environ, "GRU_VIEWER_CACHE_DIR": str(tmp_path / "cache"), "GRU_VIEWER_DECODE_PROCESSES": "0"}
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, *command], capture_output=True, text=True, timeout=300, env=env
+    )
+    code, peak_kb, *printed = run.stdout.splitlines()
+    output = "\n".join(printed) + run.stderr
+    assert "Traceback" not in output, output[-3000:]
+    assert int(code) != 0 and said in output, output[-3000:]  # refused, saying why
+    assert int(peak_kb) / 1024 < HOSTILE_PEAK_MB, f"peak {int(peak_kb) / 1024:.0f} MiB"

@@ -23,6 +23,8 @@ EXIT_USAGE = 2
 EXIT_NOTHING = 3
 EXIT_NOT_ASSESSED = 4
 EXIT_INTERRUPTED = 130
+UNREADABLE_LISTED = 10
+"""Skipped files listed when nothing could be analysed (the first ones; then how many more)."""
 
 EPILOG = """\
 commands run headless except 'gui' (which first checks, like 'preflight', that a window can open);
@@ -385,6 +387,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8", errors="backslashreplace"
         )
     if not report.analysed:
+        for message in report.unreadable[:UNREADABLE_LISTED]:
+            print(f"skipped: {printable(message)}", file=sys.stderr)
+        if len(report.unreadable) > UNREADABLE_LISTED:
+            print(f"skipped: … and {len(report.unreadable) - UNREADABLE_LISTED} more files", file=sys.stderr)
         print("gru-viewer: nothing could be analysed (no CT volume that loads)", file=sys.stderr)
         return EXIT_NOTHING
     if wants_report:

@@ -36,6 +36,9 @@ class SeriesRun:
 class BatchReport:
     runs: list[SeriesRun] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    """Every file the index skipped, with its reason (the CLI lists them when nothing could be analysed: a folder
+    of notes beside the images need not be listed file by file, a folder whose only image is refused must)."""
 
     @property
     def analysed(self) -> list[SeriesRun]:
@@ -108,6 +111,7 @@ def analyze_paths(
     report = BatchReport()
     # DICOMDIR records that point outside their folder are refused unread; say so, they may be an attack.
     report.skipped.extend(f"{s.path}: {s.reason}" for s in index.skipped if OUTSIDE in s.reason)
+    report.unreadable.extend(f"{s.path}: {s.reason}" for s in index.skipped if OUTSIDE not in s.reason)
     stacks = list(index.stacks())
     if series_uid is not None:
         stacks = [s for s in stacks if series_uid in (s.uid, s.series_uid)]
