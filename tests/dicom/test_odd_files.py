@@ -126,3 +126,18 @@ def test_an_enhanced_ct_supplemental_map_is_not_assessed(tmp_path: Path) -> None
     assert not result.assessed
     assert {w.code for w in result.warnings if w.disqualifying} == {"coverage", "hu_range"}
     assert result.reasons[0].startswith("The series covers 20 mm in 2 slices")
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.1"])
+def test_a_file_cut_short_after_indexing_is_skipped_saying_so(tmp_path: Path, syntax: str) -> None:
+    """pydicom reads an encapsulated file cut short as an empty dataset; the reason must still be the truncation
+    (it was "image is 0×0"), found by reading the changed file's header again as the index does."""
+    from viewer.synth.simple import write_bench_series
+
+    paths = write_bench_series(tmp_path / "s", 6, 64, syntax)
+    (stack,) = scan([str(tmp_path / "s")], workers=1, use_cache=False).stacks()
+    paths[3].write_bytes(paths[3].read_bytes()[:-100])
+    volume = load_stack(stack)
+    assert [Path(p).name for p, _ in volume.skipped] == [paths[3].name]
+    why = volume.skipped[0][1]
+    assert why.startswith("changed since it was indexed: truncated: the file ends inside its"), why

@@ -31,7 +31,14 @@ from pydicom.encaps import get_frame
 
 from viewer.dicom import gdcm_codec
 from viewer.dicom.codec_guard import Captured, native_stderr_captured
-from viewer.dicom.headers import InflateLimitError, InstanceHeader, read_deflated, transfer_syntax_of
+from viewer.dicom.headers import (
+    InflateLimitError,
+    InstanceHeader,
+    SkippedFile,
+    read_deflated,
+    read_header,
+    transfer_syntax_of,
+)
 from viewer.dicom.j2k_check import J2K_CHECKED, codestream_problem
 
 PIXEL_DATA = 0x7FE00010
@@ -478,6 +485,15 @@ _DOSE_GRID_SCALING = 0x3004000E
 _PER_FRAME_GROUPS = 0x52009230
 
 
+def _reread(path: str) -> InstanceHeader:
+    """The header of a file that changed since it was indexed, read again as the index reads it, so that a file
+    now damaged says how (pydicom reads an encapsulated file cut short as an empty dataset: "image is 0×0")."""
+    try:
+        return read_header(path)
+    except SkippedFile as exc:
+        raise DecodeError(f"changed since it was indexed: {exc.why}") from None
+
+
 class SourceFile:
     """One parsed DICOM file whose frames can be decoded one at a time.
 
@@ -492,6 +508,8 @@ class SourceFile:
         try:
             with open(path, "rb") as fh:
                 st = os.fstat(fh.fileno())
+                if header is not None and (header.size, header.mtime_ns) != (st.st_size, st.st_mtime_ns):
+                    header = _reread(path)
                 # Deflated data is inflated in memory, once and within the limit the index applies. A file whose
                 # current indexed header names another syntax is not deflated: its meta is not read twice.
                 known = (
@@ -512,6 +530,8 @@ class SourceFile:
                     self.ds = pydicom.dcmread(fh, defer_size=self.DEFER_SIZE, force=accepted)
         except InflateLimitError as exc:
             raise DecodeError(str(exc)) from None
+        except DecodeError:
+            raise
         except FileNotFoundError:
             raise DecodeError("the file has disappeared") from None
         except (OSError, EOFError) as exc:
