@@ -361,21 +361,29 @@ def _indexed_source(
         and dest.nbytes == source.frame_bytes <= layout.pixel_length
         and dest.flags.c_contiguous
     )
+    buffers = [memoryview(dest).cast("B")] if fill and _PREADV and dest is not None else []
+    got = _read_indexed(header, buffers, layout.pixel_offset)
+    if got is None:
+        return None
+    if buffers and got == dest.nbytes:
+        source._filled = dest
+    return source
+
+
+def _read_indexed(header: InstanceHeader, buffers: list, offset: int) -> int | None:
+    """Read ``buffers`` from ``offset`` of the header's file with one ``preadv`` (nothing when empty); the bytes
+    read, or None when the file is not the one indexed (another size or modification time) or cannot be read."""
     try:
         fd = os.open(header.path, os.O_RDONLY)
         try:
             st = os.fstat(fd)
             if (st.st_size, st.st_mtime_ns) != (header.size, header.mtime_ns):
                 return None
-            if fill and _PREADV:
-                assert dest is not None
-                if os.preadv(fd, [memoryview(dest).cast("B")], layout.pixel_offset) == dest.nbytes:
-                    source._filled = dest
+            return os.preadv(fd, buffers, offset) if buffers else 0
         finally:
             os.close(fd)
     except OSError:
         return None
-    return source
 
 
 def _source_for(header: InstanceHeader, layout: NativeLayout | None) -> DirectSource | None:
@@ -408,18 +416,7 @@ def _read_with_header(header: InstanceHeader, dest: np.ndarray) -> DirectSource 
     ):
         return None
     head = bytearray(offset)
-    try:
-        fd = os.open(header.path, os.O_RDONLY)
-        try:
-            st = os.fstat(fd)
-            if (st.st_size, st.st_mtime_ns) != (header.size, header.mtime_ns):
-                return None
-            got = os.preadv(fd, [head, memoryview(dest).cast("B")], 0)
-        finally:
-            os.close(fd)
-    except OSError:
-        return None
-    if got != header.size:
+    if _read_indexed(header, [head, memoryview(dest).cast("B")], 0) != header.size:
         return None
     try:
         layout = _scan(bytes(head), syntax == EXPLICIT_LE, header.size)
