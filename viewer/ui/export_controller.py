@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths, Signal
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QWidget
 
 from viewer.analysis.session import AnalysisSession
@@ -89,12 +88,12 @@ class ExportController(ResultCommand):
         self.dialog: ExportDialog | None = None
         self._retry: dict[str, ExportChoices] = {}
 
-        self.action = QAction("Export &Report…", parent)
-        self.action.setShortcut(QKeySequence("Ctrl+E"))
-        self.action.setStatusTip(
-            "Save the analysis of the series on screen as a PDF report (and DICOM, PNG, JSON) (Ctrl+E)"
+        self.action = self._command(
+            "Export &Report…",
+            "Ctrl+E",
+            "Save the analysis of the series on screen as a PDF report (and DICOM, PNG, JSON) (Ctrl+E)",
+            self.open_dialog,
         )
-        self.action.triggered.connect(self.open_dialog)
         self.update_enabled()
 
     # -- state ------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from PySide6.QtCore import QObject
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QWidget
 
 from viewer.analysis.session import AnalysisSession
@@ -59,6 +59,14 @@ class ResultCommand(QObject):
         self._generation = 0
         #: Set by the window, so the report carries the planes and measurements on screen.
         self.annotations: ViewAnnotations | None = None
+
+    def _command(self, text: str, shortcut: str, tip: str, slot: Callable[[], object]) -> QAction:
+        """The menu action of this command (``self.action``), enabled by :meth:`update_enabled`."""
+        action = QAction(text, self._parent)
+        action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        return action
 
     @property
     def running(self) -> bool:

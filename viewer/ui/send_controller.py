@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import Signal
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QInputDialog, QMessageBox, QWidget
 
 from viewer.analysis.session import AnalysisSession
@@ -76,12 +75,12 @@ class SendController(ResultCommand):
         self.settings = settings
         self._secrets: dict[str, str | None] = {}
         self._last_node = ""
-        self.action = QAction("Send Results to &PACS…", parent)
-        self.action.setShortcut(QKeySequence("Ctrl+Shift+S"))
-        self.action.setStatusTip(
-            "Store the report, finding (SR), key images and saliency of this analysis in its study on a PACS"
+        self.action = self._command(
+            "Send Results to &PACS…",
+            "Ctrl+Shift+S",
+            "Store the report, finding (SR), key images and saliency of this analysis in its study on a PACS",
+            self.start,
         )
-        self.action.triggered.connect(self.start)
         self.update_enabled()
 
     def start(self) -> bool:
