@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
-from PySide6.QtGui import QMouseEvent, QWheelEvent
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
 from viewer.dicom.reformat import PlaneKind
@@ -17,7 +16,7 @@ from viewer.ui.main_window import MainWindow
 from viewer.ui.mpr_pane import STRIP_INSET, STRIP_WIDTH
 from viewer.ui.mpr_view import GRID, ROW, Evidence, MprView
 
-from .helpers import TIMEOUT_MS, open_folder, show_series, uid_of
+from .helpers import TIMEOUT_MS, double_click, open_folder, show_series, uid_of, wheel
 
 pytestmark = [
     pytest.mark.gui,
@@ -26,41 +25,6 @@ pytestmark = [
 ]
 
 SPHERE = Sphere((6.0, -5.0, 24.0), 5.0)
-
-
-def _send_double_click(widget, pos: QPoint) -> None:
-    at = QPointF(pos)
-    button = Qt.MouseButton.LeftButton
-    for kind in (
-        QEvent.Type.MouseButtonPress,
-        QEvent.Type.MouseButtonRelease,
-        QEvent.Type.MouseButtonDblClick,
-        QEvent.Type.MouseButtonRelease,
-    ):
-        held = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseButtonRelease else button
-        QApplication.sendEvent(
-            widget,
-            QMouseEvent(
-                kind, at, QPointF(widget.mapToGlobal(pos)), button, held, Qt.KeyboardModifier.NoModifier
-            ),
-        )
-
-
-def _wheel(widget, steps: int) -> None:
-    centre = QPointF(widget.width() / 2, widget.height() / 2)
-    QApplication.sendEvent(
-        widget,
-        QWheelEvent(
-            centre,
-            QPointF(widget.mapToGlobal(centre.toPoint())),
-            QPoint(),
-            QPoint(0, 120 * steps),
-            Qt.MouseButton.NoButton,
-            Qt.KeyboardModifier.NoModifier,
-            Qt.ScrollPhase.NoScrollPhase,
-            False,
-        ),
-    )
 
 
 @pytest.fixture(params=["axial", "tilted"])
@@ -116,13 +80,13 @@ def test_scrolling_a_plane_moves_its_line_in_the_others(qtbot, mpr: MprView) -> 
     before = mpr.point.copy()
     slices = []
     mpr.slice_changed.connect(slices.append)
-    _wheel(mpr.panes[PlaneKind.AXIAL].canvas.viewport(), -3)  # three slices on
+    wheel(mpr.panes[PlaneKind.AXIAL].canvas.viewport(), -3)  # three slices on
     assert mpr.point[2] > before[2]
     assert mpr.point[:2] == pytest.approx(before[:2], abs=2.0)
     coronal = mpr.panes[PlaneKind.CORONAL]
     assert coronal.h_line.value() == pytest.approx(-mpr.point[2])
     assert slices and slices[-1] == mpr.nearest_slice
-    _wheel(mpr.panes[PlaneKind.SAGITTAL].canvas.viewport(), -2)
+    wheel(mpr.panes[PlaneKind.SAGITTAL].canvas.viewport(), -2)
     assert mpr.panes[PlaneKind.AXIAL].v_line.value() == pytest.approx(mpr.point[0])
     assert mpr.point[0] < before[0]  # the sagittal plane's normal points right (-x)
 
@@ -154,10 +118,10 @@ def test_crosshair_drag_and_window_drag(qtbot, mpr: MprView) -> None:
 def test_double_click_shows_one_pane_and_back(qtbot, mpr: MprView) -> None:
     pane = mpr.panes[PlaneKind.SAGITTAL]
     viewport = pane.canvas.viewport()
-    _send_double_click(viewport, QPoint(viewport.width() // 2, viewport.height() // 2))
+    double_click(viewport, QPoint(viewport.width() // 2, viewport.height() // 2))
     assert mpr.single is PlaneKind.SAGITTAL
     assert pane.isVisible() and not mpr.panes[PlaneKind.AXIAL].isVisible()
-    _send_double_click(viewport, QPoint(viewport.width() // 2, viewport.height() // 2))
+    double_click(viewport, QPoint(viewport.width() // 2, viewport.height() // 2))
     assert mpr.single is None and all(p.isVisible() for p in mpr.panes.values())
 
 
@@ -312,7 +276,7 @@ def test_layout_switch_follows_the_series_and_the_axial_view(
     }
     # Scrolling the axial pane moves the image view's slice (what the analysis follows) once it rests.
     with qtbot.waitSignal(window.view.slice_changed, timeout=TIMEOUT_MS):
-        _wheel(mpr.panes[PlaneKind.AXIAL].canvas.viewport(), -2)
+        wheel(mpr.panes[PlaneKind.AXIAL].canvas.viewport(), -2)
     assert window.view.index == mpr.nearest_slice
     # A preset and invert from the menus reach the reformats.
     window.apply_preset(0)

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 import pytest
-from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
-from PySide6.QtGui import QGuiApplication, QMouseEvent, QWheelEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QGuiApplication
 
 from viewer.dicom.memory import MAX_SERIES_RAM_SHARE_ENV
 from viewer.dicom.readers import load_stack
@@ -23,7 +22,7 @@ from viewer.ui.image_view import CANCELLED
 from viewer.ui.main_window import MainWindow
 from viewer.ui.settings import DEFAULT_PRESETS, ViewerSettings
 
-from .helpers import TIMEOUT_MS, open_folder, show_series, uid_of
+from .helpers import TIMEOUT_MS, double_click, open_folder, show_series, uid_of, wheel
 
 pytestmark = [
     pytest.mark.gui,
@@ -39,42 +38,6 @@ def study(qtbot, window: MainWindow, ui_study_dir: Path) -> MainWindow:
     with qtbot.waitSignal(window.volume_loaded, timeout=TIMEOUT_MS):
         open_folder(qtbot, window, ui_study_dir)
     return window
-
-
-def double_click(widget, pos: QPoint) -> None:
-    """Press, release, double-click, release: the sequence a real double-click delivers to a widget.
-
-    (QTest.mouseDClick does not make item views emit ``doubleClicked`` under Qt 6 offscreen.)
-    """
-    at = QPointF(pos)
-    button = Qt.MouseButton.LeftButton
-    for kind in (
-        QEvent.Type.MouseButtonPress,
-        QEvent.Type.MouseButtonRelease,
-        QEvent.Type.MouseButtonDblClick,
-        QEvent.Type.MouseButtonRelease,
-    ):
-        held = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseButtonRelease else button
-        event = QMouseEvent(
-            kind, at, QPointF(widget.mapToGlobal(pos)), button, held, Qt.KeyboardModifier.NoModifier
-        )
-        QApplication.sendEvent(widget, event)
-
-
-def wheel(widget, steps: int) -> None:
-    """Turn the mouse wheel over the centre of ``widget``: negative = towards the user (next slice)."""
-    centre = QPointF(widget.width() / 2, widget.height() / 2)
-    event = QWheelEvent(
-        centre,
-        QPointF(widget.mapToGlobal(centre.toPoint())),
-        QPoint(),
-        QPoint(0, 120 * steps),
-        Qt.MouseButton.NoButton,
-        Qt.KeyboardModifier.NoModifier,
-        Qt.ScrollPhase.NoScrollPhase,
-        False,
-    )
-    QApplication.sendEvent(widget, event)
 
 
 # -- opening and browsing ---------------------------------------------------------------------------------------
