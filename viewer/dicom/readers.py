@@ -736,7 +736,7 @@ class PydicomReader:
             geometry,
             kept,
             ref_source,
-            refs[ref_index].frame,
+            ref_frame,  # the parsed file's frame; ``refs`` may have been re-sorted since
             colour=colour,
             invert=ref_source.photometric == "MONOCHROME1",
             warnings=geo_warnings + warnings,
