@@ -695,7 +695,7 @@ class PydicomReader:
         shape, dtype, plan = _volume_layout(stack, refs, ref_source, ref_frame, plan)
         choice = decoder_choice(ref_source.transfer_syntax)
         shared = None
-        if self.processes and choice.plugins and decode_pool.should_use(n):
+        if self.processes and choice.plugins and choice.processes and decode_pool.should_use(n):
             decode_pool.warm_up()  # a pool not yet running starts meanwhile; the first slice is decoded here
             shared = decode_pool.shared_array(shape, dtype)
         array = shared.array if shared is not None else _allocate(stack, shape, dtype)
