@@ -165,3 +165,44 @@ def test_the_app_opens_a_real_window_analyses_and_closes_cleanly(
     assert app.returncode == 0, err
     warnings = [line for line in err.splitlines() if line.strip()]
     assert not warnings, "stderr:\n" + err
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_termination_signal_closes_the_window_as_its_close_button_does(
+    display: str, demo_study: Path, tmp_path: Path, sig: str
+) -> None:
+    """Logout (SIGTERM) or Ctrl+C in the terminal (SIGINT) closes the window through its usual shutdown: exit
+    status 0 and a silent stderr, where the default handling killed the process (status -15) and left the
+    decoding processes' semaphores to the resource tracker's warning."""
+    import signal
+
+    env = _env(display, tmp_path)
+    found = check(env)
+    if not found.ok:
+        pytest.skip(f"Qt's xcb plugin cannot load here: {found.problem.splitlines()[0]}")
+    log = tmp_path / "app-stderr.txt"
+    with log.open("w") as stderr:
+        app = subprocess.Popen(
+            [sys.executable, "-m", "viewer", "gui", str(demo_study)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        window = ""
+        deadline = time.monotonic() + 300
+        while not window and time.monotonic() < deadline and app.poll() is None:
+            window = next(iter(_xdotool(env, "search", "--onlyvisible", "--pid", str(app.pid)).split()), "")
+            time.sleep(0.5)
+        assert window, "no window appeared"
+        time.sleep(3)  # the decoding processes are up 1.5 s after the start
+        app.send_signal(getattr(signal, sig))
+        app.wait(timeout=60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    err = log.read_text()
+    assert app.returncode == 0, err
+    assert not [line for line in err.splitlines() if line.strip()], "stderr:\n" + err

@@ -21,6 +21,7 @@ from viewer.ui.compat import return_large_buffers_to_the_os
 from viewer.ui.error_dialog import install_excepthooks
 from viewer.ui.main_window import MainWindow
 from viewer.ui.settings import APPLICATION, ORGANIZATION
+from viewer.ui.termination import close_on_termination
 from viewer.ui.theme import apply_dark_theme
 
 EXIT_AFTER_ENV = "GRU_VIEWER_EXIT_AFTER_MS"
@@ -73,6 +74,7 @@ def run_app(paths: list[str]) -> int:
     if delay is not None:
         QTimer.singleShot(delay, window.close)
     window.closing.connect(app.quit)
+    close_on_termination(window)
     try:
         return int(app.exec())
     finally:
