@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -83,6 +84,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
         family=args.family,
         slice_mm=args.slice_mm,
         progress=_progress_printer(True),
+        workers=args.workers or (os.cpu_count() or 1),
     )
     n = len(manifest.studies)
     print(f"wrote {n} phantom stud{'y' if n == 1 else 'ies'} to {args.out} (labels: {manifest.labels_path})")
@@ -499,6 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="MM",
         help="wide and other families: every study at this slice thickness (default: drawn, 0.625-10 mm)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes making studies at once (0: one per core); the studies are the same for any N",
     )
     p.set_defaults(func=cmd_demo_data)
 

@@ -323,3 +323,21 @@ def test_dataset_study_is_the_written_study(tmp_path):
         assert meta.series_uid == written.series_uid
         assert study.label == written.label
         assert np.array_equal(study.slice_labels, written.slice_labels)
+
+
+def test_several_workers_write_the_same_data_set_byte_for_byte(tmp_path: Path) -> None:
+    """Each study depends only on the seed and its index, so a data set made by several processes is the one a
+    single process makes: every file (DICOM, masks, labels.json) identical."""
+    import hashlib
+
+    def digests(root: Path) -> dict[str, str]:
+        return {
+            str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
+
+    one = write_phantom_dataset(tmp_path / "one", studies=5, seed=11, matrix=48, family="wide")
+    three = write_phantom_dataset(tmp_path / "three", studies=5, seed=11, matrix=48, family="wide", workers=3)
+    assert [s.series_uid for s in one.studies] == [s.series_uid for s in three.studies]
+    assert digests(tmp_path / "one") == digests(tmp_path / "three") and len(digests(tmp_path / "one")) > 10

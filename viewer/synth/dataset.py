@@ -8,7 +8,9 @@ patient, and written with :mod:`viewer.synth.writer`; ``labels.json`` and the ma
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -138,6 +140,7 @@ def write_phantom_dataset(
     slice_mm: float | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    workers: int = 1,
 ) -> PhantomManifest:
     """Write ``studies`` phantom head CTs under ``out``, with ``labels.json`` and masks beside them.
 
@@ -158,6 +161,9 @@ def write_phantom_dataset(
     slice_mm:
         Wide and other families: every study at this slice thickness instead of a drawn one (e.g. a thin-slice
         set for the robustness table's thickness rows).
+    workers:
+        Processes drawing and writing studies at once (each study depends only on the seed and its index, so
+        the data set is the same for any number: a training set made on a 16-core machine in minutes).
     progress:
         Called as ``progress(done, total, text)`` before each study and once at the end.
     cancel:
@@ -171,24 +177,42 @@ def write_phantom_dataset(
     plan = _bleed_plan(seed, studies)
     children = np.random.SeedSequence(seed).spawn(studies)
     done: list[StudyLabels] = []
+    jobs = [(root, children[i], seed, i, plan[i], matrix, family, slice_mm) for i in range(studies)]
+    pool = (
+        ProcessPoolExecutor(min(workers, studies), mp_context=multiprocessing.get_context("spawn"))
+        if workers > 1 and studies > 1
+        else None
+    )
     try:
         (root / "masks").mkdir(parents=True, exist_ok=True)
+        made = pool.map(_make_study, jobs) if pool is not None else map(_make_study, jobs)
         for i in range(studies):
             if cancel is not None and cancel():
                 write_labels(root, seed, matrix, done, family, slice_mm)
                 raise CancelledError("Phantom generation cancelled")
             if progress is not None:
                 progress(i, studies, f"Phantom study {i + 1}/{studies}")
-            study, meta = _dataset_study(children[i], seed, i, plan[i], matrix, family, slice_mm)
-            done.append(_write_study(root, study, meta))
+            done.append(next(made))
         write_labels(root, seed, matrix, done, family, slice_mm)
     except OSError as err:
         raise ViewerError(
             "Cannot write the phantom dataset", str(err.strerror or err), str(err.filename or root)
         ) from err
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     if progress is not None:
         progress(studies, studies, f"Wrote {studies} phantom studies to {root}")
     return PhantomManifest(root, seed, matrix, done, family)
+
+
+def _make_study(
+    job: tuple[Path, np.random.SeedSequence, int, int, bool, int, str, float | None],
+) -> StudyLabels:
+    """Draw study ``index`` and write it under ``root`` (in this process or a worker's)."""
+    root, seq, seed, index, bleed, matrix, family, slice_mm = job
+    study, meta = _dataset_study(seq, seed, index, bleed, matrix, family, slice_mm)
+    return _write_study(root, study, meta)
 
 
 def _write_study(root: Path, study: PhantomStudy, meta: SeriesMeta) -> StudyLabels:
