@@ -104,9 +104,10 @@ def _coloured_pixels(shot: np.ndarray, x0: int, x1: int, y0: int, y1: int) -> in
     return int(((box.max(axis=2) - box.min(axis=2)) > 80).sum())
 
 
-def test_the_app_opens_a_real_window_analyses_and_closes_cleanly(
+def _start_app(
     display: str, demo_study: Path, tmp_path: Path
-) -> None:
+) -> tuple[dict[str, str], subprocess.Popen, Path]:
+    """``gru-viewer gui DEMO`` as a user starts it, on this screen; skips where Qt's xcb plugin cannot load."""
     env = _env(display, tmp_path)
     found = check(env)
     if not found.ok:
@@ -120,14 +121,26 @@ def test_the_app_opens_a_real_window_analyses_and_closes_cleanly(
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
+    return env, app, log
+
+
+def _wait_for_window(env: dict[str, str], app: subprocess.Popen, deadline: float) -> str:
+    """The app's visible window, once it maps (generous: a busy machine may take minutes to start Qt)."""
+    window = ""
+    while not window and time.monotonic() < deadline and app.poll() is None:
+        window = next(iter(_xdotool(env, "search", "--onlyvisible", "--pid", str(app.pid)).split()), "")
+        time.sleep(0.5)
+    assert window, "no window appeared"
+    return window
+
+
+def test_the_app_opens_a_real_window_analyses_and_closes_cleanly(
+    display: str, demo_study: Path, tmp_path: Path
+) -> None:
+    env, app, log = _start_app(display, demo_study, tmp_path)
     try:
-        window = ""
-        # Generous: a shared, busy machine may take minutes to start Python and Qt.
         deadline = time.monotonic() + 300
-        while not window and time.monotonic() < deadline and app.poll() is None:
-            window = next(iter(_xdotool(env, "search", "--onlyvisible", "--pid", str(app.pid)).split()), "")
-            time.sleep(0.5)
-        assert window, "no window appeared"
+        window = _wait_for_window(env, app, deadline)
         expected = f"{demo_study.name} — GRU Viewer"  # the folder, then Qt's application display name
         title = ""
         while title != expected and time.monotonic() < deadline:
@@ -176,26 +189,9 @@ def test_a_termination_signal_closes_the_window_as_its_close_button_does(
     decoding processes' semaphores to the resource tracker's warning."""
     import signal
 
-    env = _env(display, tmp_path)
-    found = check(env)
-    if not found.ok:
-        pytest.skip(f"Qt's xcb plugin cannot load here: {found.problem.splitlines()[0]}")
-    log = tmp_path / "app-stderr.txt"
-    with log.open("w") as stderr:
-        app = subprocess.Popen(
-            [sys.executable, "-m", "viewer", "gui", str(demo_study)],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
+    env, app, log = _start_app(display, demo_study, tmp_path)
     try:
-        window = ""
-        deadline = time.monotonic() + 300
-        while not window and time.monotonic() < deadline and app.poll() is None:
-            window = next(iter(_xdotool(env, "search", "--onlyvisible", "--pid", str(app.pid)).split()), "")
-            time.sleep(0.5)
-        assert window, "no window appeared"
+        _wait_for_window(env, app, time.monotonic() + 300)
         time.sleep(3)  # the decoding processes are up 1.5 s after the start
         app.send_signal(getattr(signal, sig))
         app.wait(timeout=60)
