@@ -217,3 +217,39 @@ def test_a_syntax_faster_here_than_handed_over_stays_in_this_process(tmp_path: P
     volume = PydicomReader().read(stack)
     assert volume.array.flags.owndata and not volume.skipped  # an ordinary array: decoded in this process
     assert not _ours()
+
+
+_VIEWER = """
+import sys, time
+from viewer.dicom import decode_pool
+if __name__ == "__main__":
+    executor = decode_pool.pool()
+    pids = {executor.submit(decode_pool._ready).result() for _ in range(8)}
+    print(" ".join(map(str, sorted(pids))), flush=True)
+    time.sleep(120)
+"""
+
+
+def test_the_workers_and_their_fork_server_end_with_a_viewer_killed_outright(tmp_path: Path) -> None:
+    """SIGKILL (or a crash) runs no cleanup: the workers watch the viewer's process and end with it, and the fork
+    server, which stays while any worker lives, ends after them. Before, both stayed for good."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "viewer_like.py"
+    script.write_text(_VIEWER)
+    viewer = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [psutil.Process(int(p)) for p in viewer.stdout.readline().split()]
+        assert workers
+        server = psutil.Process(workers[0].ppid())
+        assert "forkserver" in " ".join(server.cmdline())
+    finally:
+        viewer.kill()
+        viewer.wait()
+        viewer.stdout.close()
+    gone, alive = psutil.wait_procs([*workers, server], timeout=20)
+    assert not alive, f"still running: {[p.pid for p in alive]}"

@@ -111,6 +111,39 @@ def _ready() -> int:
     return os.getpid()
 
 
+def _exit_with(viewer_pid: int) -> None:
+    """In each worker: end it when the viewer's process ends, however it ends.
+
+    A worker waits on its task queue, whose writing end it holds itself, and the fork server stays while any
+    worker lives: a viewer killed outright (SIGKILL, a crash) left the fork server and its workers running for
+    good (seen: three of each, 50–75 MB apiece). A pidfd names that very process (no PID reuse), and a thread
+    waiting on it costs nothing until it fires."""
+    import select
+
+    try:
+        pidfd = os.pidfd_open(viewer_pid)
+    except (AttributeError, OSError):  # no pidfd (Linux < 5.3), or the viewer is already gone
+        if not _alive(viewer_pid):
+            os._exit(0)
+        return
+
+    def watch() -> None:
+        select.select([pidfd], [], [])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-viewer", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def pool() -> ProcessPoolExecutor:
     """The running pool, started (and its workers up) when there is none.
 
@@ -124,7 +157,9 @@ def pool() -> ProcessPoolExecutor:
         if _closed:
             raise RuntimeError("the decoding processes were closed for good (the viewer is quitting)")
         if _pool is None:
-            executor = ProcessPoolExecutor(processes(), mp_context=_context())
+            executor = ProcessPoolExecutor(
+                processes(), mp_context=_context(), initializer=_exit_with, initargs=(os.getpid(),)
+            )
             try:
                 for f in [executor.submit(_ready) for _ in range(processes())]:
                     f.result(timeout=START_TIMEOUT_S)
