@@ -175,6 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         hu_jitter=defaults.hu_jitter if args.hu_jitter is None else args.hu_jitter,
         noise_hu=defaults.noise_hu if args.noise_hu is None else args.noise_hu,
+        precision=args.precision,
     )
     device = pick_device(args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.out)
@@ -613,6 +614,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="in-plane pixels the model sees (default 192; with --init, that model's size unless given)",
     )
     p.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda or mps")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: train the slice CNN under bfloat16 autocast, about 3x faster on CPUs with AVX-512 BF16 or AMX "
+        "and on GPUs, slower elsewhere; weights and validation stay float32 (default fp32)",
+    )
     p.add_argument(
         "--checkpoint", metavar="FILE", help="resumable state (default OUT.checkpoint.safetensors)"
     )

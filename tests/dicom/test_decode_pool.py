@@ -235,7 +235,6 @@ def test_the_workers_and_their_fork_server_end_with_a_viewer_killed_outright(tmp
     server, which stays while any worker lives, ends after them. Before, both stayed for good."""
     import subprocess
     import sys
-    import time
 
     import psutil
 

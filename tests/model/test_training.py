@@ -486,3 +486,50 @@ def test_fine_tuning_that_never_beats_the_sequence_stage_keeps_its_weights(datas
     _scripted_validation(better, [0.80, 0.90, 0.95, 0.70, 0.5, 0.5], snapshots)
     result = better.run()
     _assert_same_weights(result.model.state_dict(), snapshots[2])  # fine-tuning's epoch 1
+
+
+def test_bf16_trains_the_encoder_in_bfloat16_and_keeps_float32_weights(datasets, tmp_path: Path):
+    train_series = _prepared(datasets[0], tmp_path / "cache")[1]
+    val_series = _prepared(datasets[1], tmp_path / "cache")[1]
+    settings = replace(QUICK, precision="bf16")
+    trainer = Trainer(SMALL, settings, train_series, val_series, tmp_path / "bf.safetensors")
+    seen: list[tuple[bool, torch.dtype]] = []
+    stem = trainer.model.encoder.stem[0]
+    stem.register_forward_hook(lambda m, _i, out: seen.append((torch.is_grad_enabled(), out.dtype)))
+    result = trainer.run()
+
+    assert {dtype for grad, dtype in seen if grad} == {torch.bfloat16}  # every training pass of the CNN
+    assert {dtype for grad, dtype in seen if not grad} == {torch.float32}  # features and validation
+    assert all(v.dtype == torch.float32 for v in result.model.state_dict().values() if v.is_floating_point())
+    out = tmp_path / "bf16" / "small.safetensors"
+    card = train_from_folders(
+        [datasets[0]], out, val_data=datasets[1], settings=settings, config=SMALL, cache=tmp_path / "cache"
+    )
+    assert card.training["settings"]["precision"] == "bf16"
+    model, _ = load_weights(out)
+    assert np.isfinite(model.config.operating_threshold)
+
+
+def test_a_bf16_run_resumes_itself_but_not_a_float32_checkpoint(datasets, tmp_path: Path):
+    train_series = _prepared(datasets[0], tmp_path / "cache")[1]
+    val_series = _prepared(datasets[1], tmp_path / "cache")[1]
+    settings = TrainSettings(encoder_epochs=2, sequence_epochs=1, finetune_epochs=0, batch_slices=32)
+    bf16 = replace(settings, precision="bf16")
+    whole = Trainer(SMALL, bf16, train_series, val_series, tmp_path / "a.safetensors").run()
+
+    def cancel_after_first_epoch() -> bool:
+        return len(interrupted.history) >= 1
+
+    interrupted = Trainer(
+        SMALL, bf16, train_series, val_series, tmp_path / "b.safetensors", cancel=cancel_after_first_epoch
+    )
+    with pytest.raises(CancelledError):
+        interrupted.run()
+    resumed = Trainer(SMALL, bf16, train_series, val_series, tmp_path / "b.safetensors").run()
+    _assert_same_weights(resumed.model.state_dict(), whole.model.state_dict())
+
+    messages: list[str] = []
+    Trainer(SMALL, settings, train_series, val_series, tmp_path / "b.safetensors", log=messages.append).run()
+    assert any("different run" in m for m in messages)
+    with pytest.raises(ValueError, match="precision"):
+        TrainSettings(precision="fp16")

@@ -55,6 +55,7 @@ LogFn = Callable[[str], None]
 
 STAGES: tuple[str, ...] = ("encoder", "sequence", "finetune")
 _CHECKPOINT_FORMAT = "gru-viewer-checkpoint-1"
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ class TrainSettings:
 
     ``patience``: epochs without a better validation score before a stage stops early, keeping its best epoch's
     weights; 0 runs every epoch and keeps the last weights.
+
+    ``precision``: ``fp32``, or ``bf16`` for the stages that train the encoder (1 and 3): the encoder's forward
+    passes run under bfloat16 autocast in channels-last layout, about 3 × faster on a CPU with AVX-512 BF16
+    or AMX (and on a GPU) and much slower on one without. Weights, optimiser state, the frozen features of stage
+    2 and every validation stay float32, so a bf16 run's scores are measured as the viewer computes them.
     """
 
     seed: int = 0
@@ -83,6 +89,11 @@ class TrainSettings:
     grad_clip: float = 5.0
     study_loss_weight: float = 1.0
     patience: int = 0
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
     def epochs(self, stage: str) -> int:
         return {
@@ -378,6 +389,8 @@ class Trainer:
             self.model.load_state_dict(init)
         self.init_sha256 = init_sha256
         self.slice_probe = nn.Linear(config.feature_size, 1).to(self.device)
+        if settings.precision == "bf16":
+            self.model.encoder.to(memory_format=torch.channels_last)
         self.history: list[EpochRecord] = []
         self._best = _BestEpoch()
 
@@ -385,7 +398,16 @@ class Trainer:
     # Inputs
 
     def _windows(self, hu: Tensor) -> Tensor:
-        return self.window(hu.float()).to(self.device)  # type: ignore[return-value]
+        x = self.window(hu.float()).to(self.device)
+        if self.settings.precision == "bf16":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x  # type: ignore[return-value]
+
+    def _autocast(self) -> torch.autocast:
+        """bfloat16 autocast around a training forward pass when the settings ask for it (a no-op otherwise)."""
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.settings.precision == "bf16"
+        )
 
     def _augment(self, hu: Tensor, gen: torch.Generator, per_item: bool) -> Tensor:
         st = self.settings
@@ -436,8 +458,9 @@ class Trainer:
             hu = torch.stack([torch.from_numpy(self.train[s].hu[j].astype(np.float32)) for s, j in picked])
             hu = self._augment(hu, gen, per_item=True)
             target = torch.tensor([float(self._train_labels[s][j]) for s, j in picked], device=self.device)
-            logits = self.slice_probe(self.model.encoder(self._windows(hu))).squeeze(-1)
-            loss = F.binary_cross_entropy_with_logits(logits, target)
+            with self._autocast():
+                logits = self.slice_probe(self.model.encoder(self._windows(hu))).squeeze(-1)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), target)
             self._step(optimizer, loss)
             total += loss.item()
             self._report(b + 1, n_batches, f"encoder epoch {epoch + 1}: loss {total / (b + 1):.3f}")
@@ -492,7 +515,11 @@ class Trainer:
                 self.settings.max_shift_px,
                 per_item=False,
             )
-            out = self.model(self._windows(hu))
+            with self._autocast():
+                feats = self.model.encode(self._windows(hu))
+            out = self.model.forward_features(
+                feats.float().unsqueeze(0)
+            )  # the GRU in float32 whatever the precision
             loss = self._sequence_loss(out.slice_logits, out.study_logit, [series])
             self._step(optimizer, loss)
             total += loss.item()
@@ -541,8 +568,13 @@ class Trainer:
 
     def _weights(self) -> dict[str, Tensor]:
         """The trained tensors (network and encoder probe), copied to the CPU."""
-        tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        tensors |= {f"probe.{k}": v.detach().cpu().clone() for k, v in self.slice_probe.state_dict().items()}
+        tensors = {
+            f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in self.model.state_dict().items()
+        }
+        tensors |= {
+            f"probe.{k}": v.detach().cpu().contiguous().clone()
+            for k, v in self.slice_probe.state_dict().items()
+        }
         return tensors
 
     def _load_weights(self, tensors: dict[str, Tensor]) -> None:
@@ -596,9 +628,12 @@ class Trainer:
         return torch.optim.AdamW(params, lr=self.settings.lr(stage), weight_decay=self.settings.weight_decay)
 
     def _fingerprint(self) -> dict[str, Any]:
+        settings = asdict(self.settings)
+        if settings["precision"] == "fp32":
+            del settings["precision"]  # added later: checkpoints of float32 runs from before it still resume
         return {
             "config": self.config.to_dict(),
-            "settings": asdict(self.settings),
+            "settings": settings,
             "train": [s.series_uid for s in self.train],
             "val": [s.series_uid for s in self.val],
             "init": self.init_sha256,
