@@ -164,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from viewer.model.config import ModelConfig
     from viewer.model.device import pick_device
     from viewer.model.training import TrainSettings
-    from viewer.model.workflow import default_checkpoint, train_from_folders
+    from viewer.model.workflow import default_checkpoint, portable_command, train_from_folders
 
     defaults = TrainSettings()
     settings = TrainSettings(
@@ -208,6 +208,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cache=args.cache,
         init=args.init,
         hu_tolerance=args.hu_centring,
+        command=portable_command(args.command_line, placeholders={"--cache": "DIR", "--checkpoint": "FILE"}),
         progress=_progress_printer(not args.quiet),
         log=_log_line(args.quiet),
     )
@@ -231,7 +232,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=pick_device(args.device),
         update_card=args.update_card,
         add_to_card=args.add_to_card,
-        command=["gru-viewer", *sys.argv[1:]] if args.update_card or args.add_to_card else None,
+        command=args.command_line if args.update_card or args.add_to_card else None,
         progress=_progress_printer(not args.quiet),
     )
     print(f"model {card.name} {card.version} (sha256 {card.sha256[:12]}…)")
@@ -278,7 +279,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         series_cache=Path(args.cache) if args.cache else None,
         update_card=args.update_card,
         command=portable_command(
-            ["gru-viewer", *sys.argv[1:]],
+            args.command_line,
             placeholders={"--out": "DIR", "--held-out": "DIR", "--cache": "DIR"},
         ),
         progress=_progress_printer(not args.quiet),
@@ -304,7 +305,7 @@ def _evaluate_robustness(args: argparse.Namespace) -> int:
         conditions=args.conditions.split(",") if args.conditions else None,
         update_card=args.update_card,
         thin_source=args.thin_source,
-        command=["gru-viewer", *sys.argv[1:]] if args.update_card else None,
+        command=args.command_line if args.update_card else None,
         progress=_progress_printer(not args.quiet),
     )
     print(f"model {card.name} {card.version} (sha256 {card.sha256[:12]}…)")
@@ -766,6 +767,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         argv = [a for a in argv if a in top_level] + ["gui"] + [a for a in argv if a not in top_level]
     args = parser.parse_args(argv)
+    args.command_line = ["gru-viewer", *argv]  # as given, for the model card (main([...]) in tests too)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )

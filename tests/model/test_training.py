@@ -203,7 +203,16 @@ def test_train_command_and_its_errors(datasets, tmp_path: Path, capsys):
     args += ["--encoder-epochs", "1", "--sequence-epochs", "1", "--finetune-epochs", "0", "--device", "cpu"]
     assert main([*args, "--patience", "3"]) == 0
     assert out.is_file() and (tmp_path / "cli.card.json").is_file()
-    assert read_card(tmp_path / "cli.card.json").training["settings"]["patience"] == 3
+    training = read_card(tmp_path / "cli.card.json").training
+    assert training["settings"]["patience"] == 3
+    assert training["command"] == (
+        "gru-viewer train --data DIR --val DIR --out FILE -q --encoder-epochs 1 --sequence-epochs 1 "
+        "--finetune-epochs 0 --device cpu --patience 3"
+    )
+    assert (
+        "torch " in training["hardware"] and " core" in training["hardware"] and training["epoch_seconds"] > 0
+    )
+    assert "Hardware: CPU" in (tmp_path / "cli.card.md").read_text()
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(out), "-q"]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tmp_path / "none.safetensors"), "--data", str(datasets[1])]) == 1

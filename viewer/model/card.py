@@ -435,4 +435,13 @@ def _training_lines(training: dict[str, Any], input_size: int | None = None) -> 
     if training.get("validation"):
         scores = ", ".join(f"{METRIC_LABELS.get(k, k)} {v:.4f}" for k, v in training["validation"].items())
         lines += [f"Validation ({training.get('validation_data', 'held back from training')}): {scores}.", ""]
+    settings = training.get("settings")
+    if isinstance(settings, dict) and settings.get("precision", "fp32") != "fp32":
+        lines += [f"Precision of the slice CNN's training passes: {settings['precision']}.", ""]
+    if training.get("command"):
+        lines += ["Command:", "", f"    {training['command']}", ""]
+    if training.get("hardware"):
+        took = training.get("epoch_seconds")
+        spent = f", {float(took) / 60:.0f} minutes of epochs" if took else ""
+        lines += [f"Hardware: {training['hardware']}{spent}.", ""]
     return lines

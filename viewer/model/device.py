@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import time
 from pathlib import Path
 from typing import Literal
@@ -75,6 +76,26 @@ def describe_device(device: torch.device) -> str:
         return "Apple MPS"
     threads = torch.get_num_threads()
     return f"CPU ({threads} thread{'' if threads == 1 else 's'})"
+
+
+def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor's name (Linux ``/proc/cpuinfo``), else what :mod:`platform` says, else ``"unknown CPU"``."""
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def describe_hardware(device: torch.device) -> str:
+    """What a training run ran on, for the model card: the device, the processor, its cores and torch's version.
+
+    E.g. ``"CPU (2 threads); Intel(R) Xeon(R) Platinum 8481C, 2 cores; torch 2.13.0"``.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return f"{describe_device(device)}; {_cpu_model()}, {cores} core{'' if cores == 1 else 's'}; torch {torch.__version__}"
 
 
 def _runnable_elsewhere(samples: int = 5, stat: Path = Path("/proc/stat")) -> int | None:

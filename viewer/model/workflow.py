@@ -24,6 +24,7 @@ from viewer.model.dataset import (
     read_labels,
     recentred,
 )
+from viewer.model.device import describe_hardware
 from viewer.model.evaluation import EvaluationReport, evaluate_series
 from viewer.model.explanations import DEFAULT_PIXEL_METHOD, DEFAULT_PIXEL_TARGET
 from viewer.model.hu_centring import reference_from
@@ -174,10 +175,14 @@ def train_from_folders(
     cache: str | Path | None = None,
     init: str | Path | None = None,
     hu_tolerance: float | None = None,
+    command: str = "",
     progress: ProgressFn | None = None,
     log: LogFn | None = None,
 ) -> ModelCard:
     """Train on the labelled series under ``data`` and write ``out`` (safetensors) with its card.
+
+    The card records ``command`` (the portable command line, :func:`portable_command`), the hardware and the
+    seconds the epochs took, so a reader knows how the weights were made and what it cost.
 
     ``hu_tolerance`` turns on per-series HU re-centring (:mod:`viewer.model.hu_centring`) with the reference
     taken from the training series; a model initialised from one that has it keeps its reference, and training
@@ -278,6 +283,9 @@ def train_from_folders(
             "validation_data": val_text,
             "validation": result.validation,
             "device": str(device or "cpu"),
+            "hardware": describe_hardware(device or torch.device("cpu")),
+            "epoch_seconds": round(sum(r.seconds for r in result.history), 1),
+            **({"command": command} if command else {}),
             **history,
         },
         reference=reference,
