@@ -12,7 +12,7 @@
 #
 # Settings (environment): WIDE, CLASSIC (training studies of each family), EPOCHS ("encoder sequence finetune"),
 # INIT (weights to start from; "none": from scratch), VAL_FAMILY (selection set: wide, other or classic),
-# DEVICE (cuda), PY (python3), TRAIN_BUDGET_S (seconds the training may take), RESUME_FROM (a checkpoint to go on
+# DEVICE (cuda), PRECISION (bf16: the slice CNN's training passes under bfloat16 autocast), PY (python3), TRAIN_BUDGET_S (seconds the training may take), RESUME_FROM (a checkpoint to go on
 # from), OUT (results; /tmp/out).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -23,6 +23,7 @@ EPOCHS=${EPOCHS:-"6 30 2"}
 INIT=${INIT:-resources/models/slice_gru_default.safetensors}
 VAL_FAMILY=${VAL_FAMILY:-wide}
 DEVICE=${DEVICE:-cuda}
+PRECISION=${PRECISION:-bf16}
 TRAIN_BUDGET_S=${TRAIN_BUDGET_S:-330}
 VAL_STUDIES=${VAL_STUDIES:-100}
 DATA=${DATA:-/tmp/gru-data}
@@ -59,8 +60,8 @@ if [ -n "${RESUME_FROM:-}" ]; then cp "$RESUME_FROM" "$OUT/candidate.checkpoint.
 start=$(date +%s)
 timeout -s INT "$TRAIN_BUDGET_S" "${G[@]}" train "${init[@]}" --data "$DATA/wide_train" --data "$DATA/classic_train" \
   --val "$DATA/${VAL_FAMILY}_val" --encoder-epochs "$enc" --sequence-epochs "$seq" --finetune-epochs "$fine" \
-  --patience 4 --seed 8 --hu-jitter 12 --noise-hu 10 --device "$DEVICE" --cache "$DATA/cache" \
-  --out "$OUT/candidate.safetensors" --checkpoint "$OUT/candidate.checkpoint.safetensors" \
+  --patience 4 --seed 8 --hu-jitter 12 --noise-hu 10 --device "$DEVICE" --precision "$PRECISION" \
+  --cache "$DATA/cache" --out "$OUT/candidate.safetensors" --checkpoint "$OUT/candidate.checkpoint.safetensors" \
   --model-version 1.2.0-device "${fresh[@]}" >"$OUT/train.log" 2>&1
 code=$?
 log "train exit $code after $(( $(date +%s) - start )) s (124/130: stopped at the budget; the checkpoint resumes it)"
