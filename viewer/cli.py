@@ -222,6 +222,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from viewer.model.workflow import evaluate_folder
 
     if args.robustness:
+        if args.cross_generator_to:
+            raise ViewerError(
+                "Cannot evaluate", "--cross-generator-to records plain evaluations, not --robustness"
+            )
         return _evaluate_robustness(args)
     report, card, dataset = evaluate_folder(
         args.model,
@@ -232,7 +236,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=pick_device(args.device),
         update_card=args.update_card,
         add_to_card=args.add_to_card,
-        command=args.command_line if args.update_card or args.add_to_card else None,
+        cross_generator_to=args.cross_generator_to,
+        command=args.command_line
+        if args.update_card or args.add_to_card or args.cross_generator_to
+        else None,
         progress=_progress_printer(not args.quiet),
     )
     print(f"model {card.name} {card.version} (sha256 {card.sha256[:12]}…)")
@@ -248,6 +255,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
     if args.update_card or args.add_to_card:
         print("model card updated with these numbers")
+    if args.cross_generator_to:
+        print(f"cross-generator row added to the card of {args.cross_generator_to}")
     return EXIT_OK if report.outcomes else EXIT_NOTHING
 
 
@@ -655,6 +664,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--add-to-card",
         metavar="TITLE",
         help="record these metrics in the card as a further evaluation under TITLE (e.g. another family)",
+    )
+    card.add_argument(
+        "--cross-generator-to",
+        metavar="FILE",
+        help="record these metrics, of a model trained on another phantom family, as a row of the "
+        "cross-generator table on the card of FILE (e.g. the shipped weights); --model's own card is left alone",
     )
     p.add_argument(
         "--robustness",

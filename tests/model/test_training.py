@@ -542,3 +542,60 @@ def test_a_bf16_run_resumes_itself_but_not_a_float32_checkpoint(datasets, tmp_pa
     assert any("different run" in m for m in messages)
     with pytest.raises(ValueError, match="precision"):
         TrainSettings(precision="fp16")
+
+
+def test_cross_generator_rows_go_on_the_named_card_only(datasets, tmp_path: Path, capsys):
+    wide = tmp_path / "wide"
+    write_phantom_dataset(wide, studies=2, seed=13, matrix=64, family="wide", slice_mm=5.0)
+    shipped, other = tmp_path / "shipped.safetensors", tmp_path / "other.safetensors"
+    quick = [
+        "--encoder-epochs",
+        "1",
+        "--sequence-epochs",
+        "1",
+        "--finetune-epochs",
+        "0",
+        "--device",
+        "cpu",
+        "-q",
+    ]
+    for out in (shipped, other):
+        assert (
+            main(["train", "--data", str(datasets[0]), "--val", str(datasets[1]), "--out", str(out), *quick])
+            == 0
+        )
+    other_card_before = (tmp_path / "other.card.json").read_text()
+    assert read_card(tmp_path / "other.card.json").training["families"] == ["classic"]
+
+    args = [
+        "evaluate",
+        "--model",
+        str(other),
+        "--data",
+        str(wide),
+        "--cross-generator-to",
+        str(shipped),
+        "-q",
+    ]
+    assert main(args) == 0
+    assert main(args) == 0  # the same model on the same data: its row is replaced, not repeated
+    assert "cross-generator row added" in capsys.readouterr().out
+
+    card = read_card(tmp_path / "shipped.card.json")
+    assert len(card.cross_generator) == 1
+    row = card.cross_generator[0]
+    assert (row["started_from"], row["trained_family"], row["scored_family"]) == (
+        "scratch",
+        "classic",
+        "wide",
+    )
+    assert row["sha256"] == read_card(tmp_path / "other.card.json").sha256
+    assert set(row["metrics"]) >= {"study_auroc", "slice_auroc", "sensitivity", "specificity"}
+    assert row["command"].startswith("gru-viewer evaluate --model FILE --data DIR --cross-generator-to FILE")
+    markdown = (tmp_path / "shipped.card.md").read_text()
+    assert (
+        "## Cross-generator validation" in markdown
+        and "| slice_gru 0.1.0 | scratch | classic | wide |" in markdown
+    )
+    assert (tmp_path / "other.card.json").read_text() == other_card_before
+    assert main([*args, "--robustness"]) == 1

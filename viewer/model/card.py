@@ -55,10 +55,12 @@ class ModelCard:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     ablation: dict[str, Any] = field(default_factory=dict)
     robustness: dict[str, Any] = field(default_factory=dict)
+    # Other models, each trained on one phantom family, scored on another (``evaluate --cross-generator-to``).
+    cross_generator: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; ``evaluations``, ``robustness`` and ``ablation`` only when there are some (a card
-        without them is written as before)."""
+        """JSON-ready dict; ``evaluations``, ``robustness``, ``ablation`` and ``cross_generator`` only when there
+        are some (a card without them is written as before)."""
         data: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
@@ -80,6 +82,8 @@ class ModelCard:
             data["robustness"] = dict(self.robustness)
         if self.ablation:
             data["ablation"] = dict(self.ablation)
+        if self.cross_generator:
+            data["cross_generator"] = [dict(r) for r in self.cross_generator]
         return data
 
     @classmethod
@@ -115,6 +119,7 @@ class ModelCard:
             evaluations=[dict(e) for e in data.get("evaluations", [])],
             ablation=dict(data.get("ablation", {})),
             robustness=dict(data.get("robustness", {})),
+            cross_generator=[dict(r) for r in data.get("cross_generator", [])],
         )
 
 
@@ -263,6 +268,8 @@ def card_to_markdown(card: ModelCard) -> str:
     ]
     if card.ablation:
         lines += ["", *_ablation_lines(card.ablation)]
+    if card.cross_generator:
+        lines += ["", *_cross_generator_lines(card.cross_generator)]
     if card.limitations:
         lines += ["", "## Limitations", card.limitations]
     lines += ["", "## Integrity", f"SHA-256 of the weights file: `{card.sha256}`"]
@@ -337,6 +344,43 @@ def _ablation_lines(ablation: dict[str, Any]) -> list[str]:
         lines += ["", str(note)]
     if ablation.get("command"):
         lines += ["", f"Command: `{ablation['command']}`"]
+    return lines
+
+
+CROSS_GENERATOR_NOTE = (
+    "Models trained on one phantom family and scored on the validation set of another, by "
+    "`gru-viewer evaluate --cross-generator-to`: how far what a model learns from one generator carries to "
+    "another. They are not these weights; each row names its model, what it was trained on and whether it "
+    "started from scratch."
+)
+
+
+def _cross_generator_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The card's "Cross-generator validation" section: a table of the rows, then each row's data in full."""
+    lines = ["## Cross-generator validation", CROSS_GENERATOR_NOTE, ""]
+    lines += [
+        "| Model | Started from | Trained on | Scored on | Study AUROC | Slice AUROC | Sensitivity / specificity |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        m = dict(r.get("metrics", {}))
+
+        def num(key: str, m: dict[str, Any] = m) -> str:
+            return format_metric(key, float(m[key])) if key in m else "–"
+
+        lines.append(
+            f"| {r.get('model', '?')} | {r.get('started_from', '?')} | {r.get('trained_family', '?')} | "
+            f"{r.get('scored_family', '?')} | {num('study_auroc')} | {num('slice_auroc')} | "
+            f"{num('sensitivity')} / {num('specificity')} |"
+        )
+    for r in rows:
+        lines += [
+            "",
+            f"- {r.get('model', '?')}: trained on {r.get('trained_on', 'unstated data')}; scored on "
+            f"{r.get('data', 'unstated data')} at its own threshold {float(r.get('threshold', 0.5)):.3f}.",
+        ]
+        if r.get("command"):
+            lines += [f"  Command: `{r['command']}`"]
     return lines
 
 

@@ -73,6 +73,18 @@ class Dataset:
     items: list[LabelledStack]
     missing: list[str]
     description: str
+    family: str = ""  # the phantom family (classic, wide, other); "" for other data
+
+
+def phantom_family(labels_path: Path) -> str:
+    """The phantom family a labels file was made for (``classic`` when it predates families), or ``""``."""
+    try:
+        doc = json.loads(labels_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    if isinstance(doc, dict) and doc.get("format") == "gru-viewer-phantom-labels":
+        return str(doc.get("family", "classic"))
+    return ""
 
 
 def describe(labels_path: Path, n_series: int, n_bleed: int) -> str:
@@ -113,7 +125,14 @@ def open_dataset(
     if not found:
         raise ViewerError("Cannot open the dataset", "none of the labelled series was found in it", folder)
     n_bleed = sum(item.label.label for item in found)
-    return Dataset(folder, labels_path, found, missing, describe(labels_path, len(found), n_bleed))
+    return Dataset(
+        folder,
+        labels_path,
+        found,
+        missing,
+        describe(labels_path, len(found), n_bleed),
+        phantom_family(labels_path),
+    )
 
 
 def prepare_dataset(
@@ -284,6 +303,7 @@ def train_from_folders(
             "validation": result.validation,
             "device": str(device or "cpu"),
             "hardware": describe_hardware(device or torch.device("cpu")),
+            "families": sorted({ds.family or "unlabelled" for ds in train_sets}),
             "epoch_seconds": round(sum(r.seconds for r in result.history), 1),
             **({"command": command} if command else {}),
             **history,
@@ -306,6 +326,7 @@ def evaluate_folder(
     device: torch.device | None = None,
     update_card: bool = False,
     add_to_card: str | None = None,
+    cross_generator_to: str | Path | None = None,
     command: Sequence[str] | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[EvaluationReport, ModelCard, Dataset]:
@@ -315,8 +336,10 @@ def evaluate_folder(
     same data has been looked at (``evaluation['looks']``: by the model's metrics, and by the hidden-state track
     of each method), counting on from what the card said when it was evaluated on the same data before.
     ``add_to_card`` (a title) records the numbers as a further evaluation instead, replacing an earlier one of the
-    same data and counting its looks on.
+    same data and counting its looks on. ``cross_generator_to`` (other weights) records the numbers as a row of
+    *that* card's cross-generator table (:func:`add_cross_generator_row`), leaving this model's card alone.
     """
+    target = load_weights(cross_generator_to, device="cpu")[1] if cross_generator_to is not None else None
     model, card = load_weights(model_path, device=device or "cpu")
     dataset = open_dataset(data, labels, progress)
     report = evaluate_series(
@@ -354,7 +377,50 @@ def evaluate_folder(
             entry = {"title": add_to_card, **entry, "metrics": dict(report.metrics)}
             card.evaluations = [e for e in card.evaluations if e.get("data") != dataset.description] + [entry]
         write_card(card, card_path_for(model_path))
+    if cross_generator_to is not None and target is not None:
+        add_cross_generator_row(cross_generator_to, target, card, dataset, report, command)
     return report, card, dataset
+
+
+def add_cross_generator_row(
+    weights: str | Path,
+    target: ModelCard,
+    scored: ModelCard,
+    dataset: Dataset,
+    report: EvaluationReport,
+    command: Sequence[str] | None = None,
+) -> ModelCard:
+    """Add (or replace) the row of model ``scored`` on ``dataset`` in the cross-generator table of ``weights``'
+    card (``target``, as loaded before the evaluation), and write that card.
+
+    A row says which families the scored model was trained on and whether it started from scratch (from its own
+    card), which family it was scored on, and the numbers at the scored model's own operating threshold.
+    """
+    card = current_card(weights, target)
+    parent = scored.training.get("initialised_from")
+    started = f"{parent.get('name')} {parent.get('version')}" if isinstance(parent, dict) else "scratch"
+    metrics = report.metrics
+    row = {
+        "model": f"{scored.name} {scored.version}",
+        "sha256": scored.sha256,
+        "started_from": started,
+        "trained_family": ", ".join(scored.training.get("families") or ["unstated"]),
+        "trained_on": scored.training_data,
+        "scored_family": dataset.family or "unlabelled",
+        "data": dataset.description,
+        "threshold": scored.operating_threshold,
+        "metrics": {
+            k: float(metrics[k])
+            for k in ("study_auroc", "slice_auroc", "sensitivity", "specificity")
+            if k in metrics
+        },
+        "command": portable_command(command) if command else "",
+    }
+    card.cross_generator = [
+        r for r in card.cross_generator if (r.get("sha256"), r.get("data")) != (row["sha256"], row["data"])
+    ] + [row]
+    write_card(card, card_path_for(weights))
+    return card
 
 
 def reference_from_folders(
@@ -418,6 +484,7 @@ PATH_OPTIONS: dict[str, str] = {
     "--val": "DIR",
     "--out": "FILE",
     "--init": "FILE",
+    "--cross-generator-to": "FILE",
 }
 
 
