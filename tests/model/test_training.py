@@ -599,3 +599,13 @@ def test_cross_generator_rows_go_on_the_named_card_only(datasets, tmp_path: Path
     )
     assert (tmp_path / "other.card.json").read_text() == other_card_before
     assert main([*args, "--robustness"]) == 1
+
+
+def test_families_of_a_card_from_before_they_were_recorded(datasets):
+    assert workflow._families_in(workflow.describe(Path("missing.json"), 3, 1)) == ["unstated"]
+    assert workflow._families_in(workflow.describe(datasets[0] / "labels.json", 6, 3)) == ["classic"]
+    text = (
+        "950 series (475 with a bleed), synthetic head-CT phantoms, seed 101, 256×256 matrix, 5 mm slices; then "
+        "further trained on 600 series (300 with a bleed), synthetic head-CT phantoms of the wide family, seed 601"
+    )
+    assert workflow._families_in(text) == ["classic", "wide"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -382,6 +383,15 @@ def evaluate_folder(
     return report, card, dataset
 
 
+def _families_in(training_data: str) -> list[str]:
+    """The phantom families a card's training-data text names (cards from before ``training['families']``):
+    the text is :func:`describe`'s, so a family is "of the NAME family" and the classic one has no name."""
+    found = set(re.findall(r"phantoms of the (\w+) family", training_data))
+    if "synthetic head-CT phantoms, seed" in training_data:
+        found.add("classic")
+    return sorted(found) or ["unstated"]
+
+
 def add_cross_generator_row(
     weights: str | Path,
     target: ModelCard,
@@ -404,7 +414,7 @@ def add_cross_generator_row(
         "model": f"{scored.name} {scored.version}",
         "sha256": scored.sha256,
         "started_from": started,
-        "trained_family": ", ".join(scored.training.get("families") or ["unstated"]),
+        "trained_family": ", ".join(scored.training.get("families") or _families_in(scored.training_data)),
         "trained_on": scored.training_data,
         "scored_family": dataset.family or "unlabelled",
         "data": dataset.description,
