@@ -595,7 +595,7 @@ def test_cross_generator_rows_go_on_the_named_card_only(datasets, tmp_path: Path
     markdown = (tmp_path / "shipped.card.md").read_text()
     assert (
         "## Cross-generator validation" in markdown
-        and "| slice_gru 0.1.0 | scratch | classic | wide |" in markdown
+        and "| slice_gru 0.1.0 | scratch | classic | classic | wide |" in markdown
     )
     assert (tmp_path / "other.card.json").read_text() == other_card_before
     assert main([*args, "--robustness"]) == 1

@@ -350,8 +350,9 @@ def _ablation_lines(ablation: dict[str, Any]) -> list[str]:
 CROSS_GENERATOR_NOTE = (
     "Models trained on one phantom family and scored on the validation set of another, by "
     "`gru-viewer evaluate --cross-generator-to`: how far what a model learns from one generator carries to "
-    "another. They are not these weights; each row names its model, what it was trained on and whether it "
-    "started from scratch."
+    "another. They are not these weights; each row names its model, what it was trained on, whether it "
+    "started from scratch, and the family of the validation set that chose its epochs and threshold (a row whose "
+    "epochs were chosen on the family it is scored on is the optimistic one)."
 )
 
 
@@ -359,8 +360,9 @@ def _cross_generator_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The card's "Cross-generator validation" section: a table of the rows, then each row's data in full."""
     lines = ["## Cross-generator validation", CROSS_GENERATOR_NOTE, ""]
     lines += [
-        "| Model | Started from | Trained on | Scored on | Study AUROC | Slice AUROC | Sensitivity / specificity |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| Model | Started from | Trained on | Epochs chosen on | Scored on | Study AUROC | Slice AUROC | "
+        "Sensitivity / specificity |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         m = dict(r.get("metrics", {}))
@@ -370,7 +372,7 @@ def _cross_generator_lines(rows: list[dict[str, Any]]) -> list[str]:
 
         lines.append(
             f"| {r.get('model', '?')} | {r.get('started_from', '?')} | {r.get('trained_family', '?')} | "
-            f"{r.get('scored_family', '?')} | {num('study_auroc')} | {num('slice_auroc')} | "
+            f"{r.get('selected_on', '?')} | {r.get('scored_family', '?')} | {num('study_auroc')} | {num('slice_auroc')} | "
             f"{num('sensitivity')} / {num('specificity')} |"
         )
     for r in rows:

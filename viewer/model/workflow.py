@@ -416,6 +416,7 @@ def add_cross_generator_row(
         "started_from": started,
         "trained_family": ", ".join(scored.training.get("families") or _families_in(scored.training_data)),
         "trained_on": scored.training_data,
+        "selected_on": ", ".join(_families_in(str(scored.training.get("validation_data", "")))),
         "scored_family": dataset.family or "unlabelled",
         "data": dataset.description,
         "threshold": scored.operating_threshold,
