@@ -99,18 +99,27 @@ def test_reference_series_ships_checked_by_the_card(shipped):
 
 
 def test_hidden_track_passes_the_randomisation_sanity_check(shipped, demo):
-    """The track of a copy with the GRU and slice head randomised must not follow the model's (|ρ| < 0.5)."""
+    """The tracks of copies with the GRU and slice head randomised must not follow the model's.
+
+    Over ten random draws the signed Spearman correlation with the model's track averages near 0 and is mostly
+    weak. One draw on one 30-slice series is not enough: it correlates by chance either way (1.1.1 gave |ρ| 0.65
+    for one of ten draws, 1.2.0-rc5 0.71), so a three-draw test passed or failed by the seeds chosen. A track that
+    ignored the GRU's learned weights would correlate near 1 in every draw.
+    """
     model, _ = shipped
     inputs = Preprocessor.from_config(model.config)(demo.hu, demo.spacing)
     track = hidden_state_saliency(model, inputs)
-    rho = {}
-    for seed in range(3):
+    rho = []
+    for seed in range(10):
         randomised = hidden_state_saliency(randomize_weights_cascading(model, "gru", seed=seed), inputs)
-        rho[seed] = spearman_rank_correlation(
-            track.slice_values["combined"], randomised.slice_values["combined"], absolute=False
+        rho.append(
+            spearman_rank_correlation(
+                track.slice_values["combined"], randomised.slice_values["combined"], absolute=False
+            )
         )
-    print(rho)
-    assert all(abs(r) < 0.5 for r in rho.values()), rho
+    print(np.round(rho, 3))
+    assert abs(float(np.mean(rho))) < 0.3, rho
+    assert float(np.median(np.abs(rho))) < 0.5, rho
 
 
 def test_hidden_track_points_at_the_demo_bleed(shipped, demo):
