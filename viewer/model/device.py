@@ -92,7 +92,7 @@ def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 def describe_hardware(device: torch.device) -> str:
     """What a training run ran on, for the model card: the device, the processor, its cores and torch's version.
 
-    E.g. ``"CPU (2 threads); Intel(R) Xeon(R) Platinum 8481C, 2 cores; torch 2.13.0"``.
+    E.g. ``"CPU (2 threads); AMD EPYC, 2 cores; torch 2.13.0+cpu"`` (the machine the shipped weights came from).
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return f"{describe_device(device)}; {_cpu_model()}, {cores} core{'' if cores == 1 else 's'}; torch {torch.__version__}"

@@ -517,9 +517,8 @@ class Trainer:
             )
             with self._autocast():
                 feats = self.model.encode(self._windows(hu))
-            out = self.model.forward_features(
-                feats.float().unsqueeze(0)
-            )  # the GRU in float32 whatever the precision
+            # The GRU runs in float32 whatever the precision.
+            out = self.model.forward_features(feats.float().unsqueeze(0))
             loss = self._sequence_loss(out.slice_logits, out.study_logit, [series])
             self._step(optimizer, loss)
             total += loss.item()
