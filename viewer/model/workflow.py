@@ -8,6 +8,7 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,27 +78,30 @@ class Dataset:
     family: str = ""  # the phantom family (classic, wide, other); "" for other data
 
 
-def phantom_family(labels_path: Path) -> str:
-    """The phantom family a labels file was made for (``classic`` when it predates families), or ``""``."""
+def _phantom_doc(labels_path: Path) -> dict[str, Any]:
+    """The parsed labels file when it is the phantoms' (:mod:`viewer.synth`), else ``{}``."""
     try:
         doc = json.loads(labels_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return ""
-    if isinstance(doc, dict) and doc.get("format") == "gru-viewer-phantom-labels":
-        return str(doc.get("family", "classic"))
-    return ""
+        return {}
+    return doc if isinstance(doc, dict) and doc.get("format") == "gru-viewer-phantom-labels" else {}
 
 
-def describe(labels_path: Path, n_series: int, n_bleed: int) -> str:
-    """One line saying what a dataset is; phantom sets name the command that rebuilds them."""
-    try:
-        doc = json.loads(labels_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        doc = {}
+def phantom_family(doc: dict[str, Any]) -> str:
+    """The phantom family of a parsed phantom labels file (``classic`` when it predates families), or ``""``."""
+    return str(doc.get("family", "classic")) if doc else ""
+
+
+def describe(labels_path: Path, n_series: int, n_bleed: int, doc: dict[str, Any] | None = None) -> str:
+    """One line saying what a dataset is; phantom sets name the command that rebuilds them.
+
+    ``doc`` is the labels file already parsed by :func:`_phantom_doc` (a phantom set's file runs to megabytes).
+    """
+    doc = _phantom_doc(labels_path) if doc is None else doc
     base = f"{n_series} series ({n_bleed} with a bleed)"
-    if isinstance(doc, dict) and doc.get("format") == "gru-viewer-phantom-labels":
+    if doc:
         seed, matrix = doc.get("seed"), doc.get("matrix")
-        family = str(doc.get("family", "classic"))
+        family = phantom_family(doc)
         if family == "classic":
             return (
                 f"{base}, synthetic head-CT phantoms, seed {seed}, {matrix}×{matrix} matrix, 5 mm slices "
@@ -126,13 +130,14 @@ def open_dataset(
     if not found:
         raise ViewerError("Cannot open the dataset", "none of the labelled series was found in it", folder)
     n_bleed = sum(item.label.label for item in found)
+    doc = _phantom_doc(labels_path)
     return Dataset(
         folder,
         labels_path,
         found,
         missing,
-        describe(labels_path, len(found), n_bleed),
-        phantom_family(labels_path),
+        describe(labels_path, len(found), n_bleed, doc),
+        phantom_family(doc),
     )
 
 
