@@ -176,6 +176,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         hu_jitter=defaults.hu_jitter if args.hu_jitter is None else args.hu_jitter,
         noise_hu=defaults.noise_hu if args.noise_hu is None else args.noise_hu,
         precision=args.precision,
+        slab_fraction=args.slab_fraction,
     )
     device = pick_device(args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.out)
@@ -601,6 +602,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--noise-hu", type=float, metavar="HU", help="largest SD of added noise (augmentation, default 6)"
+    )
+    p.add_argument(
+        "--slab-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="share of the slice CNN's training slices replaced by the mean of 2 or 3 adjacent slices, labelled a "
+        "bleed when any of them is (thick-slice augmentation, default 0)",
     )
     p.add_argument(
         "--hu-centring",

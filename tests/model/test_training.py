@@ -448,6 +448,52 @@ def test_recipe_states_the_augmentation_actually_used():
     assert "HU offsets up to 12 HU" in text and "added noise up to 9.5 HU" in text
 
 
+def test_a_thick_slab_holds_its_slice_and_is_a_bleed_when_any_of_its_slices_is():
+    from viewer.model.training import slab_around
+
+    hu = np.arange(6, dtype=np.float16)[:, None, None] * np.ones((6, 4, 4), dtype=np.float16)
+    labels = np.array([0, 0, 0, 1, 0, 0], dtype=np.float32)
+    gen = torch.Generator().manual_seed(0)
+    seen: set[float] = set()
+    for _ in range(40):
+        slab, label = slab_around(hu, labels, 2, 3, gen)
+        mean = float(slab[0, 0])
+        assert mean in (1.0, 2.0, 3.0)  # slices 0-2, 1-3 or 2-4: every slab holds slice 2
+        assert label == (1.0 if mean >= 2.0 else 0.0)  # slice 3 is a bleed slice
+        seen.add(mean)
+    assert seen == {1.0, 2.0, 3.0}
+    edge, _ = slab_around(hu, labels, 0, 2, gen)
+    assert float(edge[0, 0]) == 0.5  # kept inside the series
+    whole, label = slab_around(hu[:2], labels[:2], 1, 3, gen)
+    assert float(whole[0, 0]) == 0.5 and label == 0.0  # a series shorter than the slab gives all its slices
+
+
+def test_slab_augmentation_is_in_the_recipe_and_fingerprint_only_when_used(datasets, tmp_path: Path):
+    from viewer.model.workflow import recipe
+
+    assert "thick slab" not in recipe(TrainSettings())
+    assert "For 25 % of the slice CNN's training slices" in recipe(TrainSettings(slab_fraction=0.25))
+    with pytest.raises(ValueError, match="slab_fraction"):
+        TrainSettings(slab_fraction=1.5)
+    train_series = _prepared(datasets[0], tmp_path / "cache")[1]
+    val_series = _prepared(datasets[1], tmp_path / "cache")[1]
+    plain = Trainer(SMALL, QUICK, train_series, val_series, tmp_path / "a.safetensors")
+    assert "slab_fraction" not in plain._fingerprint()["settings"]  # checkpoints from before it still resume
+    slabs = Trainer(
+        SMALL, replace(QUICK, slab_fraction=1.0), train_series, val_series, tmp_path / "b.safetensors"
+    )
+    assert slabs._fingerprint()["settings"]["slab_fraction"] == 1.0
+    gen = torch.Generator().manual_seed(1)
+    s = next(k for k, series in enumerate(train_series) if series.label == 1)
+    labels = slabs._train_labels[s]
+    for j in range(train_series[s].n_slices):
+        hu, label = slabs._encoder_item(s, j, gen)
+        assert not np.array_equal(hu, train_series[s].hu[j].astype(np.float32))  # always a slab at 1.0
+        assert label >= labels[j]
+    result = slabs.run()
+    assert np.isfinite(result.threshold)
+
+
 def test_a_card_update_keeps_what_another_command_wrote_meanwhile(datasets, tmp_path: Path, monkeypatch):
     out = tmp_path / "race.safetensors"
     train_from_folders([datasets[0]], out, val_data=datasets[1], settings=QUICK, config=SMALL)

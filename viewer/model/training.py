@@ -69,6 +69,10 @@ class TrainSettings:
     passes run under bfloat16 autocast in channels-last layout, about 3 × faster on a CPU with AVX-512 BF16
     or AMX (and on a GPU) and much slower on one without. Weights, optimiser state, the frozen features of stage
     2 and every validation stay float32, so a bf16 run's scores are measured as the viewer computes them.
+
+    ``slab_fraction``: the share of the encoder stage's slices replaced by the mean of 2 or 3 adjacent model
+    slices around them, labelled a bleed slice when any of those is one, as a scanner's thick reconstruction
+    would show it (thick slabs dilute a small bleed into its neighbours; :func:`slab_around`).
     """
 
     seed: int = 0
@@ -90,10 +94,13 @@ class TrainSettings:
     study_loss_weight: float = 1.0
     patience: int = 0
     precision: str = "fp32"
+    slab_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if not 0.0 <= self.slab_fraction <= 1.0:
+            raise ValueError(f"slab_fraction must lie in [0, 1], not {self.slab_fraction!r}")
 
     def epochs(self, stage: str) -> int:
         return {
@@ -319,6 +326,27 @@ def augment(
     return x
 
 
+SLAB_WIDTHS = (2, 3)
+
+
+def slab_around(
+    hu: np.ndarray, labels: np.ndarray, index: int, width: int, gen: torch.Generator
+) -> tuple[np.ndarray, float]:
+    """The mean of ``width`` adjacent slices of ``hu`` that hold slice ``index``, and its label.
+
+    The slab's place around ``index`` is drawn from ``gen`` and kept inside the series (a series shorter than
+    ``width`` gives all its slices). Its label is the largest of its slices' labels (NaNs ignored): a thick
+    slice shows a bleed when any part of it holds one, as :func:`viewer.model.perturb.thicken` labels it.
+    """
+    n = hu.shape[0]
+    width = min(width, n)
+    lo = max(0, index - width + 1)
+    hi = min(index, n - width)
+    start = lo + int(torch.randint(0, hi - lo + 1, (1,), generator=gen))
+    window = slice(start, start + width)
+    return hu[window].astype(np.float32).mean(0), float(np.nanmax(labels[window]))
+
+
 def random_crop(length: int, min_length: int, gen: torch.Generator) -> tuple[int, int]:
     """A random contiguous ``[start, stop)`` of at least ``min_length`` slices (the whole series when shorter)."""
     if length <= min_length:
@@ -455,9 +483,9 @@ class Trainer:
         for b in range(n_batches):
             self._check_cancel()
             picked = [items[i] for i in order[b * batch : (b + 1) * batch]]
-            hu = torch.stack([torch.from_numpy(self.train[s].hu[j].astype(np.float32)) for s, j in picked])
-            hu = self._augment(hu, gen, per_item=True)
-            target = torch.tensor([float(self._train_labels[s][j]) for s, j in picked], device=self.device)
+            slices, labels = zip(*(self._encoder_item(s, j, gen) for s, j in picked), strict=True)
+            hu = self._augment(torch.from_numpy(np.stack(slices)), gen, per_item=True)
+            target = torch.tensor(labels, dtype=torch.float32, device=self.device)
             with self._autocast():
                 logits = self.slice_probe(self.model.encoder(self._windows(hu))).squeeze(-1)
             loss = F.binary_cross_entropy_with_logits(logits.float(), target)
@@ -465,6 +493,15 @@ class Trainer:
             total += loss.item()
             self._report(b + 1, n_batches, f"encoder epoch {epoch + 1}: loss {total / (b + 1):.3f}")
         return total / n_batches
+
+    def _encoder_item(self, s: int, j: int, gen: torch.Generator) -> tuple[np.ndarray, float]:
+        """Slice ``j`` of training series ``s`` and its label, or a thick slab around it (``slab_fraction``)."""
+        fraction = self.settings.slab_fraction
+        series, labels = self.train[s], self._train_labels[s]
+        if fraction > 0 and float(torch.rand(1, generator=gen)) < fraction:
+            width = SLAB_WIDTHS[int(torch.randint(0, len(SLAB_WIDTHS), (1,), generator=gen))]
+            return slab_around(series.hu, labels, j, width, gen)
+        return series.hu[j].astype(np.float32), float(labels[j])
 
     # ----------------------------------------------------------------------------------------------------------
     # Stage 2: the GRU on frozen features
@@ -628,8 +665,11 @@ class Trainer:
 
     def _fingerprint(self) -> dict[str, Any]:
         settings = asdict(self.settings)
+        # Settings added later leave the fingerprint when unused, so checkpoints from before them still resume.
         if settings["precision"] == "fp32":
-            del settings["precision"]  # added later: checkpoints of float32 runs from before it still resume
+            del settings["precision"]
+        if settings["slab_fraction"] == 0.0:
+            del settings["slab_fraction"]
         return {
             "config": self.config.to_dict(),
             "settings": settings,

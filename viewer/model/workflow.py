@@ -50,9 +50,18 @@ _RECIPE = (
 )
 
 
+_SLABS = (
+    " For {share:g} % of the slice CNN's training slices, the mean of 2 or 3 adjacent slices around them (a thick "
+    "slab), labelled a bleed slice when any of those slices is one."
+)
+
+
 def recipe(settings: TrainSettings) -> str:
     """The training recipe in words, with the augmentation ranges of ``settings``."""
-    return _RECIPE.format(s=settings)
+    text = _RECIPE.format(s=settings)
+    if settings.slab_fraction > 0:
+        text += _SLABS.format(share=100 * settings.slab_fraction)
+    return text
 
 
 LIMITATIONS = (
