@@ -247,11 +247,29 @@ def test_evaluation_scores_a_labelled_folder(datasets, tmp_path: Path):
         )
     for key in (
         "hidden_saliency_auroc",
-        "hidden_carried_share_forward",
+        "hidden_carried_magnitude_forward",
         "hidden_saliency_randomised_spearman",
     ):
         assert key in report.metrics
-        assert len(outcome.pointing_hits) == (int(outcome.slice_labels.sum()) if outcome.label else 0)
+    assert len(outcome.pointing_hits) == (int(outcome.slice_labels.sum()) if outcome.label else 0)
+    assert 0.0 <= report.metrics["hidden_carried_magnitude_forward"] <= 1.0
+
+
+def test_carried_share_is_a_share_of_magnitudes_even_when_contributions_cancel():
+    from viewer.model.evaluation import SeriesOutcome, summarise
+
+    def outcome(direct: list[float], carried: list[float]) -> SeriesOutcome:
+        d, c = np.asarray(direct), np.asarray(carried)
+        parts = {"forward": d + c, "forward_direct": d, "forward_carried": c}
+        parts |= {f"reverse{k[7:]}": v for k, v in parts.items()}
+        return SeriesOutcome("1.2", 1, 0.9, np.array([1.0, 1.0, 0.0]), np.zeros(3), d + c, parts)
+
+    # Signed sums: carried 1.0 - 0.9 = 0.1 over a total of 0.1 - 0.2 = -0.1, a "share" of -1.
+    cancelling = [outcome([0.5, -0.8, 9.0], [1.0, -0.9, 9.0])]
+    share = summarise(cancelling, 0.5)["hidden_carried_magnitude_forward"]
+    assert share == pytest.approx(1.9 / 3.2)  # the normal slice's 9s are not counted
+    nothing = [outcome([0.0, 0.0, 1.0], [0.0, 0.0, 1.0])]
+    assert np.isnan(summarise(nothing, 0.5)["hidden_carried_magnitude_reverse"])
 
 
 def test_training_can_continue_from_trained_weights(datasets, tmp_path: Path):

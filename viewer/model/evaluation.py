@@ -222,15 +222,21 @@ def _pooled_slice_auroc(outcomes: Sequence[SeriesOutcome], scores: str) -> float
 
 
 def _carried_share(outcomes: Sequence[SeriesOutcome], direction: str) -> float:
-    """``Σ carried / Σ total`` of one direction's track over the bleed slices (NaN without any)."""
+    """``Σ |carried| / Σ (|direct| + |carried|)`` of one direction's track over the bleed slices, in [0, 1].
+
+    Magnitudes, because the parts are signed: a ratio of signed sums runs far outside [0, 1] (it read −1.17 on
+    one held-out set) when a series' positive and negative contributions nearly cancel. NaN without bleed slices
+    or when every part is zero.
+    """
     carried = total = 0.0
     for o in outcomes:
         if o.slice_labels is None or f"{direction}_carried" not in o.hidden_parts:
             continue
         on = np.asarray(o.slice_labels) > 0.5
-        carried += float(o.hidden_parts[f"{direction}_carried"][on].sum())
-        total += float(o.hidden_parts[direction][on].sum())
-    return carried / total if total != 0 else float("nan")
+        moved = float(np.abs(o.hidden_parts[f"{direction}_carried"][on]).sum())
+        carried += moved
+        total += moved + float(np.abs(o.hidden_parts[f"{direction}_direct"][on]).sum())
+    return carried / total if total > 0 else float("nan")
 
 
 def _randomised_spearman(outcomes: Sequence[SeriesOutcome]) -> float:
@@ -267,7 +273,7 @@ def summarise(outcomes: Sequence[SeriesOutcome], threshold: float) -> dict[str, 
         "hidden_saliency_auroc": hidden_auc,
         "hidden_saliency_auroc_all_series": _pooled_slice_auroc(with_slices, "hidden_saliency"),
         "hidden_saliency_auroc_missed": missed,
-        **{f"hidden_carried_share_{d}": _carried_share(bleeds, d) for d in DIRECTIONS},
+        **{f"hidden_carried_magnitude_{d}": _carried_share(bleeds, d) for d in DIRECTIONS},
         "hidden_saliency_randomised_spearman": _randomised_spearman(outcomes),
         "pointing_game": float(np.mean(hits)) if hits else float("nan"),
         "pointing_game_randomised": float(np.mean(hits_rand)) if hits_rand else float("nan"),

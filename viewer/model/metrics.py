@@ -20,8 +20,10 @@ METRIC_LABELS: dict[str, str] = {
     "hidden_saliency_auroc": "slice AUROC of the hidden-state track (series with a bleed)",
     "hidden_saliency_auroc_all_series": "slice AUROC of the hidden-state track (all series)",
     "hidden_saliency_auroc_missed": "slice AUROC of the hidden-state track (bleed series the model misses)",
-    "hidden_carried_share_forward": "share of the forward track's evidence on bleed slices carried on",
-    "hidden_carried_share_reverse": "share of the reverse track's evidence on bleed slices carried on",
+    "hidden_carried_magnitude_forward": "share of the forward track's evidence on bleed slices carried on "
+    "(by magnitude)",
+    "hidden_carried_magnitude_reverse": "share of the reverse track's evidence on bleed slices carried on "
+    "(by magnitude)",
     "hidden_saliency_randomised_spearman": "Spearman of the hidden-state track with a GRU+head-randomised model",
     "pointing_game": "pointing game of the pixel saliency (bleed slices)",
     "pointing_game_randomised": "pointing game of a fully randomised model (control)",
