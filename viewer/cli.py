@@ -177,6 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         noise_hu=defaults.noise_hu if args.noise_hu is None else args.noise_hu,
         precision=args.precision,
         slab_fraction=args.slab_fraction,
+        tilt_fraction=args.tilt_fraction,
     )
     device = pick_device(args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.out)
@@ -610,6 +611,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="share of the slice CNN's training slices replaced by the mean of 2 or 3 adjacent slices, labelled a "
         "bleed when any of them is (thick-slice augmentation, default 0)",
+    )
+    p.add_argument(
+        "--tilt-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="share of the slice CNN's training slices re-cut on a plane tilted by up to about 15 degrees, where "
+        "the plane passes through bleed-free slices only (gantry-tilt augmentation, default 0)",
     )
     p.add_argument(
         "--hu-centring",

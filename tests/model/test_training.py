@@ -486,17 +486,40 @@ def test_a_thick_slab_holds_its_slice_and_is_a_bleed_when_any_of_its_slices_is()
     assert float(whole[0, 0]) == 0.5 and label == 0.0  # a series shorter than the slab gives all its slices
 
 
+def test_a_tilted_slice_moves_along_the_series_row_by_row_and_is_cut_only_through_normal_slices():
+    from viewer.model.preprocess import AIR_HU
+    from viewer.model.training import tilted_slice
+
+    n, rows = 10, 20
+    hu = np.broadcast_to(np.arange(n, dtype=np.float16)[:, None, None] * 10, (n, rows, 4)).copy()
+    labels = np.zeros(n, dtype=np.float32)
+    cut, label = tilted_slice(hu, labels, 5, 4.0)
+    assert label == 0.0
+    expected = 10 * (5 + 4.0 * ((np.arange(rows) + 0.5) / rows - 0.5))
+    np.testing.assert_allclose(cut[:, 0], expected, atol=1e-3)  # top rows from slice 3, bottom ones from 7
+    np.testing.assert_allclose(tilted_slice(hu, labels, 5, 0.0)[0], hu[5].astype(np.float32))
+    edge, _ = tilted_slice(hu, labels, 0, 6.0)
+    assert np.all(edge[:3] == AIR_HU) and np.all(edge[-3:] > 0)  # beyond half a slice outside: air
+    labels[8] = 1.0
+    assert tilted_slice(hu, labels, 5, 4.0) is not None  # passes through slices 3-7 only
+    assert tilted_slice(hu, labels, 5, 6.0) is None  # reaches slice 8: where the bleed lies in it is unknown
+
+
 def test_slab_augmentation_is_in_the_recipe_and_fingerprint_only_when_used(datasets, tmp_path: Path):
     from viewer.model.workflow import recipe
 
-    assert "thick slab" not in recipe(TrainSettings())
+    assert "thick slab" not in recipe(TrainSettings()) and "tilted" not in recipe(TrainSettings())
     assert "For 25 % of the slice CNN's training slices" in recipe(TrainSettings(slab_fraction=0.25))
+    assert "For 20 % of them, the slice re-cut on a plane tilted" in recipe(TrainSettings(tilt_fraction=0.2))
     with pytest.raises(ValueError, match="slab_fraction"):
         TrainSettings(slab_fraction=1.5)
+    with pytest.raises(ValueError, match="together"):
+        TrainSettings(slab_fraction=0.6, tilt_fraction=0.6)
     train_series = _prepared(datasets[0], tmp_path / "cache")[1]
     val_series = _prepared(datasets[1], tmp_path / "cache")[1]
     plain = Trainer(SMALL, QUICK, train_series, val_series, tmp_path / "a.safetensors")
-    assert "slab_fraction" not in plain._fingerprint()["settings"]  # checkpoints from before it still resume
+    for name in ("slab_fraction", "tilt_fraction", "max_tilt_slices"):
+        assert name not in plain._fingerprint()["settings"]  # checkpoints from before them still resume
     slabs = Trainer(
         SMALL, replace(QUICK, slab_fraction=1.0), train_series, val_series, tmp_path / "b.safetensors"
     )
@@ -510,6 +533,23 @@ def test_slab_augmentation_is_in_the_recipe_and_fingerprint_only_when_used(datas
         assert label >= labels[j]
     result = slabs.run()
     assert np.isfinite(result.threshold)
+    tilts = Trainer(
+        SMALL, replace(QUICK, tilt_fraction=1.0), train_series, val_series, tmp_path / "c.safetensors"
+    )
+    normal = next(k for k, series in enumerate(train_series) if series.label == 0)
+    changed = 0
+    for j in range(train_series[normal].n_slices):
+        hu, label = tilts._encoder_item(normal, j, gen)
+        changed += not np.array_equal(hu, train_series[normal].hu[j].astype(np.float32))
+        assert label == 0.0
+    assert changed >= train_series[normal].n_slices - 1  # a slope drawn near 0 may leave one as it was
+    for j in np.flatnonzero(
+        labels > 0.5
+    ):  # a bleed slice is never tilted: where the plane cuts it is unknown
+        hu, label = tilts._encoder_item(s, int(j), gen)
+        np.testing.assert_array_equal(hu, train_series[s].hu[j].astype(np.float32))
+        assert label == 1.0
+    assert np.isfinite(tilts.run().threshold)
 
 
 def test_a_card_update_keeps_what_another_command_wrote_meanwhile(datasets, tmp_path: Path, monkeypatch):

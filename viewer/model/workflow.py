@@ -56,11 +56,20 @@ _SLABS = (
 )
 
 
+_TILTS = (
+    " For {share:g} % of them, the slice re-cut on a plane tilted about the left-right axis by up to {slices:g} "
+    "slices from top row to bottom (a tilted gantry), where that plane passes through bleed-free slices only "
+    "(labelled normal)."
+)
+
+
 def recipe(settings: TrainSettings) -> str:
     """The training recipe in words, with the augmentation ranges of ``settings``."""
     text = _RECIPE.format(s=settings)
     if settings.slab_fraction > 0:
         text += _SLABS.format(share=100 * settings.slab_fraction)
+    if settings.tilt_fraction > 0:
+        text += _TILTS.format(share=100 * settings.tilt_fraction, slices=settings.max_tilt_slices)
     return text
 
 
