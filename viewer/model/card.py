@@ -469,7 +469,7 @@ def _training_lines(training: dict[str, Any], input_size: int | None = None) -> 
             f"Started from {parent.get('name')} {parent.get('version')} (sha256 {str(parent.get('sha256'))[:12]}…), "
             f"trained{at} as follows:",
             "",
-            *_training_lines(dict(parent.get("training") or {})),
+            *_training_lines(dict(parent.get("training") or {}), parent_size),
             then,
             "",
         ]
