@@ -396,3 +396,14 @@ def test_page_one_names_the_training_data_without_the_rebuild_commands():
         "200 series (100 with a bleed), synthetic head-CT phantoms, seed 102"
     )
     assert training_words("  ") == "not stated on the model card"
+
+
+def test_a_chain_of_runs_names_each_training_set_once():
+    a = "600 series, seed 101 (`gru-viewer demo-data DIR --seed 101`)"
+    b = "600 series of the wide family, seed 601 (`gru-viewer demo-data DIR --family wide --seed 601`)"
+    c = "200 series, seed 102 (`gru-viewer demo-data DIR --seed 102`)"
+    chain = f"{a}; {c}; then further trained on {a}; {b}; then further trained on {b}; {a}"
+    assert training_words(chain) == (
+        "600 series, seed 101; 200 series, seed 102; 600 series of the wide family, seed 601 "
+        "(in 3 runs, each continuing the one before; the model card lists each run's data)"
+    )

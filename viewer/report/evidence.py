@@ -24,7 +24,6 @@ from viewer.report.charts import Trace, colour_bar, slice_chart
 from viewer.report.content import (
     CONTENT_WIDTH,
     MAX_FIGURE_HEIGHT,
-    NOT_STATED,
     ReportContent,
     boxed,
     markup,
@@ -33,6 +32,7 @@ from viewer.report.content import (
 )
 from viewer.report.figures import SliceFigure
 from viewer.report.images import saliency_alpha, saliency_colour
+from viewer.report.summary import training_words
 
 #: What the key images' scaling means, in the words of the key-image page.
 SCALING_TEXT: dict[str, str] = {
@@ -273,7 +273,7 @@ def model_card_section(c: ReportContent) -> list[Flowable]:
         ("Name", card.name),
         ("Version", card.version),
         ("Weights SHA-256", card.sha256[:16] + "…"),
-        ("Training data", card.training_data or NOT_STATED),
+        ("Training data", training_words(card.training_data)),
         ("Intended use", card.intended_use),
         (
             "Operating threshold",

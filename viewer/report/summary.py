@@ -224,10 +224,27 @@ def _window_words(c: ReportContent) -> str:
     return f"W {width:g} / L {center:g} HU" + (" (brain)" if (center, width) == (40.0, 80.0) else "")
 
 
+#: How a card's training-data text joins the runs of a chain (``viewer.model.workflow``).
+RUN_SEPARATOR = "; then further trained on "
+
+
 def training_words(training_data: str) -> str:
-    """The card's training data without the commands that rebuild each set (those are for the model card page)."""
+    """The card's training data for a report: each data set once, without the commands that rebuild it.
+
+    A card of weights trained in a chain of runs lists every run's data in turn, and a later run often reuses an
+    earlier run's sets, so the card's text grows with each run (the model card keeps it whole, with the commands).
+    """
     words = re.sub(r"\s*\(`[^`]*`\)", "", training_data).strip()
-    return words or "not stated on the model card"
+    if not words:
+        return "not stated on the model card"
+    runs = words.split(RUN_SEPARATOR)
+    sets = list(dict.fromkeys(part.strip() for run in runs for part in run.split("; ") if part.strip()))
+    text = "; ".join(sets)
+    if len(runs) > 1:
+        text += (
+            f" (in {len(runs)} runs, each continuing the one before; the model card lists each run's data)"
+        )
+    return text
 
 
 def disclaimer_block(c: ReportContent) -> list[Flowable]:
