@@ -34,6 +34,10 @@ DEFAULT_INPUT_REQUIREMENTS = (
 )
 
 
+#: How ``training_data`` joins the data of a chain of runs (each started from the weights before it), in order.
+FURTHER_TRAINING = "; then further trained on "
+
+
 @dataclass
 class ModelCard:
     """What a set of weights is, what it is for and how well it did; stored as JSON next to the weights."""

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from viewer.errors import ViewerError
-from viewer.model.card import ModelCard, card_path_for, current_card, write_card
+from viewer.model.card import FURTHER_TRAINING, ModelCard, card_path_for, current_card, write_card
 from viewer.model.config import ModelConfig
 from viewer.model.dataset import (
     LabelledStack,
@@ -301,7 +301,7 @@ def train_from_folders(
         training_text += f" (less the {len(val_series)} validation series)"
     history: dict[str, object] = {}
     if init_card is not None:
-        training_text = f"{init_card.training_data}; then further trained on {training_text}"
+        training_text = f"{init_card.training_data}{FURTHER_TRAINING}{training_text}"
         history = {
             "initialised_from": {
                 "name": init_card.name,

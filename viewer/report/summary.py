@@ -9,6 +9,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
 
 from viewer.dicom.identifiers import display_date, display_name, display_sex, display_time
+from viewer.model.card import FURTHER_TRAINING
 from viewer.report import styles as st
 from viewer.report.content import (
     NOT_STATED,
@@ -224,10 +225,6 @@ def _window_words(c: ReportContent) -> str:
     return f"W {width:g} / L {center:g} HU" + (" (brain)" if (center, width) == (40.0, 80.0) else "")
 
 
-#: How a card's training-data text joins the runs of a chain (``viewer.model.workflow``).
-RUN_SEPARATOR = "; then further trained on "
-
-
 def training_words(training_data: str) -> str:
     """The card's training data for a report: each data set once, without the commands that rebuild it.
 
@@ -237,7 +234,7 @@ def training_words(training_data: str) -> str:
     words = re.sub(r"\s*\(`[^`]*`\)", "", training_data).strip()
     if not words:
         return "not stated on the model card"
-    runs = words.split(RUN_SEPARATOR)
+    runs = words.split(FURTHER_TRAINING)
     sets = list(dict.fromkeys(part.strip() for run in runs for part in run.split("; ") if part.strip()))
     text = "; ".join(sets)
     if len(runs) > 1:
