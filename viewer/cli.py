@@ -178,6 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         slab_fraction=args.slab_fraction,
         tilt_fraction=args.tilt_fraction,
+        lr_encoder=defaults.lr_encoder if args.encoder_lr is None else args.encoder_lr,
     )
     device = pick_device(args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.out)
@@ -260,6 +261,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.cross_generator_to:
         print(f"cross-generator row added to the card of {args.cross_generator_to}")
     return EXIT_OK if report.outcomes else EXIT_NOTHING
+
+
+def cmd_threshold(args: argparse.Namespace) -> int:
+    from viewer.model.device import pick_device
+    from viewer.model.operating_point import RULE, format_choice
+    from viewer.model.workflow import threshold_from_folders
+
+    choice, card, failed = threshold_from_folders(
+        args.model,
+        args.val,
+        labels=args.val_labels or None,
+        device=pick_device(args.device),
+        update_card=args.update_card,
+        version=args.model_version,
+        command=args.command_line if args.update_card else None,
+        progress=_progress_printer(not args.quiet),
+    )
+    for message in failed:
+        print(f"skipped: {message}", file=sys.stderr)
+    print(f"model {card.name} {card.version} (sha256 {card.sha256[:12]}…)")
+    print(f"rule: {RULE}")
+    print(format_choice(choice))
+    print(f"operating threshold {choice.threshold:.4f} (was {choice.previous:.4f})")
+    if args.update_card:
+        print("model card updated with this threshold; the weights did not change")
+    return EXIT_OK
 
 
 def cmd_ablation(args: argparse.Namespace) -> int:
@@ -580,8 +607,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--labels", action="append", metavar="FILE", help="labels per --data folder (default DIR/labels.json)"
     )
-    p.add_argument("--val", metavar="DIR", help="validation folder (default: a share of the training series)")
-    p.add_argument("--val-labels", metavar="FILE", help="labels of the validation folder")
+    p.add_argument(
+        "--val",
+        action="append",
+        metavar="DIR",
+        help="validation folder (repeatable, e.g. one per phantom family: their series are pooled for the best "
+        "epochs and the threshold; default: a share of the training series)",
+    )
+    p.add_argument(
+        "--val-labels",
+        action="append",
+        metavar="FILE",
+        help="labels per --val folder (default DIR/labels.json)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.15, help="share held back when --val is not given")
     p.add_argument(
         "--out", required=True, metavar="FILE", help="weights to write (.safetensors, card beside it)"
@@ -603,6 +641,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--noise-hu", type=float, metavar="HU", help="largest SD of added noise (augmentation, default 6)"
+    )
+    p.add_argument(
+        "--encoder-lr",
+        type=float,
+        metavar="LR",
+        help="peak learning rate of the slice-CNN stage (default 0.002; lower it to train on from --init "
+        "weights without unlearning them at the warm restart)",
     )
     p.add_argument(
         "--slab-fraction",
@@ -711,6 +756,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "threshold",
+        help="choose a trained model's operating threshold on validation folders (one per phantom family)",
+    )
+    p.add_argument("--model", required=True, metavar="FILE", help="weights (.safetensors with its card)")
+    p.add_argument(
+        "--val",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="validation folder (repeatable; the series of all are pooled); never a held-out set",
+    )
+    p.add_argument(
+        "--val-labels",
+        action="append",
+        metavar="FILE",
+        help="labels per --val folder (default DIR/labels.json)",
+    )
+    p.add_argument(
+        "--update-card",
+        action="store_true",
+        help="write the threshold into the model card, with the rule, the sets and the threshold it replaces",
+    )
+    p.add_argument(
+        "--model-version", metavar="VERSION", help="with --update-card: the card's new version (same weights)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_threshold)
 
     p = sub.add_parser(
         "reference",

@@ -218,6 +218,38 @@ def test_train_command_and_its_errors(datasets, tmp_path: Path, capsys):
     assert main(["evaluate", "--model", str(tmp_path / "none.safetensors"), "--data", str(datasets[1])]) == 1
 
 
+def test_training_validates_on_several_folders_pooled(datasets, tmp_path: Path, capsys, monkeypatch):
+    seen: dict[str, int] = {}
+    original = Trainer.__init__
+
+    def spy(self, config, settings, train, val, *args, **kwargs):
+        seen["val"], seen["train"] = len(val), len(train)
+        seen["lr"] = settings.lr_encoder
+        original(self, config, settings, train, val, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "__init__", spy)
+    out = tmp_path / "two_val.safetensors"
+    args = ["train", "--data", str(datasets[0]), "--val", str(datasets[1]), "--val", str(datasets[0])]
+    args += [
+        "--out",
+        str(out),
+        "-q",
+        "--encoder-epochs",
+        "1",
+        "--sequence-epochs",
+        "1",
+        "--finetune-epochs",
+        "0",
+    ]
+    assert main([*args, "--encoder-lr", "0.0005", "--device", "cpu"]) == 0
+    assert seen == {"val": 4 + 6, "train": 6, "lr": 0.0005}
+    training = read_card(tmp_path / "two_val.card.json").training
+    assert "seed 12" in training["validation_data"] and "seed 11" in training["validation_data"]
+    assert training["settings"]["lr_encoder"] == 0.0005
+    assert main([*args, "--val-labels", str(datasets[1] / "labels.json"), "--fresh"]) == 1
+    assert "one labels file per validation folder" in capsys.readouterr().err
+
+
 def test_train_makes_a_chosen_sequence_kind_fresh_only(datasets, tmp_path: Path, capsys):
     out = tmp_path / "stacked.safetensors"
     args = ["train", "--data", str(datasets[0]), "--val", str(datasets[1]), "--out", str(out), "-q"]

@@ -269,6 +269,7 @@ def card_to_markdown(card: ModelCard) -> str:
         "",
         "## Operating threshold",
         f"Study probability ≥ {card.operating_threshold:g} is reported as positive.",
+        *_operating_point_lines(card.training.get("operating_point")),
     ]
     if card.ablation:
         lines += ["", *_ablation_lines(card.ablation)]
@@ -291,12 +292,41 @@ def card_to_markdown(card: ModelCard) -> str:
 
 _FURTHER_METRICS = (
     "study_auroc",
+    "threshold",
     "sensitivity",
     "specificity",
     "slice_auroc",
     "hidden_saliency_auroc",
     "calibration_error",
 )
+
+
+def _operating_point_lines(point: Any) -> list[str]:
+    """How ``gru-viewer threshold`` chose the threshold: the rule, each validation set at it and at the one it
+    replaced (numbers measured before then, elsewhere on the card, name the threshold they were measured at)."""
+    if not isinstance(point, dict) or not point.get("sets"):
+        return []
+    previous = float(point.get("previous", 0.5))
+    lines = [
+        "",
+        f"Chosen by `gru-viewer threshold` on validation series only: {point.get('rule', 'unstated rule')}. It "
+        f"replaced {previous:.3f} (version {point.get('previous_version', 'unstated')}); the weights did not change.",
+        "",
+        f"| validation set | studies | study AUROC | sensitivity / specificity at {previous:.3f} | at "
+        f"{float(point.get('threshold', 0.5)):.3f} |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    before = {str(r.get("data")): r for r in point.get("sets_at_previous", [])}
+    for row in point["sets"]:
+        old = before.get(str(row.get("data")), {})
+        old_text = f"{old['sensitivity']:.2f} / {old['specificity']:.2f}" if old else "–"
+        lines.append(
+            f"| {row.get('data')} | {row.get('studies')} | {float(row.get('study_auroc', float('nan'))):.3f} | "
+            f"{old_text} | {float(row['sensitivity']):.2f} / {float(row['specificity']):.2f} |"
+        )
+    if point.get("command"):
+        lines += ["", f"Command: `{point['command']}`"]
+    return lines
 
 
 def _group_lines(rows: Any) -> list[str]:
@@ -419,7 +449,8 @@ def _robustness_lines(robustness: dict[str, Any]) -> list[str]:
     intro += f" (source series: {source})" if source else ""
     lines += [
         intro + ". Each condition is applied to every series; Δ is the change of the study AUROC from the "
-        "unperturbed series, sensitivity and specificity are at the operating threshold.",
+        "unperturbed series, sensitivity and specificity are at the operating threshold"
+        + (f" of then, {float(robustness['threshold']):.3f}." if "threshold" in robustness else "."),
         "",
     ]
     if robustness.get("goal"):

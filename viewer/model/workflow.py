@@ -1,4 +1,5 @@
-"""``gru-viewer train``, ``evaluate`` and ``reference`` as plain functions: folders in, weights, card and metrics out."""
+"""``gru-viewer train``, ``evaluate``, ``threshold`` and ``reference`` as plain functions: folders in, weights,
+card and metrics out."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ from viewer.model.evaluation import EvaluationReport, evaluate_series
 from viewer.model.explanations import DEFAULT_PIXEL_METHOD, DEFAULT_PIXEL_TARGET
 from viewer.model.hu_centring import reference_from
 from viewer.model.network import SliceGRUNet
+from viewer.model.operating_point import (
+    ScoredSet,
+    ThresholdChoice,
+    choose_threshold,
+    record_threshold,
+    study_probabilities,
+)
 from viewer.model.preprocess import Preprocessor
 from viewer.model.reference import build_reference
 from viewer.model.training import STAGES, Trainer, TrainSettings
@@ -206,8 +214,8 @@ def train_from_folders(
     out: str | Path,
     *,
     labels: Sequence[str | Path | None] | None = None,
-    val_data: str | Path | None = None,
-    val_labels: str | Path | None = None,
+    val_data: str | Path | Sequence[str | Path] | None = None,
+    val_labels: str | Path | Sequence[str | Path | None] | None = None,
     val_fraction: float = 0.15,
     settings: TrainSettings | None = None,
     config: ModelConfig | None = None,
@@ -230,6 +238,9 @@ def train_from_folders(
     ``hu_tolerance`` turns on per-series HU re-centring (:mod:`viewer.model.hu_centring`) with the reference
     taken from the training series; a model initialised from one that has it keeps its reference, and training
     reads every series re-centred as the viewer will.
+
+    ``val_data`` may name several folders (e.g. one per phantom family): their series are pooled, for the
+    validation scores that pick each stage's best epoch and for the operating threshold.
 
     ``init`` starts from trained weights (checked against their card) instead of a fresh network; their
     architecture wins over ``config`` except for the input size, and the new card keeps their training history.
@@ -259,9 +270,18 @@ def train_from_folders(
     train_sets = [open_dataset(folder, lab, progress) for folder, lab in zip(data, labels, strict=True)]
     train_series = [s for ds in train_sets for s in prepared(ds)]
     if val_data is not None:
-        val_set = open_dataset(val_data, val_labels, progress)
-        val_series = prepared(val_set)
-        val_text = val_set.description
+        val_folders = [val_data] if isinstance(val_data, str | Path) else list(val_data)
+        if val_labels is None or isinstance(val_labels, str | Path):
+            val_label_files = [val_labels] + [None] * (len(val_folders) - 1)
+        else:
+            val_label_files = list(val_labels)
+        if len(val_label_files) != len(val_folders):
+            raise ViewerError("Cannot train", "give one labels file per validation folder, or none")
+        val_sets = [
+            open_dataset(f, lab, progress) for f, lab in zip(val_folders, val_label_files, strict=True)
+        ]
+        val_series = [s for ds in val_sets for s in prepared(ds)]
+        val_text = "; ".join(ds.description for ds in val_sets)
     else:
         train_series, val_series = split_validation(train_series, val_fraction, settings.seed)
         val_text = f"{len(val_series)} series drawn from the training folders (seed {settings.seed})"
@@ -404,6 +424,49 @@ def evaluate_folder(
     if cross_generator_to is not None and target is not None:
         add_cross_generator_row(cross_generator_to, target, card, dataset, report, command)
     return report, card, dataset
+
+
+def threshold_from_folders(
+    model_path: str | Path,
+    folders: Sequence[str | Path],
+    *,
+    labels: Sequence[str | Path | None] | None = None,
+    device: torch.device | None = None,
+    update_card: bool = False,
+    version: str | None = None,
+    command: Sequence[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[ThresholdChoice, ModelCard, list[str]]:
+    """Choose the operating threshold of the weights at ``model_path`` on validation folders (one per family).
+
+    See :mod:`viewer.model.operating_point`. Returns the choice, the card (rewritten with the threshold when
+    ``update_card``, and then given ``version`` when one is given) and the series that could not be scored.
+    """
+    labels = list(labels) if labels is not None else [None] * len(folders)
+    if len(labels) != len(folders):
+        raise ViewerError("Cannot choose a threshold", "give one labels file per validation folder, or none")
+    if version and not update_card:
+        raise ViewerError(
+            "Cannot choose a threshold", "a new model version is written only with --update-card"
+        )
+    model, card = load_weights(model_path, device=device or "cpu")
+    sets: list[ScoredSet] = []
+    failed: list[str] = []
+    for folder, lab in zip(folders, labels, strict=True):
+        dataset = open_dataset(folder, lab, progress)
+        y, p, bad = study_probabilities(model, dataset.items, progress=progress)
+        sets.append(ScoredSet(dataset.description, y, p, tuple(bad)))
+        failed += bad
+    choice = choose_threshold(sets, card.operating_threshold)
+    if update_card:
+        card = record_threshold(
+            model_path,
+            card,
+            choice,
+            version=version,
+            command=portable_command(command) if command else "",
+        )
+    return choice, card, failed
 
 
 def _families_in(training_data: str) -> list[str]:
