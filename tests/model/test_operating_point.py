@@ -57,11 +57,14 @@ def test_the_threshold_maximises_youdens_j_on_the_pooled_sets_and_each_set_is_re
             scored.labels, scored.probabilities, 0.65
         )
         assert new.study_auroc == metrics.auroc(scored.labels, scored.probabilities)
-    assert (
-        choice.at_previous[0].sensitivity == 0.5
-    )  # 0.60 < 0.65: the old cut-off missed one of set a's bleeds
+    # 0.60 < 0.65: the old cut-off missed one of set a's bleeds.
+    assert choice.at_previous[0].sensitivity == 0.5
+    assert choice.pooled_at_new.study_auroc == metrics.auroc(pooled_y, pooled_p)
+    assert (choice.pooled_at_new.sensitivity, choice.pooled_at_new.specificity) == (sens, spec)
+    assert choice.pooled_at_previous.studies == 8 and choice.pooled_at_previous.with_bleed == 4
     table = format_choice(choice)
     assert "0.650" in table and f"{choice.threshold:.3f}" in table
+    assert table.splitlines()[3].startswith("all ") and f"{metrics.auroc(pooled_y, pooled_p):.3f}" in table
 
 
 def test_no_threshold_is_chosen_from_series_of_one_label():

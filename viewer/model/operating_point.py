@@ -27,6 +27,7 @@ from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import Preprocessor
 from viewer.progress import CancelFn, ProgressFn
 
+POOLED = "all sets pooled"
 RULE = "Youden's J (sensitivity + specificity − 1) maximised on the validation series of every set, pooled"
 
 
@@ -64,12 +65,14 @@ class SetAtThreshold:
 
 @dataclass(frozen=True)
 class ThresholdChoice:
-    """The pooled threshold, the one it replaces, and every set at both."""
+    """The pooled threshold, the one it replaces, and every set and all of them pooled at both."""
 
     threshold: float
     previous: float
     at_new: tuple[SetAtThreshold, ...]
     at_previous: tuple[SetAtThreshold, ...]
+    pooled_at_new: SetAtThreshold
+    pooled_at_previous: SetAtThreshold
 
 
 def study_probabilities(
@@ -136,11 +139,14 @@ def choose_threshold(sets: Sequence[ScoredSet], previous: float) -> ThresholdCho
         )
     probs = np.concatenate([s.probabilities for s in sets])
     threshold = youden_threshold(labels, probs)
+    pooled = ScoredSet(POOLED, labels, probs)
     return ThresholdChoice(
         threshold,
         previous,
         tuple(at_threshold(s, threshold) for s in sets),
         tuple(at_threshold(s, previous) for s in sets),
+        at_threshold(pooled, threshold),
+        at_threshold(pooled, previous),
     )
 
 
@@ -165,8 +171,8 @@ def record_threshold(
         "threshold": choice.threshold,
         "previous": choice.previous,
         "previous_version": card.version,
-        "sets": [s.to_dict() for s in choice.at_new],
-        "sets_at_previous": [s.to_dict() for s in choice.at_previous],
+        "sets": [s.to_dict() for s in (*choice.at_new, choice.pooled_at_new)],
+        "sets_at_previous": [s.to_dict() for s in (*choice.at_previous, choice.pooled_at_previous)],
         **({"command": command} if command else {}),
         **({"earlier": history} if isinstance(history, dict) else {}),
     }
@@ -186,9 +192,13 @@ def format_choice(choice: ThresholdChoice) -> str:
     lines = [
         f"{'set':<4} {'studies':>7} {'AUROC':>6}  {'sens / spec ' + old:>22}  {'sens / spec ' + new:>22}"
     ]
-    for k, (now, before) in enumerate(zip(choice.at_new, choice.at_previous, strict=True), start=1):
+    rows = zip(
+        (*choice.at_new, choice.pooled_at_new), (*choice.at_previous, choice.pooled_at_previous), strict=True
+    )
+    for k, (now, before) in enumerate(rows, start=1):
+        name = "all" if now.description == POOLED else str(k)
         lines.append(
-            f"{k:<4} {now.studies:>7} {now.study_auroc:>6.3f}  "
+            f"{name:<4} {now.studies:>7} {now.study_auroc:>6.3f}  "
             f"{f'{before.sensitivity:.2f} / {before.specificity:.2f}':>22}  "
             f"{f'{now.sensitivity:.2f} / {now.specificity:.2f}':>22}"
         )
