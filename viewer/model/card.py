@@ -450,7 +450,11 @@ def _robustness_lines(robustness: dict[str, Any]) -> list[str]:
     lines += [
         intro + ". Each condition is applied to every series; Δ is the change of the study AUROC from the "
         "unperturbed series, sensitivity and specificity are at the operating threshold"
-        + (f" it was measured at, {float(robustness['threshold']):.3f}." if "threshold" in robustness else "."),
+        + (
+            f" it was measured at, {float(robustness['threshold']):.3f}."
+            if "threshold" in robustness
+            else "."
+        ),
         "",
     ]
     if robustness.get("goal"):
