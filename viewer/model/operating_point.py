@@ -38,7 +38,6 @@ class ScoredSet:
     description: str
     labels: np.ndarray
     probabilities: np.ndarray
-    failed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

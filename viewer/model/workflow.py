@@ -440,7 +440,8 @@ def threshold_from_folders(
     """Choose the operating threshold of the weights at ``model_path`` on validation folders (one per family).
 
     See :mod:`viewer.model.operating_point`. Returns the choice, the card (rewritten with the threshold when
-    ``update_card``, and then given ``version`` when one is given) and the series that could not be scored.
+    ``update_card``, and then given ``version`` when one is given) and the labelled series that were not found
+    or could not be scored.
     """
     labels = list(labels) if labels is not None else [None] * len(folders)
     if len(labels) != len(folders):
@@ -455,8 +456,8 @@ def threshold_from_folders(
     for folder, lab in zip(folders, labels, strict=True):
         dataset = open_dataset(folder, lab, progress)
         y, p, bad = study_probabilities(model, dataset.items, progress=progress)
-        sets.append(ScoredSet(dataset.description, y, p, tuple(bad)))
-        failed += bad
+        sets.append(ScoredSet(dataset.description, y, p))
+        failed += [*dataset.missing, *bad]
     choice = choose_threshold(sets, card.operating_threshold)
     if update_card:
         card = record_threshold(
