@@ -230,17 +230,8 @@ def test_training_validates_on_several_folders_pooled(datasets, tmp_path: Path, 
     monkeypatch.setattr(Trainer, "__init__", spy)
     out = tmp_path / "two_val.safetensors"
     args = ["train", "--data", str(datasets[0]), "--val", str(datasets[1]), "--val", str(datasets[0])]
-    args += [
-        "--out",
-        str(out),
-        "-q",
-        "--encoder-epochs",
-        "1",
-        "--sequence-epochs",
-        "1",
-        "--finetune-epochs",
-        "0",
-    ]
+    args += ["--out", str(out), "-q", "--encoder-epochs", "1", "--sequence-epochs", "1"]
+    args += ["--finetune-epochs", "0"]
     assert main([*args, "--encoder-lr", "0.0005", "--device", "cpu"]) == 0
     assert seen == {"val": 4 + 6, "train": 6, "lr": 0.0005}
     training = read_card(tmp_path / "two_val.card.json").training
