@@ -134,19 +134,31 @@ def _wait_for_window(env: dict[str, str], app: subprocess.Popen, deadline: float
     return window
 
 
+def _wait_for_titled_window(env: dict[str, str], app: subprocess.Popen, title: str, deadline: float) -> str:
+    """The app's visible window that bears ``title``.
+
+    Every visible window of the process is asked on each poll: Qt maps unnamed helper windows too, and the first
+    one ``search`` lists need not be the main window (asking only that one once timed out with an empty name).
+    """
+    seen: set[str] = set()
+    while time.monotonic() < deadline and app.poll() is None:
+        for window in _xdotool(env, "search", "--onlyvisible", "--pid", str(app.pid)).split():
+            name = _xdotool(env, "getwindowname", window)
+            if name == title:
+                return window
+            seen.add(name)
+        time.sleep(0.5)
+    raise AssertionError(f"no window titled {title!r}; the app's visible windows were named {sorted(seen)!r}")
+
+
 def test_the_app_opens_a_real_window_analyses_and_closes_cleanly(
     display: str, demo_study: Path, tmp_path: Path
 ) -> None:
     env, app, log = _start_app(display, demo_study, tmp_path)
     try:
         deadline = time.monotonic() + 300
-        window = _wait_for_window(env, app, deadline)
         expected = f"{demo_study.name} — GRU Viewer"  # the folder, then Qt's application display name
-        title = ""
-        while title != expected and time.monotonic() < deadline:
-            title = _xdotool(env, "getwindowname", window)
-            time.sleep(0.5)
-        assert title == expected
+        window = _wait_for_titled_window(env, app, expected, deadline)
         time.sleep(3)  # the series loads and its first slice is drawn
         before = _screenshot(env, tmp_path / "1-open.png")
         assert before.std() > 10, "the screen is blank"
