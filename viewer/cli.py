@@ -14,9 +14,13 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from viewer import __version__
 from viewer.errors import CancelledError, ViewerError
+
+if TYPE_CHECKING:
+    from viewer.model.training import TrainSettings
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -160,14 +164,10 @@ def _log_line(quiet: bool) -> Callable[[str], None]:
     return log
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from viewer.model.config import ModelConfig
-    from viewer.model.device import pick_device
+def _train_settings(args: argparse.Namespace, defaults: TrainSettings) -> TrainSettings:
     from viewer.model.training import TrainSettings
-    from viewer.model.workflow import default_checkpoint, portable_command, train_from_folders
 
-    defaults = TrainSettings()
-    settings = TrainSettings(
+    return TrainSettings(
         seed=args.seed,
         encoder_epochs=defaults.encoder_epochs if args.encoder_epochs is None else args.encoder_epochs,
         sequence_epochs=defaults.sequence_epochs if args.sequence_epochs is None else args.sequence_epochs,
@@ -179,7 +179,36 @@ def cmd_train(args: argparse.Namespace) -> int:
         slab_fraction=args.slab_fraction,
         tilt_fraction=args.tilt_fraction,
         lr_encoder=defaults.lr_encoder if args.encoder_lr is None else args.encoder_lr,
+        positives_per_series=args.positives_per_series,
     )
+
+
+_FLAG_OF_SETTING = {
+    "slab_fraction": "--slab-fraction",
+    "tilt_fraction": "--tilt-fraction",
+    "positives_per_series": "--positives-per-series",
+    "precision": "--precision",
+}
+
+
+def _as_flags(message: str) -> str:
+    """A settings error in the words of the command line: its flags, not the settings' field names."""
+    for name, flag in _FLAG_OF_SETTING.items():
+        message = message.replace(name, flag)
+    return message
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from viewer.model.config import ModelConfig
+    from viewer.model.device import pick_device
+    from viewer.model.training import TrainSettings
+    from viewer.model.workflow import default_checkpoint, portable_command, train_from_folders
+
+    defaults = TrainSettings()
+    try:
+        settings = _train_settings(args, defaults)
+    except ValueError as err:
+        raise ViewerError("Cannot train", _as_flags(str(err))) from None
     device = pick_device(args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.out)
     if args.fresh and checkpoint.exists():
@@ -664,6 +693,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="share of the slice CNN's training slices re-cut on a plane tilted by up to about 15 degrees, where "
         "the plane passes through bleed-free slices only (gantry-tilt augmentation, default 0)",
+    )
+    p.add_argument(
+        "--positives-per-series",
+        type=int,
+        default=0,
+        metavar="N",
+        help="at most N bleed slices of each series per slice-CNN epoch, drawn afresh each epoch, so large bleeds "
+        "spanning many slices do not outnumber small ones (default 0: all of them)",
     )
     p.add_argument(
         "--hu-centring",

@@ -79,6 +79,11 @@ class TrainSettings:
     bottom one (12: about 15° for a 220 mm field of view and 5 mm slices). Only slices whose tilted plane passes
     through bleed-free slices alone are tilted, since without a mask nothing tells where in the plane a bleed
     lies: they teach that an oblique cut through the skull is not a bleed.
+
+    ``positives_per_series``: at most this many bleed slices of each series go into an encoder epoch, drawn afresh
+    each epoch (0 takes them all), and the normal slices follow that smaller number. A large haematoma spans ten
+    or twenty slices and a bleed of a few tenths of a millilitre one or two, so without a cap the easy large
+    bleeds make up most of what the slice CNN learns a bleed to look like (:func:`capped_per_series`).
     """
 
     seed: int = 0
@@ -103,8 +108,13 @@ class TrainSettings:
     slab_fraction: float = 0.0
     tilt_fraction: float = 0.0
     max_tilt_slices: float = 12.0
+    positives_per_series: int = 0
 
     def __post_init__(self) -> None:
+        if self.positives_per_series < 0:
+            raise ValueError(
+                f"positives_per_series must be 0 (all) or more, not {self.positives_per_series!r}"
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         for name in ("slab_fraction", "tilt_fraction"):
@@ -178,6 +188,25 @@ def clipped_step(optimizer: torch.optim.Optimizer, loss: Tensor, grad_clip: floa
     params = [p for group in optimizer.param_groups for p in group["params"]]
     torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
+
+
+def capped_per_series(
+    items: Sequence[tuple[int, int]], cap: int, gen: torch.Generator
+) -> list[tuple[int, int]]:
+    """At most ``cap`` of the ``(series, slice)`` pairs of each series, drawn at random; all of them when ``cap``
+    is 0 (and then ``gen`` is not drawn from, so an uncapped run is what it was before the cap existed)."""
+    if cap <= 0:
+        return list(items)
+    by_series: dict[int, list[tuple[int, int]]] = {}
+    for item in items:
+        by_series.setdefault(item[0], []).append(item)
+    out: list[tuple[int, int]] = []
+    for group in by_series.values():
+        if len(group) > cap:
+            picked = sorted(torch.randperm(len(group), generator=gen)[:cap].tolist())
+            group = [group[i] for i in picked]
+        out.extend(group)
+    return out
 
 
 def known_slice_labels(series: TrainingSeries) -> np.ndarray:
@@ -508,6 +537,7 @@ class Trainer:
     def _encoder_epoch(self, epoch: int, optimizer: torch.optim.Optimizer) -> float:
         gen = _generator(self.settings.seed, "encoder", epoch)
         pos, neg = self._slice_pool()
+        pos = capped_per_series(pos, self.settings.positives_per_series, gen)
         n_neg = min(len(neg), int(round(len(pos) * self.settings.negatives_per_positive)))
         chosen_neg = [neg[int(i)] for i in torch.randperm(len(neg), generator=gen)[:n_neg]]
         items = pos + chosen_neg
@@ -717,6 +747,8 @@ class Trainer:
             del settings["slab_fraction"]
         if settings["tilt_fraction"] == 0.0:
             del settings["tilt_fraction"], settings["max_tilt_slices"]
+        if settings["positives_per_series"] == 0:
+            del settings["positives_per_series"]
         return {
             "config": self.config.to_dict(),
             "settings": settings,

@@ -71,6 +71,12 @@ _TILTS = (
 )
 
 
+_CAP = (
+    " Each encoder epoch takes at most {cap} bleed slices of a series, drawn afresh each epoch, so that large "
+    "bleeds spanning many slices do not outnumber small ones."
+)
+
+
 def recipe(settings: TrainSettings) -> str:
     """The training recipe in words, with the augmentation ranges of ``settings``."""
     text = _RECIPE.format(s=settings)
@@ -78,6 +84,8 @@ def recipe(settings: TrainSettings) -> str:
         text += _SLABS.format(share=100 * settings.slab_fraction)
     if settings.tilt_fraction > 0:
         text += _TILTS.format(share=100 * settings.tilt_fraction, slices=settings.max_tilt_slices)
+    if settings.positives_per_series > 0:
+        text += _CAP.format(cap=settings.positives_per_series)
     return text
 
 
