@@ -607,6 +607,54 @@ def test_slab_augmentation_is_in_the_recipe_and_fingerprint_only_when_used(datas
     assert np.isfinite(tilts.run().threshold)
 
 
+def test_capped_positives_keep_at_most_that_many_per_series_drawn_afresh():
+    from viewer.model.training import capped_per_series
+
+    items = [(0, j) for j in range(10)] + [(1, 3)] + [(2, j) for j in range(4)]
+    gen = torch.Generator().manual_seed(3)
+    state = gen.get_state()
+    assert capped_per_series(items, 0, gen) == items
+    assert torch.equal(gen.get_state(), state)  # an uncapped epoch draws nothing: old runs stay the same
+    first = capped_per_series(items, 2, gen)
+    counts = {s: sum(1 for t, _ in first if t == s) for s in (0, 1, 2)}
+    assert counts == {0: 2, 1: 1, 2: 2}
+    assert set(first) <= set(items) and len(set(first)) == len(first)
+    draws = {tuple(capped_per_series(items, 2, gen)) for _ in range(10)}
+    assert len(draws) > 1  # another epoch, other slices of the large bleeds
+
+
+def test_an_encoder_epoch_with_a_cap_reads_fewer_bleed_slices(datasets, tmp_path: Path, capsys):
+    from viewer.model.workflow import recipe
+
+    assert "bleed slices of a series" not in recipe(TrainSettings())
+    assert "at most 1 bleed slices of a series" in recipe(TrainSettings(positives_per_series=1))
+    with pytest.raises(ValueError, match="positives_per_series"):
+        TrainSettings(positives_per_series=-1)
+    train_series = _prepared(datasets[0], tmp_path / "cache")[1]
+    val_series = _prepared(datasets[1], tmp_path / "cache")[1]
+    read: dict[str, list[float]] = {}
+    for name, cap in (("all", 0), ("capped", 1)):
+        trainer = Trainer(
+            SMALL, replace(QUICK, positives_per_series=cap), train_series, val_series, tmp_path / f"{name}.st"
+        )
+        item = trainer._encoder_item
+
+        def counted(s, j, gen, item=item, seen=read.setdefault(name, [])):
+            hu, label = item(s, j, gen)
+            seen.append(label)
+            return hu, label
+
+        trainer._encoder_item = counted
+        trainer._encoder_epoch(0, trainer._optimizer("encoder"))
+        assert ("positives_per_series" in trainer._fingerprint()["settings"]) == (cap > 0)
+    bleeds = sum(1 for s in train_series if s.label == 1)
+    assert sum(read["capped"]) == bleeds < sum(read["all"])
+    assert len(read["capped"]) == 3 * bleeds  # two normal slices per bleed slice, as uncapped
+    args = ["train", "--data", str(datasets[0]), "--out", str(tmp_path / "x.safetensors"), "-q"]
+    assert main([*args, "--positives-per-series", "-1"]) == 1
+    assert "--positives-per-series must be 0 (all) or more" in capsys.readouterr().err
+
+
 def test_a_card_update_keeps_what_another_command_wrote_meanwhile(datasets, tmp_path: Path, monkeypatch):
     out = tmp_path / "race.safetensors"
     train_from_folders([datasets[0]], out, val_data=datasets[1], settings=QUICK, config=SMALL)
