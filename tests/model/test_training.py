@@ -637,9 +637,9 @@ def test_an_encoder_epoch_with_a_cap_reads_fewer_bleed_slices(datasets, tmp_path
         trainer = Trainer(
             SMALL, replace(QUICK, positives_per_series=cap), train_series, val_series, tmp_path / f"{name}.st"
         )
-        item = trainer._encoder_item
+        item, seen = trainer._encoder_item, read.setdefault(name, [])
 
-        def counted(s, j, gen, item=item, seen=read.setdefault(name, [])):
+        def counted(s, j, gen, item=item, seen=seen):
             hu, label = item(s, j, gen)
             seen.append(label)
             return hu, label
