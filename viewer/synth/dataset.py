@@ -80,7 +80,7 @@ def _meta(rng: np.random.Generator, seed: int, index: int, family: str = "classi
     )
 
 
-def _bleed_plan(seed: int, studies: int) -> list[bool]:
+def bleed_plan(seed: int, studies: int) -> list[bool]:
     """Balanced bleed flags: one of each pair has bleeds (order drawn from the seed); study 0 always does."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     flags: list[bool] = []
@@ -127,7 +127,7 @@ def dataset_study(
         raise ValueError("index must be at least 0")
     _check_family(family)
     seq = np.random.SeedSequence(seed).spawn(index + 1)[index]
-    return _dataset_study(seq, seed, index, _bleed_plan(seed, index + 1)[index], matrix, family)
+    return _dataset_study(seq, seed, index, bleed_plan(seed, index + 1)[index], matrix, family)
 
 
 def write_phantom_dataset(
@@ -174,7 +174,7 @@ def write_phantom_dataset(
         raise ValueError("studies must be at least 1")
     _check_family(family, slice_mm)
     root = Path(out).resolve()
-    plan = _bleed_plan(seed, studies)
+    plan = bleed_plan(seed, studies)
     children = np.random.SeedSequence(seed).spawn(studies)
     done: list[StudyLabels] = []
     jobs = [(root, children[i], seed, i, plan[i], matrix, family, slice_mm) for i in range(studies)]

@@ -458,7 +458,7 @@ def _smooth121(img: np.ndarray) -> np.ndarray:
 
 
 # Standard deviation left of unit white noise after 0, 1 or 2 passes of _smooth121 (sqrt of summed squares).
-_NOISE_GAIN = (1.0, 6.0 / 16.0, 70.0 / 256.0)
+NOISE_GAIN = (1.0, 6.0 / 16.0, 70.0 / 256.0)
 
 
 def reconstruct(img: np.ndarray, rng: np.random.Generator, sigma: float, passes: int) -> np.ndarray:
@@ -471,7 +471,7 @@ def reconstruct(img: np.ndarray, rng: np.random.Generator, sigma: float, passes:
     else:
         noise = rng.random(img.shape, dtype=_F32)
         noise -= _F32(0.5)
-        out = img + noise * _F32(sigma * math.sqrt(12.0) / _NOISE_GAIN[passes])
+        out = img + noise * _F32(sigma * math.sqrt(12.0) / NOISE_GAIN[passes])
         for _ in range(passes):
             out = _smooth121(out)
     np.clip(out, HU_MIN, HU_MAX, out=out)
