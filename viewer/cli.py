@@ -164,9 +164,11 @@ def _log_line(quiet: bool) -> Callable[[str], None]:
     return log
 
 
-def _train_settings(args: argparse.Namespace, defaults: TrainSettings) -> TrainSettings:
+def _train_settings(args: argparse.Namespace) -> TrainSettings:
+    """The run's settings: the options given, the defaults for the rest."""
     from viewer.model.training import TrainSettings
 
+    defaults = TrainSettings()
     return TrainSettings(
         seed=args.seed,
         encoder_epochs=defaults.encoder_epochs if args.encoder_epochs is None else args.encoder_epochs,
@@ -201,12 +203,10 @@ def _as_flags(message: str) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from viewer.model.config import ModelConfig
     from viewer.model.device import pick_device
-    from viewer.model.training import TrainSettings
     from viewer.model.workflow import default_checkpoint, portable_command, train_from_folders
 
-    defaults = TrainSettings()
     try:
-        settings = _train_settings(args, defaults)
+        settings = _train_settings(args)
     except ValueError as err:
         raise ViewerError("Cannot train", _as_flags(str(err))) from None
     device = pick_device(args.device)
