@@ -11,7 +11,8 @@
 # carried back (e.g. copied to an ignored folder `resume/` named in carry, and RESUME_FROM=resume/FILE).
 #
 # Settings (environment): WIDE, CLASSIC (training studies of each family), EPOCHS ("encoder sequence finetune"),
-# INIT (weights to start from; "none": from scratch), VAL_FAMILY (selection set: wide, other or classic),
+# INIT (weights to start from; "none": from scratch), ENCODER_CHANNELS (with INIT=none: the slice CNN's widths, e.g.
+# 32,64,128,256, since rc10 underfits its own training set at the default 16,32,64,128), VAL_FAMILY (selection set: wide, other or classic),
 # DEVICE (cuda), PRECISION (bf16: the slice CNN's training passes under bfloat16 autocast), PY (python3), TRAIN_BUDGET_S (seconds the training may take), RESUME_FROM (a checkpoint to go on
 # from), OUT (results; /tmp/out).
 set -uo pipefail
@@ -55,6 +56,7 @@ log "phantoms made in $(( $(date +%s) - start )) s: wide $WIDE, classic $CLASSIC
 read -r enc seq fine <<<"$EPOCHS"
 init=()
 [ "$INIT" != none ] && init=(--init "$INIT")
+[ "$INIT" = none ] && [ -n "${ENCODER_CHANNELS:-}" ] && init=(--encoder-channels "$ENCODER_CHANNELS" --input-size 256)
 fresh=(--fresh)
 if [ -n "${RESUME_FROM:-}" ]; then cp "$RESUME_FROM" "$OUT/candidate.checkpoint.safetensors" && fresh=(); fi
 start=$(date +%s)

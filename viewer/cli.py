@@ -190,6 +190,8 @@ _FLAG_OF_SETTING = {
     "tilt_fraction": "--tilt-fraction",
     "positives_per_series": "--positives-per-series",
     "precision": "--precision",
+    "encoder_channels": "--encoder-channels",
+    "input_size": "--input-size",
 }
 
 
@@ -213,17 +215,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.out)
     if args.fresh and checkpoint.exists():
         checkpoint.unlink()
-    config = None
+    fresh_only = [
+        flag
+        for flag, value in (("--sequence", args.sequence), ("--encoder-channels", args.encoder_channels))
+        if value is not None
+    ]
+    if fresh_only and args.init:
+        raise ViewerError(
+            "Cannot train",
+            f"{fresh_only[0]} is for a fresh network; --init continues the kind of its weights",
+        )
+    values: dict[str, object] = {}
     if args.sequence is not None:
-        if args.init:
-            raise ViewerError(
-                "Cannot train", "--sequence is for a fresh network; --init continues the kind of its weights"
-            )
         kind, layers = ("bigru", 2) if args.sequence == "bigru2" else (args.sequence, 1)
-        size = {} if args.input_size is None else {"input_size": args.input_size}
-        config = ModelConfig(sequence=kind, num_layers=layers, **size)
-    elif args.input_size is not None:
-        config = ModelConfig(input_size=args.input_size)
+        values.update(sequence=kind, num_layers=layers)
+    if args.encoder_channels is not None:
+        values["encoder_channels"] = args.encoder_channels
+    if args.input_size is not None:
+        values["input_size"] = args.input_size
+    try:
+        config = ModelConfig(**values) if values else None
+    except ValueError as err:
+        raise ViewerError("Cannot train", _as_flags(str(err))) from None
     train_from_folders(
         args.data,
         args.out,
@@ -511,6 +524,17 @@ def _write_reports(args: argparse.Namespace, runs: Sequence) -> None:
                 print(send_datasets(args.send, objects.datasets, args))
 
 
+def _channels(text: str) -> tuple[int, ...]:
+    """``"16,32,64"`` → ``(16, 32, 64)``, for ``--encoder-channels``."""
+    try:
+        channels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of whole numbers: {text!r}") from None
+    if any(c < 1 for c in channels):
+        raise argparse.ArgumentTypeError(f"every channel count must be at least 1: {text!r}")
+    return channels
+
+
 def build_parser() -> argparse.ArgumentParser:
     from viewer.synth.dataset import PHANTOM_FAMILIES
 
@@ -664,6 +688,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("bigru", "bigru2", "bigru_attn", "bilstm", "pool"),
         help="sequence part of a fresh network (default bigru, the shipped kind; bigru2: two stacked layers); "
         "only the GRU kinds have the viewer's gate and hidden-state evidence",
+    )
+    p.add_argument(
+        "--encoder-channels",
+        type=_channels,
+        metavar="C,C,...",
+        help="channels of the slice CNN's stem and of each of its stages, for a fresh network (default "
+        "16,32,64,128; each stage halves the slice, so --input-size must be divisible by 2 to the power of their "
+        "count)",
     )
     p.add_argument(
         "--hu-jitter", type=float, metavar="HU", help="largest random HU offset (augmentation, default 5)"

@@ -253,6 +253,26 @@ def test_train_makes_a_chosen_sequence_kind_fresh_only(datasets, tmp_path: Path,
     assert "--sequence is for a fresh network" in capsys.readouterr().err
 
 
+def test_train_makes_a_chosen_encoder_width_fresh_only(datasets, tmp_path: Path, capsys):
+    out = tmp_path / "wide.safetensors"
+    args = ["train", "--data", str(datasets[0]), "--val", str(datasets[1]), "--out", str(out), "-q"]
+    args += ["--encoder-epochs", "1", "--sequence-epochs", "1", "--finetune-epochs", "0", "--device", "cpu"]
+    assert main([*args, "--encoder-channels", "8,12,24", "--input-size", "64"]) == 0
+    card = read_card(tmp_path / "wide.card.json")
+    assert card.config.encoder_channels == (8, 12, 24) and card.config.input_size == 64
+    assert "channels 8, 12, 24" in (tmp_path / "wide.card.md").read_text()
+    model = load_weights(out, tmp_path / "wide.card.json")[0]
+    assert model.encoder.stem[0].out_channels == 8 and len(model.encoder.stages) == 2
+    again = ["train", "--data", str(datasets[0]), "--out", str(tmp_path / "b.safetensors"), "-q"]
+    assert main([*again, "--init", str(out), "--encoder-channels", "16,32"]) == 1
+    assert "--encoder-channels is for a fresh network" in capsys.readouterr().err
+    assert main([*again, "--encoder-channels", "8,16,32,64,128,256,512,1024"]) == 1
+    assert "--input-size 192 must be divisible by 2**8" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*again, "--encoder-channels", "8,x"])
+    assert "not a comma-separated list of whole numbers" in capsys.readouterr().err
+
+
 def test_evaluation_scores_a_labelled_folder(datasets, tmp_path: Path):
     out = tmp_path / "e.safetensors"
     train_from_folders([datasets[0]], out, val_data=datasets[1], settings=QUICK, config=SMALL)
