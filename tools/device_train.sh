@@ -12,7 +12,8 @@
 #
 # Settings (environment): WIDE, CLASSIC (training studies of each family), EPOCHS ("encoder sequence finetune"),
 # INIT (weights to start from; "none": from scratch), ENCODER_CHANNELS (with INIT=none: the slice CNN's widths, e.g.
-# 32,64,128,256, since rc10 underfits its own training set at the default 16,32,64,128), VAL_FAMILY (selection set: wide, other or classic),
+# 32,64,128,256, since rc10 underfits its own training set at the default 16,32,64,128; the fresh network then reads
+# slices at 256 px, the shipped model's size), VAL_FAMILY (selection set: wide, other or classic),
 # DEVICE (cuda), PRECISION (bf16: the slice CNN's training passes under bfloat16 autocast), PY (python3), TRAIN_BUDGET_S (seconds the training may take), RESUME_FROM (a checkpoint to go on
 # from), OUT (results; /tmp/out).
 set -uo pipefail
