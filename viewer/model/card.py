@@ -20,6 +20,7 @@ from viewer.model.config import ModelConfig
 from viewer.model.metrics import METRIC_LABELS, format_metric
 from viewer.model.misses import GroupRate, rates_markdown
 from viewer.model.robustness_table import markdown_table
+from viewer.model.training_history import history_markdown_lines, training_runs
 from viewer.resources import resource_path
 
 CARD_SUFFIX = ".card.json"
@@ -32,10 +33,6 @@ DEFAULT_INPUT_REQUIREMENTS = (
     "One axial non-contrast head CT series in HU, slices sorted along the slice normal, any in-plane matrix; "
     "slices thinner than the target spacing are averaged into slabs, thicker ones are used as they are."
 )
-
-
-#: How ``training_data`` joins the data of a chain of runs (each started from the weights before it), in order.
-FURTHER_TRAINING = "; then further trained on "
 
 
 @dataclass
@@ -238,9 +235,17 @@ def card_to_markdown(card: ModelCard) -> str:
         *_sequence_lines(cfg),
         "",
         "## Training data",
-        card.training_data or "Not stated.",
-        "",
-        *_training_lines(card.training, card.config.input_size),
+        *history_markdown_lines(
+            training_runs(
+                card.name,
+                card.version,
+                card.sha256,
+                card.config.input_size,
+                card.training,
+                card.training_data,
+            ),
+            card.training_data,
+        ),
         "## Metrics",
     ]
     if card.metrics:
@@ -490,43 +495,3 @@ def _centring_lines(cfg: ModelConfig) -> list[str]:
     return [
         f"{moved}, the training series' mean, when it is more than {centring.tolerance:g} HU off (by the excess)"
     ]
-
-
-def _training_lines(training: dict[str, Any], input_size: int | None = None) -> list[str]:
-    """The training run's recipe, epochs and validation scores, when the card records them."""
-    lines = []
-    parent = training.get("initialised_from")
-    if isinstance(parent, dict):
-        parent_size = parent.get("input_size")
-        at = f" at {parent_size} px" if parent_size else ""
-        then = (
-            f"Then, reading slices at {input_size} px:"
-            if parent_size and parent_size != input_size
-            else "Then:"
-        )
-        lines += [
-            f"Started from {parent.get('name')} {parent.get('version')} (sha256 {str(parent.get('sha256'))[:12]}…), "
-            f"trained{at} as follows:",
-            "",
-            *_training_lines(dict(parent.get("training") or {}), parent_size),
-            then,
-            "",
-        ]
-    if training.get("recipe"):
-        lines += [str(training["recipe"]), ""]
-    epochs = training.get("epochs")
-    if isinstance(epochs, dict) and epochs:
-        lines += ["Epochs: " + ", ".join(f"{stage} {n}" for stage, n in epochs.items()) + ".", ""]
-    if training.get("validation"):
-        scores = ", ".join(f"{METRIC_LABELS.get(k, k)} {v:.4f}" for k, v in training["validation"].items())
-        lines += [f"Validation ({training.get('validation_data', 'held back from training')}): {scores}.", ""]
-    settings = training.get("settings")
-    if isinstance(settings, dict) and settings.get("precision", "fp32") != "fp32":
-        lines += [f"Precision of the slice CNN's training passes: {settings['precision']}.", ""]
-    if training.get("command"):
-        lines += ["Command:", "", f"    {training['command']}", ""]
-    if training.get("hardware"):
-        took = training.get("epoch_seconds")
-        spent = f", {float(took) / 60:.0f} minutes of epochs" if took else ""
-        lines += [f"Hardware: {training['hardware']}{spent}.", ""]
-    return lines

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from viewer.errors import ViewerError
-from viewer.model.card import FURTHER_TRAINING, ModelCard, card_path_for, current_card, write_card
+from viewer.model.card import ModelCard, card_path_for, current_card, write_card
 from viewer.model.config import ModelConfig
 from viewer.model.dataset import (
     LabelledStack,
@@ -42,6 +42,7 @@ from viewer.model.operating_point import (
 from viewer.model.preprocess import Preprocessor
 from viewer.model.reference import build_reference
 from viewer.model.training import STAGES, Trainer, TrainSettings
+from viewer.model.training_history import DATA_JOIN, FURTHER_TRAINING
 from viewer.model.weights import attach_reference, load_weights, save_weights
 from viewer.progress import ProgressFn
 
@@ -324,9 +325,10 @@ def train_from_folders(
         log(
             "no training series without a bleed: no reference series (the hidden-state track uses each series' mean)"
         )
-    training_text = "; ".join(ds.description for ds in train_sets)
+    run_data = [ds.description for ds in train_sets]
     if val_data is None:
-        training_text += f" (less the {len(val_series)} validation series)"
+        run_data[-1] += f" (less the {len(val_series)} validation series)"
+    training_text = DATA_JOIN.join(run_data)
     history: dict[str, object] = {}
     if init_card is not None:
         training_text = f"{init_card.training_data}{FURTHER_TRAINING}{training_text}"
@@ -356,6 +358,7 @@ def train_from_folders(
             "device": str(device or "cpu"),
             "hardware": describe_hardware(device or torch.device("cpu")),
             "families": sorted({ds.family or "unlabelled" for ds in train_sets}),
+            "data": run_data,
             "epoch_seconds": round(sum(r.seconds for r in result.history), 1),
             **({"command": command} if command else {}),
             **history,

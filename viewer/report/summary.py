@@ -9,7 +9,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
 
 from viewer.dicom.identifiers import display_date, display_name, display_sex, display_time
-from viewer.model.card import FURTHER_TRAINING
+from viewer.model.training_history import FURTHER_TRAINING
 from viewer.report import styles as st
 from viewer.report.content import (
     NOT_STATED,
