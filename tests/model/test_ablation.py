@@ -272,6 +272,7 @@ def test_tiny_ablation_end_to_end_and_resumes(tiny, one_thread):
     assert "| bigru2: " in markdown and "Occlusion track" in markdown and "Held-out" not in markdown
     card = read_card(card_path_for(model))
     assert card.ablation["rows"][0][0].startswith("pool")
+    assert f"Training data: {report['setup']['train']}. Validation: " in card.ablation["description"]
     assert (
         "## Ablation"
         in card_path_for(model).with_name(model.name.replace(".safetensors", ".card.md")).read_text()

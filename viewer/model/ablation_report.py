@@ -263,7 +263,9 @@ def card_section(report: dict[str, Any]) -> dict[str, Any]:
     """The model card's ``ablation`` entry: the validation table and what it means."""
     setup = report["setup"]
     return {
-        "description": f"{setup['description']} Validation: {report['val']['data']}.",
+        "description": (
+            f"{setup['description']} Training data: {setup['train']}. Validation: {report['val']['data']}."
+        ),
         "columns": VARIANT_COLUMNS,
         "rows": variant_rows(report["val"]),
         "notes": [TRACK_NOTE, setup["timing"]],
