@@ -27,6 +27,7 @@ from viewer.dicom.index import scan
 from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
 from viewer.model.intended_use import UseWarning
+from viewer.model.training_history import training_words
 from viewer.report import (
     ReportOptions,
     build_report,
@@ -41,7 +42,6 @@ from viewer.report.dicom_export import ENCAPSULATED_PDF_STORAGE
 from viewer.report.identifiers import identifiers_from_volume
 from viewer.report.images import output_shape
 from viewer.report.output import check_output_path, opened_folders
-from viewer.report.summary import training_words
 from viewer.synth.dataset import write_phantom_dataset
 
 KEY = b"test-pseudonym-key-0123456789abcdef"

@@ -298,14 +298,14 @@ def test_model_card_summary(tmp_path: Path) -> None:
     card = {
         "name": "slice-GRU head CT",
         "version": "1.0",
-        "training_data": "synthetic phantoms only",
+        "training_data": "synthetic phantoms only (`gru-viewer demo-data DIR`)",
         "metrics": {"auc": 0.9734, "n": 200},
         "intended_use": "Research only.",
     }
     (tmp_path / "slice_gru.json").write_text(json.dumps(card))
     summary = model_card_summary(tmp_path)
     assert summary.splitlines()[0] == "slice-GRU head CT 1.0"
-    assert "Training data: synthetic phantoms only" in summary
+    assert "Training data: synthetic phantoms only\n" in summary  # without the command that rebuilds them
     assert "auc: 0.973" in summary
     assert intended_use(tmp_path) == "Research only."
     html = about_html()

@@ -9,6 +9,7 @@ in, plain data out: the card's Markdown and the report both read it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,3 +146,22 @@ def history_markdown_lines(runs: list[TrainingRun], training_data: str) -> list[
         lines += [""] if run.data else []
         lines += _details(run, runs[:i])
     return lines
+
+
+def training_words(training_data: str) -> str:
+    """The card's training data in a sentence (report, about box): each data set once, without the commands.
+
+    A card of weights trained in a chain of runs lists every run's data in turn, and a later run often reuses an
+    earlier run's sets, so the card's text grows with each run (the model card keeps it whole, with the commands).
+    """
+    words = re.sub(r"\s*\(`[^`]*`\)", "", training_data).strip()
+    if not words:
+        return "not stated on the model card"
+    runs = words.split(FURTHER_TRAINING)
+    sets = list(dict.fromkeys(part.strip() for run in runs for part in run.split(DATA_JOIN) if part.strip()))
+    text = "; ".join(sets)
+    if len(runs) > 1:
+        text += (
+            f" (in {len(runs)} runs, each continuing the one before; the model card lists each run's data)"
+        )
+    return text

@@ -19,6 +19,7 @@ from reportlab.platypus import (
 from viewer.analysis.display import HIDDEN_OVERSHOOT, SCALING_NAMES, format_contribution, hidden_axis
 from viewer.analysis.result import STUDY_ONLY
 from viewer.model.metrics import METRIC_LABELS, format_metric
+from viewer.model.training_history import training_words
 from viewer.report import styles as st
 from viewer.report.charts import Trace, colour_bar, slice_chart
 from viewer.report.content import (
@@ -32,7 +33,6 @@ from viewer.report.content import (
 )
 from viewer.report.figures import SliceFigure
 from viewer.report.images import saliency_alpha, saliency_colour
-from viewer.report.summary import training_words
 
 #: What the key images' scaling means, in the words of the key-image page.
 SCALING_TEXT: dict[str, str] = {

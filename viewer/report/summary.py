@@ -3,13 +3,11 @@ the disclaimer."""
 
 from __future__ import annotations
 
-import re
-
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
 
 from viewer.dicom.identifiers import display_date, display_name, display_sex, display_time
-from viewer.model.training_history import FURTHER_TRAINING
+from viewer.model.training_history import training_words
 from viewer.report import styles as st
 from viewer.report.content import (
     NOT_STATED,
@@ -223,25 +221,6 @@ def _window_words(c: ReportContent) -> str:
         return NOT_STATED
     center, width = c.images[0].window
     return f"W {width:g} / L {center:g} HU" + (" (brain)" if (center, width) == (40.0, 80.0) else "")
-
-
-def training_words(training_data: str) -> str:
-    """The card's training data for a report: each data set once, without the commands that rebuild it.
-
-    A card of weights trained in a chain of runs lists every run's data in turn, and a later run often reuses an
-    earlier run's sets, so the card's text grows with each run (the model card keeps it whole, with the commands).
-    """
-    words = re.sub(r"\s*\(`[^`]*`\)", "", training_data).strip()
-    if not words:
-        return "not stated on the model card"
-    runs = words.split(FURTHER_TRAINING)
-    sets = list(dict.fromkeys(part.strip() for run in runs for part in run.split("; ") if part.strip()))
-    text = "; ".join(sets)
-    if len(runs) > 1:
-        text += (
-            f" (in {len(runs)} runs, each continuing the one before; the model card lists each run's data)"
-        )
-    return text
 
 
 def disclaimer_block(c: ReportContent) -> list[Flowable]:

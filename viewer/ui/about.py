@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from viewer import __version__
+from viewer.model.training_history import training_words
 from viewer.resources import resource_path
 
 INTENDED_USE = (
@@ -81,7 +82,10 @@ def model_card_summary(folder: Path | None = None) -> str:
         seen: set[str] = set()
         for key, label in _SUMMARY_KEYS:
             if key in card and label not in seen and card[key] not in (None, "", [], {}):
-                lines.append(f"{label}: {_short(card[key])}")
+                value = card[key]
+                if key == "training_data" and isinstance(value, str):
+                    value = training_words(value)
+                lines.append(f"{label}: {_short(value)}")
                 seen.add(label)
         return "\n".join(lines)
     return NO_MODEL
