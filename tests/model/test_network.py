@@ -57,6 +57,23 @@ def test_encode_chunking_is_exact(model):
         torch.testing.assert_close(model.encode(x, chunk=3), model.encode(x, chunk=64), atol=1e-6, rtol=1e-5)
 
 
+def test_channels_last_changes_neither_features_nor_input_gradients(model):
+    import copy
+
+    plain = copy.deepcopy(model)
+    plain.encoder.memory_format = torch.contiguous_format
+    assert model.encoder.memory_format == torch.channels_last  # the layout every forward pass uses
+    grads = []
+    for net in (model, plain):
+        x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
+        out = net(x)
+        out.study_logit.sum().backward()
+        grads.append((out.features.detach(), x.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-6, rtol=1e-4)
+    assert grads[0][1].is_contiguous()  # saliency maps come back in the input's own layout
+
+
 def test_gradient_to_input_in_eval_mode(model):
     x = torch.rand(5, 3, 32, 32, requires_grad=True)
     model(x).study_logit.sum().backward()

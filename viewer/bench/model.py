@@ -6,8 +6,10 @@ two warm-up runs, on whatever device and thread count torch is set to.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -95,6 +97,55 @@ def bench_gru(
     }
     out["ratio"] = out["gated_gru_ms"] / out["nn_gru_ms"]
     out["fwd_bwd_ratio"] = out["gated_gru_fwd_bwd_ms"] / out["nn_gru_fwd_bwd_ms"]
+    return out
+
+
+def bench_encoder_layout(
+    config: ModelConfig | None = None, batch: int = 32, repeats: int = 7, seed: int = 0
+) -> dict[str, float]:
+    """The slice CNN in PyTorch's default layout against channels-last (what it uses), on ``batch`` slices.
+
+    Keys: ``*_train_ms`` (forward, backward and an AdamW step, as in training's slice stage) and ``*_infer_ms``, per
+    layout, their ratios (channels-last over default) and ``max_abs_diff`` between the two layouts' features.
+    """
+    config = config or ModelConfig()
+    torch.manual_seed(seed)
+    base = SliceGRUNet(config).encoder
+    x = torch.rand(batch, len(config.windows), config.input_size, config.input_size)
+    layouts = {"default": torch.contiguous_format, "channels_last": torch.channels_last}
+    encoders = {}
+    for name, layout in layouts.items():
+        encoders[name] = copy.deepcopy(base)
+        encoders[name].memory_format = layout
+
+    def train(encoder: torch.nn.Module) -> Callable[[], object]:
+        encoder.train()
+        opt = torch.optim.AdamW(encoder.parameters(), lr=1e-6)
+
+        def run() -> object:
+            opt.zero_grad()
+            encoder(x).square().mean().backward()
+            opt.step()
+            return None
+
+        return run
+
+    def infer(encoder: torch.nn.Module) -> Callable[[], object]:
+        def run() -> object:
+            with torch.inference_mode():
+                return encoder.eval()(x)
+
+        return run
+
+    with torch.inference_mode():
+        a, b = (e.eval()(x) for e in encoders.values())
+        diff = float((a - b).abs().max())
+    out: dict[str, float] = {}
+    for kind, make in (("infer", infer), ("train", train)):
+        plain, last = _paired_median_ms(make(encoders["default"]), make(encoders["channels_last"]), repeats)
+        out[f"default_{kind}_ms"], out[f"channels_last_{kind}_ms"] = plain, last
+        out[f"{kind}_ratio"] = last / plain
+    out["max_abs_diff"] = diff
     return out
 
 
@@ -230,6 +281,7 @@ def run_all(quick: bool = False) -> dict[str, dict[str, float]]:
     if quick:
         return {
             "gru_h96": bench_gru(seq_len=64, repeats=3),
+            "encoder_layout": bench_encoder_layout(replace(cfg, input_size=64), batch=8, repeats=2),
             "forward": bench_forward((8, 32), config=cfg, repeats=2),
             "explanations_32": bench_explanations(slices=32, matrix=128, config=cfg, repeats=2),
         }
@@ -237,6 +289,7 @@ def run_all(quick: bool = False) -> dict[str, dict[str, float]]:
         "gru_h64": bench_gru(hidden_size=64),
         "gru_h96": bench_gru(hidden_size=96),
         "gru_h128": bench_gru(hidden_size=128),
+        "encoder_layout": bench_encoder_layout(cfg),
         "forward": bench_forward(config=cfg),
         "explanations_32": bench_explanations(slices=32, config=cfg),
         "explanations_300": bench_explanations(slices=300, config=cfg, repeats=3),

@@ -68,9 +68,13 @@ class SliceEncoder(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         for stage in self.stages:
             nn.init.zeros_(stage.residual[1].weight)  # residual branch starts as identity
+        # Channels-last lets oneDNN (CPU) and cuDNN pick faster convolutions: `gru-viewer bench model` times a
+        # training step both ways (encoder_layout). Same results to float rounding. The input is converted, not the
+        # weights, so saved weights keep PyTorch's default layout.
+        self.memory_format = torch.channels_last
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
+        x = self.stem(x.contiguous(memory_format=self.memory_format))
         for stage in self.stages:
             x = stage(x)
         return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)

@@ -492,10 +492,7 @@ class Trainer:
     # Inputs
 
     def _windows(self, hu: Tensor) -> Tensor:
-        x = self.window(hu.float()).to(self.device)
-        if self.settings.precision == "bf16":
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x  # type: ignore[return-value]
+        return self.window(hu.float()).to(self.device)  # type: ignore[return-value]
 
     def _autocast(self) -> torch.autocast:
         """bfloat16 autocast around a training forward pass when the settings ask for it (a no-op otherwise)."""
