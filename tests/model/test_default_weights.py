@@ -206,4 +206,7 @@ def test_card_numbers_are_what_evaluate_prints(shipped, tmp_path: Path):
         check=True,
     )
     again = read_card(card_copy)
-    assert again.metrics == pytest.approx(card.metrics, abs=1e-9)
+    # Equal to well under the card's printed precision (4 decimals), not bit for bit: float rounding differs
+    # between convolution kernels (processor, memory layout), which can swap two of the ~7,000 slices' ranks
+    # (1.5e-7 of slice AUROC); a changed study, or any real change of the model, moves a metric by far more.
+    assert again.metrics == pytest.approx(card.metrics, abs=1e-5)
