@@ -308,6 +308,16 @@ def test_model_card_summary(tmp_path: Path) -> None:
     assert "Training data: synthetic phantoms only\n" in summary  # without the command that rebuilds them
     assert "auc: 0.973" in summary
     assert intended_use(tmp_path) == "Research only."
+    card |= {
+        "metrics": {"study_auroc": 0.98765, "sensitivity": 0.9, "studies": 240, "pointing_game": 0.5},
+        "evaluation": {"data": "240 series (`gru-viewer demo-data DIR --seed 303`)", "pixel_method": "x"},
+        "evaluations": [{"title": "Held out: the wide family", "metrics": {"study_auroc": 0.92}}],
+    }
+    (tmp_path / "slice_gru.json").write_text(json.dumps(card))
+    lines = model_card_summary(tmp_path).splitlines()
+    assert "Metrics: study AUROC 0.988, sensitivity 0.900 on 240 series" in lines
+    assert "Held out: the wide family: study AUROC 0.920" in lines
+    assert not any("pointing_game" in line or "pixel_method" in line for line in lines)  # the card has those
     html = about_html()
     assert "Intended use" in html and "<h3>GRU Viewer " in html
 

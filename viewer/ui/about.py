@@ -35,6 +35,37 @@ _SUMMARY_KEYS = (
 )
 
 
+#: The scores the About box names for an evaluation, when a card's metrics hold them (the card has the rest).
+_HEADLINE = (
+    ("study_auroc", "study AUROC"),
+    ("sensitivity", "sensitivity"),
+    ("specificity", "specificity"),
+    ("slice_auroc", "slice AUROC"),
+)
+
+
+def _scores(metrics: Any, data: Any = None) -> str:
+    """``study AUROC 0.988, sensitivity 0.958, …`` (on what, when ``data`` says), or ``""`` without those keys."""
+    if not isinstance(metrics, dict):
+        return ""
+    parts = [f"{label} {metrics[k]:.3f}" for k, label in _HEADLINE if isinstance(metrics.get(k), int | float)]
+    if not parts:
+        return ""
+    on = f" on {training_words(data)}" if isinstance(data, str) and data.strip() else ""
+    return ", ".join(parts) + on
+
+
+def _evaluation_lines(card: dict[str, Any]) -> list[str]:
+    """The card's main evaluation and each further one (e.g. other phantom families), one line each."""
+    evaluation = card.get("evaluation")
+    main = _scores(card.get("metrics"), evaluation.get("data") if isinstance(evaluation, dict) else None)
+    lines = [f"Metrics: {_short(main)}"] if main else []
+    for extra in card.get("evaluations") or []:
+        if isinstance(extra, dict) and (scores := _scores(extra.get("metrics"))):
+            lines.append(_short(f"{extra.get('title') or 'Further evaluation'}: {scores}"))
+    return lines
+
+
 def _first(card: dict[str, Any], keys: tuple[str, ...]) -> str:
     for key in keys:
         value = card.get(key)
@@ -80,7 +111,12 @@ def model_card_summary(folder: Path | None = None) -> str:
         version = _first(card, _VERSION_KEYS)
         lines = [f"{name} {version}".strip()]
         seen: set[str] = set()
+        evaluations = _evaluation_lines(card)
+        if evaluations:
+            seen |= {"Metrics", "Evaluation"}
         for key, label in _SUMMARY_KEYS:
+            if label == "Metrics" and evaluations:
+                lines += evaluations
             if key in card and label not in seen and card[key] not in (None, "", [], {}):
                 value = card[key]
                 if key == "training_data" and isinstance(value, str):
