@@ -23,6 +23,7 @@ from viewer.bench.index import run_index_benchmark
 from viewer.dicom import index as index_module
 from viewer.dicom.cache import RETENTION_DAYS, HeaderCache, default_db_path, forget_index
 from viewer.dicom.dicomdir import OUTSIDE, check_file_id, read_dicomdir
+from viewer.dicom.file_stamp import FileStamp
 from viewer.dicom.headers import InstanceHeader, SkippedFile, read_header
 from viewer.dicom.index import StudyIndex, format_index, index_to_dict, scan
 from viewer.errors import CancelledError, ViewerError
@@ -355,7 +356,38 @@ def test_changed_files_are_reread_and_deleted_ones_dropped(
     with HeaderCache() as cache:
         rows = cache.under(str(media))
     assert str(deleted) not in rows and str(touched) in rows
-    assert rows[str(touched)].mtime_ns == touched.stat().st_mtime_ns
+    assert rows[str(touched)].stamp == FileStamp.of(touched.stat())
+
+
+def test_a_file_replaced_with_its_size_and_modification_time_kept_is_read_again(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cp -p``, ``rsync -t`` or unpacking another version keeps size and mtime: the cached header, naming
+    another patient, must not be answered for the new file."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    original = folder / "1.dcm"
+    shutil.copy(get_testdata_file("CT_small.dcm"), original)
+    before = scan(folder, workers=1)
+    assert [p.name for p in before.patients] == ["CompressedSamples^CT1"]
+
+    time.sleep(0.05)  # past the file system's clock tick, so the new file's status-change time differs
+    ds = pydicom.dcmread(original)
+    ds.PatientName = "AnotherPatient^Samu^Z"  # as long as the original name: the file keeps its size
+    replacement = tmp_path / "replacement.dcm"
+    ds.save_as(replacement)
+    old = original.stat()
+    assert replacement.stat().st_size == old.st_size
+    os.utime(replacement, ns=(old.st_atime_ns, old.st_mtime_ns))
+    os.replace(replacement, original)
+    new = original.stat()
+    assert (new.st_size, new.st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    assert new.st_ctime_ns != old.st_ctime_ns
+
+    reads = ReadCounter(monkeypatch)
+    after = scan(folder, workers=1)
+    assert reads.paths == [str(original)]
+    assert [p.name for p in after.patients] == ["AnotherPatient^Samu^Z"]
 
 
 def test_old_rows_are_dropped_and_read_again(
@@ -636,6 +668,7 @@ def test_split_series_survives_degenerate_orientation() -> None:
             path=f"/x/{k}.dcm",
             size=1,
             mtime_ns=0,
+            ctime_ns=0,
             sop_instance_uid=f"1.{k}",
             sop_class_uid="",
             transfer_syntax_uid="",

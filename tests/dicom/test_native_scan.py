@@ -87,6 +87,10 @@ def test_files_that_need_more_than_the_scan_go_to_pydicom(tmp_path: Path) -> Non
     header = read_header(paths[1])
     os.utime(paths[1], ns=(header.mtime_ns + 10**9, header.mtime_ns + 10**9))
     assert scan_native(str(paths[1]), header) is None  # the indexed header is stale
+    st = paths[1].stat()
+    changed = replace(header, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns - 1)
+    assert scan_native(str(paths[1]), changed) is None  # same size and mtime, another status-change time
+    assert scan_native(str(paths[1]), replace(changed, ctime_ns=st.st_ctime_ns)) is not None
     compressed = write_bench_series(tmp_path / "rle", 1, 32, RLELossless)[0]
     assert scan_native(str(compressed), read_header(compressed)) is None
     raw = paths[2].read_bytes()
@@ -100,7 +104,11 @@ def test_a_truncated_header_block_is_refused_not_misread(tmp_path: Path) -> None
     path = _series(tmp_path, n=1)[0]
     header = read_header(path)
     path.write_bytes(path.read_bytes()[:600])
-    assert scan_native(str(path), replace(header, size=600, mtime_ns=path.stat().st_mtime_ns)) is None
+    st = path.stat()
+    assert (
+        scan_native(str(path), replace(header, size=600, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns))
+        is None
+    )
 
 
 def test_a_load_through_the_scan_equals_a_load_through_pydicom(tmp_path: Path, monkeypatch) -> None:

@@ -30,7 +30,7 @@ def load_model(path: str | Path | None = None) -> tuple[SliceGRUNet, ModelCard]:
             weights,
         )
     stat = weights.stat()
-    key = (str(weights.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = (str(weights.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     with _lock:
         if key not in _loaded:
             _loaded[key] = load_weights(weights)

@@ -1,8 +1,8 @@
 """The persistent header index: what every file seen before held, so a folder opens again at once.
 
 One SQLite database in the user cache dir (``GRU_VIEWER_CACHE_DIR`` overrides it), keyed by absolute path (the
-bytes the file system uses, so names that are not valid UTF-8 are kept exactly) and valid while the file's size
-and modification time (ns) are unchanged. It stores the header as JSON (:meth:`InstanceHeader.to_json`) or the
+bytes the file system uses, so names that are not valid UTF-8 are kept exactly) and valid while the file's
+:class:`~viewer.dicom.file_stamp.FileStamp` (size, modification and status-change times) is unchanged. It stores the header as JSON (:meth:`InstanceHeader.to_json`) or the
 reason the file was skipped, so unreadable files are not re-read either.
 
 The cache is an optimisation and must never be the reason a scan fails: WAL mode lets two processes scan at
@@ -23,12 +23,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from viewer.dicom.file_stamp import FileStamp
 from viewer.dicom.headers import HEADER_FORMAT_VERSION, InstanceHeader
 from viewer.errors import ViewerError
 
 CACHE_DIR_ENV = "GRU_VIEWER_CACHE_DIR"
 DB_NAME = "index.sqlite3"
-SCHEMA_VERSION = 3  # 3: paths stored as the bytes the file system uses
+SCHEMA_VERSION = 4  # 3: paths stored as the bytes the file system uses; 4: status-change time
 #: Days a cached header is kept after it was last written.
 RETENTION_DAYS = 30
 _BUSY_TIMEOUT_S = 5.0
@@ -63,8 +64,7 @@ class CachedFile:
     """One cached file: its header, or why it was skipped (exactly one of the two is set)."""
 
     path: str
-    size: int
-    mtime_ns: int
+    stamp: FileStamp
     header_json: str | None
     reason: str | None
 
@@ -154,8 +154,8 @@ class HeaderCache:
             if not self._format_ok(conn):
                 conn.execute("DROP TABLE IF EXISTS files")
                 conn.execute(
-                    "CREATE TABLE files (path BLOB PRIMARY KEY, size INTEGER NOT NULL,"
-                    " mtime_ns INTEGER NOT NULL, header TEXT, reason TEXT, stored_at INTEGER NOT NULL)"
+                    "CREATE TABLE files (path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
+                    " ctime_ns INTEGER NOT NULL, header TEXT, reason TEXT, stored_at INTEGER NOT NULL)"
                     " WITHOUT ROWID"
                 )
                 conn.execute(
@@ -206,7 +206,7 @@ class HeaderCache:
         upper = prefix[:-1] + bytes([prefix[-1] + 1])
         try:
             rows = self._conn.execute(
-                "SELECT path, size, mtime_ns, header, reason FROM files WHERE path >= ? AND path < ?",
+                "SELECT path, size, mtime_ns, ctime_ns, header, reason FROM files WHERE path >= ? AND path < ?",
                 (prefix, upper),
             ).fetchall()
         except sqlite3.Error as exc:
@@ -223,7 +223,8 @@ class HeaderCache:
             for batch in _batches([_key(p) for p in paths], _IN_BATCH):
                 marks = ",".join("?" * len(batch))
                 for r in self._conn.execute(
-                    f"SELECT path, size, mtime_ns, header, reason FROM files WHERE path IN ({marks})", batch
+                    f"SELECT path, size, mtime_ns, ctime_ns, header, reason FROM files WHERE path IN ({marks})",
+                    batch,
                 ):
                     cached = _row(r)
                     out[cached.path] = cached
@@ -237,14 +238,17 @@ class HeaderCache:
         if self._conn is None:
             return
         stamp = int(time.time() if now is None else now)
-        rows = [(_key(e.path), e.size, e.mtime_ns, e.header_json, e.reason, stamp) for e in entries]
+        rows = [
+            (_key(e.path), e.stamp.size, e.stamp.mtime_ns, e.stamp.ctime_ns, e.header_json, e.reason, stamp)
+            for e in entries
+        ]
         if not rows:
             return
         try:
             with _transaction(self._conn):
                 self._conn.executemany(
-                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, header, reason, stored_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, ctime_ns, header, reason, stored_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
         except sqlite3.Error as exc:
@@ -330,7 +334,7 @@ def _key(path: str) -> bytes:
 
 
 def _row(r: tuple) -> CachedFile:
-    return CachedFile(os.fsdecode(r[0]), r[1], r[2], r[3], r[4])
+    return CachedFile(os.fsdecode(r[0]), FileStamp(r[1], r[2], r[3]), r[4], r[5])
 
 
 def _batches(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:

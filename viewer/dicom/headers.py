@@ -29,11 +29,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_preamble
 
+from viewer.dicom.file_stamp import FileStamp
 from viewer.dicom.inflate import InflateLimitError, InflatingReader, mb_text
 from viewer.errors import ViewerError
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
-HEADER_FORMAT_VERSION = 6
+HEADER_FORMAT_VERSION = 7
 """Bump whenever :func:`read_header` gives a different header or skip reason for the same file: persistent
 caches of headers key on it and re-read everything when it changes."""
 
@@ -291,6 +292,7 @@ class InstanceHeader:
     path: str
     size: int
     mtime_ns: int
+    ctime_ns: int
     sop_instance_uid: str
     sop_class_uid: str
     transfer_syntax_uid: str
@@ -340,6 +342,11 @@ class InstanceHeader:
     def is_localizer(self) -> bool:
         """Whether ImageType says LOCALIZER (a scout beside the axial slices)."""
         return "LOCALIZER" in self.image_type
+
+    @property
+    def stamp(self) -> FileStamp:
+        """The file's stamp when this header was read: a file with another stamp may hold something else."""
+        return FileStamp(self.size, self.mtime_ns, self.ctime_ns)
 
     def to_json(self) -> str:
         # What dataclasses.asdict gives, built directly: asdict deep-copies and costs more than the rest of it.
@@ -653,8 +660,9 @@ def _most_frames(transfer_syntax: str, size: int, samples: int, v: _Values) -> i
     return max(1, size // 8)  # each compressed frame takes at least one 8-byte item header
 
 
-def header_from_dataset(ds: Dataset, path: str, size: int, mtime_ns: int) -> InstanceHeader:
-    """Build an :class:`InstanceHeader` from a parsed dataset (its pixel data may be deferred or absent)."""
+def header_from_dataset(ds: Dataset, path: str, stamp: FileStamp) -> InstanceHeader:
+    """Build an :class:`InstanceHeader` from a parsed dataset (its pixel data may be deferred or absent), read
+    from the file at ``path`` as ``stamp`` found it."""
     v = _Values(ds)
     meta = getattr(ds, "file_meta", None)
     m = _Values(meta) if meta is not None else None
@@ -664,6 +672,7 @@ def header_from_dataset(ds: Dataset, path: str, size: int, mtime_ns: int) -> Ins
     rows, cols = v.integer("Rows") or 0, v.integer("Columns") or 0
     if rows <= 0 or cols <= 0:
         raise SkippedFile("Skipped file", "image has no rows/columns", path)
+    size = stamp.size
     most = _most_frames(_transfer_syntax(ds), size, rows * cols * (v.integer("SamplesPerPixel") or 1), v)
     if n_frames > most:
         # Checked before anything is built per frame: a damaged NumberOfFrames (2³¹ − 1 seen) would exhaust memory.
@@ -671,7 +680,8 @@ def header_from_dataset(ds: Dataset, path: str, size: int, mtime_ns: int) -> Ins
     return InstanceHeader(
         path=path,
         size=size,
-        mtime_ns=mtime_ns,
+        mtime_ns=stamp.mtime_ns,
+        ctime_ns=stamp.ctime_ns,
         sop_instance_uid=sop_uid,
         sop_class_uid=sop_class,
         transfer_syntax_uid=_transfer_syntax(ds),
@@ -865,12 +875,13 @@ def read_header(path: str | os.PathLike[str]) -> InstanceHeader:
         if not stat.S_ISREG(st.st_mode):
             raise _skip("not a regular file", p)
         with open(p, "rb") as fh:
-            return _read_open(fh, p, st.st_size, st.st_mtime_ns)
+            return _read_open(fh, p, FileStamp.of(st))
     except OSError as exc:
         raise _skip(f"cannot be read ({exc.strerror or exc})", p) from None
 
 
-def _read_open(fh: BinaryIO, p: str, size: int, mtime_ns: int) -> InstanceHeader:
+def _read_open(fh: BinaryIO, p: str, stamp: FileStamp) -> InstanceHeader:
+    size = stamp.size
     if size == 0:
         raise _skip("empty file", p)
     head = fh.read(132)
@@ -910,7 +921,7 @@ def _read_open(fh: BinaryIO, p: str, size: int, mtime_ns: int) -> InstanceHeader
             raise _skip("not DICOM", p)
         if stop >= extent and "Rows" not in ds:
             raise _skip("no pixel data (not an image)", p)
-        header = header_from_dataset(ds, p, size, mtime_ns)
+        header = header_from_dataset(ds, p, stamp)
         span = _check_pixel_data(source, ds, header, stop, extent)
         if span is not None and deflated is None and not force:
             try:

@@ -1,7 +1,7 @@
 """Index a folder, a DICOMDIR or files into patients → studies → series → stacks, from headers only.
 
 :func:`scan` finds the files (recursively for a folder; through :mod:`viewer.dicom.dicomdir` for a DICOMDIR),
-answers every file whose size and modification time are unchanged from the persistent cache
+answers every file whose :class:`~viewer.dicom.file_stamp.FileStamp` is unchanged from the persistent cache
 (:mod:`viewer.dicom.cache`), reads the headers of the others (in worker processes when there are many: pydicom
 parsing holds the GIL, so threads do not help), groups them and splits each series into stacks with
 :func:`viewer.dicom.stacks.split_series`. What is not a displayable image is listed with the reason.
@@ -29,6 +29,7 @@ from typing import Any
 
 from viewer.dicom.cache import RETENTION_DAYS, CachedFile, HeaderCache, default_db_path
 from viewer.dicom.dicomdir import read_dicomdir
+from viewer.dicom.file_stamp import FileStamp
 from viewer.dicom.geometry import GeometryWarning
 from viewer.dicom.headers import InstanceHeader, SkippedFile, is_dicomdir, read_header
 from viewer.dicom.stacks import SliceRef, Stack, split_series
@@ -182,7 +183,7 @@ class _Tracker:
 
 @dataclass(slots=True)
 class _Found:
-    files: dict[str, tuple[int, int]] = field(default_factory=dict)  # path → (size, mtime_ns), in walk order
+    files: dict[str, FileStamp] = field(default_factory=dict)  # in walk order
     folders: list[str] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
     hidden: int = 0  # hidden entries left out (see is_hidden)
@@ -242,7 +243,7 @@ def _walk(root: str, found: _Found, tracker: _Tracker) -> None:
                         subfolders.append(entry.path)
                 elif entry.is_file():
                     est = entry.stat()
-                    found.files[entry.path] = (est.st_size, est.st_mtime_ns)
+                    found.files[entry.path] = FileStamp.of(est)
                 elif is_link:
                     found.skipped.append(SkippedEntry(entry.path, "broken symbolic link"))
                 else:
@@ -258,7 +259,7 @@ def _add_file(path: str, found: _Found) -> None:
     except OSError as exc:
         found.skipped.append(SkippedEntry(path, f"cannot be read ({exc.strerror or exc})"))
         return
-    found.files[path] = (st.st_size, st.st_mtime_ns)
+    found.files[path] = FileStamp.of(st)
 
 
 def _find(roots: list[str], tracker: _Tracker) -> _Found:
@@ -544,9 +545,9 @@ def _answer_from_cache(
             cache.forget(p for p in under if p not in found.files)
         rows.update(cache.lookup([p for p in found.files if p not in rows]))
     to_read: list[str] = []
-    for path, (size, mtime_ns) in found.files.items():
+    for path, stamp in found.files.items():
         row = rows.get(path)
-        if row is not None and row.size == size and row.mtime_ns == mtime_ns:
+        if row is not None and row.stamp == stamp:
             try:
                 if row.header_json is not None:
                     headers.append(row.header())
@@ -623,8 +624,7 @@ def scan(
         else:
             skipped.append(SkippedEntry(path, reason or "skipped"))
         if reason is None or not reason.startswith(_TRANSIENT_REASONS):
-            size, mtime_ns = found.files[path]
-            new_rows.append(CachedFile(path, size, mtime_ns, header_json, reason))
+            new_rows.append(CachedFile(path, found.files[path], header_json, reason))
         done += 1
         tracker.report(done, total, os.path.basename(path))
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from viewer.dicom.file_stamp import FileStamp
 from viewer.dicom.headers import LEAVE_TO_PYDICOM, InstanceHeader, NativeLayout
 from viewer.dicom.pixels import (
     DECODERS,
@@ -79,7 +80,7 @@ def scan_native(
     try:
         with open(path, "rb", buffering=0) as fh:
             st = st or os.fstat(fh.fileno())
-            if (st.st_size, st.st_mtime_ns) != (header.size, header.mtime_ns):
+            if FileStamp.of(st) != header.stamp:
                 return None
             head = fh.read(SCAN_BYTES)
     except OSError:
@@ -350,9 +351,10 @@ def direct_source(header: InstanceHeader, dest: np.ndarray | None = None) -> Dir
 def _indexed_source(
     header: InstanceHeader, layout: NativeLayout, dest: np.ndarray | None
 ) -> DirectSource | None:
-    """A :class:`DirectSource` by the layout the index recorded, for a file unchanged since (same size and
-    modification time); with ``dest``, the first frame is read into it at once (one ``pread``, no header read or
-    scan: :func:`_read_with_header` and :func:`scan_native` were most of an uncompressed load's own time)."""
+    """A :class:`DirectSource` by the layout the index recorded, for a file unchanged since (the same
+    :class:`~viewer.dicom.file_stamp.FileStamp`); with ``dest``, the first frame is read into it at once (one
+    ``pread``, no header read or scan: :func:`_read_with_header` and :func:`scan_native` were most of an
+    uncompressed load's own time)."""
     source = _source_for(header, layout)
     if source is None:
         return None
@@ -372,12 +374,12 @@ def _indexed_source(
 
 def _read_indexed(header: InstanceHeader, buffers: list, offset: int) -> int | None:
     """Read ``buffers`` from ``offset`` of the header's file with one ``preadv`` (nothing when empty); the bytes
-    read, or None when the file is not the one indexed (another size or modification time) or cannot be read."""
+    read, or None when the file is not the one indexed (another size, modification or status-change time) or cannot be read."""
     try:
         fd = os.open(header.path, os.O_RDONLY)
         try:
             st = os.fstat(fd)
-            if (st.st_size, st.st_mtime_ns) != (header.size, header.mtime_ns):
+            if FileStamp.of(st) != header.stamp:
                 return None
             return os.preadv(fd, buffers, offset) if buffers else 0
         finally:
@@ -439,7 +441,7 @@ def compressed_source(header: InstanceHeader) -> SourceFile | None:
     elements the decoders read, no pydicom parse of the file); None for anything else.
 
     The decoders and GDCM's safety checks see the file's own values: the indexed header's, taken from this very
-    file (same size and modification time), and *Bits Stored* from the scan.
+    file (the same stamp), and *Bits Stored* from the scan.
     """
     if (
         header.number_of_frames != 1

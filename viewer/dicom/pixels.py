@@ -31,6 +31,7 @@ from pydicom.encaps import get_frame
 
 from viewer.dicom import gdcm_codec
 from viewer.dicom.codec_guard import Captured, native_stderr_captured
+from viewer.dicom.file_stamp import FileStamp
 from viewer.dicom.headers import (
     InflateLimitError,
     InstanceHeader,
@@ -514,14 +515,14 @@ class SourceFile:
         try:
             with open(path, "rb") as fh:
                 st = os.fstat(fh.fileno())
-                if header is not None and (header.size, header.mtime_ns) != (st.st_size, st.st_mtime_ns):
+                stamp = FileStamp.of(st)
+                if header is not None and header.stamp != stamp:
                     header = _reread(path)
                 # Deflated data is inflated in memory, once and within the limit the index applies. A file whose
                 # current indexed header names another syntax is not deflated: its meta is not read twice.
                 known = (
                     header is not None
-                    and header.size == st.st_size
-                    and header.mtime_ns == st.st_mtime_ns
+                    and header.stamp == stamp
                     and header.transfer_syntax_uid not in ("", tsuids.DeflatedExplicitVRLittleEndian)
                 )
                 deflated = None if known else read_deflated(fh)
@@ -530,9 +531,7 @@ class SourceFile:
                 else:
                     # A dataset without preamble and file meta is read as the header reader read it, and only
                     # when the header reader accepted this very file (unchanged since) as DICOM.
-                    accepted = (
-                        header is not None and header.size == st.st_size and header.mtime_ns == st.st_mtime_ns
-                    )
+                    accepted = header is not None and header.stamp == stamp
                     self.ds = pydicom.dcmread(fh, defer_size=self.DEFER_SIZE, force=accepted)
         except InflateLimitError as exc:
             raise DecodeError(str(exc)) from None
@@ -547,7 +546,7 @@ class SourceFile:
         self.file_size = st.st_size
         ds = self.ds
         # The indexed header saves converting the same values again, as long as the file is the one indexed.
-        fresh = header is not None and header.size == st.st_size and header.mtime_ns == st.st_mtime_ns
+        fresh = header is not None and header.stamp == FileStamp.of(st)
         self.header = header if fresh else None
         if header is not None and fresh:
             self.transfer_syntax = header.transfer_syntax_uid or str(transfer_syntax)

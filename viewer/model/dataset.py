@@ -253,7 +253,7 @@ def training_cache_dir() -> Path:
 
 
 def _cache_key(stack: Stack, preprocessor: Preprocessor, size: int) -> str:
-    files = [(s.header.path, s.header.size, s.header.mtime_ns) for s in stack.slices]
+    files = [(s.header.path, s.header.size, s.header.mtime_ns, s.header.ctime_ns) for s in stack.slices]
     doc = json.dumps(
         [_CACHE_VERSION, stack.uid, files, size, preprocessor.slabs.target_spacing], sort_keys=True
     )

@@ -25,6 +25,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from viewer.dicom.cache import CachedFile, HeaderCache
+from viewer.dicom.file_stamp import FileStamp
 from viewer.dicom.headers import InstanceHeader, SkippedFile, read_header
 from viewer.errors import ViewerError
 
@@ -126,10 +127,10 @@ class LocalStore:
             except OSError:
                 continue
             except SkippedFile as exc:  # not an image (an SR, a PDF): indexed as skipped, as a scan would
-                rows.append(CachedFile(path, st.st_size, st.st_mtime_ns, None, exc.why))
+                rows.append(CachedFile(path, FileStamp.of(st), None, exc.why))
                 continue
             headers.append(header)
-            rows.append(CachedFile(path, st.st_size, st.st_mtime_ns, header.to_json(), None))
+            rows.append(CachedFile(path, FileStamp.of(st), header.to_json(), None))
         if rows:
             if cache is not None:
                 cache.store(rows)
