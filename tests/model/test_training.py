@@ -797,6 +797,8 @@ def test_cross_generator_rows_go_on_the_named_card_only(datasets, tmp_path: Path
         "## Cross-generator validation" in markdown
         and "| slice_gru 0.1.0 | scratch | classic | classic | wide |" in markdown
     )
+    trained_on = markdown.split("- slice_gru 0.1.0: trained on ")[1].split("; scored on ")[0]
+    assert "series" in trained_on and "demo-data" not in trained_on  # its data in words; its own card has more
     assert (tmp_path / "other.card.json").read_text() == other_card_before
     assert main([*args, "--robustness"]) == 1
 

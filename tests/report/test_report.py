@@ -398,6 +398,30 @@ def test_page_one_names_the_training_data_without_the_rebuild_commands():
     assert training_words("  ") == "not stated on the model card"
 
 
+def test_several_phantom_sets_are_grouped_by_family():
+    classic = (
+        "{n} series ({b} with a bleed), synthetic head-CT phantoms, seed {s}, {m}×{m} matrix, 5 mm slices"
+    )
+    wide = "{n} series ({b} with a bleed), synthetic head-CT phantoms of the wide family, seed {s}, {m}×{m} matrix"
+    sets = [
+        classic.format(n=600, b=300, s=101, m=256) + " (`gru-viewer demo-data DIR --studies 600 --seed 101`)",
+        wide.format(n=1000, b=500, s=604, m=256),
+        classic.format(n=200, b=100, s=102, m=512),
+    ]
+    assert training_words("; ".join(sets)) == (
+        "synthetic head-CT phantoms, classic family (5 mm slices): 600 series at 256² (seed 101), "
+        "200 series at 512² (seed 102); wide family: 1000 series at 256² (seed 604); half of each set with a bleed"
+    )
+    sets[1] = wide.format(n=1000, b=400, s=604, m=256)
+    assert "1000 series at 256² (seed 604, 400 with a bleed)" in training_words("; ".join(sets))
+    assert "half" not in training_words("; ".join(sets))
+    sets.append("12 series from my_folder")  # not a phantom set: every set keeps its own words
+    assert training_words("; ".join(sets)).startswith(
+        "600 series (300 with a bleed), synthetic head-CT phantoms"
+    )
+    assert training_words(sets[0]) == classic.format(n=600, b=300, s=101, m=256)  # one set: as written
+
+
 def test_a_chain_of_runs_names_each_training_set_once():
     a = "600 series, seed 101 (`gru-viewer demo-data DIR --seed 101`)"
     b = "600 series of the wide family, seed 601 (`gru-viewer demo-data DIR --family wide --seed 601`)"

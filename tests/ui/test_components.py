@@ -322,6 +322,13 @@ def test_model_card_summary(tmp_path: Path) -> None:
     assert "Intended use" in html and "<h3>GRU Viewer " in html
 
 
+def test_the_about_box_names_the_shipped_models_training_runs_whole() -> None:
+    """The shipped model came from a chain of runs: the run count closes the training line and must not be cut."""
+    training = next(line for line in model_card_summary().splitlines() if line.startswith("Training data: "))
+    assert training.startswith("Training data: synthetic head-CT phantoms, classic family")
+    assert training.endswith("the model card lists each run's data)") and "…" not in training
+
+
 # -- small helpers ----------------------------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from viewer.model.config import ModelConfig
 from viewer.model.metrics import METRIC_LABELS, format_metric
 from viewer.model.misses import GroupRate, rates_markdown
 from viewer.model.robustness_table import markdown_table
-from viewer.model.training_history import history_markdown_lines, training_runs
+from viewer.model.training_history import history_markdown_lines, training_runs, training_words
 from viewer.resources import resource_path
 
 CARD_SUFFIX = ".card.json"
@@ -417,7 +417,8 @@ def _cross_generator_lines(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         lines += [
             "",
-            f"- {r.get('model', '?')}: trained on {r.get('trained_on', 'unstated data')}; scored on "
+            f"- {r.get('model', '?')}: trained on {training_words(str(r.get('trained_on') or ''), 'its own card')}; "
+            "scored on "
             f"{r.get('data', 'unstated data')} at its own threshold {float(r.get('threshold', 0.5)):.3f}.",
         ]
         if r.get("command"):

@@ -148,20 +148,52 @@ def history_markdown_lines(runs: list[TrainingRun], training_data: str) -> list[
     return lines
 
 
-def training_words(training_data: str) -> str:
+def training_words(training_data: str, card: str = "the model card") -> str:
     """The card's training data in a sentence (report, about box): each data set once, without the commands.
 
     A card of weights trained in a chain of runs lists every run's data in turn, and a later run often reuses an
     earlier run's sets, so the card's text grows with each run (the model card keeps it whole, with the commands).
+    ``card`` names where each run's data is listed (another model's card when the words describe that model).
     """
     words = re.sub(r"\s*\(`[^`]*`\)", "", training_data).strip()
     if not words:
         return "not stated on the model card"
     runs = words.split(FURTHER_TRAINING)
     sets = list(dict.fromkeys(part.strip() for run in runs for part in run.split(DATA_JOIN) if part.strip()))
-    text = "; ".join(sets)
+    text = _phantom_sets(sets) or "; ".join(sets)
     if len(runs) > 1:
-        text += (
-            f" (in {len(runs)} runs, each continuing the one before; the model card lists each run's data)"
-        )
+        text += f" (in {len(runs)} runs, each continuing the one before; {card} lists each run's data)"
     return text
+
+
+# One phantom set as :func:`viewer.model.workflow.describe` words it, its rebuild command removed.
+_PHANTOM_SET = re.compile(
+    r"(?P<n>\d+) series \((?P<bleed>\d+) with a bleed\), synthetic head-CT phantoms"
+    r"(?: of the (?P<family>\w+) family)?, seed (?P<seed>\d+), (?P<m>\d+)×(?P=m) matrix"
+    r"(?:, (?P<mm>[\d.]+) mm slices)?"
+)
+
+
+def _phantom_sets(sets: list[str]) -> str:
+    """Several phantom sets grouped by family, each as ``600 series at 256² (seed 101)``: the same facts in half
+    the words. ``""`` for one set, or unless every set is a phantom set (other data keeps its own words).
+    """
+    found = [m for s in sets if (m := _PHANTOM_SET.fullmatch(s)) is not None]
+    if len(sets) < 2 or len(found) < len(sets):
+        return ""
+    half = all(2 * int(m["bleed"]) == int(m["n"]) for m in found)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for m in found:
+        bleeds = "" if half else f", {m['bleed']} with a bleed"
+        groups.setdefault((m["family"] or "classic", m["mm"] or ""), []).append(
+            f"{m['n']} series at {m['m']}² (seed {m['seed']}{bleeds})"
+        )
+    parts = [
+        f"{family} family{f' ({mm} mm slices)' if mm else ''}: {', '.join(items)}"
+        for (family, mm), items in groups.items()
+    ]
+    return (
+        "synthetic head-CT phantoms, "
+        + "; ".join(parts)
+        + ("; half of each set with a bleed" if half else "")
+    )

@@ -119,9 +119,10 @@ def model_card_summary(folder: Path | None = None) -> str:
                 lines += evaluations
             if key in card and label not in seen and card[key] not in (None, "", [], {}):
                 value = card[key]
+                limit = 240
                 if key == "training_data" and isinstance(value, str):
-                    value = training_words(value)
-                lines.append(f"{label}: {_short(value)}")
+                    value, limit = training_words(value), 480  # a chain of runs names several data sets
+                lines.append(f"{label}: {_short(value, limit)}")
                 seen.add(label)
         return "\n".join(lines)
     return NO_MODEL
