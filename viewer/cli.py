@@ -768,7 +768,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--init", metavar="FILE", help="start from these trained weights (.safetensors with card)")
-    p.add_argument("--cache", metavar="DIR", help="where prepared series are cached")
+    p.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="where prepared series are cached, and (in DIR/features) the frozen slice CNN's features of the "
+        "training series, which a later run over the same CNN reads instead of computing",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 
 from viewer.cli import main
 from viewer.errors import CancelledError, ViewerError
-from viewer.model import metrics, workflow
+from viewer.model import feature_cache, metrics, training, workflow
 from viewer.model.card import current_card, read_card, sha256_file, write_card
 from viewer.model.config import ModelConfig
 from viewer.model.dataset import find_labelled, prepare_series, read_labels
@@ -154,6 +155,53 @@ def test_training_resumes_to_the_same_weights(datasets, tmp_path: Path):
     resumed = Trainer(SMALL, QUICK, train_series, val_series, tmp_path / "b.safetensors").run()
     assert len(resumed.history) == 5
     _assert_same_weights(resumed.model.state_dict(), whole.model.state_dict())
+
+
+def test_a_frozen_encoder_reads_each_series_once_and_a_feature_cache_spares_the_next_run(
+    datasets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    train_series = _prepared(datasets[0], tmp_path / "cache")[1]
+    val_series = _prepared(datasets[1], tmp_path / "cache")[1]
+    encoded: list[tuple[str, bool]] = []
+    real = feature_cache.encode_series
+
+    def counting(model, window, series, mirrored=False):
+        encoded.append((series.series_uid, mirrored))
+        return real(model, window, series, mirrored)
+
+    monkeypatch.setattr(feature_cache, "encode_series", counting)
+    monkeypatch.setattr(training, "encode_series", counting)
+    init = (
+        Trainer(SMALL, QUICK, train_series, val_series, tmp_path / "init.safetensors")
+        .run()
+        .model.state_dict()
+    )
+    sequence_only = replace(QUICK, encoder_epochs=0, finetune_epochs=0, sequence_epochs=3)
+
+    def run(name: str, cache: Path | None):
+        encoded.clear()
+        trainer = Trainer(
+            SMALL, sequence_only, train_series, val_series, tmp_path / name, init=init, feature_cache=cache
+        )
+        result = trainer.run()
+        trainer.reference_features([s for s in train_series if s.label == 0])
+        return result
+
+    plain = run("plain.safetensors", None)
+    # Three epochs validated and a threshold chosen, yet each series read once per orientation.
+    assert Counter(encoded) == Counter(
+        [(s.series_uid, m) for s in train_series for m in (False, True)]
+        + [(s.series_uid, False) for s in val_series]
+    )
+    first = run("first.safetensors", tmp_path / "features")
+    assert len(list((tmp_path / "features").rglob("*.safetensors"))) == len(train_series)
+    second = run("second.safetensors", tmp_path / "features")
+    assert Counter(encoded) == Counter(
+        (s.series_uid, False) for s in val_series
+    )  # training features from disk
+    for result in (first, second):
+        _assert_same_weights(result.model.state_dict(), plain.model.state_dict())
+        assert result.threshold == pytest.approx(plain.threshold)
 
 
 def test_checkpoint_of_another_run_is_not_resumed(datasets, tmp_path: Path):
@@ -798,7 +846,8 @@ def test_cross_generator_rows_go_on_the_named_card_only(datasets, tmp_path: Path
         and "| slice_gru 0.1.0 | scratch | classic | classic | wide |" in markdown
     )
     trained_on = markdown.split("- slice_gru 0.1.0: trained on ")[1].split("; scored on ")[0]
-    assert "series" in trained_on and "demo-data" not in trained_on  # its data in words; its own card has more
+    # Its data in words, each set once; its own card has the commands that rebuild them.
+    assert "series" in trained_on and "demo-data" not in trained_on
     assert (tmp_path / "other.card.json").read_text() == other_card_before
     assert main([*args, "--robustness"]) == 1
 

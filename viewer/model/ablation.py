@@ -43,13 +43,13 @@ from viewer.model.card import ModelCard, card_path_for, current_card, write_card
 from viewer.model.config import DEFAULT_SEQUENCE, ModelConfig
 from viewer.model.dataset import TrainingSeries
 from viewer.model.explanations import DEFAULT_HIDDEN_METHOD, hidden_state_saliency
+from viewer.model.feature_cache import FeatureCache
 from viewer.model.metrics import auroc
 from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import Preprocessed, Preprocessor, SliceMapping, WindowStack
 from viewer.model.training import (
     TrainSettings,
     begin_epoch,
-    encode_series,
     known_slice_labels,
     predict_features,
     sequence_epoch,
@@ -96,55 +96,6 @@ def parameter_counts(model: SliceGRUNet) -> dict[str, int]:
 
 def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-class FeatureCache:
-    """Frozen encoder features of prepared series, plain and mirrored: ``folder/<sha[:16]>/<key>.safetensors``.
-
-    The key covers the model's SHA-256, the series UID and the prepared pixels, so a changed series or another
-    input size never reads stale features.
-    """
-
-    def __init__(self, folder: Path, model: SliceGRUNet, model_sha256: str) -> None:
-        self.folder = Path(folder) / model_sha256[:16]
-        self.model = model
-        self.model_sha256 = model_sha256
-        self.window = WindowStack(model.config.windows)
-
-    def key(self, series: TrainingSeries) -> str:
-        digest = hashlib.sha256()
-        digest.update(f"{self.model_sha256}\0{series.series_uid}\0{series.hu.shape}\0".encode())
-        digest.update(np.ascontiguousarray(series.hu).tobytes())
-        return digest.hexdigest()[:32]
-
-    def features(self, series: TrainingSeries) -> Tensor:
-        """``(2, n, F)`` float32 on the CPU: plain, then left-right mirrored."""
-        path = self.folder / f"{self.key(series)}.safetensors"
-        if path.is_file():
-            try:
-                cached = load_file(str(path)).get("features")
-            except (SafetensorError, OSError, ValueError):
-                cached = None
-            if cached is not None and tuple(cached.shape[:2]) == (2, series.n_slices):
-                return cached
-        feats = torch.stack(
-            [encode_series(self.model, self.window, series, mirrored) for mirrored in (False, True)]
-        )
-        feats = feats.to("cpu", torch.float32).contiguous()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        meta = {"series_uid": series.series_uid, "model_sha256": self.model_sha256}
-        save_file({"features": feats}, str(tmp), metadata=meta)
-        tmp.replace(path)
-        return feats
-
-    def bank(self, series: Sequence[TrainingSeries], progress: ProgressFn | None = None) -> list[Tensor]:
-        out = []
-        for k, one in enumerate(series):
-            out.append(self.features(one))
-            if progress is not None:
-                progress(k + 1, len(series), "slice features")
-        return out
 
 
 def normal_slice_feature(series: Sequence[TrainingSeries], bank: Sequence[Tensor]) -> Tensor:

@@ -8,9 +8,10 @@ a sequence model over its features):
 1. ``encoder``: the slice CNN with a temporary linear head learns bleed / no bleed per slice, on balanced
    batches of single slices (every bleed slice each epoch, ``negatives_per_positive`` times as many others),
    with flips and small shifts.
-2. ``sequence``: the encoder is frozen, its features are computed once per series (plain and mirrored), and the
-   bidirectional GRU and the slice head learn on whole series, with the slice loss plus the study loss on the
-   pooled logit.
+2. ``sequence``: the encoder is frozen, its features are computed once per series (plain and mirrored; the
+   validation series' too, and kept on disk by :class:`~viewer.model.feature_cache.FeatureCache` when a feature
+   cache is given, so a later run over the same encoder skips them), and the bidirectional GRU and the slice
+   head learn on whole series, with the slice loss plus the study loss on the pooled logit.
 3. ``finetune``: everything together at a low learning rate on whole series, BatchNorm statistics frozen.
 
 A negative study's slices are all negative, so it teaches stage 1 without slice labels; a positive study without
@@ -45,6 +46,7 @@ from torch.nn import functional as F
 from viewer.errors import CancelledError, ViewerError
 from viewer.model.config import ModelConfig
 from viewer.model.dataset import TrainingSeries
+from viewer.model.feature_cache import FeatureCache, encode_series, encoder_digest
 from viewer.model.metrics import auroc, youden_threshold
 from viewer.model.network import SliceGRUNet
 from viewer.model.preprocess import AIR_HU, WindowStack
@@ -245,19 +247,6 @@ def length_batches(
     return [batches[int(i)] for i in torch.randperm(len(batches), generator=gen)]
 
 
-@torch.no_grad()
-def encode_series(
-    model: SliceGRUNet, window: WindowStack, series: TrainingSeries, mirrored: bool = False
-) -> Tensor:
-    """``(n, feature_size)`` encoder features of a prepared series (left-right mirrored if asked), in eval mode."""
-    device = next(model.parameters()).device
-    hu = torch.from_numpy(series.hu.astype(np.float32))
-    if mirrored:
-        hu = hu.flip(-1)
-    model.eval()
-    return model.encode(window(hu).to(device))  # type: ignore[union-attr]
-
-
 def sequence_optimizer(model: SliceGRUNet, settings: TrainSettings) -> torch.optim.Optimizer:
     """AdamW on everything but the encoder, which is frozen (stage 2)."""
     params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
@@ -446,6 +435,9 @@ class Trainer:
     init, init_sha256:
         Weights to start from instead of a fresh network (for more fine-tuning of a trained model), and
         the SHA-256 of their file (part of what makes a checkpoint belong to this run).
+    feature_cache:
+        A folder for the frozen encoder's features of the training series (plain and mirrored), keyed by the
+        encoder's tensors: a sequence stage over an encoder seen before reads them instead of computing them.
     """
 
     def __init__(
@@ -461,6 +453,7 @@ class Trainer:
         cancel: CancelFn | None = None,
         init: dict[str, Tensor] | None = None,
         init_sha256: str = "",
+        feature_cache: Path | None = None,
     ) -> None:
         if not train:
             raise ViewerError("Cannot train", "there are no training series")
@@ -487,6 +480,10 @@ class Trainer:
             self.model.encoder.to(memory_format=torch.channels_last)
         self.history: list[EpochRecord] = []
         self._best = _BestEpoch()
+        self.feature_cache = Path(feature_cache) if feature_cache is not None else None
+        # Features by (id(series), mirrored), with the series itself, for the encoder whose digest is _memo_key.
+        self._memo: dict[tuple[int, bool], tuple[TrainingSeries, Tensor]] = {}
+        self._memo_key = ""
 
     # ----------------------------------------------------------------------------------------------------------
     # Inputs
@@ -578,15 +575,43 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------------------
     # Stage 2: the GRU on frozen features
 
-    def _features(self, series: TrainingSeries, mirrored: bool = False) -> Tensor:
-        return encode_series(self.model, self.window, series, mirrored)
+    def _frozen(self) -> dict[tuple[int, bool], tuple[TrainingSeries, Tensor]]:
+        """The features computed with the encoder as it is now (emptied when its tensors have changed)."""
+        key = encoder_digest(self.model)
+        if key != self._memo_key:
+            self._memo, self._memo_key = {}, key
+        return self._memo
+
+    def _features(
+        self,
+        series: TrainingSeries,
+        mirrored: bool = False,
+        memo: dict[tuple[int, bool], tuple[TrainingSeries, Tensor]] | None = None,
+    ) -> Tensor:
+        """The encoder's features of one series, from ``memo`` (:meth:`_frozen`) when it holds them."""
+        if memo is None:
+            return encode_series(self.model, self.window, series, mirrored)
+        held = memo.get((id(series), mirrored))
+        if held is not None and held[0] is series:
+            return held[1]
+        feats = encode_series(self.model, self.window, series, mirrored)
+        memo[(id(series), mirrored)] = (series, feats)
+        return feats
 
     def _feature_bank(self) -> list[Tensor]:
-        """Per training series: ``(2, n, F)`` features (plain and mirrored)."""
+        """Per training series: ``(2, n, F)`` features (plain and mirrored), also kept for later uses."""
+        memo = self._frozen()
+        disk = FeatureCache(self.feature_cache, self.model, self._memo_key) if self.feature_cache else None
         bank = []
         for k, series in enumerate(self.train):
             self._check_cancel()
-            bank.append(torch.stack([self._features(series), self._features(series, True)]))
+            if disk is not None:
+                both = disk.features(series).to(self.device)
+                for mirrored in (False, True):
+                    memo[(id(series), mirrored)] = (series, both[int(mirrored)])
+            else:
+                both = torch.stack([self._features(series, m, memo) for m in (False, True)])
+            bank.append(both)
             self._report(k + 1, len(self.train), "computing slice features")
         return bank
 
@@ -643,15 +668,17 @@ class Trainer:
         See :mod:`viewer.model.reference`; the series are read as they are (not mirrored, not augmented).
         """
         feats = []
+        memo = self._frozen()
         for k, series in enumerate(normal):
             self._check_cancel()
-            feats.append(self._features(series).cpu())
+            feats.append(self._features(series, memo=memo).cpu())
             self._report(k + 1, len(normal), "building the reference series")
         return build_reference(feats)
 
     def predict(self, series: Sequence[TrainingSeries]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Study probabilities and per-slice probabilities of prepared series, in eval mode."""
-        return predict_features(self.model, (self._features(s) for s in series))
+        memo = self._frozen()
+        return predict_features(self.model, (self._features(s, memo=memo) for s in series))
 
     def _validate(self, stage: str) -> dict[str, float]:
         labels = [known_slice_labels(s) for s in self.val]

@@ -317,6 +317,7 @@ def train_from_folders(
         log=log,
         init=init_model.state_dict() if init_model is not None else None,
         init_sha256=init_card.sha256 if init_card is not None else "",
+        feature_cache=cache_dir / "features" if cache_dir is not None else None,
     )
     result = trainer.run()
     normal = [s for s in train_series if s.label == 0]
