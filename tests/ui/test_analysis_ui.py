@@ -18,11 +18,12 @@ from PySide6.QtTest import QTest
 from viewer.analysis import run as analysis_run
 from viewer.errors import ViewerError
 from viewer.model import intended_use
-from viewer.model.card import default_model_paths
+from viewer.model.card import card_path_for, default_model_paths, read_card
 from viewer.model.intended_use import UseWarning
 from viewer.ui.error_dialog import relay
 from viewer.ui.help_page import AnalysisHelpDialog
 from viewer.ui.main_window import MainWindow
+from viewer.ui.model_card_dialog import ModelCardDialog, model_card_text
 from viewer.ui.preferences import PreferencesDialog
 from viewer.ui.results_panel import format_probability
 from viewer.ui.saliency_overlay import OVERLAY_NAME
@@ -375,6 +376,19 @@ def test_a_failed_analysis_says_why_and_the_viewer_goes_on(
     assert phantom.view.index == 4
 
 
+def test_the_shipped_models_card_shows_what_it_misses_in_tables(qtbot) -> None:
+    title, markdown = model_card_text()
+    card = read_card(default_model_paths().card)
+    assert title == f"Model card: {card.name} {card.version}"
+    assert "## Further evaluations" in markdown and "## Robustness" in markdown
+    dialog = ModelCardDialog(title, markdown)
+    qtbot.addWidget(dialog)
+    text = dialog.browser.toPlainText()
+    assert "Held out: the wide family" in text and "Limitations" in text and card.sha256 in text
+    assert "| --- |" not in text and "\n## " not in text  # rendered tables and headings, not Markdown source
+    assert dialog.browser.document().toHtml().count("<table") >= 5
+
+
 def test_help_page_explains_gates_and_limits(qtbot, window: MainWindow) -> None:
     window.analysis.help_action.trigger()
     dialogs = window.findChildren(AnalysisHelpDialog)
@@ -383,6 +397,25 @@ def test_help_page_explains_gates_and_limits(qtbot, window: MainWindow) -> None:
     assert "1 = keep the previous state" in text and "not proof" in text
     assert "synthetic phantoms" in text and "Not for diagnosis" in text
     dialogs[-1].close()
+
+
+def test_help_opens_the_whole_card_of_the_model_analyze_uses(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:
+    window.model_card_action.trigger()
+    dialog = window.findChildren(ModelCardDialog)[-1]
+    card = read_card(card_path_for(window.analysis.model_path))
+    assert dialog.windowTitle() == f"Model card: {card.name} {card.version}"
+    text = dialog.browser.toPlainText()
+    assert card.sha256 in text and "Intended use" in text and "Integrity" in text and "## " not in text
+    dialog.close()
+
+    window.analysis.model_path = tmp_path / "elsewhere.safetensors"  # weights without a card beside them
+    window.model_card_action.trigger()
+    qtbot.waitUntil(lambda: bool(relay().open_dialogs), timeout=5000)
+    message = relay().open_dialogs[-1].text()
+    assert message.startswith("Cannot read the model card") and "elsewhere.card.json" in message
+    assert "does not exist" in message and "Traceback" not in message
 
 
 def test_probabilities_keep_their_digits() -> None:

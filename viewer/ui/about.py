@@ -148,7 +148,7 @@ def about_html() -> str:
     return (
         f"<h3>GRU Viewer {html.escape(__version__)}</h3>"
         "<p>A DICOM viewer for non-contrast head CT with an interpretable slice-GRU classifier.</p>"
-        f"<p><b>Model</b><br>{card}</p>"
+        f"<p><b>Model</b><br>{card}<br><i>Help ▸ Model Card shows the whole card.</i></p>"
         f"<p><b>Intended use</b><br>{html.escape(intended_use())}</p>"
     )
 

@@ -48,6 +48,7 @@ from viewer.ui.import_log import ImportLog, ImportLogDialog
 from viewer.ui.jobs import JobTag, SliceReady, index_paths, load_tagged, make_thumbnails
 from viewer.ui.layouts import LayoutController
 from viewer.ui.measurement_controller import MeasurementController
+from viewer.ui.model_card_dialog import show_model_card
 from viewer.ui.preferences import PreferencesDialog
 from viewer.ui.progress import ProgressPanel
 from viewer.ui.receiver_controller import ReceiverController
@@ -327,6 +328,12 @@ class MainWindow(QMainWindow):
 
         help_menu = bar.addMenu("&Help")
         self.help_menu = help_menu
+        self.model_card_action = self._action(
+            help_menu,
+            "&Model Card",
+            lambda _=False: show_model_card(self, self.analysis.model_path),
+            tip="The whole card of the model Analyze uses: training data, what it misses by kind, robustness",
+        )
         self._action(help_menu, "&About GRU Viewer", lambda _=False: show_about(self))
         self._action(help_menu, "Keyboard && Mouse", self._show_help_message)
 
