@@ -126,6 +126,15 @@ def test_an_in_scope_series_keeps_its_finding(volume, model_file: Path):
     assert result.to_dict()["assessed"] is True and result.to_dict()["positive"] is result.positive
 
 
+def test_the_result_carries_what_the_cards_evaluations_missed_most(volume, model_file: Path):
+    model, card = load_model(model_file)
+    assert analyze_volume(volume, model, card).known_misses == []  # the test card has no evaluations
+    rows = [{"group": "volume < 0.5 ml", "what": "sensitivity", "series": 10, "correct": 4}]
+    evaluated = replace(card, evaluation={"by_group": rows}, evaluations=[{"by_group": rows}])
+    missed = analyze_volume(volume, model, evaluated).known_misses
+    assert [(g.group, g.series, g.correct) for g in missed] == [("volume < 0.5 ml", 20, 8)]
+
+
 def test_a_recentred_series_says_so_and_keeps_its_finding(volume, model_file: Path):
     from viewer.model.hu_centring import soft_tissue_median
 

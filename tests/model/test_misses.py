@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from viewer.model.misses import format_rates, rates_by_group, rates_markdown, wilson_interval
+from viewer.model.misses import (
+    format_rates,
+    misses_sentence,
+    rates_by_group,
+    rates_markdown,
+    weakest_groups,
+    wilson_interval,
+)
 from viewer.synth.bleeds import KINDS
 
 
@@ -66,3 +73,33 @@ def test_tables_show_every_row() -> None:
 def test_thresholds_at_the_ends(threshold: float) -> None:
     rows = rates_by_group([_Outcome(1, 0.5, (_les("subarachnoid", 2.0, 30.0),))], threshold, KINDS)
     assert rows[0].rate == (1.0 if threshold == 0.0 else 0.0)
+
+
+def _row(group: str, series: int, correct: int, what: str = "sensitivity") -> dict[str, Any]:
+    return {"group": group, "what": what, "series": series, "correct": correct}
+
+
+def test_the_weakest_groups_are_pooled_over_the_evaluations_and_named_in_words() -> None:
+    evaluations = [
+        {"by_group": [_row("volume < 0.5 ml", 8, 3), _row("subdural", 20, 20), _row("epidural", 3, 0)]},
+        {"by_group": [_row("volume < 0.5 ml", 16, 6), _row("contrast < +20 HU", 19, 8)]},
+        {"by_group": [_row("slices < 1.5 mm", 10, 7), _row("intraparenchymal", 20, 15)]},
+        {"by_group": [_row("slices < 1.5 mm", 10, 2, "specificity"), {"group": "bad"}, "not a row"]},
+        {},
+    ]
+    weak = weakest_groups(evaluations)
+    # 9 of 24 small bleeds pooled; epidural has too few series to say; subdural and intraparenchymal (0.75 <
+    # 0.8 but fourth) are left out by the limit of three; a specificity row is not a miss.
+    assert [(g.group, g.series, g.correct) for g in weak] == [
+        ("volume < 0.5 ml", 24, 9),
+        ("contrast < +20 HU", 19, 8),
+        ("slices < 1.5 mm", 10, 7),
+    ]
+    assert weak[0].low < 9 / 24 < weak[0].high
+    assert [g.group for g in weakest_groups(evaluations, limit=4)][-1] == "intraparenchymal"
+    assert misses_sentence(weakest_groups(evaluations, limit=4)) == (
+        "In its card's evaluations (synthetic phantoms) it most often misses bleeds of volume < 0.5 ml (9 of 24 "
+        "found); bleeds of contrast < +20 HU over brain (8 of 19 found); bleeds in slices < 1.5 mm (7 of 10 "
+        "found); intraparenchymal bleeds (15 of 20 found)."
+    )
+    assert weakest_groups([{"by_group": [_row("subdural", 20, 19)]}]) == [] and misses_sentence([]) == ""

@@ -27,6 +27,7 @@ from viewer.dicom.index import scan
 from viewer.dicom.readers import load_stack
 from viewer.errors import ViewerError
 from viewer.model.intended_use import UseWarning
+from viewer.model.misses import GroupRate
 from viewer.model.training_history import training_words
 from viewer.report import (
     ReportOptions,
@@ -148,6 +149,22 @@ def test_page_one_says_not_assessed_outside_intended_use(analysed) -> None:
     assert result.finding not in first and "threshold" not in first.split("Not assessed")[1][:200]
     rest = " ".join(" ".join(page.extract_text().split()) for page in pages[1:])
     assert "For study only: outside intended use" in rest and "Update gate z" in rest
+
+
+def test_page_one_says_what_the_model_misses_most(analysed) -> None:
+    volume, result, card = analysed
+    weak = [GroupRate("volume < 0.5 ml", "sensitivity", 31, 11, 11 / 31, 0.21, 0.53)]
+    first = " ".join(_first_page(build_report(volume, replace(result, known_misses=weak), card).pdf).split())
+    assert (
+        "does not exclude a bleed. In its card's evaluations (synthetic phantoms) it most often misses"
+        in first
+    )
+    assert "bleeds of volume < 0.5 ml (11 of 31 found)" in first
+    assert "most often misses" not in " ".join(_first_page(build_report(volume, result, card).pdf).split())
+
+
+def _first_page(pdf: bytes) -> str:
+    return PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
 
 
 def test_pdf_metadata_never_carries_patient_data(analysed, reports) -> None:

@@ -20,6 +20,7 @@ from viewer.errors import ViewerError
 from viewer.model import intended_use
 from viewer.model.card import card_path_for, default_model_paths, read_card
 from viewer.model.intended_use import UseWarning
+from viewer.model.misses import GroupRate
 from viewer.ui.error_dialog import relay
 from viewer.ui.help_page import AnalysisHelpDialog
 from viewer.ui.main_window import MainWindow
@@ -215,6 +216,24 @@ def test_an_in_scope_series_shows_its_finding_without_the_study_label(qtbot, pha
     panel = phantom.analysis.panel
     assert result.assessed and panel.finding_label.text() == result.finding
     assert "Probability" in panel.probability_label.text() and not panel.study_only_label.isVisible()
+
+
+def test_a_negative_finding_names_what_the_model_misses_most(qtbot, phantom: MainWindow) -> None:
+    result = analyze(qtbot, phantom)
+    panel = phantom.analysis.panel
+    weak = [GroupRate("contrast < +20 HU", "sensitivity", 35, 19, 19 / 35, 0.38, 0.70)]
+    negative = dataclasses.replace(result, probability=0.0, threshold=0.5, known_misses=weak)
+    panel._show_finding(negative)
+    assert panel.misses_label.isVisible()
+    assert "does not exclude a bleed" in panel.misses_label.text()
+    assert "bleeds of contrast < +20 HU over brain (19 of 35 found)" in panel.misses_label.text()
+    panel._show_finding(dataclasses.replace(negative, probability=0.9))  # a positive finding: not said
+    assert not panel.misses_label.isVisible()
+    panel._show_finding(dataclasses.replace(negative, known_misses=[]))  # a card without evaluations
+    assert not panel.misses_label.isVisible()
+    assert result.to_dict()["known_misses"] == [
+        {"group": g.group, "series": g.series, "found": g.correct} for g in result.known_misses
+    ]
 
 
 def test_clicking_a_plot_or_a_key_slice_goes_to_that_slice(qtbot, phantom: MainWindow) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from viewer.model.intended_use import UseWarning, is_assessable
+from viewer.model.misses import GroupRate
 
 #: What a result outside the model's intended use says instead of a finding.
 NOT_ASSESSED = "Not assessed: outside the model's intended use"
@@ -120,6 +121,9 @@ class AnalysisResult:
         Seconds per step: ``preprocess``, ``forward``, ``gates``, ``pixel``, ``total``.
     finished_at:
         When the analysis finished (local time, with its UTC offset).
+    known_misses:
+        The groups of bleeds the model most often missed in its card's evaluations
+        (:func:`~viewer.model.misses.weakest_groups`), said beside a negative finding.
     """
 
     identity: SeriesIdentity
@@ -139,6 +143,7 @@ class AnalysisResult:
     device_notice: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     finished_at: datetime | None = None
+    known_misses: list[GroupRate] = field(default_factory=list)
 
     @property
     def assessed(self) -> bool:
@@ -192,6 +197,9 @@ class AnalysisResult:
                 for w in self.warnings
             ],
             "model": {"name": self.model.name, "version": self.model.version, "sha256": self.model.sha256},
+            "known_misses": [
+                {"group": r.group, "series": r.series, "found": r.correct} for r in self.known_misses
+            ],
             "device": self.device,
             "device_notice": self.device_notice,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},

@@ -29,6 +29,7 @@ from viewer.model.explanations import (
     analyse_sequence,
 )
 from viewer.model.intended_use import UseWarning, check_series, size_refusal
+from viewer.model.misses import weakest_groups
 from viewer.model.network import SliceGRUNet, lse_weights
 from viewer.model.preprocess import Preprocessed, Preprocessor
 from viewer.progress import CancelFn, ProgressFn
@@ -207,6 +208,7 @@ def _run(
         device=describe_device(device),
         timings=timings,
         finished_at=datetime.now().astimezone(),
+        known_misses=weakest_groups([card.evaluation, *card.evaluations]),
     )
     return result, explainer
 

@@ -9,7 +9,7 @@ series without them count only in the thickness rows.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -122,6 +122,53 @@ def rates_by_group(outcomes: Sequence[Outcome], threshold: float, kinds: Sequenc
     return [_rate(k, "sensitivity", v) for k, v in ranked(groups)] + [
         _rate(k, "specificity", v) for k, v in ranked(normals)
     ]
+
+
+#: A group whose sensitivity, pooled over a card's evaluations, is under this is named beside a negative finding.
+WEAK_SENSITIVITY = 0.8
+#: ... when it holds at least this many bleed series (one miss in two says little).
+MIN_GROUP_SERIES = 5
+
+
+def weakest_groups(evaluations: Iterable[Mapping[str, Any]], limit: int = 3) -> list[GroupRate]:
+    """What a model misses most: the sensitivity rows (``by_group``) of its card's evaluations, pooled over them,
+    under :data:`WEAK_SENSITIVITY` with at least :data:`MIN_GROUP_SERIES` series, lowest rate first."""
+    counts: dict[str, list[int]] = {}
+    for evaluation in evaluations:
+        for row in evaluation.get("by_group") or []:
+            if not isinstance(row, Mapping) or row.get("what") != "sensitivity":
+                continue
+            try:
+                n, k = int(row["series"]), int(row["correct"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            total = counts.setdefault(str(row.get("group", "")), [0, 0])
+            total[0] += n
+            total[1] += k
+    weak = []
+    for group, (n, k) in counts.items():
+        if group and n >= MIN_GROUP_SERIES and k / n < WEAK_SENSITIVITY:
+            weak.append(GroupRate(group, "sensitivity", n, k, k / n, *wilson_interval(k, n)))
+    return sorted(weak, key=lambda r: (r.rate, -r.series))[:limit]
+
+
+def _bleeds(group: str) -> str:
+    """A group's name as words about bleeds: ``bleeds of volume < 0.5 ml``, ``intraparenchymal bleeds``."""
+    if group.startswith("volume "):
+        return f"bleeds of {group}"
+    if group.startswith("contrast "):
+        return f"bleeds of {group} over brain"
+    if group.startswith("slices "):
+        return f"bleeds in {group}"
+    return f"{group} bleeds"
+
+
+def misses_sentence(groups: Sequence[GroupRate]) -> str:
+    """``In its card's evaluations (synthetic phantoms) it most often misses …``, or ``""`` with no weak group."""
+    if not groups:
+        return ""
+    parts = [f"{_bleeds(g.group)} ({g.correct} of {g.series} found)" for g in groups]
+    return "In its card's evaluations (synthetic phantoms) it most often misses " + "; ".join(parts) + "."
 
 
 def format_rates(rows: Sequence[GroupRate]) -> str:

@@ -7,6 +7,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
 
 from viewer.dicom.identifiers import display_date, display_name, display_sex, display_time
+from viewer.model.misses import misses_sentence
 from viewer.model.training_history import training_words
 from viewer.report import styles as st
 from viewer.report.content import (
@@ -225,6 +226,7 @@ def _window_words(c: ReportContent) -> str:
 
 def disclaimer_block(c: ReportContent) -> list[Flowable]:
     training = training_words(c.card.training_data)
+    misses = misses_sentence(c.result.known_misses)
     return [
         boxed(
             [
@@ -232,8 +234,9 @@ def disclaimer_block(c: ReportContent) -> list[Flowable]:
                     "<b>Decision support only, not for diagnosis.</b> "
                     + text(
                         "This result comes from a research model and must not replace a qualified reader's review "
-                        "of the images; a result below the threshold does not exclude a bleed. The model is not a "
-                        f"medical device. Its training data: {training.rstrip('.')}."
+                        "of the images; a result below the threshold does not exclude a bleed."
+                        + (f" {misses}" if misses else "")
+                        + f" The model is not a medical device. Its training data: {training.rstrip('.')}."
                     ),
                     st.SMALL.clone("disc", textColor=st.INK),
                 )

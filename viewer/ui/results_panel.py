@@ -40,6 +40,7 @@ from viewer.analysis.display import (
 )
 from viewer.analysis.result import STUDY_ONLY, AnalysisResult
 from viewer.model.intended_use import UseWarning
+from viewer.model.misses import misses_sentence
 from viewer.ui import theme
 
 AXIS_WIDTH = 46
@@ -279,6 +280,10 @@ class ResultsPanel(QWidget):
         self.probability_label = QLabel()
         self.probability_label.setStyleSheet(f"font-size: 15px; color: {theme.TEXT};")
         self.probability_label.setWordWrap(True)
+        self.misses_label = QLabel()
+        self.misses_label.setWordWrap(True)
+        self.misses_label.setStyleSheet(f"color: {theme.DIM_TEXT};")
+        self.misses_label.hide()
         self.warnings_label = QLabel()
         self.warnings_label.setWordWrap(True)
         self.warnings_label.setTextFormat(Qt.TextFormat.RichText)
@@ -483,6 +488,7 @@ class ResultsPanel(QWidget):
         body.setSpacing(4)
         body.addWidget(self.finding_label)
         body.addWidget(self.probability_label)
+        body.addWidget(self.misses_label)
         body.addWidget(self.warnings_label)
         body.addWidget(self.notice_label)
         body.addWidget(self.info_label)
@@ -641,6 +647,14 @@ class ResultsPanel(QWidget):
         else:
             self.warnings_label.hide()
         self.study_only_label.setVisible(not assessed)
+        # A negative finding reassures; the reader should know which bleeds the model most often let through.
+        misses = misses_sentence(result.known_misses)
+        self.misses_label.setText(
+            f"A result below the threshold does not exclude a bleed. {misses} Help ▸ Model Card has every group."
+            if misses
+            else ""
+        )
+        self.misses_label.setVisible(bool(misses) and assessed and not result.positive)
 
     def show_result(self, result: AnalysisResult, current_slice: int = 0) -> None:
         """Display ``result`` (an AnalysisResult of the series on screen)."""
