@@ -163,6 +163,22 @@ def test_page_one_says_what_the_model_misses_most(analysed) -> None:
     assert "most often misses" not in " ".join(_first_page(build_report(volume, result, card).pdf).split())
 
 
+def test_the_model_section_shows_every_held_out_set_not_only_the_best(analysed) -> None:
+    volume, result, card = analysed
+    assert "Other held-out sets" not in _text(
+        build_report(volume, result, card).pdf
+    )  # the test card has none
+    wide = {
+        "title": "Held out: the wide family",
+        "metrics": {"studies": 200, "study_auroc": 0.9206, "sensitivity": 0.83},
+    }
+    text = " ".join(
+        _text(build_report(volume, result, replace(card, evaluations=[wide, {"title": "x"}])).pdf).split()
+    )
+    assert "Other held-out sets" in text and "Held out: the wide family 200 0.9206 0.8300 – –" in text
+    assert "x –" not in text  # an evaluation without metrics has no row
+
+
 def _first_page(pdf: bytes) -> str:
     return PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
 

@@ -310,17 +310,7 @@ def model_card_section(c: ReportContent) -> list[Flowable]:
             for k, v in card.metrics.items()
         ]
         metrics = Table(data, colWidths=[110 * mm, 30 * mm])
-        metrics.setStyle(
-            TableStyle(
-                [
-                    ("LINEBELOW", (0, 0), (-1, 0), 0.6, st.RULE),
-                    ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, st.BOX_BG]),
-                    ("LEFTPADDING", (0, 0), (-1, -1), 3),
-                    ("TOPPADDING", (0, 0), (-1, -1), 1.5),
-                    ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
-                ]
-            )
-        )
+        metrics.setStyle(_GRID)
         metrics.hAlign = "LEFT"
         out.append(KeepTogether([heading, metrics]))  # never a heading alone at the foot of a page
     else:
@@ -328,4 +318,55 @@ def model_card_section(c: ReportContent) -> list[Flowable]:
             "None recorded on the model card: the model has not been evaluated on held-out data.", st.BODY
         )
         out.append(KeepTogether([heading, none]))
+    return out + _further_evaluations(c)
+
+
+_GRID = TableStyle(
+    [
+        ("LINEBELOW", (0, 0), (-1, 0), 0.6, st.RULE),
+        ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, st.BOX_BG]),
+        ("LEFTPADDING", (0, 0), (-1, -1), 3),
+        ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+    ]
+)
+_HEADLINE = (
+    ("studies", "Series"),
+    ("study_auroc", "Study AUROC"),
+    ("sensitivity", "Sensitivity"),
+    ("specificity", "Specificity"),
+    ("slice_auroc", "Slice AUROC"),
+)
+
+
+def _further_evaluations(c: ReportContent) -> list[Flowable]:
+    """The card's other held-out sets in one table of headline scores (page 1 names the bleeds it misses most).
+
+    The main table above is one phantom family; a reader must see how the model does on the others (a family it
+    was not trained on among them) before trusting a finding, not only its best set.
+    """
+    rows = [e for e in c.card.evaluations if isinstance(e.get("metrics"), dict) and e["metrics"]]
+    out: list[Flowable] = []
+    if rows:
+        head = [p("Set", st.LABEL)] + [p(label, st.LABEL) for _k, label in _HEADLINE]
+        data = [head]
+        for e in rows:
+            m = e["metrics"]
+            data.append(
+                [p(str(e.get("title") or "Further evaluation"), st.VALUE)]
+                + [p(format_metric(k, m[k]) if k in m else "–", st.VALUE) for k, _label in _HEADLINE]
+            )
+        table = Table(data, colWidths=[64 * mm] + [22 * mm] * len(_HEADLINE))
+        table.setStyle(_GRID)
+        table.hAlign = "LEFT"
+        note = p(
+            "Sensitivity and specificity at the operating threshold. Each set's data and what the model misses "
+            "there, by bleed kind, size and contrast, are on the model card (Help ▸ Model Card in the viewer).",
+            st.SMALL,
+        )
+        out += [
+            Spacer(1, 3 * mm),
+            KeepTogether([p("Other held-out sets", st.H3), table, Spacer(1, 1 * mm), note]),
+        ]
     return out
