@@ -3,8 +3,9 @@ mean, and their limits."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QWidget
+
+from viewer.ui.text_dialog import TextDialog, show_non_modal
 
 HELP_HTML = """
 <h2>How to read the analysis</h2>
@@ -94,26 +95,14 @@ colour follows its probability, not the raw size of its gradient (which is small
 """
 
 
-class AnalysisHelpDialog(QDialog):
+class AnalysisHelpDialog(TextDialog):
     """A non-modal dialog with :data:`HELP_HTML` in a text browser."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("How to Read the Analysis")
-        self.browser = QTextBrowser()
-        self.browser.setOpenExternalLinks(False)
+        super().__init__("How to Read the Analysis", (640, 720), parent)
         self.browser.setHtml(HELP_HTML)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.close)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.browser)
-        layout.addWidget(buttons)
-        self.resize(640, 720)
 
 
 def show_analysis_help(parent: QWidget | None = None) -> AnalysisHelpDialog:
     """Open the help page (non-modal, deleted on close) and return it."""
-    dialog = AnalysisHelpDialog(parent)
-    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    dialog.show()
-    return dialog
+    return show_non_modal(AnalysisHelpDialog(parent))

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QWidget
 
 from viewer.errors import ViewerError
 from viewer.model.card import card_path_for, card_to_markdown, default_model_paths, read_card
 from viewer.ui.error_dialog import report_exception
+from viewer.ui.text_dialog import TextDialog, show_non_modal
 
 
 def model_card_text(weights: str | Path | None = None) -> tuple[str, str]:
@@ -31,21 +31,12 @@ def model_card_text(weights: str | Path | None = None) -> tuple[str, str]:
     return f"Model card: {card.name} {card.version}", card_to_markdown(card)
 
 
-class ModelCardDialog(QDialog):
+class ModelCardDialog(TextDialog):
     """A non-modal dialog with a model card's Markdown in a text browser (tables included)."""
 
     def __init__(self, title: str, markdown: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle(title)
-        self.browser = QTextBrowser()
-        self.browser.setOpenExternalLinks(False)
+        super().__init__(title, (960, 760), parent)
         self.browser.setMarkdown(markdown)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.close)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.browser)
-        layout.addWidget(buttons)
-        self.resize(960, 760)
 
 
 def show_model_card(parent: QWidget | None, weights: str | Path | None = None) -> ModelCardDialog | None:
@@ -55,7 +46,4 @@ def show_model_card(parent: QWidget | None, weights: str | Path | None = None) -
     except ViewerError as exc:
         report_exception(exc)
         return None
-    dialog = ModelCardDialog(title, markdown, parent)
-    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    dialog.show()
-    return dialog
+    return show_non_modal(ModelCardDialog(title, markdown, parent))
