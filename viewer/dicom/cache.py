@@ -2,8 +2,9 @@
 
 One SQLite database in the user cache dir (``GRU_VIEWER_CACHE_DIR`` overrides it), keyed by absolute path (the
 bytes the file system uses, so names that are not valid UTF-8 are kept exactly) and valid while the file's
-:class:`~viewer.dicom.file_stamp.FileStamp` (size, modification and status-change times) is unchanged. It stores the header as JSON (:meth:`InstanceHeader.to_json`) or the
-reason the file was skipped, so unreadable files are not re-read either.
+:class:`~viewer.dicom.file_stamp.FileStamp` (size, modification and status-change times) is unchanged. It
+stores the header as JSON (:meth:`InstanceHeader.to_json`) or the reason the file was skipped, so unreadable
+files are not re-read either.
 
 The cache is an optimisation and must never be the reason a scan fails: WAL mode lets two processes scan at
 once, a busy database is skipped rather than waited on for long, and a corrupt or foreign file is deleted and

@@ -374,7 +374,8 @@ def _indexed_source(
 
 def _read_indexed(header: InstanceHeader, buffers: list, offset: int) -> int | None:
     """Read ``buffers`` from ``offset`` of the header's file with one ``preadv`` (nothing when empty); the bytes
-    read, or None when the file is not the one indexed (another size, modification or status-change time) or cannot be read."""
+    read, or None when the file is not the one indexed (another size, modification or status-change time) or
+    cannot be read."""
     try:
         fd = os.open(header.path, os.O_RDONLY)
         try:

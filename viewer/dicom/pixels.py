@@ -546,7 +546,7 @@ class SourceFile:
         self.file_size = st.st_size
         ds = self.ds
         # The indexed header saves converting the same values again, as long as the file is the one indexed.
-        fresh = header is not None and header.stamp == FileStamp.of(st)
+        fresh = header is not None and header.stamp == stamp
         self.header = header if fresh else None
         if header is not None and fresh:
             self.transfer_syntax = header.transfer_syntax_uid or str(transfer_syntax)
